@@ -1,0 +1,37 @@
+// The NVRAM (battery-backed memory) interface of the hardware abstraction layer.
+// Drivers: linux/ (mmap of a file or /dev/pmem0 through the addon; I2C FRAM), sim/, rig/.
+
+export const NvramErrorCode = {
+  outOfRange: 'ERR_NVRAM_OUT_OF_RANGE',
+  invalidArgument: 'ERR_NVRAM_INVALID_ARGUMENT',
+  closed: 'ERR_NVRAM_CLOSED',
+  io: 'ERR_NVRAM_IO',
+} as const;
+
+/**
+ * Battery-backed memory.
+ *
+ * Contract (test/contract/nvram.contract.ts):
+ * - Byte addressed: any `offset`/`length` within `sizeBytes` is valid; anything else throws
+ *   synchronously with `ERR_NVRAM_OUT_OF_RANGE` (or `ERR_NVRAM_INVALID_ARGUMENT` for a
+ *   non-integer / negative value) and changes nothing.
+ * - `write` stores the bytes; they are readable at once. A completed store into NVRAM is
+ *   durable across a power cut **while the battery is good**, once `persist` covering it
+ *   has returned. `persist` is a store fence (cheap: no disk flush) unless the driver was
+ *   opened in `msync` mode for a file on a host that may itself crash.
+ * - A power cut tears at most the writes not yet covered by `persist`; 8-byte aligned
+ *   stores of 8 bytes or less are never torn.
+ * - If the battery has failed, the whole content is lost at the next power cut (the sim and
+ *   rig drivers model this; real hardware reports it through the battery gauge).
+ * - `read` returns a copy the caller owns.
+ * - Calls after `close` throw `ERR_NVRAM_CLOSED`; `close` is idempotent.
+ */
+export interface Nvram {
+  readonly name: string;
+  readonly sizeBytes: number;
+  read(offset: number, length: number): Uint8Array;
+  write(offset: number, data: Uint8Array): void;
+  /** Makes every completed `write` in [offset, offset+length) (default: all) durable. */
+  persist(offset?: number, length?: number): Promise<void>;
+  close(): Promise<void>;
+}
