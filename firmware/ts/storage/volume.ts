@@ -1,0 +1,41 @@
+// The interface between the RAID layer (storage/raid) and the file system (storage/fs):
+// a volume of 4 KiB blocks that prefers full-stripe writes.
+
+export const VolumeErrorCode = {
+  outOfRange: 'ERR_VOLUME_OUT_OF_RANGE',
+  /** More disks failed than the parity can cover: the volume is offline, never corrupted. */
+  offline: 'ERR_VOLUME_OFFLINE',
+  /** The data could not be read or reconstructed. */
+  io: 'ERR_VOLUME_IO',
+  notFullStripe: 'ERR_VOLUME_NOT_FULL_STRIPE',
+} as const;
+
+export type VolumeState = 'normal' | 'degraded' | 'rebuilding' | 'offline';
+
+export interface VolumeStatus {
+  state: VolumeState;
+  disks: Array<{ name: string; role: 'data' | 'parity' | 'spare'; state: 'ok' | 'failed' | 'rebuilding' | 'missing' }>;
+  /** 0..1 while rebuilding. */
+  rebuildProgress?: number;
+}
+
+/**
+ * A RAID volume of `blockCount` blocks of `blockSize` (4096) bytes.
+ *
+ * - Blocks are numbered 0..blockCount-1. A stripe is `stripeBlocks` consecutive blocks
+ *   starting at a multiple of `stripeBlocks`; `writeStripes` takes whole stripes only, so
+ *   parity is always written together with its data (no RAID write hole).
+ * - `readBlocks` reconstructs from parity when a disk is missing or returns an error, and
+ *   repairs a bad sector it reconstructed.
+ * - `flush` is a durability barrier over every member disk.
+ */
+export interface Volume {
+  readonly blockSize: number;
+  readonly blockCount: number;
+  readonly stripeBlocks: number;
+  readBlocks(firstBlock: number, count: number): Promise<Uint8Array>;
+  /** Writes `data` (a whole number of stripes) at `firstBlock` (a stripe boundary). */
+  writeStripes(firstBlock: number, data: Uint8Array): Promise<void>;
+  flush(): Promise<void>;
+  status(): VolumeStatus;
+}
