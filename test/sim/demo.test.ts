@@ -1,0 +1,94 @@
+// The simulation runner end to end (as a child process, the way CI and engineers run it) and
+// the demo area: same seed twice gives byte-identical output; a failure prints its seed and
+// the command that reproduces it; the demo's checker catches a planted durability bug.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { runDemoSeed } from '../../firmware/ts/sim/areas/demo.ts';
+
+const repo = resolve(import.meta.dirname, '../..');
+const tsx = join(repo, 'node_modules/.bin/tsx');
+
+function runSim(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(tsx, ['tools/sim/run.ts', ...args], { cwd: repo, timeout: 60_000 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
+      done({ code, stdout, stderr });
+    });
+  });
+}
+
+let fixtureDir = '';
+beforeAll(async () => {
+  fixtureDir = await mkdtemp(join(tmpdir(), 'twinblade-sim-'));
+  // A stand-in area that fails on every seed divisible by 3, to check the failure report.
+  await writeFile(
+    join(fixtureDir, 'flaky.ts'),
+    `export const area = { name: 'flaky', description: 'fails on multiples of 3',
+      async runSeed(seed, log) { log('seed ' + seed); return seed % 3 === 0 ? { ok: false, reason: 'checker: seed ' + seed + '\\nwas bad' } : { ok: true }; } };\n`,
+  );
+  await writeFile(join(fixtureDir, 'thrower.ts'), `export const area = { name: 'thrower', description: 'throws', async runSeed(seed) { if (seed === 2) throw new RangeError('kaput'); return { ok: true }; } };\n`);
+});
+afterAll(async () => {
+  await rm(fixtureDir, { recursive: true, force: true });
+});
+
+describe('npm run sim', () => {
+  it('gives byte-identical output when one seed runs twice', async () => {
+    const first = await runSim(['--area', 'demo', '--seed', '42', '--verbose']);
+    const second = await runSim(['--area', 'demo', '--seed', '42', '--verbose']);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toBe(second.stdout);
+    expect(first.stdout).toContain('[demo 42]');
+    expect(first.stdout.trimEnd().split('\n').at(-1)).toBe('sim: 1 passed, 0 failed');
+  });
+
+  it('passes 30 demo seeds and ends with the summary line', async () => {
+    const r = await runSim(['--area', 'demo', '--seeds', '30']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('sim: 30 passed, 0 failed');
+  });
+
+  it('prints each failure with its seed and reproduce command, and exits 1', async () => {
+    const r = await runSim(['--areas-dir', fixtureDir, '--seeds', '4', '--base', '2']);
+    expect(r.code).toBe(1);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines).toContain('FAIL flaky seed=3: checker: seed 3 was bad');
+    expect(lines).toContain(`  reproduce: npm run sim -- --area flaky --seed 3 --verbose --areas-dir ${fixtureDir}`);
+    expect(lines).toContain('FAIL thrower seed=2: threw RangeError: kaput');
+    expect(lines).toContain('area flaky: 3 passed, 1 failed');
+    // Seeds 2 (thrower) and 3 (flaky) failed; 4 and 5 passed everywhere.
+    expect(lines.at(-1)).toBe('sim: 2 passed, 2 failed');
+  });
+
+  it('rejects an unknown area with the list of areas (exit 2)', async () => {
+    const r = await runSim(['--areas-dir', fixtureDir, '--area', 'nope']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toContain('available: flaky, thrower');
+  });
+});
+
+describe('demo area', () => {
+  it('its checker catches a WAL that acknowledges before flushing', async () => {
+    let failures = 0;
+    for (let seed = 1; seed <= 20; seed++) {
+      const o = await runDemoSeed(seed, () => undefined, { ackBeforeFlush: true });
+      if (!o.ok) {
+        failures++;
+        expect(o.reason).toMatch(/acknowledged durable/);
+      }
+    }
+    expect(failures).toBeGreaterThan(0);
+  });
+
+  it('survives many power cuts in a row', async () => {
+    for (let seed = 100; seed < 110; seed++) {
+      const lines: string[] = [];
+      const o = await runDemoSeed(seed, (l) => lines.push(l), { boots: 6 });
+      expect(o, lines.join('\n')).toEqual({ ok: true });
+      expect(lines.filter((l) => l.includes('power cut'))).toHaveLength(5);
+    }
+  });
+});

@@ -1,0 +1,109 @@
+// Unit tests of the simulated message network: delivery, loss, duplication, FIFO, cuts, partitions.
+import { describe, expect, it } from 'vitest';
+import { Simulation } from '../../firmware/ts/sim/kernel.ts';
+import { SimNetwork } from '../../firmware/ts/sim/network.ts';
+
+function setup(seed: number, profile: ConstructorParameters<typeof SimNetwork>[1] = {}) {
+  const sim = new Simulation({ seed });
+  const net = new SimNetwork({ timers: sim.timers, prng: sim.fork(), clock: sim.clock }, profile);
+  const a = net.endpoint('a');
+  const b = net.endpoint('b');
+  const got: number[] = [];
+  b.onMessage((from, data) => {
+    expect(from).toBe('a');
+    got.push(data[0] as number);
+  });
+  return { sim, net, a, b, got };
+}
+
+describe('SimNetwork', () => {
+  it('delivers copies after the link latency', async () => {
+    const { sim, a, got } = setup(1, { defaultProfile: { latency: { minMs: 5, maxMs: 5 } } });
+    const msg = new Uint8Array([7]);
+    a.send('b', msg);
+    msg[0] = 9; // the sender may reuse its buffer at once
+    await sim.runUntil(4);
+    expect(got).toEqual([]);
+    await sim.runUntil(6);
+    expect(got).toEqual([7]);
+  });
+
+  it('keeps FIFO order on a fifo direction even with random latency', async () => {
+    const { sim, a, got } = setup(2, { defaultProfile: { latency: { minMs: 0, maxMs: 10 }, fifo: true } });
+    for (let i = 0; i < 100; i++) a.send('b', new Uint8Array([i]));
+    await sim.runUntil(1000);
+    expect(got).toEqual(Array.from({ length: 100 }, (_, i) => i));
+  });
+
+  it('reorders on a non-fifo direction', async () => {
+    const { sim, a, got } = setup(3, { defaultProfile: { latency: { minMs: 0, maxMs: 10 } } });
+    for (let i = 0; i < 100; i++) a.send('b', new Uint8Array([i]));
+    await sim.runUntil(1000);
+    expect(got).toHaveLength(100);
+    expect(got).not.toEqual([...got].sort((x, y) => x - y));
+  });
+
+  it('loses and duplicates messages at the configured rates', async () => {
+    const { sim, net, a, got } = setup(4, { defaultProfile: { lossProbability: 0.3, duplicateProbability: 0.2 } });
+    for (let i = 0; i < 1000; i++) a.send('b', new Uint8Array([i & 0xff]));
+    await sim.runUntil(1000);
+    expect(net.stats.dropped).toBeGreaterThan(200);
+    expect(net.stats.dropped).toBeLessThan(400);
+    expect(net.stats.duplicated).toBeGreaterThan(80);
+    expect(got.length).toBe(net.stats.delivered);
+    expect(net.stats.delivered).toBe(1000 - net.stats.dropped + net.stats.duplicated);
+  });
+
+  it('a cut drops new and in-flight messages until restored; one-way cuts are one-way', async () => {
+    const { sim, net, a, b, got } = setup(5, { defaultProfile: { latency: { minMs: 5, maxMs: 5 } } });
+    const back: number[] = [];
+    a.onMessage((_f, d) => back.push(d[0] as number));
+    a.send('b', new Uint8Array([1]));
+    await sim.runUntil(1);
+    net.cut('a', 'b');
+    a.send('b', new Uint8Array([2]));
+    await sim.runUntil(20);
+    expect(got).toEqual([]);
+    net.restore('a', 'b');
+    net.cutOneWay('a', 'b');
+    a.send('b', new Uint8Array([3]));
+    b.send('a', new Uint8Array([4]));
+    await sim.runUntil(40);
+    expect(got).toEqual([]);
+    expect(back).toEqual([4]);
+    net.restore('a', 'b');
+    a.send('b', new Uint8Array([5]));
+    await sim.runUntil(60);
+    expect(got).toEqual([5]);
+  });
+
+  it('partitions split groups, isolate unlisted endpoints, and heal', async () => {
+    const { sim, net, a, got } = setup(6);
+    const c = net.endpoint('c');
+    const atC: string[] = [];
+    c.onMessage((from) => atC.push(from));
+    net.partition([['a', 'c'], ['b']]);
+    a.send('b', new Uint8Array([1]));
+    a.send('c', new Uint8Array([1]));
+    net.endpoint('d').send('c', new Uint8Array([1]));
+    await sim.runUntil(10);
+    expect(got).toEqual([]);
+    expect(atC).toEqual(['a']);
+    expect(() => net.partition([['a'], ['a']])).toThrow(/two partition groups/);
+    net.heal();
+    a.send('b', new Uint8Array([2]));
+    await sim.runUntil(20);
+    expect(got).toEqual([2]);
+  });
+
+  it('a down endpoint neither sends nor receives', async () => {
+    const { sim, net, a, got } = setup(7);
+    net.setUp('b', false);
+    a.send('b', new Uint8Array([1]));
+    await sim.runUntil(10);
+    net.setUp('b', true);
+    a.send('b', new Uint8Array([2]));
+    await sim.runUntil(20);
+    expect(got).toEqual([2]);
+  });
+});
