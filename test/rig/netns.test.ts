@@ -1,7 +1,7 @@
 // The rig's network namespaces: blades and the client reach each other over the bridges,
 // the host reaches the client network, and a powered-off blade's ports carry nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createTopology, destroyTopology, inNamespace, setBladePorts, topology } from '../../rig/net/topology.ts';
 
@@ -16,12 +16,11 @@ async function tcpProbe(fromNs: string | undefined, host: string, port: number):
 }
 
 describe('rig networks (namespaces, veth, bridges)', () => {
-  let server: ReturnType<typeof import('node:child_process').spawn> | undefined;
+  let server: ChildProcess | undefined;
   beforeAll(async () => {
     await createTopology(t);
     const addr = t.bladeAddress('a', 'net1');
     await run('ip', ['netns', 'exec', t.namespaces.a, 'ip', 'addr', 'add', `${addr}/24`, 'dev', t.ifname.net1]);
-    const { spawn } = await import('node:child_process');
     const [cmd, ...args] = inNamespace(t, 'a', [process.execPath, '-e', `require('net').createServer(s=>s.end('blade-a')).listen(7001,'${addr}')`]);
     server = spawn(cmd as string, args, { stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 700));
