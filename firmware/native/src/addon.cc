@@ -1,13 +1,576 @@
-// twinblade native addon: the few syscalls Node lacks (placeholder until the HAL work lands).
+// twinblade native addon: the few syscalls Node lacks (O_DIRECT I/O on aligned buffers, mmap,
+// block-device ioctls, openpty, a store fence, hardware CRC32C). Thin by design: every call
+// checks its arguments, does one syscall, and reports errno as an Error with code/errno/syscall.
 #include <napi.h>
 
-static Napi::Value Version(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), 1);
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <pty.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// Errors
+
+const char* ErrnoName(int e) {
+  switch (e) {
+    case EPERM: return "EPERM";
+    case ENOENT: return "ENOENT";
+    case EINTR: return "EINTR";
+    case EIO: return "EIO";
+    case ENXIO: return "ENXIO";
+    case EBADF: return "EBADF";
+    case EAGAIN: return "EAGAIN";
+    case ENOMEM: return "ENOMEM";
+    case EACCES: return "EACCES";
+    case EFAULT: return "EFAULT";
+    case EBUSY: return "EBUSY";
+    case EEXIST: return "EEXIST";
+    case ENODEV: return "ENODEV";
+    case ENOTDIR: return "ENOTDIR";
+    case EISDIR: return "EISDIR";
+    case EINVAL: return "EINVAL";
+    case ENFILE: return "ENFILE";
+    case EMFILE: return "EMFILE";
+    case ENOTTY: return "ENOTTY";
+    case EFBIG: return "EFBIG";
+    case ENOSPC: return "ENOSPC";
+    case ESPIPE: return "ESPIPE";
+    case EROFS: return "EROFS";
+    case EPIPE: return "EPIPE";
+    case ERANGE: return "ERANGE";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case ENOSYS: return "ENOSYS";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case EOVERFLOW: return "EOVERFLOW";
+    case ENOMEDIUM: return "ENOMEDIUM";
+    case EREMOTEIO: return "EREMOTEIO";
+    case EDQUOT: return "EDQUOT";
+    default: return "EUNKNOWN";
+  }
 }
 
-static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+// Node's own fs errors carry a negative errno (libuv style); ours do the same so that a
+// caller can treat both alike.
+Napi::Error ErrnoError(Napi::Env env, int e, const char* syscall, const std::string& path = "") {
+  std::string msg = std::string(ErrnoName(e)) + ": " + std::strerror(e) + ", " + syscall;
+  if (!path.empty()) msg += " '" + path + "'";
+  Napi::Error err = Napi::Error::New(env, msg);
+  err.Set("code", Napi::String::New(env, ErrnoName(e)));
+  err.Set("errno", Napi::Number::New(env, -e));
+  err.Set("syscall", Napi::String::New(env, syscall));
+  if (!path.empty()) err.Set("path", Napi::String::New(env, path));
+  return err;
+}
+
+Napi::Value ThrowType(Napi::Env env, const std::string& msg) {
+  Napi::TypeError err = Napi::TypeError::New(env, msg);
+  err.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_TYPE"));
+  err.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Value ThrowRange(Napi::Env env, const std::string& msg) {
+  Napi::RangeError err = Napi::RangeError::New(env, msg);
+  err.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
+  err.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// ---------------------------------------------------------------------------------------
+// Argument helpers. JS numbers are doubles: offsets up to 2^53 are exact.
+
+constexpr double kMaxSafeInteger = 9007199254740991.0;
+
+bool GetNonNegInt(const Napi::CallbackInfo& info, size_t i, const char* what, int64_t* out) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= i || !info[i].IsNumber()) {
+    ThrowType(env, std::string(what) + " must be a number");
+    return false;
+  }
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (!(d >= 0) || d > kMaxSafeInteger || d != static_cast<double>(static_cast<int64_t>(d))) {
+    ThrowRange(env, std::string(what) + " must be a non-negative safe integer");
+    return false;
+  }
+  *out = static_cast<int64_t>(d);
+  return true;
+}
+
+bool GetFd(const Napi::CallbackInfo& info, size_t i, int* out) {
+  int64_t v = 0;
+  if (!GetNonNegInt(info, i, "fd", &v)) return false;
+  if (v > INT32_MAX) {
+    ThrowRange(info.Env(), "fd out of range");
+    return false;
+  }
+  *out = static_cast<int>(v);
+  return true;
+}
+
+// Any TypedArray or DataView: its bytes [byteOffset, byteOffset + byteLength).
+bool GetBytes(const Napi::CallbackInfo& info, size_t i, const char* what, uint8_t** data, size_t* len) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= i) {
+    ThrowType(env, std::string(what) + " must be a Uint8Array");
+    return false;
+  }
+  Napi::Value v = info[i];
+  if (v.IsTypedArray()) {
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    Napi::ArrayBuffer ab = ta.ArrayBuffer();
+    *data = static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset();
+    *len = ta.ByteLength();
+    return true;
+  }
+  if (v.IsDataView()) {
+    Napi::DataView dv = v.As<Napi::DataView>();
+    *data = static_cast<uint8_t*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
+    *len = dv.ByteLength();
+    return true;
+  }
+  ThrowType(env, std::string(what) + " must be a Uint8Array");
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------
+// Aligned buffers
+
+bool IsPowerOfTwo(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
+
+void FreeAligned(Napi::Env /*env*/, uint8_t* data) { std::free(data); }
+
+// allocAligned(size, alignment = 4096): a zeroed Buffer whose memory is aligned for O_DIRECT.
+Napi::Value AllocAligned(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t size = 0;
+  int64_t alignment = 4096;
+  if (!GetNonNegInt(info, 0, "size", &size)) return env.Undefined();
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    if (!GetNonNegInt(info, 1, "alignment", &alignment)) return env.Undefined();
+  }
+  if (!IsPowerOfTwo(alignment) || alignment < static_cast<int64_t>(sizeof(void*)) || alignment > (1 << 21)) {
+    return ThrowRange(env, "alignment must be a power of two between 8 and 2 MiB");
+  }
+  if (size > (int64_t{1} << 32)) return ThrowRange(env, "size must be at most 4 GiB");
+  void* p = nullptr;
+  // A zero-size request still gets a real allocation so that the finalizer has one shape.
+  int rc = posix_memalign(&p, static_cast<size_t>(alignment), size == 0 ? static_cast<size_t>(alignment) : static_cast<size_t>(size));
+  if (rc != 0) {
+    ErrnoError(env, rc, "posix_memalign").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::memset(p, 0, static_cast<size_t>(size));
+  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(p), static_cast<size_t>(size), FreeAligned);
+}
+
+// isAligned(view, alignment): whether the view's first byte sits on an `alignment` boundary.
+Napi::Value IsAligned(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* data = nullptr;
+  size_t len = 0;
+  int64_t alignment = 0;
+  if (!GetBytes(info, 0, "view", &data, &len)) return env.Undefined();
+  if (!GetNonNegInt(info, 1, "alignment", &alignment)) return env.Undefined();
+  if (!IsPowerOfTwo(alignment)) return ThrowRange(env, "alignment must be a power of two");
+  return Napi::Boolean::New(env, (reinterpret_cast<uintptr_t>(data) & static_cast<uintptr_t>(alignment - 1)) == 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Opening and block-device information (synchronous: these never wait for the medium).
+
+// openDirect(path, writable): an fd opened with O_DIRECT | O_CLOEXEC. A file system that
+// refuses O_DIRECT (tmpfs) fails with EINVAL; the caller decides whether to fall back.
+Napi::Value OpenDirect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsBoolean()) {
+    return ThrowType(env, "openDirect(path: string, writable: boolean)");
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  if (path.empty() || path.find('\0') != std::string::npos) return ThrowType(env, "path must be a non-empty string");
+  bool writable = info[1].As<Napi::Boolean>().Value();
+  int flags = (writable ? O_RDWR : O_RDONLY) | O_DIRECT | O_CLOEXEC;
+  int fd;
+  do {
+    fd = ::open(path.c_str(), flags);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    ErrnoError(env, errno, "open", path).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// blockDeviceInfo(fd): { sizeBytes, logicalSectorSize, physicalSectorSize } of a block device.
+Napi::Value BlockDeviceInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  if (!GetFd(info, 0, &fd)) return env.Undefined();
+  uint64_t size = 0;
+  int logical = 0;
+  unsigned int physical = 0;
+  if (ioctl(fd, BLKGETSIZE64, &size) != 0) {
+    ErrnoError(env, errno, "ioctl(BLKGETSIZE64)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (ioctl(fd, BLKSSZGET, &logical) != 0) {
+    ErrnoError(env, errno, "ioctl(BLKSSZGET)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (ioctl(fd, BLKPBSZGET, &physical) != 0) physical = static_cast<unsigned int>(logical);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("sizeBytes", Napi::Number::New(env, static_cast<double>(size)));
+  out.Set("logicalSectorSize", Napi::Number::New(env, logical));
+  out.Set("physicalSectorSize", Napi::Number::New(env, physical));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Asynchronous I/O: each call runs one syscall (loop) on the libuv thread pool and settles a
+// Promise. The JS buffer is held by a reference until the worker completes.
+
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  explicit PromiseWorker(Napi::Env env, const char* syscall)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), syscall_(syscall) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (errno_ != 0) {
+      deferred_.Reject(ErrnoError(env, errno_, syscall_).Value());
+    } else {
+      deferred_.Resolve(Result(env));
+    }
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  virtual Napi::Value Result(Napi::Env env) { return env.Undefined(); }
+
+  Napi::Promise::Deferred deferred_;
+  const char* syscall_;
+  int errno_ = 0;
+};
+
+class IoWorker : public PromiseWorker {
+ public:
+  IoWorker(Napi::Env env, bool write, int fd, Napi::Value view, uint8_t* data, size_t len, int64_t position)
+      : PromiseWorker(env, write ? "pwrite" : "pread"),
+        write_(write), fd_(fd), data_(data), len_(len), position_(position) {
+    view_ = Napi::Persistent(view.As<Napi::Object>());
+  }
+
+ protected:
+  // Loops over short transfers; stops at end of file on a read (the result says how much).
+  void Execute() override {
+    size_t done = 0;
+    while (done < len_) {
+      ssize_t n = write_ ? ::pwrite(fd_, data_ + done, len_ - done, position_ + static_cast<int64_t>(done))
+                         : ::pread(fd_, data_ + done, len_ - done, position_ + static_cast<int64_t>(done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        errno_ = errno;
+        return;
+      }
+      if (n == 0) break;
+      done += static_cast<size_t>(n);
+    }
+    done_ = done;
+  }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(done_)); }
+
+ private:
+  bool write_;
+  int fd_;
+  uint8_t* data_;
+  size_t len_;
+  int64_t position_;
+  size_t done_ = 0;
+  Napi::ObjectReference view_;
+};
+
+Napi::Value DoIo(const Napi::CallbackInfo& info, bool write) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  uint8_t* data = nullptr;
+  size_t len = 0;
+  int64_t position = 0;
+  if (!GetFd(info, 0, &fd)) return env.Undefined();
+  if (!GetBytes(info, 1, "buffer", &data, &len)) return env.Undefined();
+  if (!GetNonNegInt(info, 2, "position", &position)) return env.Undefined();
+  auto* w = new IoWorker(env, write, fd, info[1], data, len, position);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// pread(fd, buffer, position): Promise<bytesRead>. pwrite(fd, buffer, position): Promise<bytesWritten>.
+Napi::Value Pread(const Napi::CallbackInfo& info) { return DoIo(info, false); }
+Napi::Value Pwrite(const Napi::CallbackInfo& info) { return DoIo(info, true); }
+
+class FdatasyncWorker : public PromiseWorker {
+ public:
+  FdatasyncWorker(Napi::Env env, int fd) : PromiseWorker(env, "fdatasync"), fd_(fd) {}
+
+ protected:
+  void Execute() override {
+    int rc;
+    do {
+      rc = ::fdatasync(fd_);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) errno_ = errno;
+  }
+
+ private:
+  int fd_;
+};
+
+// fdatasync(fd): Promise<void>.
+Napi::Value Fdatasync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  if (!GetFd(info, 0, &fd)) return env.Undefined();
+  auto* w = new FdatasyncWorker(env, fd);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared mappings. A mapping is an external ArrayBuffer; `munmap` unmaps and detaches it (so
+// a stale view reads as empty rather than faulting); otherwise the finalizer unmaps it.
+
+struct Mapping {
+  void* addr;
+  size_t length;
+  bool mapped;
+};
+
+// Keyed by the mapping's address; touched only on the JS thread.
+std::map<void*, Mapping*>& Mappings() {
+  static std::map<void*, Mapping*> m;
+  return m;
+}
+
+void FinalizeMapping(Napi::Env /*env*/, void* /*data*/, Mapping* m) {
+  if (m->mapped) ::munmap(m->addr, m->length);
+  auto it = Mappings().find(m->addr);
+  if (it != Mappings().end() && it->second == m) Mappings().erase(it);
+  delete m;
+}
+
+// mmap(fd, length, writable = true): a MAP_SHARED mapping of [0, length) of fd.
+Napi::Value Mmap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  int64_t length = 0;
+  if (!GetFd(info, 0, &fd)) return env.Undefined();
+  if (!GetNonNegInt(info, 1, "length", &length)) return env.Undefined();
+  bool writable = true;
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    if (!info[2].IsBoolean()) return ThrowType(env, "writable must be a boolean");
+    writable = info[2].As<Napi::Boolean>().Value();
+  }
+  if (length == 0) return ThrowRange(env, "length must be positive");
+  int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+  void* addr = ::mmap(nullptr, static_cast<size_t>(length), prot, MAP_SHARED, fd, 0);
+  if (addr == MAP_FAILED) {
+    ErrnoError(env, errno, "mmap").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto* m = new Mapping{addr, static_cast<size_t>(length), true};
+  Mappings()[addr] = m;
+  return Napi::ArrayBuffer::New(env, addr, static_cast<size_t>(length), FinalizeMapping, m);
+}
+
+Mapping* FindMapping(const Napi::CallbackInfo& info, Napi::ArrayBuffer* ab) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) {
+    ThrowType(env, "mapping must be the ArrayBuffer returned by mmap");
+    return nullptr;
+  }
+  *ab = info[0].As<Napi::ArrayBuffer>();
+  auto it = Mappings().find(ab->Data());
+  if (ab->ByteLength() == 0 || it == Mappings().end() || !it->second->mapped) {
+    ThrowType(env, "mapping must be a live ArrayBuffer returned by mmap");
+    return nullptr;
+  }
+  return it->second;
+}
+
+// munmap(mapping): unmaps now and detaches the ArrayBuffer.
+Napi::Value Munmap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::ArrayBuffer ab;
+  Mapping* m = FindMapping(info, &ab);
+  if (m == nullptr) return env.Undefined();
+  if (::munmap(m->addr, m->length) != 0) {
+    ErrnoError(env, errno, "munmap").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  m->mapped = false;
+  Mappings().erase(m->addr);
+  ab.Detach();
+  return env.Undefined();
+}
+
+class MsyncWorker : public PromiseWorker {
+ public:
+  MsyncWorker(Napi::Env env, Napi::ArrayBuffer ab, void* addr, size_t len, int flags)
+      : PromiseWorker(env, "msync"), addr_(addr), len_(len), flags_(flags) {
+    ab_ = Napi::Persistent(ab);
+  }
+
+ protected:
+  void Execute() override {
+    if (::msync(addr_, len_, flags_) != 0) errno_ = errno;
+  }
+
+ private:
+  void* addr_;
+  size_t len_;
+  int flags_;
+  Napi::Reference<Napi::ArrayBuffer> ab_;
+};
+
+// msync(mapping, offset, length, sync): Promise<void>; the range is widened to whole pages.
+Napi::Value Msync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::ArrayBuffer ab;
+  Mapping* m = FindMapping(info, &ab);
+  if (m == nullptr) return env.Undefined();
+  int64_t offset = 0;
+  int64_t length = 0;
+  if (!GetNonNegInt(info, 1, "offset", &offset)) return env.Undefined();
+  if (!GetNonNegInt(info, 2, "length", &length)) return env.Undefined();
+  if (info.Length() < 4 || !info[3].IsBoolean()) return ThrowType(env, "sync must be a boolean");
+  if (static_cast<uint64_t>(offset) + static_cast<uint64_t>(length) > m->length) {
+    return ThrowRange(env, "msync range outside the mapping");
+  }
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t start = reinterpret_cast<uintptr_t>(m->addr) + static_cast<uintptr_t>(offset);
+  uintptr_t end = start + static_cast<uintptr_t>(length);
+  start &= ~(page - 1);
+  int flags = info[3].As<Napi::Boolean>().Value() ? MS_SYNC : MS_ASYNC;
+  auto* w = new MsyncWorker(env, ab, reinterpret_cast<void*>(start), end - start, flags);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// storeFence(): a full memory fence. Stores issued before it are globally visible (and, on
+// battery-backed memory, durable) before any store issued after it.
+Napi::Value StoreFence(const Napi::CallbackInfo& info) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return info.Env().Undefined();
+}
+
+// ---------------------------------------------------------------------------------------
+// CRC32C
+
+// crc32c(data, seed = 0): unsigned CRC32C continuing from `seed`, same as core/crc32c.ts.
+Napi::Value Crc32c(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* data = nullptr;
+  size_t len = 0;
+  if (!GetBytes(info, 0, "data", &data, &len)) return env.Undefined();
+  uint32_t seed = 0;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    int64_t s = 0;
+    if (!GetNonNegInt(info, 1, "seed", &s)) return env.Undefined();
+    if (s > 0xffffffffLL) return ThrowRange(env, "seed must be an unsigned 32-bit integer");
+    seed = static_cast<uint32_t>(s);
+  }
+  return Napi::Number::New(env, twinblade::Crc32c(data, len, seed));
+}
+
+// crc32cPortable(data, seed = 0): the table fallback, exposed so tests can compare both paths.
+Napi::Value Crc32cPortable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* data = nullptr;
+  size_t len = 0;
+  if (!GetBytes(info, 0, "data", &data, &len)) return env.Undefined();
+  uint32_t seed = 0;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    int64_t s = 0;
+    if (!GetNonNegInt(info, 1, "seed", &s)) return env.Undefined();
+    if (s > 0xffffffffLL) return ThrowRange(env, "seed must be an unsigned 32-bit integer");
+    seed = static_cast<uint32_t>(s);
+  }
+  return Napi::Number::New(env, twinblade::Crc32cPortable(data, len, seed));
+}
+
+// ---------------------------------------------------------------------------------------
+// Pseudo-terminals
+
+// openpty(): { master, slave, slavePath }, both ends raw (cfmakeraw) and close-on-exec.
+Napi::Value OpenPty(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int master = -1;
+  int slave = -1;
+  char name[256] = {0};
+  struct termios tio;
+  std::memset(&tio, 0, sizeof tio);
+  cfmakeraw(&tio);
+  if (::openpty(&master, &slave, name, &tio, nullptr) != 0) {
+    ErrnoError(env, errno, "openpty").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  // openpty applies the termios to the slave; the master gets the same raw settings so that
+  // neither end echoes or translates bytes.
+  struct termios mtio;
+  if (tcgetattr(master, &mtio) == 0) {
+    cfmakeraw(&mtio);
+    tcsetattr(master, TCSANOW, &mtio);
+  }
+  fcntl(master, F_SETFD, FD_CLOEXEC);
+  fcntl(slave, F_SETFD, FD_CLOEXEC);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("master", Napi::Number::New(env, master));
+  out.Set("slave", Napi::Number::New(env, slave));
+  out.Set("slavePath", Napi::String::New(env, name));
+  return out;
+}
+
+Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 2); }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Function::New(env, Version));
+  exports.Set("allocAligned", Napi::Function::New(env, AllocAligned));
+  exports.Set("isAligned", Napi::Function::New(env, IsAligned));
+  exports.Set("openDirect", Napi::Function::New(env, OpenDirect));
+  exports.Set("blockDeviceInfo", Napi::Function::New(env, BlockDeviceInfo));
+  exports.Set("pread", Napi::Function::New(env, Pread));
+  exports.Set("pwrite", Napi::Function::New(env, Pwrite));
+  exports.Set("fdatasync", Napi::Function::New(env, Fdatasync));
+  exports.Set("mmap", Napi::Function::New(env, Mmap));
+  exports.Set("munmap", Napi::Function::New(env, Munmap));
+  exports.Set("msync", Napi::Function::New(env, Msync));
+  exports.Set("storeFence", Napi::Function::New(env, StoreFence));
+  exports.Set("crc32c", Napi::Function::New(env, Crc32c));
+  exports.Set("crc32cPortable", Napi::Function::New(env, Crc32cPortable));
+  exports.Set("crc32cImplementation", Napi::String::New(env, twinblade::Crc32cImplementation()));
+  exports.Set("openpty", Napi::Function::New(env, OpenPty));
+  exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));
   return exports;
 }
+
+}  // namespace
 
 NODE_API_MODULE(twinblade_native, Init)

@@ -1,0 +1,161 @@
+// Typed API of the native addon (firmware/native): O_DIRECT I/O on aligned buffers, mmap,
+// block-device ioctls, openpty, a store fence and hardware CRC32C. Importing this module
+// loads the addon and installs its CRC32C into core/crc32c.ts.
+import { createRequire } from 'node:module';
+import { crc32cPortable, installCrc32c } from '../core/crc32c.ts';
+
+/**
+ * An error from a failed syscall, shaped like Node's own fs errors: `code` is the errno name
+ * ('EIO', 'EINVAL', ...), `errno` the negative errno number, `syscall` the call that failed.
+ */
+export interface NativeSyscallError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+  path?: string;
+}
+
+/** Whether `e` is an error from the addon (or from node:fs) carrying an errno `code`. */
+export function isSyscallError(e: unknown, code?: string): e is NativeSyscallError {
+  if (!(e instanceof Error)) return false;
+  const c = (e as { code?: unknown }).code;
+  const n = (e as { errno?: unknown }).errno;
+  return typeof c === 'string' && typeof n === 'number' && (code === undefined || c === code);
+}
+
+export interface BlockDeviceInfo {
+  sizeBytes: number;
+  logicalSectorSize: number;
+  physicalSectorSize: number;
+}
+
+export interface PtyPair {
+  /** The controlling side (what a rig relay or a test reads and writes). */
+  master: number;
+  /** The terminal side; `slavePath` is what a serial driver opens. */
+  slave: number;
+  slavePath: string;
+}
+
+/** What the compiled addon exports (firmware/native/src/addon.cc). */
+interface NativeBinding {
+  version(): number;
+  allocAligned(size: number, alignment?: number): Buffer;
+  isAligned(view: ArrayBufferView, alignment: number): boolean;
+  openDirect(path: string, writable: boolean): number;
+  blockDeviceInfo(fd: number): BlockDeviceInfo;
+  pread(fd: number, buffer: ArrayBufferView, position: number): Promise<number>;
+  pwrite(fd: number, buffer: ArrayBufferView, position: number): Promise<number>;
+  fdatasync(fd: number): Promise<void>;
+  mmap(fd: number, length: number, writable?: boolean): ArrayBuffer;
+  munmap(mapping: ArrayBuffer): void;
+  msync(mapping: ArrayBuffer, offset: number, length: number, sync: boolean): Promise<void>;
+  storeFence(): void;
+  crc32c(data: ArrayBufferView, seed?: number): number;
+  crc32cPortable(data: ArrayBufferView, seed?: number): number;
+  crc32cImplementation: 'sse4.2' | 'armv8-crc' | 'portable';
+  openpty(): PtyPair;
+  pageSize: number;
+}
+
+const require = createRequire(import.meta.url);
+const binding = require('../../native/build/Release/twinblade_native.node') as NativeBinding;
+
+/** Default alignment of buffers for O_DIRECT: the largest logical sector size in use. */
+export const directIoAlignmentBytes = 4096;
+
+/** The addon's interface version (bumped when its exports change). */
+export const nativeVersion: number = binding.version();
+/** The CPU's memory page size (mmap granularity). */
+export const pageSizeBytes: number = binding.pageSize;
+/** Which CRC32C path the addon selected on this CPU. */
+export const crc32cImplementation: 'sse4.2' | 'armv8-crc' | 'portable' = binding.crc32cImplementation;
+
+/**
+ * A zeroed Buffer of `size` bytes whose memory starts on an `alignment` boundary (default
+ * 4096), suitable for O_DIRECT. The memory is freed when the Buffer is garbage collected.
+ */
+export function allocAligned(size: number, alignment: number = directIoAlignmentBytes): Buffer {
+  return binding.allocAligned(size, alignment);
+}
+
+/** Whether the first byte of `view` sits on an `alignment` boundary in memory. */
+export function isAligned(view: ArrayBufferView, alignment: number = directIoAlignmentBytes): boolean {
+  return binding.isAligned(view, alignment);
+}
+
+/**
+ * Opens `path` with O_DIRECT (and O_CLOEXEC). Throws a {@link NativeSyscallError}; a file
+ * system that refuses O_DIRECT fails with code 'EINVAL'.
+ */
+export function openDirect(path: string, writable: boolean): number {
+  return binding.openDirect(path, writable);
+}
+
+/** Size and sector sizes of a block device (BLKGETSIZE64 / BLKSSZGET / BLKPBSZGET). 'ENOTTY' on a regular file. */
+export function blockDeviceInfo(fd: number): BlockDeviceInfo {
+  return binding.blockDeviceInfo(fd);
+}
+
+/**
+ * Reads into all of `buffer` from `position` on the thread pool; resolves with the bytes read
+ * (less than the length only at end of file). With O_DIRECT the buffer, position and length
+ * must be sector aligned, otherwise the kernel rejects with 'EINVAL'.
+ */
+export function pread(fd: number, buffer: ArrayBufferView, position: number): Promise<number> {
+  return binding.pread(fd, buffer, position);
+}
+
+/** Writes all of `buffer` at `position` on the thread pool; resolves with the bytes written. */
+export function pwrite(fd: number, buffer: ArrayBufferView, position: number): Promise<number> {
+  return binding.pwrite(fd, buffer, position);
+}
+
+/** fdatasync(2) on the thread pool. */
+export function fdatasync(fd: number): Promise<void> {
+  return binding.fdatasync(fd);
+}
+
+/**
+ * A shared mapping of the first `length` bytes of `fd` as an external ArrayBuffer. Unmapped by
+ * {@link munmap} (which detaches the ArrayBuffer) or, failing that, when it is collected.
+ */
+export function mmap(fd: number, length: number, writable = true): ArrayBuffer {
+  return binding.mmap(fd, length, writable);
+}
+
+/** Unmaps a mapping from {@link mmap} now; the ArrayBuffer becomes detached (length 0). */
+export function munmap(mapping: ArrayBuffer): void {
+  binding.munmap(mapping);
+}
+
+/** msync(2) of [offset, offset+length) of a mapping (widened to pages), MS_SYNC or MS_ASYNC. */
+export function msync(mapping: ArrayBuffer, offset: number, length: number, sync = true): Promise<void> {
+  return binding.msync(mapping, offset, length, sync);
+}
+
+/** A full memory fence: the persist barrier for battery-backed memory (see docs/hal-nvram.md). */
+export function storeFence(): void {
+  binding.storeFence();
+}
+
+/** CRC32C through the addon's fastest path; same results as core/crc32c.ts. */
+export function crc32cNative(data: Uint8Array, seed = 0): number {
+  return binding.crc32c(data, seed);
+}
+
+/** CRC32C through the addon's portable tables (to test the fallback on any CPU). */
+export function crc32cNativePortable(data: Uint8Array, seed = 0): number {
+  return binding.crc32cPortable(data, seed);
+}
+
+/** A new pseudo-terminal pair, both ends raw (cfmakeraw) and close-on-exec. */
+export function openPty(): PtyPair {
+  return binding.openpty();
+}
+
+// Below this size the JS call overhead outweighs the instruction, so short records (frame
+// headers, status messages) keep using the portable TypeScript tables.
+const nativeCrcMinBytes = 64;
+
+installCrc32c((data, crc) => (data.length >= nativeCrcMinBytes ? binding.crc32c(data, crc) : crc32cPortable(data, crc)));

@@ -1,0 +1,209 @@
+// Unit tests of the native addon through its typed API: aligned buffers, O_DIRECT I/O,
+// mmap/msync/munmap, openpty, CRC32C (hardware path equals the portable TypeScript one) and
+// errno-shaped errors for bad input, which must never crash the process.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { ReadStream } from 'node:tty';
+import {
+  allocAligned,
+  blockDeviceInfo,
+  crc32cImplementation,
+  crc32cNative,
+  crc32cNativePortable,
+  fdatasync,
+  isAligned,
+  isSyscallError,
+  mmap,
+  msync,
+  munmap,
+  nativeVersion,
+  openDirect,
+  openPty,
+  pageSizeBytes,
+  pread,
+  pwrite,
+  storeFence,
+} from '../../firmware/ts/native/index.ts';
+import { crc32c, crc32cPortable } from '../../firmware/ts/core/crc32c.ts';
+import { utf8Encode } from '../../firmware/ts/core/bytes.ts';
+import { directIoTempDir } from '../contract/block-helpers.ts';
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(directIoTempDir(), 'tb-native-'));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function makeFile(name: string, size: number): string {
+  const path = join(dir, name);
+  const fd = openSync(path, 'w');
+  ftruncateSync(fd, size);
+  closeSync(fd);
+  return path;
+}
+
+describe('native addon: loading', () => {
+  it('reports its version, page size and CRC path', () => {
+    expect(nativeVersion).toBeGreaterThanOrEqual(2);
+    expect(pageSizeBytes % 4096).toBe(0);
+    expect(['sse4.2', 'armv8-crc', 'portable']).toContain(crc32cImplementation);
+    if (process.arch === 'x64') expect(crc32cImplementation).toBe('sse4.2');
+  });
+});
+
+describe('native addon: crc32c', () => {
+  it('matches the standard check value on both paths', () => {
+    expect(crc32cNative(utf8Encode('123456789'))).toBe(0xe3069283);
+    expect(crc32cNativePortable(utf8Encode('123456789'))).toBe(0xe3069283);
+    expect(crc32cNative(new Uint8Array(0), 0x1234)).toBe(0x1234);
+  });
+  it('equals core/crc32c.ts for any data, seed and view offset', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 600 }), fc.nat(7), fc.integer({ min: 0, max: 0xffffffff }), (data, skip, seed) => {
+        const view = data.subarray(Math.min(skip, data.length));
+        const expected = crc32cPortable(view, seed);
+        expect(crc32cNative(view, seed)).toBe(expected);
+        expect(crc32cNativePortable(view, seed)).toBe(expected);
+      }),
+      { numRuns: 300 },
+    );
+  });
+  it('is installed into core/crc32c.ts at import, for short and long inputs alike', () => {
+    const big = new Uint8Array(10_000).map((_, i) => (i * 7) & 0xff);
+    expect(crc32c(big, 5)).toBe(crc32cPortable(big, 5));
+    expect(crc32c(big.subarray(0, 10), 5)).toBe(crc32cPortable(big.subarray(0, 10), 5));
+  });
+  it('rejects bad arguments with a TypeError or RangeError', () => {
+    expect(() => crc32cNative('abc' as unknown as Uint8Array)).toThrow(TypeError);
+    expect(() => crc32cNative(new Uint8Array(1), -1)).toThrow(RangeError);
+    expect(() => crc32cNative(new Uint8Array(1), 2 ** 32)).toThrow(RangeError);
+  });
+});
+
+describe('native addon: aligned buffers', () => {
+  it('allocates zeroed buffers on the requested boundary', () => {
+    for (const alignment of [512, 4096, 65536]) {
+      const b = allocAligned(3 * 4096, alignment);
+      expect(b.length).toBe(3 * 4096);
+      expect(isAligned(b, alignment)).toBe(true);
+      expect(b.every((x) => x === 0)).toBe(true);
+    }
+    expect(allocAligned(0).length).toBe(0);
+    expect(isAligned(allocAligned(4096).subarray(1), 2)).toBe(false);
+  });
+  it('rejects bad sizes and alignments', () => {
+    expect(() => allocAligned(-1)).toThrow(RangeError);
+    expect(() => allocAligned(1.5)).toThrow(RangeError);
+    expect(() => allocAligned(4096, 3000)).toThrow(RangeError);
+    expect(() => allocAligned('x' as unknown as number)).toThrow(TypeError);
+  });
+});
+
+describe('native addon: O_DIRECT I/O', () => {
+  it('writes, reads back and syncs aligned buffers', async () => {
+    const path = makeFile('direct.img', 1 << 20);
+    const fd = openDirect(path, true);
+    try {
+      const w = allocAligned(8192);
+      w.fill(0xab, 0, 4096);
+      w.fill(0xcd, 4096);
+      expect(await pwrite(fd, w, 65536)).toBe(8192);
+      await fdatasync(fd);
+      const r = allocAligned(8192);
+      expect(await pread(fd, r, 65536)).toBe(8192);
+      expect(Buffer.compare(r, w)).toBe(0);
+      // Reading across end of file returns a short count rather than failing.
+      expect(await pread(fd, allocAligned(8192), (1 << 20) - 4096)).toBe(4096);
+    } finally {
+      closeSync(fd);
+    }
+    expect(readFileSync(path)[65536]).toBe(0xab);
+  });
+  it('surfaces errno as code/errno/syscall', async () => {
+    const path = makeFile('errs.img', 1 << 16);
+    const fd = openDirect(path, true);
+    try {
+      const unaligned = Buffer.alloc(4097).subarray(1);
+      const err: unknown = await pwrite(fd, unaligned, 1).catch((e: unknown) => e);
+      expect(isSyscallError(err, 'EINVAL')).toBe(true);
+      expect((err as { errno: number }).errno).toBe(-22);
+      expect((err as { syscall: string }).syscall).toBe('pwrite');
+      expect(() => blockDeviceInfo(fd)).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
+    } finally {
+      closeSync(fd);
+    }
+    expect(() => openDirect(join(dir, 'missing'), false)).toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'open' }));
+    const ro = openDirect(path, false);
+    try {
+      const err: unknown = await pwrite(ro, allocAligned(4096), 0).catch((e: unknown) => e);
+      expect(isSyscallError(err, 'EBADF')).toBe(true);
+    } finally {
+      closeSync(ro);
+    }
+    const err: unknown = await fdatasync(999_999).catch((e: unknown) => e);
+    expect(isSyscallError(err, 'EBADF')).toBe(true);
+  });
+  it('checks arguments before queuing work', () => {
+    expect(() => pread(-1, allocAligned(4096), 0)).toThrow(RangeError);
+    expect(() => pread(3, {} as Uint8Array, 0)).toThrow(TypeError);
+    expect(() => pwrite(3, allocAligned(4096), 0.5)).toThrow(RangeError);
+    expect(() => openDirect(42 as unknown as string, true)).toThrow(TypeError);
+    expect(() => openDirect('', true)).toThrow(TypeError);
+  });
+});
+
+describe('native addon: mmap', () => {
+  it('maps a file shared, msyncs it and unmaps it by detaching', async () => {
+    const path = makeFile('map.img', 3 * pageSizeBytes);
+    const fd = openSync(path, 'r+');
+    try {
+      const ab = mmap(fd, 3 * pageSizeBytes);
+      const view = new Uint8Array(ab);
+      view.set(utf8Encode('nvram'), pageSizeBytes + 10);
+      storeFence();
+      await msync(ab, pageSizeBytes + 10, 5, true);
+      await msync(ab, 0, 3 * pageSizeBytes, false);
+      expect(readFileSync(path).subarray(pageSizeBytes + 10, pageSizeBytes + 15).toString()).toBe('nvram');
+      expect(() => msync(ab, 0, 4 * pageSizeBytes, true)).toThrow(RangeError);
+      munmap(ab);
+      expect(ab.byteLength).toBe(0);
+      expect(view.length).toBe(0);
+      expect(() => munmap(ab)).toThrow(TypeError);
+      expect(() => msync(new ArrayBuffer(8), 0, 1, true)).toThrow(TypeError);
+    } finally {
+      closeSync(fd);
+    }
+  });
+  it('reports mmap failures with errno', () => {
+    expect(() => mmap(999_999, 4096)).toThrow(expect.objectContaining({ code: 'EBADF', syscall: 'mmap' }));
+    expect(() => mmap(0, 0)).toThrow(RangeError);
+  });
+});
+
+describe('native addon: openpty', () => {
+  it('gives a raw pair: bytes pass unchanged in both directions', async () => {
+    const pty = openPty();
+    expect(pty.slavePath).toMatch(/^\/dev\/pts\/\d+$/);
+    const masterIn = new ReadStream(pty.master);
+    try {
+      // Raw mode: CR/LF and control bytes are not translated or echoed.
+      const sent = Uint8Array.from([0x0d, 0x0a, 0x03, 0x04, 0x00, 0xff, 0x7f, 0x11, 0x13]);
+      const got = new Promise<Buffer>((resolve) => masterIn.once('data', (d: Buffer) => resolve(d)));
+      writeSync(pty.slave, sent);
+      expect([...(await got)]).toEqual([...sent]);
+      writeSync(pty.master, Uint8Array.from([0x0d, 0x00, 0xfe]));
+      // A blocking read on the slave returns as soon as the line discipline has the bytes.
+      const back = Buffer.alloc(3);
+      let n = 0;
+      while (n < 3) n += readSync(pty.slave, back, n, 3 - n, null);
+      expect([...back]).toEqual([0x0d, 0x00, 0xfe]);
+    } finally {
+      masterIn.destroy();
+      closeSync(pty.slave);
+    }
+  });
+});
