@@ -1,0 +1,47 @@
+// A token bucket on the injected clock and timers: bounds the average rate of background
+// work (rebuild, scrub) so that it leaves disk bandwidth to the clients.
+
+import type { Clock, Timers } from '../../core/clock.ts';
+import { InvalidArgumentError } from '../../core/errors.ts';
+import { RaidErrorCode } from './errors.ts';
+
+export class TokenBucket {
+  private tokens: number;
+  private lastMs: number;
+
+  /**
+   * @param rateBytesPerSec average rate; Infinity disables the limit.
+   * @param burstBytes the most that may be taken at once without waiting.
+   */
+  constructor(
+    private readonly clock: Clock,
+    private readonly timers: Timers,
+    readonly rateBytesPerSec: number,
+    readonly burstBytes: number,
+  ) {
+    if (!(rateBytesPerSec > 0)) throw new InvalidArgumentError(RaidErrorCode.badConfig, 'token bucket: rate must be positive');
+    if (!(burstBytes >= 0)) throw new InvalidArgumentError(RaidErrorCode.badConfig, 'token bucket: burst must be non-negative');
+    this.tokens = burstBytes;
+    this.lastMs = clock.nowMs();
+  }
+
+  /**
+   * Takes `bytes` tokens, first waiting until the bucket is not in debt. A take larger than
+   * the bucket leaves it in debt, which the next take waits off: the average stays bounded.
+   */
+  async take(bytes: number): Promise<void> {
+    if (this.rateBytesPerSec === Infinity) return;
+    this.refill();
+    while (this.tokens < 0) {
+      await this.timers.sleep((-this.tokens / this.rateBytesPerSec) * 1000);
+      this.refill();
+    }
+    this.tokens -= bytes;
+  }
+
+  private refill(): void {
+    const now = this.clock.nowMs();
+    this.tokens = Math.min(this.burstBytes, this.tokens + ((now - this.lastMs) / 1000) * this.rateBytesPerSec);
+    this.lastMs = now;
+  }
+}

@@ -1,0 +1,27 @@
+// XOR of equal-length buffers, the whole of single-parity arithmetic. Works a 32-bit word
+// at a time when the buffers are aligned (they are when the RAID layer allocated them).
+
+/** dst ^= src, element-wise. Both must have the same length. */
+export function xorInto(dst: Uint8Array, src: Uint8Array): void {
+  if (dst.length !== src.length) throw new RangeError(`xorInto: lengths differ (${dst.length} vs ${src.length})`);
+  const n = dst.length;
+  if (dst.byteOffset % 4 === 0 && src.byteOffset % 4 === 0) {
+    const words = n >>> 2;
+    const d = new Uint32Array(dst.buffer, dst.byteOffset, words);
+    const s = new Uint32Array(src.buffer, src.byteOffset, words);
+    for (let i = 0; i < words; i++) d[i] = (d[i] as number) ^ (s[i] as number);
+    for (let i = words << 2; i < n; i++) dst[i] = (dst[i] as number) ^ (src[i] as number);
+    return;
+  }
+  for (let i = 0; i < n; i++) dst[i] = (dst[i] as number) ^ (src[i] as number);
+}
+
+/** A new buffer holding the XOR of all `parts` (at least one). */
+export function xorAll(parts: readonly Uint8Array[]): Uint8Array {
+  const first = parts[0];
+  if (first === undefined) throw new RangeError('xorAll: no buffers');
+  const out = new Uint8Array(first.length);
+  out.set(first);
+  for (let i = 1; i < parts.length; i++) xorInto(out, parts[i] as Uint8Array);
+  return out;
+}
