@@ -1,0 +1,164 @@
+// The log entry: a fixed 32-byte header (magic, version, type, origin blade, sequence number,
+// boot generation, payload length, payload CRC32C, header CRC32C) followed by the payload,
+// padded to 8 bytes. The same bytes live in the origin's local log and in the partner's mirror.
+// Format description: docs/formats.md, "Log entry".
+import { crc32c } from '../../core/crc32c.ts';
+import { dataView } from '../../core/bytes.ts';
+import { DecodeError, InvalidArgumentError } from '../../core/errors.ts';
+import { getU64, putU64, type BladeId } from './layout.ts';
+import { NvlogErrorCode, nvlogLimits } from './limits.ts';
+
+export const ENTRY_MAGIC = 0x454c4254; // "TBLE" little-endian
+export const ENTRY_VERSION = 1;
+export const ENTRY_HEADER_BYTES = 32;
+export const ENTRY_ALIGN = 8;
+
+/** Entry types. A change carries a descriptor; a state entry records a request's reply (SM-1). */
+export const EntryType = { change: 1, state: 2 } as const;
+export type EntryType = (typeof EntryType)[keyof typeof EntryType];
+
+export interface EntryHeader {
+  type: EntryType;
+  origin: BladeId;
+  seq: number;
+  bootGeneration: number;
+  payloadBytes: number;
+  payloadCrc: number;
+}
+
+/** A decoded, checked entry. `bytes` is the whole padded record as stored. */
+export interface LogRecord extends EntryHeader {
+  payload: Uint8Array;
+  /** Byte offset of the entry inside its log region (0 .. 2*halfBytes). */
+  position: number;
+  bytes: Uint8Array;
+}
+
+export function paddedEntryBytes(payloadBytes: number): number {
+  return ENTRY_HEADER_BYTES + Math.ceil(payloadBytes / ENTRY_ALIGN) * ENTRY_ALIGN;
+}
+
+/** Encodes a whole entry, padded to 8 bytes. */
+export function encodeEntry(h: Omit<EntryHeader, 'payloadBytes' | 'payloadCrc'>, payload: Uint8Array): Uint8Array {
+  if (!Number.isSafeInteger(h.seq) || h.seq < 1) throw new InvalidArgumentError(NvlogErrorCode.invalidArgument, `bad sequence number ${h.seq}`);
+  const b = new Uint8Array(paddedEntryBytes(payload.length));
+  const v = dataView(b);
+  v.setUint32(0, ENTRY_MAGIC, true);
+  v.setUint16(4, ENTRY_VERSION, true);
+  v.setUint8(6, h.type);
+  v.setUint8(7, h.origin);
+  putU64(v, 8, h.seq);
+  v.setUint32(16, h.bootGeneration >>> 0, true);
+  v.setUint32(20, payload.length, true);
+  v.setUint32(24, crc32c(payload), true);
+  v.setUint32(28, crc32c(b.subarray(0, 28)), true);
+  b.set(payload, ENTRY_HEADER_BYTES);
+  return b;
+}
+
+/** What the bytes at one log position are (the rows of the recovery table use this). */
+export type HeaderCheck =
+  | { kind: 'empty' }
+  | { kind: 'torn'; detail: string }
+  | { kind: 'version'; version: number }
+  | { kind: 'valid'; header: EntryHeader };
+
+/** Classifies the 32 header bytes at `b[off..]`; never throws. */
+export function checkEntryHeader(b: Uint8Array, off: number, spaceBytes: number): HeaderCheck {
+  if (spaceBytes < ENTRY_HEADER_BYTES || off + ENTRY_HEADER_BYTES > b.length) return { kind: 'empty' };
+  const h = b.subarray(off, off + ENTRY_HEADER_BYTES);
+  let zero = true;
+  for (const x of h) if (x !== 0) { zero = false; break; }
+  if (zero) return { kind: 'empty' };
+  const v = dataView(h);
+  if (v.getUint32(0, true) !== ENTRY_MAGIC) return { kind: 'torn', detail: 'bad magic' };
+  if (v.getUint32(28, true) !== crc32c(h.subarray(0, 28))) return { kind: 'torn', detail: 'header checksum mismatch' };
+  const version = v.getUint16(4, true);
+  if (version !== ENTRY_VERSION) return { kind: 'version', version };
+  const type = v.getUint8(6);
+  const origin = v.getUint8(7);
+  const payloadBytes = v.getUint32(20, true);
+  if ((type !== EntryType.change && type !== EntryType.state) || (origin !== 0 && origin !== 1)) return { kind: 'torn', detail: 'field out of range' };
+  if (paddedEntryBytes(payloadBytes) > spaceBytes) return { kind: 'torn', detail: 'length beyond the half' };
+  const seq = getU64(v, 8);
+  if (seq < 1 || !Number.isSafeInteger(seq)) return { kind: 'torn', detail: 'sequence number out of range' };
+  return {
+    kind: 'valid',
+    header: { type, origin, seq, bootGeneration: v.getUint32(16, true), payloadBytes, payloadCrc: v.getUint32(24, true) },
+  };
+}
+
+/** True when the payload after a valid header matches its checksum. */
+export function checkEntryBody(b: Uint8Array, off: number, h: EntryHeader): boolean {
+  const start = off + ENTRY_HEADER_BYTES;
+  return crc32c(b.subarray(start, start + h.payloadBytes)) === h.payloadCrc;
+}
+
+/** Decodes one standalone entry (a mirror message's bytes); throws DecodeError on anything wrong. */
+export function decodeEntry(bytes: Uint8Array, position = 0): LogRecord {
+  const hc = checkEntryHeader(bytes, 0, bytes.length);
+  if (hc.kind === 'version') throw new DecodeError(NvlogErrorCode.entryVersion, `entry version ${hc.version} is not ${ENTRY_VERSION}`);
+  if (hc.kind === 'empty') throw new DecodeError(NvlogErrorCode.entryTruncated, 'entry is empty or shorter than its header');
+  if (hc.kind === 'torn') throw new DecodeError(NvlogErrorCode.entryCorrupt, `entry header unusable: ${hc.detail}`);
+  const h = hc.header;
+  if (bytes.length !== paddedEntryBytes(h.payloadBytes)) throw new DecodeError(NvlogErrorCode.entryTruncated, 'entry length does not match its header');
+  if (!checkEntryBody(bytes, 0, h)) throw new DecodeError(NvlogErrorCode.entryCorrupt, 'entry payload checksum mismatch');
+  return { ...h, payload: bytes.slice(ENTRY_HEADER_BYTES, ENTRY_HEADER_BYTES + h.payloadBytes), position, bytes };
+}
+
+// ---- payloads ------------------------------------------------------------------------
+
+/** A change entry's payload: the request key (to match retransmissions) and the descriptor. */
+export interface ChangePayload {
+  key: Uint8Array;
+  descriptor: Uint8Array;
+}
+
+export function encodeChangePayload(p: ChangePayload): Uint8Array {
+  if (p.key.length > nvlogLimits.requestKeyBytesMax) throw new InvalidArgumentError(NvlogErrorCode.invalidArgument, `request key of ${p.key.length} bytes`);
+  if (p.descriptor.length > nvlogLimits.descriptorBytesMax) throw new InvalidArgumentError(NvlogErrorCode.invalidArgument, `descriptor of ${p.descriptor.length} bytes`);
+  const b = new Uint8Array(2 + p.key.length + p.descriptor.length);
+  dataView(b).setUint16(0, p.key.length, true);
+  b.set(p.key, 2);
+  b.set(p.descriptor, 2 + p.key.length);
+  return b;
+}
+
+export function decodeChangePayload(b: Uint8Array): ChangePayload {
+  if (b.length < 2) throw new DecodeError(NvlogErrorCode.entryTruncated, 'change payload shorter than its key length');
+  const klen = dataView(b).getUint16(0, true);
+  if (klen > nvlogLimits.requestKeyBytesMax || 2 + klen > b.length) throw new DecodeError(NvlogErrorCode.entryCorrupt, `change payload key length ${klen} out of range`);
+  return { key: b.subarray(2, 2 + klen), descriptor: b.subarray(2 + klen) };
+}
+
+/** A state entry's payload: the request reached `replied` with this reply (SM-1). */
+export interface StatePayload {
+  key: Uint8Array;
+  /** The change this request produced (0 for a request that logged no change). */
+  changeSeq: number;
+  reply: Uint8Array;
+}
+
+export function encodeStatePayload(p: StatePayload): Uint8Array {
+  if (p.key.length > nvlogLimits.requestKeyBytesMax) throw new InvalidArgumentError(NvlogErrorCode.invalidArgument, `request key of ${p.key.length} bytes`);
+  if (p.reply.length > nvlogLimits.replyBytesMax) throw new InvalidArgumentError(NvlogErrorCode.invalidArgument, `reply of ${p.reply.length} bytes`);
+  const b = new Uint8Array(12 + p.key.length + p.reply.length);
+  const v = dataView(b);
+  putU64(v, 0, p.changeSeq);
+  v.setUint16(8, p.key.length, true);
+  v.setUint16(10, p.reply.length, true);
+  b.set(p.key, 12);
+  b.set(p.reply, 12 + p.key.length);
+  return b;
+}
+
+export function decodeStatePayload(b: Uint8Array): StatePayload {
+  if (b.length < 12) throw new DecodeError(NvlogErrorCode.entryTruncated, 'state payload too short');
+  const v = dataView(b);
+  const klen = v.getUint16(8, true);
+  const rlen = v.getUint16(10, true);
+  if (klen > nvlogLimits.requestKeyBytesMax || rlen > nvlogLimits.replyBytesMax || 12 + klen + rlen !== b.length) {
+    throw new DecodeError(NvlogErrorCode.entryCorrupt, 'state payload lengths do not match');
+  }
+  return { changeSeq: getU64(v, 0), key: b.subarray(12, 12 + klen), reply: b.subarray(12 + klen, 12 + klen + rlen) };
+}

@@ -1,0 +1,151 @@
+// The state-machine log (SM-1..SM-3): the execution state of every in-flight request
+// (received → logged → applied → replied) and, once replied, the reply that answers a
+// retransmission. The durable part lives in the change log (a change entry is "logged", a
+// state entry is "replied" with its reply); this table is rebuilt from it after a fault.
+import { toHex } from '../../core/bytes.ts';
+import { TwinbladeError } from '../../core/errors.ts';
+import { EntryType, decodeChangePayload, decodeStatePayload, type LogRecord } from './entry.ts';
+import { NvlogErrorCode, nvlogLimits } from './limits.ts';
+
+export type RequestState = 'received' | 'logged' | 'applied' | 'replied';
+
+export interface SmRecord {
+  key: string;
+  state: RequestState;
+  /** The change entry this request logged (0 until logged, or for a request that changes nothing). */
+  changeSeq: number;
+  /** Set once applied: the reply a retransmission gets. Undefined if it could not be kept. */
+  reply: Uint8Array | undefined;
+  /** When the reply was sent (or restored); the retention window runs from here. */
+  repliedAtMs: number | undefined;
+}
+
+/** What to do with an arriving request. */
+export type Admission =
+  | { kind: 'new' }
+  /** Already running (a retransmission overtook its original): drop it, the original answers. */
+  | { kind: 'in-progress'; record: SmRecord }
+  /** Already executed: answer with the stored reply, do not run it again (SM-2). */
+  | { kind: 'done'; record: SmRecord };
+
+export interface SmMetrics {
+  requests: number;
+  requestsHighWater: number;
+  replied: number;
+}
+
+export class StateMachineLog {
+  private readonly byKey = new Map<string, SmRecord>();
+  private highWater = 0;
+
+  constructor(private readonly limits: { smRequestsMax: number; replyRetentionMs: number } = nvlogLimits) {}
+
+  static keyOf(key: Uint8Array): string {
+    return toHex(key);
+  }
+
+  /** Admits a request; throws ERR_NVLOG_SM_FULL when the pipeline bound is reached (SM-3). */
+  receive(key: Uint8Array): Admission {
+    const k = StateMachineLog.keyOf(key);
+    const have = this.byKey.get(k);
+    if (have !== undefined) return have.state === 'applied' || have.state === 'replied' ? { kind: 'done', record: have } : { kind: 'in-progress', record: have };
+    if (this.byKey.size >= this.limits.smRequestsMax) throw new TwinbladeError(NvlogErrorCode.smFull, 'busy', `state-machine log holds ${this.byKey.size} requests`);
+    this.byKey.set(k, { key: k, state: 'received', changeSeq: 0, reply: undefined, repliedAtMs: undefined });
+    this.highWater = Math.max(this.highWater, this.byKey.size);
+    return { kind: 'new' };
+  }
+
+  /** Forgets a request that failed before its change was logged (the client will retry). */
+  abandon(key: Uint8Array): void {
+    const k = StateMachineLog.keyOf(key);
+    if (this.byKey.get(k)?.state === 'received') this.byKey.delete(k);
+  }
+
+  logged(key: Uint8Array, changeSeq: number): void {
+    const r = this.ensure(StateMachineLog.keyOf(key));
+    if (r.state === 'received') r.state = 'logged';
+    r.changeSeq = changeSeq;
+  }
+
+  /** Applied with this reply. `retainFromMs` starts the retention window of a reply that replay recomputed. */
+  applied(key: Uint8Array, reply: Uint8Array | undefined, retainFromMs?: number): void {
+    const r = this.ensure(StateMachineLog.keyOf(key));
+    if (r.state !== 'replied') r.state = 'applied';
+    r.reply = reply;
+    if (retainFromMs !== undefined && r.repliedAtMs === undefined) r.repliedAtMs = retainFromMs;
+  }
+
+  replied(key: Uint8Array, nowMs: number): void {
+    const r = this.ensure(StateMachineLog.keyOf(key));
+    r.state = 'replied';
+    r.repliedAtMs = nowMs;
+  }
+
+  get(key: Uint8Array): SmRecord | undefined {
+    return this.byKey.get(StateMachineLog.keyOf(key));
+  }
+
+  /**
+   * Restores the last valid state of every request from recovered log entries (SM-2): a change
+   * entry means logged; an entry at or before `cpSeq` is applied; a state entry means replied.
+   * Replay then moves the logged ones to applied with the reply it recomputes.
+   */
+  restore(records: readonly LogRecord[], cpSeq: number, nowMs: number): void {
+    for (const rec of records) {
+      if (rec.type === EntryType.change) {
+        const p = decodeChangePayload(rec.payload);
+        const r = this.ensure(StateMachineLog.keyOf(p.key));
+        if (r.state === 'replied') continue;
+        r.changeSeq = rec.seq;
+        r.state = rec.seq <= cpSeq ? 'applied' : 'logged';
+        if (r.state === 'applied') r.repliedAtMs = nowMs;
+      } else {
+        const p = decodeStatePayload(rec.payload);
+        const r = this.ensure(StateMachineLog.keyOf(p.key));
+        r.state = 'replied';
+        r.changeSeq = p.changeSeq;
+        r.reply = p.reply.slice();
+        r.repliedAtMs = nowMs;
+      }
+    }
+    this.highWater = Math.max(this.highWater, this.byKey.size);
+  }
+
+  /**
+   * Releases requests whose change is inside the consistency point `cpSeq` and whose reply
+   * retention has passed (SM-3). Returns how many were released.
+   */
+  release(cpSeq: number, nowMs: number): number {
+    let n = 0;
+    for (const [k, r] of this.byKey) {
+      if (r.changeSeq <= cpSeq && (r.state === 'replied' || r.state === 'applied') && r.repliedAtMs !== undefined && nowMs - r.repliedAtMs >= this.limits.replyRetentionMs) {
+        this.byKey.delete(k);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** True while some request with a change at or before `seq` still needs its reply kept. */
+  retains(seq: number, nowMs: number): boolean {
+    for (const r of this.byKey.values()) {
+      if (r.changeSeq > 0 && r.changeSeq <= seq && (r.repliedAtMs === undefined || nowMs - r.repliedAtMs < this.limits.replyRetentionMs)) return true;
+    }
+    return false;
+  }
+
+  metrics(): SmMetrics {
+    let replied = 0;
+    for (const r of this.byKey.values()) if (r.state === 'replied') replied++;
+    return { requests: this.byKey.size, requestsHighWater: this.highWater, replied };
+  }
+
+  private ensure(k: string): SmRecord {
+    let r = this.byKey.get(k);
+    if (r === undefined) {
+      r = { key: k, state: 'received', changeSeq: 0, reply: undefined, repliedAtMs: undefined };
+      this.byKey.set(k, r);
+    }
+    return r;
+  }
+}

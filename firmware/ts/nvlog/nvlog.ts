@@ -1,0 +1,682 @@
+// The change log driver: one blade's NVRAM holding its own log (two halves) and the mirror of
+// its partner's log, driven over the Nvram HAL. It appends and persists entries, mirrors them
+// through an injected transport, answers "may reply" only when both copies are durable (NV-2),
+// stores the partner's entries (NV-3), keeps the state-machine log, and seals on power failure.
+import { assert } from '../core/assert.ts';
+import type { Clock, TimerHandle, Timers } from '../core/clock.ts';
+import { TwinbladeError } from '../core/errors.ts';
+import type { Nvram } from '../hal/nvram/nvram.ts';
+import {
+  EntryType,
+  encodeChangePayload,
+  encodeEntry,
+  encodeStatePayload,
+  paddedEntryBytes,
+  type LogRecord,
+} from './core/entry.ts';
+import {
+  HEADER_COPY_BYTES,
+  STATE_SLOT_BYTES,
+  computeLayout,
+  decodeStateSlot,
+  encodeHeader,
+  encodeStateSlot,
+  type BatteryState,
+  type BladeId,
+  type NvramHeader,
+  type NvramLayout,
+} from './core/layout.ts';
+import { NvlogErrorCode, nvlogLimits, type NvlogLimits } from './core/limits.ts';
+import { MirrorOrigin, MirrorReceiver, type MirrorItem, type MirrorMessage, type MirrorState, type MirrorStateChange } from './core/mirror.ts';
+import { decideHeader, mergeWithMirror, planReplay, recoverRegion, type RecoveredLog, type ReplayPlan } from './core/recovery.ts';
+import { StateMachineLog } from './core/smlog.ts';
+
+/** Sends mirroring messages to the partner (the link layer, or a small adapter in tests). */
+export interface MirrorTransport {
+  /** Queues one message; delivery is ordered and may fail silently when the link is down. */
+  send(msg: MirrorMessage): void;
+}
+
+export interface NvLogOptions {
+  bladeId: BladeId;
+  clock: Clock;
+  timers: Timers;
+  /** The last sequence number of this blade's log contained in the on-disk consistency point. */
+  cpSeq: number;
+  /** The partner's mirror of this blade's log (its region bytes), when the partner could send it. */
+  partnerCopy?: Uint8Array;
+  limits?: Partial<NvlogLimits>;
+  /** Operator override: format an NVRAM whose header names another blade or format version. */
+  reformat?: boolean;
+}
+
+export interface RecoveryReport {
+  /** How the header was chosen: copy 0/1, a fresh format, or the error that made it unusable. */
+  header: { kind: 'use'; copy: 0 | 1; otherCopy: string } | { kind: 'fresh' } | { kind: 'error'; code: string; detail: string };
+  bootGeneration: number;
+  /** The previous boot ended with a clean power-fail seal, and where. */
+  sealed: boolean;
+  sealedSeq: number;
+  /** The seal named an entry that the recovered log does not end with. */
+  sealMismatch: boolean;
+  halves: Array<{ half: 0 | 1; entries: number; endRow: string; endReason: string; endPosition: number; beyondBreak: number }>;
+  fromMirror: number;
+  conflicts: number[];
+  /** Change entries after the consistency point: what replay will apply. */
+  toApply: number;
+  /** Intact entries after a break, not applied (they were never acknowledged). */
+  discarded: number;
+  /** Human-readable findings, worst first; empty for a clean recovery. */
+  problems: string[];
+}
+
+export interface NvLogMetrics {
+  lastSeq: number;
+  localDurableSeq: number;
+  mirrorDoneSeq: number;
+  mirrorState: MirrorState;
+  mirrorInFlightHighWater: number;
+  logBytesUsed: number;
+  logBytesHighWater: number;
+  smRequests: number;
+  smRequestsHighWater: number;
+  appends: number;
+  halfSwitches: number;
+  fullRejections: number;
+  writeThrough: boolean;
+}
+
+export interface AppendResult {
+  seq: number;
+  /** The battery is not good: commit the change to disk before answering the client (NV-7). */
+  writeThrough: boolean;
+}
+
+type Listener<T> = (v: T) => void;
+
+interface HalfState {
+  /** Entries in this half that are not yet released. */
+  liveCount: number;
+  maxSeq: number;
+  firstSeq: number;
+}
+
+export class NvLog {
+  readonly layout: NvramLayout;
+  readonly sm: StateMachineLog;
+  readonly limits: NvlogLimits;
+  private header: NvramHeader;
+  private headerCopyNext: 0 | 1;
+  private readonly mirror: MirrorOrigin;
+  private readonly receiver: MirrorReceiver;
+  private transport: MirrorTransport | undefined;
+  private activeHalf: 0 | 1 = 0;
+  private writePos = 0;
+  private readonly halves: [HalfState, HalfState] = [emptyHalf(), emptyHalf()];
+  /** Live (unreleased) records by sequence number, for resynchronising the mirror. */
+  private readonly live = new Map<number, MirrorItem & { half: 0 | 1 }>();
+  private nextSeq: number;
+  private localDurableSeq: number;
+  private readonly durableAhead = new Set<number>();
+  private waiters: Array<{ seq: number; needMirror: boolean; resolve: () => void }> = [];
+  private accepting = true;
+  private closed = false;
+  private writeThroughValue = false;
+  private batteryValue: BatteryState;
+  private sealPromise: Promise<void> | undefined;
+  private inFlightPersists = new Set<Promise<void>>();
+  private tickTimer: TimerHandle | undefined;
+  private receiverPersistScheduled = false;
+  private pendingAcks: Array<MirrorMessage & { kind: 'ack' }> = [];
+  private haCounter = 0;
+  private readonly listeners = { mirror: [] as Listener<MirrorStateChange>[], writeThrough: [] as Listener<boolean>[], full: [] as Listener<void>[], sealed: [] as Listener<number>[] };
+  private counters = { appends: 0, halfSwitches: 0, fullRejections: 0, logBytesHighWater: 0 };
+  private liveBytes = 0;
+
+  private constructor(
+    private readonly nvram: Nvram,
+    private readonly opts: NvLogOptions,
+    layout: NvramLayout,
+    header: NvramHeader,
+    headerCopyNext: 0 | 1,
+    nextSeq: number,
+  ) {
+    this.layout = layout;
+    this.header = header;
+    this.headerCopyNext = headerCopyNext;
+    this.limits = { ...nvlogLimits, ...opts.limits };
+    this.sm = new StateMachineLog(this.limits);
+    this.mirror = new MirrorOrigin(opts.bladeId, this.limits);
+    this.receiver = new MirrorReceiver(partnerOf(opts.bladeId), 2 * layout.halfBytes);
+    this.nextSeq = nextSeq;
+    this.localDurableSeq = nextSeq - 1;
+    this.mirror.startAt(nextSeq - 1);
+    this.batteryValue = header.battery;
+    this.writeThroughValue = header.battery === 'low' || header.battery === 'failed';
+  }
+
+  /**
+   * Opens the log after a boot: chooses the header, recovers the local log (merged with the
+   * partner's copy when given), writes back entries only the partner had, starts a new boot
+   * generation and returns what replay must apply. Refuses (throws) an NVRAM of another blade
+   * or format version unless `reformat` is set; a replay gap throws ERR_NVLOG_REPLAY_GAP.
+   */
+  static async open(nvram: Nvram, opts: NvLogOptions): Promise<{ log: NvLog; recovered: RecoveredLog; plan: ReplayPlan & { ok: true }; report: RecoveryReport }> {
+    const layout = computeLayout(nvram.sizeBytes);
+    const problems: string[] = [];
+    const decision = decideHeader(nvram.read(0, HEADER_COPY_BYTES), nvram.read(HEADER_COPY_BYTES, HEADER_COPY_BYTES), opts.bladeId, layout);
+    let reportHeader: RecoveryReport['header'];
+    let prev: NvramHeader | undefined;
+    let nextCopy: 0 | 1 = 0;
+    let localUsable = true;
+    if (decision.kind === 'use') {
+      prev = decision.header;
+      nextCopy = decision.copy === 0 ? 1 : 0;
+      reportHeader = { kind: 'use', copy: decision.copy, otherCopy: decision.otherCopy };
+      if (decision.otherCopy !== 'valid') problems.push(`NVRAM header copy ${nextCopy} is ${decision.otherCopy}; copy ${decision.copy} used`);
+    } else if (decision.kind === 'fresh') {
+      reportHeader = { kind: 'fresh' };
+    } else {
+      reportHeader = { kind: 'error', code: decision.code, detail: decision.detail };
+      if (decision.code !== NvlogErrorCode.headerCorrupt && opts.reformat !== true) {
+        throw new TwinbladeError(decision.code, 'corrupt', `NVRAM refused: ${decision.detail}`);
+      }
+      // A corrupt header does not make the entries wrong: they are self-checking and say
+      // which blade wrote them, so the log is still scanned. A foreign one is not trusted.
+      localUsable = decision.code === NvlogErrorCode.headerCorrupt;
+      problems.push(`${decision.code}: ${decision.detail}`);
+    }
+    const regionBytes = 2 * layout.halfBytes;
+    const localRegion = localUsable ? nvram.read(layout.localOffset, regionBytes) : new Uint8Array(regionBytes);
+    let recovered = recoverRegion(localRegion, layout.halfBytes, opts.bladeId);
+    if (opts.partnerCopy !== undefined) {
+      const theirs = recoverRegion(opts.partnerCopy, layout.halfBytes, opts.bladeId);
+      recovered = mergeWithMirror(recovered, theirs);
+    }
+    for (const h of recovered.halves) {
+      if (h.endRow.severity === 'error') problems.push(`half ${h.half}: ${h.endRow.id} ${h.endRow.end ?? ''} at ${h.endPosition}: ${h.endRow.why}`);
+      if (h.beyondBreak > 0) problems.push(`half ${h.half}: ${h.beyondBreak} intact entries after a ${h.endRow.end ?? 'break'} at ${h.endPosition} were not used (never acknowledged)`);
+    }
+    if (recovered.conflicts.length > 0) problems.push(`entries ${recovered.conflicts.join(',')} exist in two versions (local log or partner copy); the later boot's version was used`);
+    const plan = planReplay(recovered, opts.cpSeq);
+    if (!plan.ok) throw new TwinbladeError(plan.code, 'corrupt', `change log recovery refused: ${plan.detail}`);
+    if (plan.discarded.length > 0) problems.push(`${plan.discarded.length} entries after a break were not applied (never acknowledged)`);
+
+    let maxBoot = prev?.bootGeneration ?? 0;
+    for (const r of recovered.records) maxBoot = Math.max(maxBoot, r.bootGeneration);
+    for (const h of recovered.halves) for (const r of h.records) maxBoot = Math.max(maxBoot, r.bootGeneration);
+    const lastLive = plan.live[plan.live.length - 1];
+    const sealed = prev?.sealed ?? false;
+    const sealedSeq = prev?.sealedSeq ?? 0;
+    const sealMismatch = sealed && (lastLive?.seq ?? opts.cpSeq) < sealedSeq;
+    if (sealMismatch) problems.push(`the power-fail seal names entry ${sealedSeq} but the log ends at ${lastLive?.seq ?? opts.cpSeq}`);
+    const header: NvramHeader = {
+      bladeId: opts.bladeId,
+      bootGeneration: maxBoot + 1,
+      writeCounter: (prev?.writeCounter ?? 0) + 1,
+      battery: prev?.battery ?? 'unknown',
+      sealed: false,
+      sealedSeq: 0,
+      layout,
+    };
+    const nextSeq = Math.max(opts.cpSeq, lastLive?.seq ?? 0) + 1;
+    const log = new NvLog(nvram, opts, layout, header, nextCopy, nextSeq);
+    await log.adopt(plan.live, recovered);
+    await log.writeHeader();
+    const report: RecoveryReport = {
+      header: reportHeader,
+      bootGeneration: header.bootGeneration,
+      sealed,
+      sealedSeq,
+      sealMismatch,
+      halves: recovered.halves.map((h) => ({ half: h.half, entries: h.records.length, endRow: h.endRow.id, endReason: h.endRow.end ?? '', endPosition: h.endPosition, beyondBreak: h.beyondBreak })),
+      fromMirror: recovered.fromMirror,
+      conflicts: recovered.conflicts,
+      toApply: plan.toApply.length,
+      discarded: plan.discarded.length,
+      problems,
+    };
+    return { log, recovered, plan, report };
+  }
+
+  /** Takes over the recovered live records: writes back any that came from the partner's copy. */
+  private async adopt(live: readonly LogRecord[], recovered: RecoveredLog): Promise<void> {
+    const localRegion = this.nvram.read(this.layout.localOffset, 2 * this.layout.halfBytes);
+    let wrote = false;
+    for (const r of live) {
+      const half: 0 | 1 = r.position < this.layout.halfBytes ? 0 : 1;
+      const same = localRegion.subarray(r.position, r.position + r.bytes.length);
+      if (recovered.fromMirror > 0 && !bytesSame(same, r.bytes)) {
+        this.nvram.write(this.layout.localOffset + r.position, r.bytes);
+        wrote = true;
+      }
+      const h = this.halves[half];
+      if (h.liveCount === 0) h.firstSeq = r.seq;
+      h.liveCount++;
+      h.maxSeq = r.seq;
+      this.live.set(r.seq, { seq: r.seq, position: r.position, bytes: r.bytes, half });
+      this.liveBytes += r.bytes.length;
+      this.activeHalf = half;
+      this.writePos = r.position + r.bytes.length - half * this.layout.halfBytes;
+    }
+    if (wrote) await this.nvram.persist(this.layout.localOffset, 2 * this.layout.halfBytes);
+    this.noteBytes();
+  }
+
+  // ---- events -------------------------------------------------------------------------
+
+  /** Mirror state changes (synced / degraded / resyncing): HA disables takeover unless synced (HA-8). */
+  onMirrorState(fn: Listener<MirrorStateChange>): void {
+    this.listeners.mirror.push(fn);
+  }
+  onWriteThrough(fn: Listener<boolean>): void {
+    this.listeners.writeThrough.push(fn);
+  }
+  /** Both halves hold unreleased entries: a consistency point is needed now. */
+  onFull(fn: Listener<void>): void {
+    this.listeners.full.push(fn);
+  }
+  onSealed(fn: Listener<number>): void {
+    this.listeners.sealed.push(fn);
+  }
+
+  get bladeId(): BladeId {
+    return this.opts.bladeId;
+  }
+  get bootGeneration(): number {
+    return this.header.bootGeneration;
+  }
+  get mirrorState(): MirrorState {
+    return this.mirror.state;
+  }
+  get writeThrough(): boolean {
+    return this.writeThroughValue;
+  }
+  get battery(): BatteryState {
+    return this.batteryValue;
+  }
+  get lastSeq(): number {
+    return this.nextSeq - 1;
+  }
+
+  // ---- appending ----------------------------------------------------------------------
+
+  /**
+   * Logs a change: writes and persists the entry, mirrors it, and resolves once both copies
+   * are durable (or the mirror is degraded and the local copy is). Only then may the client
+   * be answered (NV-2). Throws ERR_NVLOG_FULL (kind busy) when no half has room.
+   */
+  async appendChange(key: Uint8Array, descriptor: Uint8Array): Promise<AppendResult> {
+    const seq = this.appendEntry(EntryType.change, encodeChangePayload({ key, descriptor }));
+    this.sm.logged(key, seq);
+    await this.waitFor(seq, true);
+    return { seq, writeThrough: this.writeThroughValue };
+  }
+
+  /** Records that a request was replied with `reply` (SM-1); resolves when locally durable. */
+  async appendReply(key: Uint8Array, changeSeq: number, reply: Uint8Array): Promise<number> {
+    const seq = this.appendEntry(EntryType.state, encodeStatePayload({ key, changeSeq, reply }));
+    this.sm.applied(key, reply);
+    this.sm.replied(key, this.opts.clock.nowMs());
+    await this.waitFor(seq, false);
+    return seq;
+  }
+
+  private appendEntry(type: EntryType, payload: Uint8Array): number {
+    if (this.closed) throw new TwinbladeError(NvlogErrorCode.closed, 'closed', 'change log is closed');
+    if (!this.accepting) throw new TwinbladeError(NvlogErrorCode.powerFail, 'unsupported', 'power failure: no new changes are accepted');
+    const len = paddedEntryBytes(payload.length);
+    if (len > this.layout.halfBytes) throw new TwinbladeError(NvlogErrorCode.invalidArgument, 'invalid-argument', `entry of ${len} bytes is larger than a log half`);
+    if (this.writePos + len > this.layout.halfBytes) {
+      const other: 0 | 1 = this.activeHalf === 0 ? 1 : 0;
+      if (this.halves[other].liveCount > 0) {
+        this.counters.fullRejections++;
+        for (const fn of this.listeners.full) fn();
+        throw new TwinbladeError(NvlogErrorCode.full, 'busy', 'both log halves hold unreleased entries: waiting for a consistency point');
+      }
+      this.switchTo(other);
+    }
+    const seq = this.nextSeq++;
+    const bytes = encodeEntry({ type, origin: this.opts.bladeId, seq, bootGeneration: this.header.bootGeneration }, payload);
+    const position = this.activeHalf * this.layout.halfBytes + this.writePos;
+    const offset = this.layout.localOffset + position;
+    this.nvram.write(offset, bytes);
+    this.writePos += len;
+    const h = this.halves[this.activeHalf];
+    if (h.liveCount === 0) h.firstSeq = seq;
+    h.liveCount++;
+    h.maxSeq = seq;
+    this.live.set(seq, { seq, position, bytes, half: this.activeHalf });
+    this.liveBytes += bytes.length;
+    this.counters.appends++;
+    this.noteBytes();
+    const p = this.nvram.persist(offset, len).then(() => this.localDurable(seq));
+    this.inFlightPersists.add(p);
+    void p.finally(() => this.inFlightPersists.delete(p)).catch(() => undefined);
+    this.mirror.append({ seq, position, bytes }, this.opts.clock.nowMs());
+    this.flushMirror();
+    return seq;
+  }
+
+  private switchTo(half: 0 | 1): void {
+    this.activeHalf = half;
+    this.writePos = 0;
+    this.counters.halfSwitches++;
+  }
+
+  private localDurable(seq: number): void {
+    this.durableAhead.add(seq);
+    while (this.durableAhead.has(this.localDurableSeq + 1)) {
+      this.durableAhead.delete(this.localDurableSeq + 1);
+      this.localDurableSeq++;
+    }
+    this.wake();
+  }
+
+  private waitFor(seq: number, needMirror: boolean): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiters.push({ seq, needMirror, resolve });
+      this.wake();
+    });
+  }
+
+  private wake(): void {
+    // After close (a power cut in the simulator) nothing may be reported durable any more.
+    if (this.waiters.length === 0 || this.closed) return;
+    const mirrored = this.mirror.doneSeq;
+    const keep: typeof this.waiters = [];
+    for (const w of this.waiters) {
+      if (w.seq <= this.localDurableSeq && (!w.needMirror || w.seq <= mirrored)) w.resolve();
+      else keep.push(w);
+    }
+    this.waiters = keep;
+  }
+
+  // ---- consistency points and release --------------------------------------------------
+
+  /**
+   * Called when a consistency point starts: switches appends to the other half if it is free,
+   * so that the CP can release the current one. Returns the last sequence number logged.
+   */
+  beginCp(): number {
+    const other: 0 | 1 = this.activeHalf === 0 ? 1 : 0;
+    if (this.halves[other].liveCount === 0 && this.writePos > 0) this.switchTo(other);
+    return this.lastSeq;
+  }
+
+  /**
+   * A consistency point containing every change up to `cpSeq` is on disk: release the entries
+   * it contains whose replies are past retention (SM-3). A half is reused only once all of its
+   * entries are released. Returns the number of entries released.
+   */
+  release(cpSeq: number): number {
+    const now = this.opts.clock.nowMs();
+    this.sm.release(cpSeq, now);
+    let n = 0;
+    for (const half of [0, 1] as const) {
+      const h = this.halves[half];
+      if (h.liveCount === 0 || half === this.activeHalf) continue;
+      if (h.maxSeq > cpSeq || h.maxSeq > this.mirror.doneSeq || this.sm.retains(h.maxSeq, now)) continue;
+      for (let s = h.firstSeq; s <= h.maxSeq; s++) if (this.live.get(s)?.half === half && this.forget(s)) n++;
+      this.halves[half] = emptyHalf();
+    }
+    // The active half can be rewound from its start when everything in it is released too,
+    // but only while the other half is empty, so that sequence order matches position order.
+    const a = this.halves[this.activeHalf];
+    const o = this.halves[this.activeHalf === 0 ? 1 : 0];
+    if (a.liveCount > 0 && o.liveCount === 0 && a.maxSeq === this.lastSeq && a.maxSeq <= cpSeq && a.maxSeq <= this.mirror.doneSeq && !this.sm.retains(a.maxSeq, now)) {
+      for (let s = a.firstSeq; s <= a.maxSeq; s++) if (this.forget(s)) n++;
+      this.halves[this.activeHalf] = emptyHalf();
+      this.switchTo(this.activeHalf === 0 ? 1 : 0);
+    }
+    this.noteBytes();
+    return n;
+  }
+
+  /**
+   * After giveback: the partner replayed this blade's log and wrote a consistency point that
+   * contains everything through `cpSeq`. Every entry here is then either in that CP or was
+   * never acknowledged, so the whole log is released and numbering continues after `cpSeq`.
+   */
+  resetAfterGiveback(cpSeq: number): void {
+    assert(this.waiters.length === 0, 'no appends in flight during giveback');
+    this.live.clear();
+    this.liveBytes = 0;
+    this.halves[0] = emptyHalf();
+    this.halves[1] = emptyHalf();
+    this.switchTo(this.activeHalf === 0 ? 1 : 0);
+    this.nextSeq = Math.max(this.nextSeq, cpSeq + 1);
+    this.localDurableSeq = this.nextSeq - 1;
+    this.durableAhead.clear();
+    this.mirror.startAt(this.nextSeq - 1);
+  }
+
+  // ---- mirroring ------------------------------------------------------------------------
+
+  /** Connects the transport; `connected` tells the partner to resynchronise its log to us. */
+  attachTransport(t: MirrorTransport): void {
+    this.transport = t;
+    if (this.tickTimer === undefined) {
+      this.tickTimer = this.opts.timers.after(Math.max(1, this.limits.mirrorAckTimeoutMs / 4), () => {
+        this.tick();
+        this.tickTimer?.refresh();
+      });
+    }
+  }
+
+  /** The channel to the partner is up: greet it, so it resynchronises our mirror of its log. */
+  peerConnected(): void {
+    this.transport?.send({ kind: 'hello', from: this.opts.bladeId, bootGeneration: this.header.bootGeneration, halfBytes: this.layout.halfBytes });
+  }
+
+  /** The channel to the partner is gone: continue on the local copy, report degraded. */
+  peerDisconnected(): void {
+    this.mirror.partnerDown();
+    this.flushMirror();
+  }
+
+  /** Handles a message from the partner (about our log, or about its log in our mirror). */
+  onPeerMessage(msg: MirrorMessage): void {
+    if (this.closed) return;
+    if (msg.kind === 'hello' && msg.halfBytes !== this.layout.halfBytes) {
+      // Different NVRAM sizes cannot mirror position for position: stay degraded (HA-8).
+      this.mirror.partnerDown(`partner NVRAM half is ${msg.halfBytes} B, ours ${this.layout.halfBytes} B`);
+      this.flushMirror();
+      return;
+    }
+    const partner = partnerOf(this.opts.bladeId);
+    if (msg.kind === 'reset' || msg.kind === 'entry') {
+      if (msg.origin === partner) this.onReceiverActions(this.receiver.onMessage(msg));
+      return;
+    }
+    this.mirror.onMessage(msg, this.opts.clock.nowMs(), () => this.liveItems());
+    this.flushMirror();
+  }
+
+  /** Drives mirror timeouts; the driver calls it from its own timer after `attachTransport`. */
+  tick(): void {
+    if (this.closed) return;
+    this.mirror.tick(this.opts.clock.nowMs(), () => this.liveItems());
+    this.flushMirror();
+  }
+
+  private liveItems(): MirrorItem[] {
+    return [...this.live.values()].sort((a, b) => a.seq - b.seq).map(({ seq, position, bytes }) => ({ seq, position, bytes }));
+  }
+
+  private flushMirror(): void {
+    for (const m of this.mirror.takeOutbox()) this.transport?.send(m);
+    for (const c of this.mirror.takeStateChanges()) for (const fn of this.listeners.mirror) fn(c);
+    this.wake();
+  }
+
+  private onReceiverActions(actions: ReturnType<MirrorReceiver['onMessage']>): void {
+    for (const a of actions) {
+      if (a.kind === 'wipe') {
+        this.nvram.write(this.layout.mirrorOffset, new Uint8Array(2 * this.layout.halfBytes));
+      } else if (a.kind === 'write') {
+        this.nvram.write(this.layout.mirrorOffset + a.position, a.bytes);
+      } else if (a.kind === 'send') {
+        this.transport?.send(a.msg);
+      } else {
+        this.pendingAcks.push(a.msg);
+        this.scheduleReceiverPersist();
+      }
+    }
+  }
+
+  /** Coalesces the persists of entries that arrived together into one fence and one ack. */
+  private scheduleReceiverPersist(): void {
+    if (this.receiverPersistScheduled) return;
+    this.receiverPersistScheduled = true;
+    queueMicrotask(() => {
+      this.receiverPersistScheduled = false;
+      const acks = this.pendingAcks;
+      this.pendingAcks = [];
+      void this.nvram.persist(this.layout.mirrorOffset, 2 * this.layout.halfBytes).then(
+        () => {
+          if (this.closed) return;
+          const last = acks[acks.length - 1];
+          // Acks are cumulative; an epoch change inside the batch sends the newest epoch's last.
+          if (last !== undefined) {
+            for (const a of acks) if (a.epoch !== last.epoch) this.transport?.send(a);
+            this.transport?.send(last);
+          }
+        },
+        () => undefined,
+      );
+    });
+  }
+
+  /** The partner's log as held in our mirror region (for takeover replay, HA-7). */
+  recoverPartnerMirror(): RecoveredLog {
+    return recoverRegion(this.partnerCopyBytes(), this.layout.halfBytes, partnerOf(this.opts.bladeId));
+  }
+
+  /** The raw mirror region, to hand to a partner that recovers its own log after a reboot. */
+  partnerCopyBytes(): Uint8Array {
+    return this.nvram.read(this.layout.mirrorOffset, 2 * this.layout.halfBytes);
+  }
+
+  // ---- battery and power ----------------------------------------------------------------
+
+  /**
+   * Records the battery state in the header and switches write-through on when it is not
+   * good (NV-7): `AppendResult.writeThrough` then tells callers to commit before answering.
+   */
+  async setBattery(state: BatteryState): Promise<void> {
+    if (state === this.batteryValue) return;
+    this.batteryValue = state;
+    this.header = { ...this.header, battery: state };
+    const wt = state === 'low' || state === 'failed';
+    if (wt !== this.writeThroughValue) {
+      this.writeThroughValue = wt;
+      for (const fn of this.listeners.writeThrough) fn(wt);
+    }
+    await this.writeHeader();
+  }
+
+  /**
+   * Power is failing (ST-5): stop accepting changes, wait until every entry written is
+   * persisted, and record a clean seal naming the last entry. Idempotent.
+   */
+  powerFail(): Promise<void> {
+    if (this.sealPromise !== undefined) return this.sealPromise;
+    this.accepting = false;
+    this.sealPromise = (async () => {
+      while (this.inFlightPersists.size > 0) await Promise.allSettled([...this.inFlightPersists]);
+      const sealedSeq = this.localDurableSeq;
+      this.header = { ...this.header, sealed: true, sealedSeq };
+      await this.writeHeader();
+      for (const fn of this.listeners.sealed) fn(sealedSeq);
+    })();
+    return this.sealPromise;
+  }
+
+  // ---- HA state area ----------------------------------------------------------------------
+
+  /** The HA status protocol's persistent state (its generation number etc.), or undefined. */
+  readHaState(): Uint8Array | undefined {
+    const a = decodeStateSlot(this.nvram.read(this.layout.stateAreaOffset, STATE_SLOT_BYTES));
+    const b = decodeStateSlot(this.nvram.read(this.layout.stateAreaOffset + STATE_SLOT_BYTES, STATE_SLOT_BYTES));
+    const best = a === undefined ? b : b === undefined ? a : a.counter >= b.counter ? a : b;
+    if (best !== undefined) this.haCounter = Math.max(this.haCounter, best.counter);
+    return best?.payload;
+  }
+
+  /** Stores the HA state durably: alternate slots, so a torn write keeps the previous value. */
+  async writeHaState(payload: Uint8Array): Promise<void> {
+    if (this.haCounter === 0) this.readHaState();
+    this.haCounter++;
+    const slot = this.haCounter % 2;
+    const off = this.layout.stateAreaOffset + slot * STATE_SLOT_BYTES;
+    this.nvram.write(off, encodeStateSlot(this.haCounter, payload));
+    await this.nvram.persist(off, STATE_SLOT_BYTES);
+  }
+
+  // ---- misc -----------------------------------------------------------------------------
+
+  metrics(): NvLogMetrics {
+    const sm = this.sm.metrics();
+    return {
+      lastSeq: this.lastSeq,
+      localDurableSeq: this.localDurableSeq,
+      mirrorDoneSeq: this.mirror.doneSeq,
+      mirrorState: this.mirror.state,
+      mirrorInFlightHighWater: this.mirror.inFlightHighWater,
+      logBytesUsed: this.bytesUsed(),
+      logBytesHighWater: this.counters.logBytesHighWater,
+      smRequests: sm.requests,
+      smRequestsHighWater: sm.requestsHighWater,
+      appends: this.counters.appends,
+      halfSwitches: this.counters.halfSwitches,
+      fullRejections: this.counters.fullRejections,
+      writeThrough: this.writeThroughValue,
+    };
+  }
+
+  /** Stops timers and refuses further calls; pending appends never resolve (like a power cut). */
+  close(): void {
+    this.closed = true;
+    this.tickTimer?.cancel();
+    this.tickTimer = undefined;
+  }
+
+  private bytesUsed(): number {
+    return this.liveBytes;
+  }
+
+  private forget(seq: number): boolean {
+    const it = this.live.get(seq);
+    if (it === undefined) return false;
+    this.live.delete(seq);
+    this.liveBytes -= it.bytes.length;
+    return true;
+  }
+
+  private noteBytes(): void {
+    this.counters.logBytesHighWater = Math.max(this.counters.logBytesHighWater, this.bytesUsed());
+  }
+
+  private async writeHeader(): Promise<void> {
+    this.header = { ...this.header, writeCounter: this.header.writeCounter + 1 };
+    const off = this.layout.headerOffsets[this.headerCopyNext];
+    this.headerCopyNext = this.headerCopyNext === 0 ? 1 : 0;
+    this.nvram.write(off, encodeHeader(this.header));
+    await this.nvram.persist(off, HEADER_COPY_BYTES);
+  }
+}
+
+function emptyHalf(): HalfState {
+  return { liveCount: 0, maxSeq: 0, firstSeq: 0 };
+}
+
+export function partnerOf(b: BladeId): BladeId {
+  return b === 0 ? 1 : 0;
+}
+
+function bytesSame(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
