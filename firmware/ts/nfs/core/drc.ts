@@ -1,0 +1,105 @@
+// The duplicate-request cache (SPEC SM-2): the interface the NFS service uses to give a
+// retransmitted non-idempotent call its original reply, and a bounded in-memory version.
+// In the blade the entries live in the state-machine log in NVRAM (nvlog/), mirrored to the
+// partner, so a retransmission after takeover still finds its reply.
+import type { Attr, ChangeResult, FsStatus, WccAttr } from '../../fsapi/ops.ts';
+
+/**
+ * Identifies one call: the client's address (not its port: clients reconnect from a new
+ * port after a takeover), the xid, the procedure, and a checksum of the call's arguments
+ * so that a reused xid with different arguments is a new call.
+ */
+export interface RequestKey {
+  client: string;
+  xid: number;
+  prog: number;
+  vers: number;
+  proc: number;
+  /** CRC32C of the argument bytes. */
+  argsCrc: number;
+  argsBytes: number;
+}
+
+/** The result of a change as it can be stored and replayed: the FS result or its error. */
+export type ChangeOutcome =
+  | { ok: true; result: ChangeResult }
+  | { ok: false; status: FsStatus; dirPre?: WccAttr; dirPost?: Attr };
+
+/**
+ * A cache entry. `in-progress`: the original is still executing (a retransmission is
+ * dropped; the original's reply will answer it). `replied`: the encoded RPC reply (no record
+ * mark) to send again. `applied`: the change was applied (e.g. by log replay after a
+ * takeover) but its reply was never encoded; the service encodes it from the outcome,
+ * which gives the same bytes the original reply had.
+ */
+export type DrcEntry =
+  | { state: 'in-progress' }
+  | { state: 'replied'; reply: Uint8Array }
+  | { state: 'applied'; outcome: ChangeOutcome };
+
+export interface DuplicateRequestCache {
+  /**
+   * Returns the existing entry for `key`, or records the call as in progress and returns
+   * undefined (then the caller must end with `complete` or `abandon`).
+   */
+  begin(key: RequestKey): DrcEntry | undefined;
+  /** The call finished; `reply` is what was sent. */
+  complete(key: RequestKey, reply: Uint8Array): void;
+  /** The call failed before it changed anything (e.g. the log refused it): forget it. */
+  abandon(key: RequestKey): void;
+}
+
+export function requestKeyString(k: RequestKey): string {
+  return `${k.client}|${k.xid}|${k.prog}|${k.vers}|${k.proc}|${k.argsCrc}|${k.argsBytes}`;
+}
+
+export const drcLimits = {
+  /** Entries kept by the in-memory cache; the oldest completed ones are evicted first. */
+  drcEntriesMax: 8192,
+} as const;
+
+/** Bounded in-memory DRC (insertion-ordered Map used as a FIFO of completed entries). */
+export class MemoryDrc implements DuplicateRequestCache {
+  private readonly entries = new Map<string, DrcEntry>();
+  constructor(private readonly entriesMax: number = drcLimits.drcEntriesMax) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  begin(key: RequestKey): DrcEntry | undefined {
+    const k = requestKeyString(key);
+    const e = this.entries.get(k);
+    if (e !== undefined) return e;
+    this.entries.set(k, { state: 'in-progress' });
+    this.evict();
+    return undefined;
+  }
+
+  complete(key: RequestKey, reply: Uint8Array): void {
+    const k = requestKeyString(key);
+    this.entries.delete(k);
+    this.entries.set(k, { state: 'replied', reply: reply.slice() });
+    this.evict();
+  }
+
+  abandon(key: RequestKey): void {
+    this.entries.delete(requestKeyString(key));
+  }
+
+  /** Installs an entry directly (log replay after a crash or takeover). */
+  put(key: RequestKey, entry: DrcEntry): void {
+    const k = requestKeyString(key);
+    this.entries.delete(k);
+    this.entries.set(k, entry);
+    this.evict();
+  }
+
+  private evict(): void {
+    if (this.entries.size <= this.entriesMax) return;
+    for (const [k, e] of this.entries) {
+      if (this.entries.size <= this.entriesMax) break;
+      if (e.state !== 'in-progress') this.entries.delete(k);
+    }
+  }
+}

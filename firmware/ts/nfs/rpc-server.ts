@@ -1,0 +1,227 @@
+// ONC RPC server: dispatches calls to programs (portmap, MOUNT, NFS) and carries them over
+// TCP (record marking, pipelined calls, bounded memory per connection) and UDP. Every
+// malformed call gets the protocol's answer or a closed connection; nothing a client sends
+// can crash the server or stall other clients.
+import net from 'node:net';
+import dgram from 'node:dgram';
+import { AssertionFailure } from '../core/assert.ts';
+import { DecodeError } from '../core/errors.ts';
+import {
+  AcceptStat,
+  type RpcCall,
+  RecordDecoder,
+  authErrorReply,
+  beginAcceptedReply,
+  decodeCall,
+  frameForTcp,
+  progMismatchReply,
+  replyBody,
+  rpcMismatchReply,
+} from './core/rpc.ts';
+import type { XdrWriter } from './core/xdr.ts';
+import { normalizeAddress } from './core/exports.ts';
+
+export type Transport = 'tcp' | 'udp';
+
+export interface CallContext {
+  transport: Transport;
+  /** The client's address (IPv4-mapped IPv6 prefix removed). */
+  client: string;
+  call: RpcCall;
+}
+
+/** One RPC program (all its supported versions). */
+export interface RpcProgram {
+  readonly prog: number;
+  readonly versLow: number;
+  readonly versHigh: number;
+  /**
+   * Answers one call whose program and version matched. Returns the reply (see
+   * core/rpc.ts builders), or null to send nothing (a retransmission still executing).
+   * A DecodeError thrown here becomes GARBAGE_ARGS.
+   */
+  handle(ctx: CallContext): Promise<XdrWriter | null> | XdrWriter | null;
+}
+
+export function procUnavail(ctx: CallContext): XdrWriter {
+  return beginAcceptedReply(ctx.call.xid, AcceptStat.PROC_UNAVAIL);
+}
+
+export const rpcServerLimits = {
+  /** Largest call record (all fragments) accepted on TCP: a 1 MiB WRITE plus headers. */
+  recordBytesMax: 1024 * 1024 + 64 * 1024,
+  /** Calls executing at once per TCP connection; beyond it the socket is paused. */
+  connRequestsInFlightMax: 64,
+  /** TCP connections at once; further ones are closed on accept. */
+  connectionsMax: 1024,
+  /** An idle TCP connection is closed after this long (frees a slow client's buffers). */
+  connIdleTimeoutMs: 10 * 60 * 1000,
+  /** Largest UDP datagram sent or accepted (IPv4 UDP payload limit). */
+  udpDatagramBytesMax: 65507,
+  /** UDP calls executing at once; further datagrams are dropped (the client retransmits). */
+  udpRequestsInFlightMax: 256,
+} as const;
+
+export type RpcServerLimits = { -readonly [K in keyof typeof rpcServerLimits]: number };
+
+export interface DispatcherOptions {
+  /** Reports an unexpected error (the call got SYSTEM_ERR). */
+  onError?: (err: unknown, ctx: { client: string; prog?: number; proc?: number }) => void;
+  /** A broken invariant: by default rethrown outside the promise chain so the blade crashes. */
+  onFatal?: (err: AssertionFailure) => void;
+}
+
+export class RpcDispatcher {
+  private readonly programs = new Map<number, RpcProgram>();
+  constructor(
+    programs: readonly RpcProgram[],
+    private readonly opts: DispatcherOptions = {},
+  ) {
+    for (const p of programs) this.programs.set(p.prog, p);
+  }
+
+  /** Answers one record; null means send nothing. Never rejects. */
+  async dispatch(record: Uint8Array, transport: Transport, clientAddr: string): Promise<XdrWriter | null> {
+    const client = normalizeAddress(clientAddr);
+    const d = decodeCall(record);
+    if (d.kind === 'drop') return null;
+    if (d.kind === 'deny-version') return rpcMismatchReply(d.xid);
+    if (d.kind === 'deny-auth') return authErrorReply(d.xid, d.stat);
+    const call = d.call;
+    const prog = this.programs.get(call.prog);
+    if (prog === undefined) return beginAcceptedReply(call.xid, AcceptStat.PROG_UNAVAIL);
+    if (call.vers < prog.versLow || call.vers > prog.versHigh) return progMismatchReply(call.xid, prog.versLow, prog.versHigh);
+    try {
+      return await prog.handle({ transport, client, call });
+    } catch (e) {
+      if (e instanceof DecodeError) return beginAcceptedReply(call.xid, AcceptStat.GARBAGE_ARGS);
+      if (e instanceof AssertionFailure) {
+        const fatal = this.opts.onFatal ?? ((err: AssertionFailure) => queueMicrotask(() => { throw err; }));
+        fatal(e);
+      } else {
+        this.opts.onError?.(e, { client, prog: call.prog, proc: call.proc });
+      }
+      return beginAcceptedReply(call.xid, AcceptStat.SYSTEM_ERR);
+    }
+  }
+}
+
+export interface Listener {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Serves the dispatcher over TCP on host:port (port 0: ephemeral). */
+export async function listenTcp(dispatcher: RpcDispatcher, host: string, port: number, limits: RpcServerLimits = { ...rpcServerLimits }): Promise<Listener> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ noDelay: true }, (sock) => {
+    if (sockets.size >= limits.connectionsMax) {
+      sock.destroy();
+      return;
+    }
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+    serveConnection(dispatcher, sock, limits);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address();
+  return {
+    port: typeof addr === 'object' && addr !== null ? addr.port : port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function serveConnection(dispatcher: RpcDispatcher, sock: net.Socket, limits: RpcServerLimits): void {
+  const decoder = new RecordDecoder(limits.recordBytesMax);
+  const client = sock.remoteAddress ?? '';
+  const queue: Uint8Array[] = [];
+  let inFlight = 0;
+  let waitingDrain = false;
+  let closed = false;
+  sock.setTimeout(limits.connIdleTimeoutMs);
+  sock.on('timeout', () => sock.destroy());
+  sock.on('error', () => sock.destroy());
+  sock.on('close', () => {
+    closed = true;
+    queue.length = 0;
+  });
+
+  const flowControl = (): void => {
+    if (closed) return;
+    if (waitingDrain || inFlight >= limits.connRequestsInFlightMax || queue.length > 0) sock.pause();
+    else sock.resume();
+  };
+
+  const pump = (): void => {
+    while (!closed && queue.length > 0 && inFlight < limits.connRequestsInFlightMax) {
+      const rec = queue.shift() as Uint8Array;
+      inFlight++;
+      void dispatcher.dispatch(rec, 'tcp', client).then((reply) => {
+        inFlight--;
+        if (!closed && reply !== null) {
+          if (!sock.write(frameForTcp(reply))) waitingDrain = true;
+        }
+        pump();
+        flowControl();
+      });
+    }
+  };
+
+  sock.on('drain', () => {
+    waitingDrain = false;
+    flowControl();
+  });
+  sock.on('data', (chunk: Buffer) => {
+    let records: Uint8Array[];
+    try {
+      records = decoder.push(chunk);
+    } catch {
+      // An oversized record cannot be skipped without reading it: close the connection.
+      sock.destroy();
+      return;
+    }
+    for (const r of records) queue.push(r);
+    pump();
+    flowControl();
+  });
+}
+
+/** Serves the dispatcher over UDP on host:port (port 0: ephemeral). */
+export async function listenUdp(dispatcher: RpcDispatcher, host: string, port: number, limits: RpcServerLimits = { ...rpcServerLimits }): Promise<Listener> {
+  const type = host.includes(':') ? 'udp6' : 'udp4';
+  const sock = dgram.createSocket({ type, recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 });
+  let inFlight = 0;
+  sock.on('message', (msg, rinfo) => {
+    if (inFlight >= limits.udpRequestsInFlightMax || msg.length > limits.udpDatagramBytesMax) return;
+    inFlight++;
+    void dispatcher.dispatch(msg, 'udp', rinfo.address).then((reply) => {
+      inFlight--;
+      if (reply === null) return;
+      const body = replyBody(reply);
+      if (body.length > limits.udpDatagramBytesMax) return;
+      sock.send(body, rinfo.port, rinfo.address, () => undefined);
+    });
+  });
+  sock.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    sock.once('error', reject);
+    sock.bind(port, host, () => {
+      sock.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    port: sock.address().port,
+    close: () => new Promise<void>((resolve) => sock.close(() => resolve())),
+  };
+}
