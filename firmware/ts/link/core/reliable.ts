@@ -1,0 +1,607 @@
+// The per-path link protocol as a pure state machine (etcd-raft style): a session handshake
+// keyed by boot generations, a reliable ordered channel (cumulative + selective acks,
+// retransmit with bounded exponential backoff, bounded window, back-pressure), unreliable
+// datagrams (latest wins), and liveness. Callers drive it with receive()/tick()/send() and
+// collect what to transmit and what was delivered with ready().
+
+import { assert } from '../../core/assert.ts';
+import { InvalidArgumentError, TwinbladeError } from '../../core/errors.ts';
+import { FrameFlag, FrameType, encodeFrame, framePayloadBytesMax } from './frame.ts';
+import type { Frame, Mac } from './frame.ts';
+
+/** Named limits of one path's channel. Every queue and timer is bounded by one of these. */
+export interface ChannelLimits {
+  /** Data frames sent and not yet acknowledged (the send window). */
+  windowFramesMax: number;
+  /** Out-of-order data frames the receiver buffers beyond the next expected one. */
+  reorderFramesMax: number;
+  /** Messages queued behind the window at which send() starts returning false. */
+  sendQueueHighWaterMessages: number;
+  /** Messages queued behind the window at which send() throws ERR_LINK_QUEUE_FULL. */
+  sendQueueMessagesMax: number;
+  /** Datagrams waiting for the next ready(); beyond it the oldest is dropped (latest wins). */
+  datagramQueueMax: number;
+  retransmitTimeoutMsInitial: number;
+  retransmitTimeoutMsMin: number;
+  retransmitTimeoutMsMax: number;
+  /** An ACK is sent when nothing else went out for this long, so the peer sees us alive. */
+  keepaliveIntervalMs: number;
+  /** A path with no valid frame for this long is down (SPEC HA-5: 0.5 s for the interconnect). */
+  livenessTimeoutMs: number;
+  /** HELLO repeat interval while the session is not established. */
+  helloIntervalMs: number;
+}
+
+export const defaultChannelLimits: Readonly<ChannelLimits> = Object.freeze({
+  windowFramesMax: 64,
+  reorderFramesMax: 64,
+  sendQueueHighWaterMessages: 256,
+  sendQueueMessagesMax: 4096,
+  datagramQueueMax: 64,
+  retransmitTimeoutMsInitial: 200,
+  retransmitTimeoutMsMin: 20,
+  retransmitTimeoutMsMax: 2000,
+  keepaliveIntervalMs: 100,
+  livenessTimeoutMs: 500,
+  helloIntervalMs: 100,
+});
+
+/** Link-level rejection codes (frames that decoded but are refused by the protocol). */
+export const LinkRejectCode = {
+  /** A frame carrying our own role: reflected back at us. */
+  reflected: 'ERR_LINK_REFLECTED',
+  /** Generation 0 on the wire (never valid). */
+  generation: 'ERR_LINK_GENERATION',
+  /** From an older generation of the peer, or addressed to an older generation of us: a replay or a late frame. */
+  staleSession: 'ERR_LINK_STALE_SESSION',
+  /** A data frame beyond the receive reorder window. */
+  window: 'ERR_LINK_WINDOW',
+  /** An ack for data we never sent. */
+  ackRange: 'ERR_LINK_ACK_RANGE',
+  /** A datagram not newer than the last one on its channel: replayed or reordered. */
+  replay: 'ERR_LINK_REPLAY',
+  /** A frame type that makes no sense in this state (e.g. data before the handshake). */
+  unexpected: 'ERR_LINK_UNEXPECTED',
+} as const;
+export type LinkRejectCode = (typeof LinkRejectCode)[keyof typeof LinkRejectCode];
+
+export type Role = 'a' | 'b';
+
+export interface ChannelConfig {
+  /**
+   * This blade's generation: a boot counter from persistent memory (SPEC HA-2). It must be
+   * non-zero and greater than at any earlier boot, so that the peer can tell a restart
+   * from a replay of an old session.
+   */
+  localGeneration: number;
+  role: Role;
+  mac: Mac;
+  limits?: Partial<ChannelLimits>;
+}
+
+/** A reliable message handed to send(); `tag` is the caller's and comes back in `acked`. */
+export interface OutboundMessage {
+  channel: number;
+  payload: Uint8Array;
+  tag: number;
+}
+
+export interface InboundMessage {
+  channel: number;
+  payload: Uint8Array;
+}
+
+export type ChannelEvent =
+  | { type: 'up' }
+  | { type: 'down' }
+  /** A session with the peer generation is now established (first contact or after a restart). */
+  | { type: 'established'; peerGeneration: number }
+  /**
+   * The peer restarted (a greater generation completed the handshake). Sequence state was
+   * reset; `undelivered` are the messages sent to the old generation and never acknowledged.
+   */
+  | { type: 'peerRestart'; previousGeneration: number; peerGeneration: number; undelivered: OutboundMessage[] }
+  /** send() returned false earlier and the queue is below its high-water mark again. */
+  | { type: 'drain' };
+
+/**
+ * What to do after a batch of input. Ordering rule: nothing here needs persisting, so the
+ * caller may transmit `frames` and hand `messages`/`datagrams` up in either order; the acks in
+ * `frames` already cover `messages` (they count as delivered once returned here).
+ */
+export interface ChannelReady {
+  /** Encoded frames to transmit, in order. */
+  frames: Uint8Array[];
+  /** Reliable messages, in order, each exactly once per peer generation. */
+  messages: InboundMessage[];
+  /** Datagrams that were newer than the last on their channel. */
+  datagrams: InboundMessage[];
+  /** Tags of sent messages the peer has now acknowledged, in send order. */
+  acked: number[];
+  events: ChannelEvent[];
+}
+
+export interface ChannelStats {
+  framesSent: number;
+  framesReceived: number;
+  bytesSent: number;
+  dataFramesSent: number;
+  retransmits: number;
+  duplicates: number;
+  messagesDelivered: number;
+  datagramsSent: number;
+  datagramsDelivered: number;
+  datagramsDropped: number;
+  rejects: Record<string, number>;
+}
+
+interface Unacked {
+  seq: number;
+  msg: OutboundMessage;
+  firstSentMs: number;
+  lastSentMs: number;
+  transmissions: number;
+  sacked: boolean;
+  resend: boolean;
+}
+
+/** Signed distance a - b in sequence space (mod 2^32), valid while |a - b| < 2^31. */
+export function seqDiff(a: number, b: number): number {
+  return (a - b) | 0;
+}
+function seqAdd(a: number, n: number): number {
+  return (a + n) >>> 0;
+}
+
+/** Bits in an ACK's selective bitmap: bit i says seq (ack + 2 + i) was received. */
+const sackBits = 32;
+
+export class ReliableChannel {
+  readonly limits: Readonly<ChannelLimits>;
+  readonly stats: ChannelStats = {
+    framesSent: 0, framesReceived: 0, bytesSent: 0, dataFramesSent: 0, retransmits: 0, duplicates: 0,
+    messagesDelivered: 0, datagramsSent: 0, datagramsDelivered: 0, datagramsDropped: 0, rejects: {},
+  };
+
+  private readonly gen: number;
+  private readonly flags: number;
+  private readonly peerFlags: number;
+  private readonly mac: Mac;
+
+  private nowMs = 0;
+  private peerGen = 0;
+  private peerGenHeard = 0;
+  private helloDue = true;
+  private lastHelloMs = -Infinity;
+
+  // Send side.
+  private nextSeq = 1;
+  private readonly unacked: Unacked[] = [];
+  private queue: OutboundMessage[] = [];
+  private queueHead = 0;
+  private needDrain = false;
+  private rtoMs: number;
+  private srttMs = -1;
+  private rttvarMs = 0;
+  private rtoDeadlineMs = Infinity;
+  private transportWritable = true;
+  private datagramsOut: { channel: number; payload: Uint8Array }[] = [];
+  private nextDatagramSeq = 1;
+
+  // Receive side.
+  private expectedSeq = 1;
+  private readonly reorder = new Map<number, InboundMessage>();
+  private readonly lastDatagramSeq = new Map<number, number>();
+  private ackDue = false;
+
+  // Liveness.
+  private up = false;
+  private lastRxMs = -Infinity;
+  private lastTxMs = -Infinity;
+
+  private out: ChannelReady = emptyReady();
+
+  constructor(config: ChannelConfig) {
+    if (!Number.isInteger(config.localGeneration) || config.localGeneration < 1 || config.localGeneration > 0xffffffff) {
+      throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', `localGeneration ${config.localGeneration} must be a u32 > 0`);
+    }
+    this.limits = Object.freeze({ ...defaultChannelLimits, ...config.limits });
+    const l = this.limits;
+    if (!(l.windowFramesMax >= 1 && l.windowFramesMax < 2 ** 30 && l.reorderFramesMax >= 0 && l.reorderFramesMax < 2 ** 30)) {
+      throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', 'window and reorder limits must be positive and far below 2^31');
+    }
+    if (!(l.retransmitTimeoutMsMin > 0 && l.retransmitTimeoutMsMin <= l.retransmitTimeoutMsMax)) {
+      throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', 'retransmit timeout bounds are inconsistent');
+    }
+    this.gen = config.localGeneration;
+    this.flags = config.role === 'b' ? FrameFlag.fromB : 0;
+    this.peerFlags = config.role === 'b' ? 0 : FrameFlag.fromB;
+    this.mac = config.mac;
+    this.rtoMs = clamp(l.retransmitTimeoutMsInitial, l.retransmitTimeoutMsMin, l.retransmitTimeoutMsMax);
+  }
+
+  get localGeneration(): number {
+    return this.gen;
+  }
+  /** The peer generation of the established session (0 before the first handshake). */
+  get peerGeneration(): number {
+    return this.peerGen;
+  }
+  get established(): boolean {
+    return this.peerGen !== 0;
+  }
+  /** True while valid frames of the established session keep arriving within livenessTimeoutMs. */
+  get isUp(): boolean {
+    return this.up;
+  }
+  /** False once the send queue reached sendQueueHighWaterMessages; a `drain` event follows. */
+  get writable(): boolean {
+    return this.queuedCount() < this.limits.sendQueueHighWaterMessages;
+  }
+  /** Messages sent and not yet acknowledged, plus those queued behind the window. */
+  get pendingMessages(): number {
+    return this.unacked.length + this.queuedCount();
+  }
+  /** The current retransmit timeout (for observability and tests). */
+  get retransmitTimeoutMs(): number {
+    return this.rtoMs;
+  }
+  get smoothedRttMs(): number {
+    return this.srttMs;
+  }
+
+  /**
+   * Queues a reliable message. Returns false when the caller should wait for a `drain` event
+   * (the message is still accepted). Throws ERR_LINK_QUEUE_FULL (kind busy) past
+   * sendQueueMessagesMax, and InvalidArgumentError for a bad channel or an oversized payload.
+   */
+  send(channel: number, payload: Uint8Array, tag = 0): boolean {
+    checkChannel(channel);
+    if (payload.length > framePayloadBytesMax) {
+      throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', `payload of ${payload.length} bytes exceeds ${framePayloadBytesMax}`);
+    }
+    if (this.queuedCount() >= this.limits.sendQueueMessagesMax) {
+      throw new TwinbladeError('ERR_LINK_QUEUE_FULL', 'busy', `send queue holds sendQueueMessagesMax (${this.limits.sendQueueMessagesMax}) messages`);
+    }
+    this.queue.push({ channel, payload, tag });
+    const w = this.writable;
+    if (!w) this.needDrain = true;
+    return w;
+  }
+
+  /**
+   * Queues an unreliable datagram (HA status). Returns false (and sends nothing) while no
+   * session is established, because the peer would refuse a frame without its generation.
+   */
+  sendDatagram(channel: number, payload: Uint8Array): boolean {
+    checkChannel(channel);
+    if (payload.length > framePayloadBytesMax) {
+      throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', `payload of ${payload.length} bytes exceeds ${framePayloadBytesMax}`);
+    }
+    if (!this.established) return false;
+    if (this.datagramsOut.length >= this.limits.datagramQueueMax) {
+      this.datagramsOut.shift();
+      this.stats.datagramsDropped++;
+    }
+    this.datagramsOut.push({ channel, payload });
+    return true;
+  }
+
+  /** Tells the channel whether its transport accepts more (stream back-pressure). */
+  setTransportWritable(writable: boolean): void {
+    if (writable && !this.transportWritable && this.unacked.length > 0) {
+      // Bytes stuck in our own send buffer were not on the wire: restart the timer rather than
+      // count that time against the peer.
+      this.rtoDeadlineMs = this.nowMs + this.rtoMs;
+    }
+    this.transportWritable = writable;
+  }
+
+  /** Handles one decoded, authenticated frame from this path. */
+  receive(frame: Frame, nowMs: number): void {
+    this.advance(nowMs);
+    this.stats.framesReceived++;
+    if ((frame.flags & FrameFlag.fromB) !== this.peerFlags) return this.reject(LinkRejectCode.reflected);
+    const src = frame.srcGeneration;
+    if (src === 0) return this.reject(LinkRejectCode.generation);
+    if (src < this.peerGen) return this.reject(LinkRejectCode.staleSession);
+    if (frame.type === FrameType.hello) {
+      if (src > this.peerGenHeard) this.peerGenHeard = src;
+      if (frame.dstGeneration !== this.gen) {
+        // The peer does not know our current generation yet (it or we restarted): tell it.
+        this.helloDue = true;
+        return;
+      }
+      if (src !== this.peerGen) {
+        this.adopt(src);
+        // Make sure the peer can complete its side even if our earlier HELLO was lost.
+        this.helloDue = true;
+      }
+      this.heard();
+      return;
+    }
+    if (frame.dstGeneration !== this.gen) return this.reject(LinkRejectCode.staleSession);
+    if (src > this.peerGen) {
+      // Addressed to our current generation, so it is fresh: the handshake reply was lost.
+      if (src > this.peerGenHeard) this.peerGenHeard = src;
+      this.adopt(src);
+    }
+    this.heard();
+    this.onAck(frame.ack, frame.type === FrameType.ack ? frame.payload : undefined);
+    switch (frame.type) {
+      case FrameType.data:
+        this.onData(frame);
+        return;
+      case FrameType.datagram:
+        this.onDatagram(frame);
+        return;
+      case FrameType.ack:
+        return;
+      default:
+        return this.reject(LinkRejectCode.unexpected);
+    }
+  }
+
+  /** Advances time: liveness, HELLO repeats, retransmits, keepalives. */
+  tick(nowMs: number): void {
+    this.advance(nowMs);
+    const l = this.limits;
+    if (this.up && nowMs - this.lastRxMs > l.livenessTimeoutMs) {
+      this.up = false;
+      this.out.events.push({ type: 'down' });
+    }
+    if (!this.established && nowMs - this.lastHelloMs >= l.helloIntervalMs) this.helloDue = true;
+    if (this.transportWritable && this.unacked.length > 0 && nowMs >= this.rtoDeadlineMs) {
+      for (const u of this.unacked) if (!u.sacked) u.resend = true;
+      // Bounded exponential backoff: a dead path is probed at most every retransmitTimeoutMsMax.
+      this.rtoMs = Math.min(this.rtoMs * 2, l.retransmitTimeoutMsMax);
+      this.rtoDeadlineMs = nowMs + this.rtoMs;
+    }
+    if (this.established && nowMs - this.lastTxMs >= l.keepaliveIntervalMs) this.ackDue = true;
+  }
+
+  /** Collects frames to transmit, deliveries and events accumulated since the last call. */
+  ready(): ChannelReady {
+    const now = this.nowMs;
+    const frames = this.out.frames;
+    if (this.helloDue) {
+      this.helloDue = false;
+      this.lastHelloMs = now;
+      frames.push(this.encode({ type: FrameType.hello, channel: 0, seq: 0, dstGeneration: this.peerGenHeard, payload: empty }));
+    }
+    if (this.established) {
+      let dataSent = false;
+      if (this.transportWritable) {
+        for (const u of this.unacked) {
+          if (!u.resend) continue;
+          u.resend = false;
+          u.transmissions++;
+          u.lastSentMs = now;
+          this.stats.retransmits++;
+          frames.push(this.encodeData(u));
+          dataSent = true;
+        }
+        while (this.queuedCount() > 0 && this.unacked.length < this.limits.windowFramesMax) {
+          const msg = this.queue[this.queueHead] as OutboundMessage;
+          this.queueHead++;
+          const u: Unacked = { seq: this.nextSeq, msg, firstSentMs: now, lastSentMs: now, transmissions: 1, sacked: false, resend: false };
+          this.nextSeq = seqAdd(this.nextSeq, 1);
+          this.unacked.push(u);
+          if (this.unacked.length === 1) this.rtoDeadlineMs = now + this.rtoMs;
+          frames.push(this.encodeData(u));
+          dataSent = true;
+        }
+        this.compactQueue();
+      }
+      for (const d of this.datagramsOut) {
+        frames.push(this.encode({ type: FrameType.datagram, channel: d.channel, seq: this.nextDatagramSeq, dstGeneration: this.peerGen, payload: d.payload }));
+        this.nextDatagramSeq = seqAdd(this.nextDatagramSeq, 1);
+        this.stats.datagramsSent++;
+      }
+      this.datagramsOut = [];
+      // Data frames carry the cumulative ack; a separate ACK is needed when none went out, or
+      // when out-of-order frames are held (only an ACK carries the selective bitmap).
+      if (this.ackDue && (!dataSent || this.reorder.size > 0)) {
+        frames.push(this.encode({ type: FrameType.ack, channel: 0, seq: 0, dstGeneration: this.peerGen, payload: this.sackBitmap() }));
+      }
+      this.ackDue = false;
+    }
+    if (frames.length > 0) this.lastTxMs = now;
+    for (const f of frames) this.stats.bytesSent += f.length;
+    this.stats.framesSent += frames.length;
+    if (this.needDrain && this.writable) {
+      this.needDrain = false;
+      this.out.events.push({ type: 'drain' });
+    }
+    const r = this.out;
+    this.out = emptyReady();
+    return r;
+  }
+
+  private advance(nowMs: number): void {
+    // Time never goes back; a caller that passes an older value is ignored rather than trusted.
+    if (nowMs > this.nowMs) this.nowMs = nowMs;
+  }
+
+  private reject(code: LinkRejectCode): void {
+    this.stats.rejects[code] = (this.stats.rejects[code] ?? 0) + 1;
+  }
+
+  private heard(): void {
+    this.lastRxMs = this.nowMs;
+    if (!this.up) {
+      this.up = true;
+      this.out.events.push({ type: 'up' });
+    }
+  }
+
+  private adopt(peerGen: number): void {
+    const previous = this.peerGen;
+    if (previous !== 0) {
+      const undelivered = [...this.unacked.map((u) => u.msg), ...this.queue.slice(this.queueHead)];
+      this.unacked.length = 0;
+      this.queue = [];
+      this.queueHead = 0;
+      this.nextSeq = 1;
+      this.nextDatagramSeq = 1;
+      this.datagramsOut = [];
+      this.expectedSeq = 1;
+      this.reorder.clear();
+      this.lastDatagramSeq.clear();
+      this.rtoDeadlineMs = Infinity;
+      this.srttMs = -1;
+      this.rttvarMs = 0;
+      this.rtoMs = clamp(this.limits.retransmitTimeoutMsInitial, this.limits.retransmitTimeoutMsMin, this.limits.retransmitTimeoutMsMax);
+      this.out.events.push({ type: 'peerRestart', previousGeneration: previous, peerGeneration: peerGen, undelivered });
+    }
+    this.peerGen = peerGen;
+    this.out.events.push({ type: 'established', peerGeneration: peerGen });
+    // Tell the peer at once that we are here, so its first data need not wait for a keepalive.
+    this.ackDue = true;
+  }
+
+  private onAck(ack: number, sack: Uint8Array | undefined): void {
+    const first = this.unacked[0];
+    const lastSent = seqAdd(this.nextSeq, -1);
+    if (seqDiff(ack, lastSent) > 0) return this.reject(LinkRejectCode.ackRange);
+    if (first === undefined || seqDiff(ack, first.seq) < 0) {
+      this.onSack(ack, sack);
+      return;
+    }
+    let n = 0;
+    let sample = -1;
+    while (n < this.unacked.length && seqDiff((this.unacked[n] as Unacked).seq, ack) <= 0) {
+      const u = this.unacked[n] as Unacked;
+      // Karn's rule: only frames sent once give an unambiguous round-trip sample.
+      if (u.transmissions === 1) sample = this.nowMs - u.firstSentMs;
+      this.out.acked.push(u.msg.tag);
+      n++;
+    }
+    this.unacked.splice(0, n);
+    if (sample >= 0) this.updateRtt(sample);
+    else this.rtoMs = clamp(this.rtoMs, this.limits.retransmitTimeoutMsMin, this.limits.retransmitTimeoutMsMax);
+    this.rtoDeadlineMs = this.unacked.length > 0 ? this.nowMs + this.rtoMs : Infinity;
+    this.onSack(ack, sack);
+  }
+
+  private onSack(ack: number, sack: Uint8Array | undefined): void {
+    if (sack === undefined || sack.length < 4 || this.unacked.length === 0) return;
+    const bits = ((sack[0] as number) << 24 | (sack[1] as number) << 16 | (sack[2] as number) << 8 | (sack[3] as number)) >>> 0;
+    if (bits === 0) return;
+    for (const u of this.unacked) {
+      const i = seqDiff(u.seq, ack) - 2;
+      if (i >= 0 && i < sackBits && (bits >>> i) & 1) u.sacked = true;
+    }
+    // Fast retransmit: the receiver holds later frames, so the first missing one was lost.
+    // Resend it once per round trip, not on every duplicate ack.
+    const hole = this.unacked[0] as Unacked;
+    const rtt = this.srttMs >= 0 ? this.srttMs : this.rtoMs;
+    if (!hole.sacked && this.nowMs - hole.lastSentMs >= rtt) hole.resend = true;
+  }
+
+  private updateRtt(sampleMs: number): void {
+    const l = this.limits;
+    if (this.srttMs < 0) {
+      this.srttMs = sampleMs;
+      this.rttvarMs = sampleMs / 2;
+    } else {
+      this.rttvarMs = 0.75 * this.rttvarMs + 0.25 * Math.abs(this.srttMs - sampleMs);
+      this.srttMs = 0.875 * this.srttMs + 0.125 * sampleMs;
+    }
+    this.rtoMs = clamp(this.srttMs + 4 * this.rttvarMs, l.retransmitTimeoutMsMin, l.retransmitTimeoutMsMax);
+  }
+
+  private onData(frame: Frame): void {
+    this.ackDue = true;
+    const d = seqDiff(frame.seq, this.expectedSeq);
+    if (d < 0 || (d > 0 && this.reorder.has(frame.seq))) {
+      this.stats.duplicates++;
+      return;
+    }
+    if (d > this.limits.reorderFramesMax) return this.reject(LinkRejectCode.window);
+    if (d > 0) {
+      this.reorder.set(frame.seq, { channel: frame.channel, payload: frame.payload });
+      return;
+    }
+    this.deliver({ channel: frame.channel, payload: frame.payload });
+    for (;;) {
+      const next = this.reorder.get(this.expectedSeq);
+      if (next === undefined) break;
+      this.reorder.delete(this.expectedSeq);
+      this.deliver(next);
+    }
+  }
+
+  private deliver(m: InboundMessage): void {
+    this.out.messages.push(m);
+    this.stats.messagesDelivered++;
+    this.expectedSeq = seqAdd(this.expectedSeq, 1);
+  }
+
+  private onDatagram(frame: Frame): void {
+    const last = this.lastDatagramSeq.get(frame.channel);
+    if (last !== undefined && seqDiff(frame.seq, last) <= 0) return this.reject(LinkRejectCode.replay);
+    this.lastDatagramSeq.set(frame.channel, frame.seq);
+    this.stats.datagramsDelivered++;
+    this.out.datagrams.push({ channel: frame.channel, payload: frame.payload });
+  }
+
+  private sackBitmap(): Uint8Array {
+    if (this.reorder.size === 0) return empty;
+    let bits = 0;
+    for (const seq of this.reorder.keys()) {
+      const i = seqDiff(seq, this.expectedSeq) - 1;
+      if (i >= 0 && i < sackBits) bits |= 1 << i;
+    }
+    const b = new Uint8Array(4);
+    b[0] = bits >>> 24;
+    b[1] = (bits >>> 16) & 0xff;
+    b[2] = (bits >>> 8) & 0xff;
+    b[3] = bits & 0xff;
+    return b;
+  }
+
+  private encodeData(u: Unacked): Uint8Array {
+    this.stats.dataFramesSent++;
+    return this.encode({ type: FrameType.data, channel: u.msg.channel, seq: u.seq, dstGeneration: this.peerGen, payload: u.msg.payload });
+  }
+
+  private encode(f: { type: FrameType; channel: number; seq: number; dstGeneration: number; payload: Uint8Array }): Uint8Array {
+    return encodeFrame(
+      { ...f, flags: this.flags, srcGeneration: this.gen, ack: seqAdd(this.expectedSeq, -1) },
+      this.mac,
+    );
+  }
+
+  private queuedCount(): number {
+    return this.queue.length - this.queueHead;
+  }
+
+  private compactQueue(): void {
+    if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+    if (this.queueHead === this.queue.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    }
+    assert(this.unacked.length <= this.limits.windowFramesMax, 'send window exceeded windowFramesMax');
+  }
+}
+
+const empty = new Uint8Array(0);
+
+function emptyReady(): ChannelReady {
+  return { frames: [], messages: [], datagrams: [], acked: [], events: [] };
+}
+
+function clamp(v: number, lo: number, hi: number): number {
+  return Math.min(hi, Math.max(lo, v));
+}
+
+function checkChannel(channel: number): void {
+  if (!Number.isInteger(channel) || channel < 0 || channel > 255) {
+    throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', `channel ${channel} is not 0..255`);
+  }
+}
