@@ -1,0 +1,1047 @@
+// The HA state machine of one blade (seed 003 figure 2; SPEC HA-1..HA-11, ST-4) as a pure
+// core in the style of etcd/raft: no I/O, no clock, no timers. The driver feeds it events
+// (`step`), the passage of time (`tick`) and operator commands, and carries out what
+// `ready()` returns: state to persist, status messages to send, mailbox writes, fence
+// commands, the partner-reset pulse, serving and replaying disk sets, and alerts.
+import { assert } from '../../core/assert.ts';
+import { InvalidArgumentError } from '../../core/errors.ts';
+import { StatusStream } from './merge.ts';
+import {
+  DisableReason,
+  HaPhase,
+  StateIndicator,
+  StatusFlag,
+  indicatorName,
+  phaseName,
+  reasonNames,
+  statusProtocolVersion,
+  statusSequenceMax,
+  type StatusMessage,
+} from './status.ts';
+import { checkTiming, pathTimeoutMs, type HaTiming, type PathKind } from './timing.ts';
+
+export type SetIndex = 0 | 1;
+
+export interface HaPathConfig {
+  /** Stable path name, e.g. "serial", "net0", "mbox2". */
+  id: string;
+  kind: PathKind;
+}
+
+export interface HaConfig {
+  /** The pair's id; messages carrying another id are rejected (a mis-cabled pair). */
+  systemId: number;
+  bladeIndex: 0 | 1;
+  /** Firmware version; the high 16 bits are the compatibility level that must match the partner's (HA-8). */
+  firmwareVersion: number;
+  paths: readonly HaPathConfig[];
+  timing: HaTiming;
+  /** Give back automatically once the recovered partner asks for its disks (after `givebackDelayMinMs`). */
+  autoGiveback: boolean;
+  /** Whether the NVRAM mirror counts as synced until the mirroring layer says otherwise. */
+  mirrorSyncedAtBoot: boolean;
+}
+
+/**
+ * What the machine keeps in the blade's persistent memory (HA-4). `phase` and
+ * `claimedSets` are the last *stable* state (NORMAL or TAKEOVER and the reservations held):
+ * a rebooting blade reads them in step 253 to learn what it was doing before.
+ */
+export interface PersistedHaState {
+  generation: number;
+  phase: HaPhase;
+  claimedSets: number;
+  operatorDisabled: boolean;
+}
+
+export type FenceOp = 'register' | 'reserve' | 'preempt' | 'release';
+
+/** Stable codes of alerts and refused operator commands. */
+export const HaCode = {
+  pathDown: 'HA_PATH_DOWN',
+  pathUp: 'HA_PATH_UP',
+  mailboxBad: 'HA_MAILBOX_BAD',
+  /** Every path but the mailbox disks is down: the partner is alive; no takeover; mirroring needs a path. */
+  partnerOnMailboxOnly: 'HA_PARTNER_ON_MAILBOX_ONLY',
+  partnerDown: 'HA_PARTNER_DOWN',
+  takeoverBlocked: 'HA_TAKEOVER_BLOCKED',
+  takeoverStarted: 'HA_TAKEOVER_STARTED',
+  takeoverAborted: 'HA_TAKEOVER_ABORTED',
+  takeoverDone: 'HA_TAKEOVER_DONE',
+  takeoverDamped: 'HA_TAKEOVER_DAMPED',
+  beingTakenOver: 'HA_BEING_TAKEN_OVER',
+  fenced: 'HA_FENCED',
+  awaitGiveback: 'HA_AWAIT_GIVEBACK',
+  givebackDone: 'HA_GIVEBACK_DONE',
+  givebackFailed: 'HA_GIVEBACK_FAILED',
+  versionMismatch: 'HA_VERSION_MISMATCH',
+  foreignSystem: 'HA_FOREIGN_SYSTEM',
+  fenceFailed: 'HA_FENCE_FAILED',
+  replayFailed: 'HA_REPLAY_FAILED',
+  rebootDone: 'HA_REBOOT_DONE',
+  // Operator command refusals.
+  refusedState: 'ERR_HA_WRONG_STATE',
+  refusedDisabled: 'ERR_HA_TAKEOVER_DISABLED',
+  refusedPartnerNotReady: 'ERR_HA_PARTNER_NOT_READY',
+  refusedPartnerUnreachable: 'ERR_HA_PARTNER_UNREACHABLE',
+} as const;
+
+export type HaAction =
+  /** Send `message` on every interconnect and network path (unreliable; repeated each heartbeat). */
+  | { type: 'send'; message: StatusMessage }
+  /** Write `message` into this blade's slot on the mailbox disks of `sets` (those it holds), first one then the next. */
+  | { type: 'write-mailbox'; message: StatusMessage; sets: number }
+  /** Apply a fence command to every disk of `set`; answer with a `fence-result` event. */
+  | { type: 'fence'; op: FenceOp; set: SetIndex }
+  /** Pulse the partner's reset line for `durationMs`; answer with `reset-done`. */
+  | { type: 'pulse-reset'; durationMs: number }
+  /** Start or stop serving a disk set (file systems, client addresses). Stopping means no further writes to it. */
+  | { type: 'serve'; set: SetIndex; on: boolean }
+  /** Replay the change log that covers `set` (own log, or the partner's mirrored copy, HA-7); answer with `replay-done`. */
+  | { type: 'replay'; set: SetIndex }
+  | { type: 'alert'; code: string; message: string };
+
+/**
+ * The output of one round. Ordering rule (like raft's Ready): make `persist` durable
+ * **before** carrying out any action, because the messages may announce a generation or a
+ * takeover that must survive a crash; then carry the actions out in order.
+ */
+export interface HaReady {
+  persist: PersistedHaState | undefined;
+  actions: HaAction[];
+}
+
+export type HaEvent =
+  /** A decoded status message from the partner arrived on `path`. */
+  | { type: 'status'; path: string; message: StatusMessage }
+  /** Bytes on `path` were rejected by a decoder; `code` is the decoder's error code. */
+  | { type: 'rejected'; path: string; code: string }
+  /** The link layer reports a path up or down (down makes it silent at once). */
+  | { type: 'path'; path: string; up: boolean }
+  | { type: 'fence-result'; op: FenceOp; set: SetIndex; ok: boolean; code?: string }
+  /** A write of ours to a disk of `set` was refused with a reservation conflict. */
+  | { type: 'write-fenced'; set: SetIndex }
+  | { type: 'reset-done' }
+  | { type: 'replay-done'; set: SetIndex; ok: boolean }
+  /** The NVRAM mirroring layer's state (HA-8: a sync error disables takeover). */
+  | { type: 'mirror'; synced: boolean };
+
+export type OperatorCommand = 'takeover' | 'giveback' | 'disable' | 'enable';
+
+export type OperatorResult = { ok: true } | { ok: false; code: string; message: string };
+
+type Step =
+  // REBOOTING (steps 251-258)
+  | 'probe' // 251/252: reserving our own set tells whether the partner holds it
+  | 'await-giveback' // 252: the partner holds our disks
+  | 'listen' // 253: learning the partner's state
+  | 'seize' // 254/255
+  | 'replay' // 256
+  // NORMAL
+  | 'steady'
+  | 'tiebreak' // waiting our tie-break delay before an automatic takeover
+  | 'announce' // 213: TAKEOVER announced, partner gets time to stop writing
+  | 'fencing'
+  | 'resetting'
+  | 'replaying'
+  // TAKEOVER
+  | 'giveback-release'
+  // STOPPED
+  | 'stopped';
+
+interface PathState {
+  readonly id: string;
+  readonly kind: PathKind;
+  lastAdvanceMs: number | undefined;
+  /** Last time a record decoded on this path, fresh or stale (mailboxes: the disk is readable). */
+  lastReadOkMs: number | undefined;
+  linkDown: boolean;
+  corruptCount: number;
+  bad: boolean;
+  /** Last reported up/down (for alerts on transitions). */
+  reportedUp: boolean;
+}
+
+export interface HaPathReport {
+  id: string;
+  kind: PathKind;
+  up: boolean;
+  bad: boolean;
+}
+
+export interface HaStatusReport {
+  bladeIndex: 0 | 1;
+  phase: string;
+  step: string;
+  indicator: string;
+  generation: number;
+  sequence: number;
+  claimedSets: number;
+  servingSets: number;
+  /** Why an automatic takeover is not allowed right now (empty: allowed). */
+  blockers: string[];
+  partner: { heard: boolean; alive: boolean; phase: string | undefined; indicator: string | undefined; generation: number; sequence: number };
+  paths: HaPathReport[];
+  takeoversInWindow: number;
+  rejected: Record<string, number>;
+  messages: { newCount: number; oldCount: number };
+}
+
+const bit = (s: SetIndex): number => 1 << s;
+
+export class HaMachine {
+  private readonly cfg: HaConfig;
+  private readonly t: HaTiming;
+  private readonly own: SetIndex;
+  private readonly other: SetIndex;
+  private nowMs: number;
+
+  private phase: HaPhase = HaPhase.rebooting;
+  private step_: Step = 'probe';
+  private generation: number;
+  private sequence = 0;
+  private claimed: number;
+  private serving = 0;
+  private operatorDisabled: boolean;
+  private mirrorSynced: boolean;
+  /** The last stable phase and reservations, as persisted (step 253 reads them). */
+  private stablePhase: HaPhase;
+  private stableClaimed: number;
+  private bootClaimed: number;
+
+  private readonly stream = new StatusStream();
+  private partner: StatusMessage | undefined;
+  /** Time the newest partner message arrived (undefined: none since boot). */
+  private partnerHeardMs: number | undefined;
+  private readonly paths = new Map<string, PathState>();
+  private bootMs: number;
+
+  private nextSendMs: number;
+  private nextMailboxMs: number;
+  private stepDeadlineMs = 0;
+  private takeoverPlanned = false;
+  private takeoverSinceMs = 0;
+  private takeoverTimesMs: number[] = [];
+  private pendingReplays = 0;
+  private replayFailed = false;
+  private seizeSets = 0;
+  private pendingFences = 0;
+  private probeRetryMs: number | undefined;
+  private partnerDownAlerted = false;
+  private onlyMailboxSinceMs: number | undefined;
+  private onlyMailboxAlerted = false;
+  private versionAlerted = false;
+
+  private dirty = true;
+  private broadcastNow = true;
+  private actions: HaAction[] = [];
+  private readonly rejected: Record<string, number> = {};
+
+  constructor(config: HaConfig, persisted: PersistedHaState | undefined, nowMs: number) {
+    const why = checkTiming(config.timing);
+    if (why !== undefined) throw new InvalidArgumentError('ERR_HA_CONFIG', `HA timing: ${why}`);
+    if (config.bladeIndex !== 0 && config.bladeIndex !== 1) throw new InvalidArgumentError('ERR_HA_CONFIG', 'bladeIndex must be 0 or 1');
+    if (config.paths.length === 0) throw new InvalidArgumentError('ERR_HA_CONFIG', 'at least one path is needed');
+    this.cfg = config;
+    this.t = config.timing;
+    this.own = config.bladeIndex;
+    this.other = config.bladeIndex === 0 ? 1 : 0;
+    this.nowMs = nowMs;
+    this.bootMs = nowMs;
+    for (const p of config.paths) {
+      if (this.paths.has(p.id)) throw new InvalidArgumentError('ERR_HA_CONFIG', `duplicate path ${p.id}`);
+      this.paths.set(p.id, { id: p.id, kind: p.kind, lastAdvanceMs: undefined, lastReadOkMs: undefined, linkDown: false, corruptCount: 0, bad: false, reportedUp: false });
+    }
+    // Step 251: a new instantiation, so a new generation (HA-2), persisted before any message carries it.
+    this.generation = (persisted?.generation ?? 0) + 1;
+    if (this.generation > statusSequenceMax) this.generation = 1;
+    this.stablePhase = persisted?.phase ?? HaPhase.normal;
+    this.stableClaimed = persisted?.claimedSets ?? bit(this.own);
+    this.bootClaimed = this.stableClaimed;
+    this.claimed = 0;
+    this.operatorDisabled = persisted?.operatorDisabled ?? false;
+    this.mirrorSynced = config.mirrorSyncedAtBoot;
+    this.nextSendMs = nowMs;
+    this.nextMailboxMs = nowMs;
+    this.enterProbe();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Driver interface
+
+  /** Feeds one event that happened at `nowMs`. */
+  step(event: HaEvent, nowMs: number): void {
+    this.advanceClock(nowMs);
+    switch (event.type) {
+      case 'status':
+        this.onStatus(event.path, event.message);
+        break;
+      case 'rejected':
+        this.onRejected(event.path, event.code);
+        break;
+      case 'path': {
+        const p = this.pathOf(event.path);
+        p.linkDown = !event.up;
+        break;
+      }
+      case 'fence-result':
+        this.onFenceResult(event.op, event.set, event.ok, event.code);
+        break;
+      case 'write-fenced':
+        this.onWriteFenced(event.set);
+        break;
+      case 'reset-done':
+        if (this.step_ === 'resetting') this.startReplaying();
+        break;
+      case 'replay-done':
+        this.onReplayDone(event.set, event.ok);
+        break;
+      case 'mirror':
+        if (this.mirrorSynced !== event.synced) {
+          this.mirrorSynced = event.synced;
+          this.broadcastNow = true;
+        }
+        break;
+    }
+    this.evaluate();
+  }
+
+  /** Advances time; call at least every `timing.tickIntervalMs`. */
+  tick(nowMs: number): void {
+    this.advanceClock(nowMs);
+    this.evaluate();
+  }
+
+  /** Runs an operator command (HA-8, HA-9); a refusal says why with a stable code. */
+  operator(command: OperatorCommand, nowMs: number): OperatorResult {
+    this.advanceClock(nowMs);
+    const r = this.runOperator(command);
+    this.evaluate();
+    return r;
+  }
+
+  hasReady(): boolean {
+    return this.dirty || this.actions.length > 0;
+  }
+
+  /** Takes the pending output; see `HaReady` for the ordering rule. */
+  ready(): HaReady {
+    const persist = this.dirty ? this.persistedState() : undefined;
+    this.dirty = false;
+    const actions = this.actions;
+    this.actions = [];
+    return { persist, actions };
+  }
+
+  status(): HaStatusReport {
+    const p = this.partner;
+    return {
+      bladeIndex: this.own,
+      phase: phaseName(this.phase),
+      step: this.step_,
+      indicator: indicatorName(this.indicator()),
+      generation: this.generation,
+      sequence: this.sequence,
+      claimedSets: this.claimed,
+      servingSets: this.serving,
+      blockers: reasonNames(this.blockers(false)),
+      partner: {
+        heard: p !== undefined,
+        alive: this.partnerAlive(),
+        phase: p && phaseName(p.phase),
+        indicator: p && indicatorName(p.indicator),
+        generation: p?.generation ?? 0,
+        sequence: p?.sequence ?? 0,
+      },
+      paths: [...this.paths.values()].map((s) => ({ id: s.id, kind: s.kind, up: this.pathUp(s), bad: s.bad })),
+      takeoversInWindow: this.takeoversInWindow(),
+      rejected: { ...this.rejected },
+      messages: this.stream.counts(),
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Inputs
+
+  private advanceClock(nowMs: number): void {
+    assert(Number.isFinite(nowMs), 'HaMachine: time must be finite');
+    if (nowMs > this.nowMs) this.nowMs = nowMs;
+  }
+
+  private pathOf(id: string): PathState {
+    const p = this.paths.get(id);
+    if (p === undefined) throw new InvalidArgumentError('ERR_HA_UNKNOWN_PATH', `unknown HA path ${id}`);
+    return p;
+  }
+
+  private countRejected(code: string): void {
+    this.rejected[code] = (this.rejected[code] ?? 0) + 1;
+  }
+
+  private onRejected(pathId: string, code: string): void {
+    const p = this.pathOf(pathId);
+    this.countRejected(code);
+    // A never-written slot is silence, not corruption (a fresh disk before the partner's first write).
+    if (code === 'ERR_MAILBOX_EMPTY') return;
+    p.corruptCount++;
+    if (p.kind === 'mailbox' && !p.bad && p.corruptCount >= this.t.mailboxCorruptCountMax) {
+      p.bad = true;
+      this.alert(HaCode.mailboxBad, `mailbox path ${p.id}: ${p.corruptCount} undecodable records in a row (last ${code}); path marked bad`);
+    }
+  }
+
+  private onStatus(pathId: string, m: StatusMessage): void {
+    const p = this.pathOf(pathId);
+    if (m.systemId !== this.cfg.systemId) {
+      this.countRejected(HaCode.foreignSystem);
+      return;
+    }
+    if (m.bladeIndex !== this.other) {
+      // Our own message (a looped-back path, or our own slot read by mistake): not the partner.
+      this.countRejected('HA_OWN_MESSAGE');
+      return;
+    }
+    p.corruptCount = 0;
+    p.lastReadOkMs = this.nowMs;
+    const { isNew, pathAdvanced } = this.stream.offer(pathId, m);
+    if (pathAdvanced) {
+      p.lastAdvanceMs = this.nowMs;
+      if (p.bad) {
+        p.bad = false;
+        this.alert(HaCode.pathUp, `mailbox path ${p.id} decodes again`);
+      }
+    }
+    if (!isNew) return;
+    const previous = this.partner;
+    this.partner = m;
+    this.partnerHeardMs = this.nowMs;
+    this.partnerDownAlerted = false;
+    if (this.versionMismatch() && !this.versionAlerted) {
+      this.versionAlerted = true;
+      this.alert(HaCode.versionMismatch, `partner speaks protocol ${m.protocolVersion} firmware ${hex(m.firmwareVersion)}, we ${statusProtocolVersion}/${hex(this.cfg.firmwareVersion)}: takeover disabled`);
+    }
+    if (previous === undefined || previous.indicator !== m.indicator || previous.phase !== m.phase) this.broadcastNow = true;
+    // The partner (re)joined NORMAL: renew our registration on its disks, which its own
+    // recovery may have preempted, so that a later takeover can preempt them (SCSI-3 PR).
+    if (m.phase === HaPhase.normal && previous?.phase !== HaPhase.normal && (this.claimed & bit(this.other)) === 0) {
+      this.actions.push({ type: 'fence', op: 'register', set: this.other });
+    }
+    this.onPartnerProgress(m);
+  }
+
+  /** Reactions to a new message from the partner, by our own step. */
+  private onPartnerProgress(m: StatusMessage): void {
+    if (this.partnerTakingUs(m) && this.shouldYieldTo()) {
+      // Claim 14 of seed 003: on the partner's TAKEOVER we stop writing the shared disks.
+      this.alert(HaCode.beingTakenOver, `partner announced TAKEOVER (generation ${m.generation}); stopping`);
+      this.stop();
+      return;
+    }
+    switch (this.step_) {
+      case 'tiebreak':
+        this.alert(HaCode.takeoverAborted, 'partner heard again during the tie-break delay; no takeover');
+        this.step_ = 'steady';
+        break;
+      case 'announce':
+        // An automatic takeover is only for a partner that is gone. A message from a partner
+        // that has not stopped means it is alive: abort. A STOPPED one complied with us.
+        if (!this.takeoverPlanned && m.phase !== HaPhase.stopped) {
+          this.abortTakeover('partner alive again before it was fenced');
+        }
+        break;
+      case 'await-giveback':
+        // The partner serves normally and says it holds nothing of ours: it gave our disks
+        // back, or its reservation is a stale one left by a crash mid-giveback. Either way
+        // nobody writes them: take them back (preempt clears a stale holder too).
+        if (this.partnerGaveBack(m)) this.enterProbe();
+        break;
+      case 'listen':
+        this.decideAfterListen();
+        break;
+      default:
+        break;
+    }
+  }
+
+  private partnerGaveBack(m: StatusMessage): boolean {
+    return m.phase === HaPhase.normal && m.indicator !== StateIndicator.takeover && (m.claimedSets & bit(this.own)) === 0;
+  }
+
+  private partnerTakingUs(m: StatusMessage): boolean {
+    return m.indicator === StateIndicator.takeover && ((m.claimedSets & bit(this.own)) !== 0 || (m.flags & StatusFlag.takeoverInProgress) !== 0);
+  }
+
+  /** Whether a partner's TAKEOVER announcement wins over what we are doing. */
+  private shouldYieldTo(): boolean {
+    // Nothing to stop: not writing anything and not about to (the reserve of step 252 will
+    // find out whether the partner holds our disks).
+    if (this.phase === HaPhase.stopped || this.step_ === 'probe' || this.step_ === 'await-giveback') return false;
+    // Once we hold the partner's disks we were the winner of any race: the fence decided.
+    if (this.phase === HaPhase.takeover) return false;
+    if (this.step_ === 'fencing' || this.step_ === 'resetting' || this.step_ === 'replaying') return false;
+    // Both announcing at once: the lower blade index wins the tie-break.
+    if (this.step_ === 'announce') return this.own === 1;
+    return true;
+  }
+
+  private onFenceResult(op: FenceOp, set: SetIndex, ok: boolean, code: string | undefined): void {
+    if (op === 'register') return;
+    if (ok) {
+      if (op === 'release') this.claimed &= ~bit(set);
+      else this.claimed |= bit(set);
+      this.dirty = true;
+    }
+    switch (this.step_) {
+      case 'probe':
+        if (op !== 'reserve' || set !== this.own) return;
+        if (ok) {
+          this.step_ = 'listen';
+          this.stepDeadlineMs = this.nowMs + this.t.rebootListenMs;
+          this.broadcastNow = true;
+          if (this.partnerHeardMs !== undefined) this.decideAfterListen();
+        } else if (code === 'ERR_FENCE_CONFLICT' && this.partner !== undefined && this.partnerAlive() && this.partnerGaveBack(this.partner)) {
+          // The partner runs NORMAL and says it holds nothing of ours, yet the reservation is
+          // its: a stale one, left by a crash between giveback steps. Nobody writes these disks.
+          this.startSeize(bit(this.own), true);
+        } else if (code === 'ERR_FENCE_CONFLICT') {
+          this.step_ = 'await-giveback';
+          this.broadcastNow = true;
+          this.alert(HaCode.awaitGiveback, 'our disks are held by the partner (it took over): waiting for giveback (step 252)');
+        } else {
+          this.alert(HaCode.fenceFailed, `reserving our disks failed (${code ?? 'unknown'}); retrying`);
+          this.probeRetryMs = this.nowMs + this.t.takeoverGraceMs;
+        }
+        return;
+      case 'seize':
+        if (op !== 'preempt') return;
+        this.pendingFences--;
+        if (!ok) {
+          this.alert(HaCode.fenceFailed, `seizing set ${set} failed (${code ?? 'unknown'})`);
+          this.seizeSets &= ~bit(set);
+          if (set === this.own) {
+            this.stop();
+            return;
+          }
+        }
+        if (this.pendingFences === 0) this.startRecoveryReplay();
+        return;
+      case 'fencing':
+        if (op !== 'preempt' || set !== this.other) return;
+        if (ok) {
+          this.step_ = 'resetting';
+          this.actions.push({ type: 'pulse-reset', durationMs: this.t.resetPulseMs });
+        } else if (code === 'ERR_FENCE_NOT_REGISTERED' || code === 'ERR_FENCE_CONFLICT') {
+          // The partner preempted us first: it won the race; we are the one taken over.
+          this.alert(HaCode.fenced, `preempting the partner's disks failed (${code}): the partner holds them`);
+          this.stop();
+        } else {
+          this.abortTakeover(`fencing the partner's disks failed (${code ?? 'unknown'})`);
+        }
+        return;
+      case 'giveback-release':
+        if (op !== 'release' || set !== this.other) return;
+        if (ok) {
+          this.phase = HaPhase.normal;
+          this.step_ = 'steady';
+          this.markStable();
+          this.broadcastNow = true;
+          this.alert(HaCode.givebackDone, "partner's disks released; announcing NORMAL");
+        } else {
+          this.alert(HaCode.givebackFailed, `releasing the partner's disks failed (${code ?? 'unknown'}); serving them again`);
+          this.step_ = 'steady';
+          this.serve(this.other, true);
+        }
+        return;
+      default:
+        return;
+    }
+  }
+
+  private onWriteFenced(set: SetIndex): void {
+    if ((this.serving & bit(set)) === 0 && (this.claimed & bit(set)) === 0) return;
+    if (this.phase === HaPhase.stopped) return;
+    this.alert(HaCode.fenced, `a write to set ${set} was refused: the partner holds its reservation`);
+    this.claimed &= ~bit(set);
+    this.stop();
+  }
+
+  private onReplayDone(set: SetIndex, ok: boolean): void {
+    if (!ok) {
+      this.replayFailed = true;
+      this.alert(HaCode.replayFailed, `replaying the log of set ${set} failed`);
+    }
+    if (this.step_ === 'replaying') {
+      if (!ok) {
+        // Serving a set whose acknowledged changes could not be replayed would lose them.
+        this.abortTakeover('log replay failed');
+        return;
+      }
+      this.phase = HaPhase.takeover;
+      this.step_ = 'steady';
+      this.takeoverSinceMs = this.nowMs;
+      this.serve(this.other, true);
+      this.markStable();
+      this.broadcastNow = true;
+      this.alert(HaCode.takeoverDone, "serving the partner's disks");
+      return;
+    }
+    if (this.step_ === 'replay') {
+      this.pendingReplays--;
+      if (this.pendingReplays > 0) return;
+      if (this.replayFailed) {
+        this.stop();
+        return;
+      }
+      // Step 257/258: the state we were in decides where we go.
+      const both = (this.seizeSets & bit(this.other)) !== 0;
+      this.phase = both ? HaPhase.takeover : HaPhase.normal;
+      this.step_ = 'steady';
+      if (both) this.takeoverSinceMs = this.nowMs;
+      this.serve(this.own, true);
+      if (both) this.serve(this.other, true);
+      this.markStable();
+      this.broadcastNow = true;
+      this.alert(HaCode.rebootDone, `recovered into ${phaseName(this.phase)} (generation ${this.generation})`);
+    }
+  }
+
+  private runOperator(command: OperatorCommand): OperatorResult {
+    switch (command) {
+      case 'disable':
+        this.operatorDisabled = true;
+        this.dirty = true;
+        this.broadcastNow = true;
+        if (this.step_ === 'tiebreak' || (this.step_ === 'announce' && !this.takeoverPlanned)) this.abortTakeover('takeover disabled by the operator');
+        return { ok: true };
+      case 'enable':
+        this.operatorDisabled = false;
+        this.takeoverTimesMs = [];
+        this.dirty = true;
+        this.broadcastNow = true;
+        return { ok: true };
+      case 'takeover': {
+        if (this.phase !== HaPhase.normal || this.step_ !== 'steady') return refuse(HaCode.refusedState, `takeover needs NORMAL, blade is ${phaseName(this.phase)}/${this.step_}`);
+        const b = this.blockers(true);
+        if (b !== 0) return refuse(HaCode.refusedDisabled, `takeover is disabled: ${reasonNames(b).join(', ')}`);
+        this.startAnnounce(true);
+        return { ok: true };
+      }
+      case 'giveback': {
+        if (this.phase !== HaPhase.takeover || this.step_ !== 'steady') return refuse(HaCode.refusedState, `giveback needs TAKEOVER, blade is ${phaseName(this.phase)}/${this.step_}`);
+        if (!this.partnerAlive()) return refuse(HaCode.refusedPartnerUnreachable, 'the partner is not reachable on any path');
+        if (!this.partnerReadyForGiveback()) return refuse(HaCode.refusedPartnerNotReady, 'the partner has not reported that it recovered and waits for its disks');
+        this.startGiveback();
+        return { ok: true };
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Time-driven evaluation
+
+  private evaluate(): void {
+    this.checkPaths();
+    switch (this.step_) {
+      case 'probe':
+        if (this.probeRetryMs !== undefined && this.nowMs >= this.probeRetryMs) {
+          this.probeRetryMs = undefined;
+          this.actions.push({ type: 'fence', op: 'reserve', set: this.own });
+        }
+        break;
+      case 'await-giveback':
+        // The partner that holds our disks died before giving them back: seize both sets
+        // (step 255). Silence alone is not enough here — after a partition on every path the
+        // partner is alive and this would start a seizure ping-pong (HA-11) — so we also need
+        // its mailbox records to be readable and stale: it is no longer writing them.
+        if (this.partnerSilentSinceBoot() && this.mailboxShowsPartnerStopped() && this.blockers(false) === 0) {
+          this.takeoverTimesMs.push(this.nowMs);
+          this.startSeize(bit(this.own) | bit(this.other), true);
+        }
+        break;
+      case 'listen':
+        if (this.nowMs >= this.stepDeadlineMs) this.decideAfterListen();
+        break;
+      case 'steady':
+        if (this.phase === HaPhase.normal) this.considerTakeover();
+        else if (this.phase === HaPhase.takeover) this.considerGiveback();
+        break;
+      case 'tiebreak':
+        if (this.partnerAlive()) {
+          this.step_ = 'steady';
+        } else if (this.nowMs >= this.stepDeadlineMs) {
+          if (this.blockers(false) !== 0) this.step_ = 'steady';
+          else this.startAnnounce(false);
+        }
+        break;
+      case 'announce':
+        if (this.nowMs >= this.stepDeadlineMs) {
+          this.step_ = 'fencing';
+          this.actions.push({ type: 'fence', op: 'preempt', set: this.other });
+        }
+        break;
+      case 'resetting':
+        // The reset pulse is fire-and-forget on some boards: do not wait beyond its length.
+        if (this.nowMs >= this.stepDeadlineMs) this.startReplaying();
+        break;
+      default:
+        break;
+    }
+    this.heartbeat();
+  }
+
+  private checkPaths(): void {
+    let anyUp = false;
+    let nonMailboxUp = false;
+    for (const p of this.paths.values()) {
+      const up = this.pathUp(p);
+      if (up !== p.reportedUp) {
+        p.reportedUp = up;
+        // A path that never carried anything since boot is not news.
+        if (p.lastAdvanceMs !== undefined) this.alert(up ? HaCode.pathUp : HaCode.pathDown, `path ${p.id} (${p.kind}) ${up ? 'up' : 'down'}`);
+      }
+      if (up) {
+        anyUp = true;
+        if (p.kind !== 'mailbox') nonMailboxUp = true;
+      }
+    }
+    // Only the mailboxes show the partner alive. Right after a power loss the faster paths
+    // time out first, so wait one mailbox timeout before believing it is more than that.
+    const onlyMailbox = anyUp && !nonMailboxUp && this.hasKind('interconnect');
+    if (!onlyMailbox) {
+      this.onlyMailboxSinceMs = undefined;
+      this.onlyMailboxAlerted = false;
+    } else if (this.onlyMailboxSinceMs === undefined) {
+      this.onlyMailboxSinceMs = this.nowMs;
+    } else if (!this.onlyMailboxAlerted && this.nowMs - this.onlyMailboxSinceMs >= pathTimeoutMs(this.t, 'mailbox')) {
+      this.onlyMailboxAlerted = true;
+      this.alert(HaCode.partnerOnMailboxOnly, 'interconnect and network are down but the partner still writes its mailboxes: it is alive; no takeover; NVRAM mirroring has no path');
+    }
+  }
+
+  private hasKind(kind: PathKind): boolean {
+    for (const p of this.paths.values()) if (p.kind === kind) return true;
+    return false;
+  }
+
+  private pathUp(p: PathState): boolean {
+    if (p.bad || p.linkDown || p.lastAdvanceMs === undefined) return false;
+    return this.nowMs - p.lastAdvanceMs < pathTimeoutMs(this.t, p.kind);
+  }
+
+  /** The partner is alive iff some path delivered a fresh message within its timeout (HA-5). */
+  private partnerAlive(): boolean {
+    for (const p of this.paths.values()) if (this.pathUp(p)) return true;
+    return false;
+  }
+
+  /** Silent on every path, and for at least the slowest path's timeout since we booted. */
+  private partnerSilentSinceBoot(): boolean {
+    if (this.partnerAlive()) return false;
+    let longest = 0;
+    for (const p of this.paths.values()) longest = Math.max(longest, pathTimeoutMs(this.t, p.kind));
+    return this.nowMs - this.bootMs >= longest;
+  }
+
+  /** Some mailbox path still reads the partner's record, and it has not advanced for a mailbox timeout. */
+  private mailboxShowsPartnerStopped(): boolean {
+    const fresh = 2 * this.t.mailboxPollIntervalMs + this.t.tickIntervalMs;
+    for (const p of this.paths.values()) {
+      if (p.kind !== 'mailbox' || p.bad || p.lastReadOkMs === undefined || this.nowMs - p.lastReadOkMs > fresh) continue;
+      if (p.lastAdvanceMs === undefined || this.nowMs - p.lastAdvanceMs >= pathTimeoutMs(this.t, 'mailbox')) return true;
+    }
+    return false;
+  }
+
+  private versionMismatch(): boolean {
+    const p = this.partner;
+    if (p === undefined) return false;
+    return p.protocolVersion !== statusProtocolVersion || p.firmwareVersion >>> 16 !== this.cfg.firmwareVersion >>> 16;
+  }
+
+  private takeoversInWindow(): number {
+    const from = this.nowMs - this.t.takeoverWindowMs;
+    this.takeoverTimesMs = this.takeoverTimesMs.filter((x) => x > from);
+    return this.takeoverTimesMs.length;
+  }
+
+  /** DisableReason bits that forbid a takeover now (HA-8 plus damping). */
+  private blockers(operatorInitiated: boolean): number {
+    let r = 0;
+    if (this.operatorDisabled) r |= DisableReason.operator;
+    if (!this.mirrorSynced) r |= DisableReason.mirror;
+    if (this.versionMismatch()) r |= DisableReason.version;
+    const p = this.partner;
+    if (p !== undefined) {
+      if (p.indicator === StateIndicator.disable) r |= DisableReason.partnerDisable;
+      if (p.indicator === StateIndicator.noTakeover) r |= DisableReason.partnerNoTakeover;
+    }
+    if (!operatorInitiated && this.takeoversInWindow() >= this.t.takeoverCountMax) r |= DisableReason.damped;
+    return r;
+  }
+
+  private considerTakeover(): void {
+    if ((this.claimed & bit(this.other)) !== 0) return;
+    if (!this.partnerSilentSinceBoot()) return;
+    const b = this.blockers(false);
+    if (b !== 0) {
+      if (!this.partnerDownAlerted) {
+        this.partnerDownAlerted = true;
+        this.alert(b & DisableReason.damped ? HaCode.takeoverDamped : HaCode.takeoverBlocked, `partner silent on every path but takeover is disabled: ${reasonNames(b).join(', ')}`);
+      }
+      return;
+    }
+    if (!this.partnerDownAlerted) {
+      this.partnerDownAlerted = true;
+      this.alert(HaCode.partnerDown, 'partner silent on every path');
+    }
+    // Tie-break: blade 1 waits longer, so after a loss on every path at the same instant
+    // blade 0's announcement (and its fence) come first; reservations arbitrate the rest.
+    this.step_ = 'tiebreak';
+    this.stepDeadlineMs = this.nowMs + this.own * this.t.tieBreakDelayMs;
+    if (this.nowMs >= this.stepDeadlineMs) this.startAnnounce(false);
+  }
+
+  private startAnnounce(planned: boolean): void {
+    this.step_ = 'announce';
+    this.takeoverPlanned = planned;
+    this.stepDeadlineMs = this.nowMs + this.t.takeoverGraceMs;
+    this.takeoverTimesMs.push(this.nowMs);
+    this.broadcastNow = true;
+    this.alert(HaCode.takeoverStarted, `${planned ? 'operator' : 'automatic'} takeover: announcing TAKEOVER on every path`);
+  }
+
+  private abortTakeover(why: string): void {
+    this.alert(HaCode.takeoverAborted, why);
+    this.step_ = 'steady';
+    this.takeoverPlanned = false;
+    this.broadcastNow = true;
+  }
+
+  private startReplaying(): void {
+    this.step_ = 'replaying';
+    this.actions.push({ type: 'replay', set: this.other });
+  }
+
+  private partnerReadyForGiveback(): boolean {
+    const p = this.partner;
+    // A partner whose mirror is not in sync may lack changes we made to its disks while we
+    // served them: giving back would lose them.
+    return p !== undefined && p.phase === HaPhase.rebooting && (p.flags & StatusFlag.awaitingGiveback) !== 0 && (p.flags & StatusFlag.mirrorSynced) !== 0;
+  }
+
+  private considerGiveback(): void {
+    if (!this.cfg.autoGiveback || (this.claimed & bit(this.other)) === 0) return;
+    if (this.nowMs - this.takeoverSinceMs < this.t.givebackDelayMinMs) return;
+    const p = this.partner;
+    if (!this.partnerAlive() || !this.partnerReadyForGiveback() || p === undefined) return;
+    if (this.versionMismatch()) return;
+    this.startGiveback();
+  }
+
+  /** Step 222: stop serving the partner's disks, release them, then announce NORMAL. */
+  private startGiveback(): void {
+    this.serve(this.other, false);
+    this.step_ = 'giveback-release';
+    this.actions.push({ type: 'fence', op: 'release', set: this.other });
+  }
+
+  private enterProbe(): void {
+    this.phase = HaPhase.rebooting;
+    this.step_ = 'probe';
+    this.broadcastNow = true;
+    // Register our key on every shared disk (a preempt needs it; a partner's preempt removed
+    // it), then step 252: reserving our own set tells whether the partner holds it.
+    this.actions.push({ type: 'fence', op: 'register', set: this.own });
+    this.actions.push({ type: 'fence', op: 'register', set: this.other });
+    this.actions.push({ type: 'fence', op: 'reserve', set: this.own });
+  }
+
+  /** Step 253: what was the partner doing, and what were we doing before the interruption? */
+  private decideAfterListen(): void {
+    const heard = this.partnerHeardMs !== undefined && this.partnerAlive();
+    const hadPartnerSet = (this.bootClaimed & bit(this.other)) !== 0 && this.stablePhase === HaPhase.takeover;
+    const p = this.partner;
+    if (heard && p !== undefined && this.partnerTakingUs(p)) {
+      // The partner is part-way through taking us over: stay passive and wait for giveback.
+      this.step_ = 'await-giveback';
+      this.broadcastNow = true;
+      this.alert(HaCode.awaitGiveback, 'the partner is taking over our disks: waiting for giveback (step 252)');
+      return;
+    }
+    if (heard && p !== undefined) {
+      const partnerServing = p.phase === HaPhase.normal || p.phase === HaPhase.takeover;
+      this.startSeize(hadPartnerSet && !partnerServing ? bit(this.own) | bit(this.other) : bit(this.own), false);
+      return;
+    }
+    if (this.nowMs < this.stepDeadlineMs) return;
+    // Silent partner: resume a takeover we held before (255); otherwise take only our own
+    // disks (254) and let NORMAL's failure detection decide about the partner's.
+    this.startSeize(hadPartnerSet ? bit(this.own) | bit(this.other) : bit(this.own), false);
+  }
+
+  private startSeize(sets: number, ownNeedsPreempt: boolean): void {
+    this.phase = HaPhase.rebooting;
+    this.step_ = 'seize';
+    this.seizeSets = sets;
+    this.pendingFences = 0;
+    if ((sets & bit(this.other)) !== 0) {
+      this.pendingFences++;
+      this.actions.push({ type: 'fence', op: 'preempt', set: this.other });
+    }
+    if (ownNeedsPreempt) {
+      this.pendingFences++;
+      this.actions.push({ type: 'fence', op: 'preempt', set: this.own });
+    }
+    if (this.pendingFences === 0) this.startRecoveryReplay();
+    this.broadcastNow = true;
+  }
+
+  /** Step 256: replay what the change memory holds for every set we seized. */
+  private startRecoveryReplay(): void {
+    this.step_ = 'replay';
+    this.replayFailed = false;
+    this.pendingReplays = 0;
+    for (const s of [this.own, this.other] as const) {
+      if ((this.seizeSets & bit(s)) !== 0 && (this.claimed & bit(s)) !== 0) {
+        this.pendingReplays++;
+        this.actions.push({ type: 'replay', set: s });
+      }
+    }
+    this.seizeSets &= this.claimed;
+    if (this.pendingReplays === 0) this.stop();
+  }
+
+  /** STOPPED: serve nothing, write nothing; then the automatic REBOOT-OPERATION (231). */
+  private stop(): void {
+    for (const s of [0, 1] as const) if ((this.serving & bit(s)) !== 0) this.serve(s, false);
+    // Let go of the partner's disks if we held them (a no-op if it preempted us). Our own
+    // reservation stays: step 252 re-reserves it, and a release racing that reserve could
+    // drop the fresh one.
+    if ((this.claimed & bit(this.other)) !== 0) this.actions.push({ type: 'fence', op: 'release', set: this.other });
+    // We gave everything up: a crash from here on must not resume an old takeover.
+    this.stablePhase = HaPhase.normal;
+    this.stableClaimed = this.claimed & bit(this.own);
+    this.phase = HaPhase.stopped;
+    this.step_ = 'stopped';
+    this.takeoverPlanned = false;
+    this.claimed = 0;
+    this.dirty = true;
+    // Publish STOPPED once so a partner part-way through its takeover sees us comply.
+    this.emitStatus(false);
+    this.reboot();
+  }
+
+  /** REBOOT-OPERATION 231: a new generation and the recovery steps from 251. */
+  private reboot(): void {
+    this.bootMs = this.nowMs;
+    this.bootClaimed = this.stableClaimed;
+    this.generation++;
+    if (this.generation > statusSequenceMax) this.generation = 1;
+    this.sequence = 0;
+    this.dirty = true;
+    this.enterProbe();
+  }
+
+  private serve(set: SetIndex, on: boolean): void {
+    if (on) this.serving |= bit(set);
+    else this.serving &= ~bit(set);
+    this.actions.push({ type: 'serve', set, on });
+  }
+
+  private markStable(): void {
+    this.stablePhase = this.phase;
+    this.stableClaimed = this.claimed;
+    this.dirty = true;
+  }
+
+  private alert(code: string, message: string): void {
+    this.actions.push({ type: 'alert', code, message });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Output
+
+  private indicator(): StateIndicator {
+    if (this.phase === HaPhase.takeover || this.step_ === 'announce' || this.step_ === 'fencing' || this.step_ === 'resetting' || this.step_ === 'replaying') {
+      return StateIndicator.takeover;
+    }
+    if (this.operatorDisabled || this.versionMismatch()) return StateIndicator.disable;
+    if (!this.mirrorSynced) return StateIndicator.noTakeover;
+    return StateIndicator.normal;
+  }
+
+  private ownReasons(): number {
+    let r = 0;
+    if (this.operatorDisabled) r |= DisableReason.operator;
+    if (!this.mirrorSynced) r |= DisableReason.mirror;
+    if (this.versionMismatch()) r |= DisableReason.version;
+    return r;
+  }
+
+  private flags(): number {
+    let f = 0;
+    if (this.mirrorSynced) f |= StatusFlag.mirrorSynced;
+    if (this.step_ === 'await-giveback') f |= StatusFlag.awaitingGiveback;
+    if (this.indicator() === StateIndicator.takeover && this.phase !== HaPhase.takeover) f |= StatusFlag.takeoverInProgress;
+    return f;
+  }
+
+  private nextMessage(): StatusMessage {
+    if (this.sequence >= statusSequenceMax) {
+      // Sequence space exhausted: continue in a new generation (persisted before it is sent).
+      this.generation++;
+      this.sequence = 0;
+      this.dirty = true;
+    }
+    this.sequence++;
+    const peer = this.stream.latest();
+    return {
+      protocolVersion: statusProtocolVersion,
+      systemId: this.cfg.systemId,
+      bladeIndex: this.own,
+      indicator: this.indicator(),
+      phase: this.phase,
+      flags: this.flags(),
+      reasons: this.ownReasons(),
+      generation: this.generation,
+      sequence: this.sequence,
+      peerGeneration: peer?.generation ?? 0,
+      peerSequence: peer?.sequence ?? 0,
+      firmwareVersion: this.cfg.firmwareVersion,
+      claimedSets: this.claimed,
+    };
+  }
+
+  private emitStatus(mailboxToo: boolean): void {
+    this.actions.push({ type: 'send', message: this.nextMessage() });
+    if (mailboxToo && this.claimed !== 0) this.actions.push({ type: 'write-mailbox', message: this.nextMessage(), sets: this.claimed });
+  }
+
+  private heartbeat(): void {
+    if (this.phase === HaPhase.stopped) return;
+    const sendDue = this.broadcastNow || this.nowMs >= this.nextSendMs;
+    const mailboxDue = this.broadcastNow || this.nowMs >= this.nextMailboxMs;
+    if (sendDue) {
+      this.actions.push({ type: 'send', message: this.nextMessage() });
+      this.nextSendMs = this.nowMs + this.t.heartbeatIntervalMs;
+    }
+    if (mailboxDue) {
+      // HA-4: our state goes to our mailbox disks as well as to persistent memory.
+      if (this.claimed !== 0) this.actions.push({ type: 'write-mailbox', message: this.nextMessage(), sets: this.claimed });
+      this.nextMailboxMs = this.nowMs + this.t.mailboxWriteIntervalMs;
+    }
+    this.broadcastNow = false;
+  }
+
+  private persistedState(): PersistedHaState {
+    return { generation: this.generation, phase: this.stablePhase, claimedSets: this.stableClaimed, operatorDisabled: this.operatorDisabled };
+  }
+}
+
+function refuse(code: string, message: string): OperatorResult {
+  return { ok: false, code, message };
+}
+
+function hex(v: number): string {
+  return `0x${v.toString(16).padStart(8, '0')}`;
+}
