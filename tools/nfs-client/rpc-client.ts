@@ -81,7 +81,8 @@ export class RpcClient {
         sock.destroy();
         return;
       }
-      for (const rec of records) this.onRecord(rec);
+      // Plain Uint8Array views: Buffer's slice() would not copy, surprising callers.
+      for (const rec of records) this.onRecord(new Uint8Array(rec.buffer, rec.byteOffset, rec.byteLength));
     });
     sock.on('error', (e) => this.fail(e));
     sock.on('close', () => this.fail(new RpcError('ERR_RPC_CLOSED', 'connection closed')));

@@ -280,7 +280,9 @@ export class MemFs implements FileSystem {
     if (c.op === 'symlink' && new TextEncoder().encode(c.target).length > fsLimits.pathBytesMax) fail(FsStatus.NAMETOOLONG);
     if (c.op === 'mknod' && (c.type === FileType.BLK || c.type === FileType.CHR) && c.cred.uid !== 0) fail(FsStatus.PERM);
     if (this.inodes.size >= this.totalFiles) fail(FsStatus.NOSPC);
-    assert(!this.inodes.has(c.newIno) && c.newIno < this.nextIno, `memfs: inode ${c.newIno} was not reserved by allocInode or is in use`);
+    assert(!this.inodes.has(c.newIno), `memfs: inode ${c.newIno} is in use`);
+    // Replaying a log into a fresh file system: the numbers were reserved before the crash.
+    if (c.newIno >= this.nextIno) this.nextIno = c.newIno + 1;
     const type = c.op === 'create' ? FileType.REG : c.op === 'mkdir' ? FileType.DIR : c.op === 'symlink' ? FileType.LNK : c.type;
     const defaultMode = type === FileType.DIR ? 0o755 : type === FileType.LNK ? 0o777 : 0o644;
     const ownerCheck: SetAttr = {};

@@ -83,7 +83,8 @@ export class RpcDispatcher {
   /** Answers one record; null means send nothing. Never rejects. */
   async dispatch(record: Uint8Array, transport: Transport, clientAddr: string): Promise<XdrWriter | null> {
     const client = normalizeAddress(clientAddr);
-    const d = decodeCall(record);
+    // A plain Uint8Array view of the record: Buffer's slice() shares memory, Uint8Array's copies.
+    const d = decodeCall(new Uint8Array(record.buffer, record.byteOffset, record.byteLength));
     if (d.kind === 'drop') return null;
     if (d.kind === 'deny-version') return rpcMismatchReply(d.xid);
     if (d.kind === 'deny-auth') return authErrorReply(d.xid, d.stat);

@@ -3,6 +3,7 @@
 // In the blade the entries live in the state-machine log in NVRAM (nvlog/), mirrored to the
 // partner, so a retransmission after takeover still finds its reply.
 import type { Attr, ChangeResult, FsStatus, WccAttr } from '../../fsapi/ops.ts';
+import { XdrReader, XdrWriter } from './xdr.ts';
 
 /**
  * Identifies one call: the client's address (not its port: clients reconnect from a new
@@ -102,4 +103,22 @@ export class MemoryDrc implements DuplicateRequestCache {
       if (e.state !== 'in-progress') this.entries.delete(k);
     }
   }
+}
+
+/**
+ * The key as bytes (XDR: client string, then xid, prog, vers, proc, argsCrc, argsBytes as
+ * u32), for logs that index requests by an opaque byte key (nvlog's state-machine log).
+ */
+export function encodeRequestKey(k: RequestKey): Uint8Array {
+  const w = new XdrWriter(64);
+  w.string(k.client, 255);
+  for (const v of [k.xid, k.prog, k.vers, k.proc, k.argsCrc, k.argsBytes]) w.u32(v);
+  return w.bytes().slice();
+}
+
+export function decodeRequestKey(b: Uint8Array): RequestKey {
+  const r = new XdrReader(b);
+  const k = { client: r.string(255), xid: r.u32(), prog: r.u32(), vers: r.u32(), proc: r.u32(), argsCrc: r.u32(), argsBytes: r.u32() };
+  r.done();
+  return k;
 }
