@@ -15,7 +15,14 @@ export interface UdpPathOptions {
   remoteHost?: string;
   remotePort?: number;
   type?: 'udp4' | 'udp6';
+  /**
+   * Socket buffer size asked of the kernel (it caps it at net.core.rmem_max/wmem_max). A full
+   * send window must fit, or bursts are dropped on the receiving socket before we read them.
+   */
+  socketBufferBytes?: number;
 }
+
+export const udpSocketBufferBytesDefault = 4 * 1024 * 1024;
 
 export class UdpPathTransport implements PathTransport {
   readonly kind = 'datagram' as const;
@@ -31,7 +38,8 @@ export class UdpPathTransport implements PathTransport {
 
   constructor(private readonly opts: UdpPathOptions) {
     this.name = opts.name;
-    this.socket = dgram.createSocket({ type: opts.type ?? 'udp4' });
+    const buf = opts.socketBufferBytes ?? udpSocketBufferBytesDefault;
+    this.socket = dgram.createSocket({ type: opts.type ?? 'udp4', recvBufferSize: buf, sendBufferSize: buf });
     if (opts.remoteHost !== undefined && opts.remotePort !== undefined) this.remote = { host: opts.remoteHost, port: opts.remotePort };
   }
 

@@ -2,8 +2,8 @@
 // its partner's log, driven over the Nvram HAL. It appends and persists entries, mirrors them
 // through an injected transport, answers "may reply" only when both copies are durable (NV-2),
 // stores the partner's entries (NV-3), keeps the state-machine log, and seals on power failure.
-import { assert } from '../core/assert.ts';
 import type { Clock, TimerHandle, Timers } from '../core/clock.ts';
+import { fromHex } from '../core/bytes.ts';
 import { TwinbladeError } from '../core/errors.ts';
 import type { Nvram } from '../hal/nvram/nvram.ts';
 import {
@@ -48,6 +48,13 @@ export interface NvLogOptions {
   limits?: Partial<NvlogLimits>;
   /** Operator override: format an NVRAM whose header names another blade or format version. */
   reformat?: boolean;
+  /**
+   * `recover` (default): replay what follows `cpSeq`. `after-giveback`: the partner took this
+   * blade over, replayed its mirror and wrote a CP containing everything through `cpSeq`; entries
+   * after it here were never acknowledged and are dropped, entries up to it only restore the
+   * state-machine log (so retransmissions still get their replies).
+   */
+  mode?: 'recover' | 'after-giveback';
 }
 
 export interface RecoveryReport {
@@ -99,6 +106,8 @@ interface HalfState {
   liveCount: number;
   maxSeq: number;
   firstSeq: number;
+  /** Entries carried out of this half; it is reused only once they are durable in both copies. */
+  freeAfterSeq: number;
 }
 
 export class NvLog {
@@ -198,9 +207,15 @@ export class NvLog {
       if (h.beyondBreak > 0) problems.push(`half ${h.half}: ${h.beyondBreak} intact entries after a ${h.endRow.end ?? 'break'} at ${h.endPosition} were not used (never acknowledged)`);
     }
     if (recovered.conflicts.length > 0) problems.push(`entries ${recovered.conflicts.join(',')} exist in two versions (local log or partner copy); the later boot's version was used`);
-    const plan = planReplay(recovered, opts.cpSeq);
+    let plan = planReplay(recovered, opts.cpSeq);
+    if (opts.mode === 'after-giveback') {
+      const live = plan.ok ? plan.live.filter((r) => r.seq <= opts.cpSeq) : [];
+      const dropped = recovered.records.filter((r) => r.seq > opts.cpSeq);
+      if (dropped.length > 0) problems.push(`after giveback: ${dropped.length} entries after the partner's consistency point ${opts.cpSeq} dropped (never acknowledged)`);
+      plan = { ok: true, live, toApply: [], discarded: dropped, lastSeq: plan.ok ? plan.lastSeq : opts.cpSeq };
+    }
     if (!plan.ok) throw new TwinbladeError(plan.code, 'corrupt', `change log recovery refused: ${plan.detail}`);
-    if (plan.discarded.length > 0) problems.push(`${plan.discarded.length} entries after a break were not applied (never acknowledged)`);
+    if (plan.discarded.length > 0 && opts.mode !== 'after-giveback') problems.push(`${plan.discarded.length} entries after a break were not applied (never acknowledged)`);
 
     let maxBoot = prev?.bootGeneration ?? 0;
     for (const r of recovered.records) maxBoot = Math.max(maxBoot, r.bootGeneration);
@@ -223,6 +238,7 @@ export class NvLog {
     const log = new NvLog(nvram, opts, layout, header, nextCopy, nextSeq);
     await log.adopt(plan.live, recovered);
     await log.writeHeader();
+    if (opts.mode === 'after-giveback') log.sm.restore(plan.live, opts.cpSeq, opts.clock.nowMs());
     const report: RecoveryReport = {
       header: reportHeader,
       bootGeneration: header.bootGeneration,
@@ -315,9 +331,12 @@ export class NvLog {
 
   /** Records that a request was replied with `reply` (SM-1); resolves when locally durable. */
   async appendReply(key: Uint8Array, changeSeq: number, reply: Uint8Array): Promise<number> {
-    const seq = this.appendEntry(EntryType.state, encodeStatePayload({ key, changeSeq, reply }));
+    // The table learns the reply first: if the entry cannot be written now (log full), the
+    // next release carries it forward into the log.
     this.sm.applied(key, reply);
     this.sm.replied(key, this.opts.clock.nowMs());
+    const seq = this.appendEntry(EntryType.state, encodeStatePayload({ key, changeSeq, reply }));
+    this.sm.noteStateSeq(key, seq);
     await this.waitFor(seq, false);
     return seq;
   }
@@ -329,7 +348,7 @@ export class NvLog {
     if (len > this.layout.halfBytes) throw new TwinbladeError(NvlogErrorCode.invalidArgument, 'invalid-argument', `entry of ${len} bytes is larger than a log half`);
     if (this.writePos + len > this.layout.halfBytes) {
       const other: 0 | 1 = this.activeHalf === 0 ? 1 : 0;
-      if (this.halves[other].liveCount > 0) {
+      if (!this.halfFree(other)) {
         this.counters.fullRejections++;
         for (const fn of this.listeners.full) fn();
         throw new TwinbladeError(NvlogErrorCode.full, 'busy', 'both log halves hold unreleased entries: waiting for a consistency point');
@@ -400,8 +419,14 @@ export class NvLog {
    */
   beginCp(): number {
     const other: 0 | 1 = this.activeHalf === 0 ? 1 : 0;
-    if (this.halves[other].liveCount === 0 && this.writePos > 0) this.switchTo(other);
+    if (this.halfFree(other) && this.writePos > 0) this.switchTo(other);
     return this.lastSeq;
+  }
+
+  /** A half may be written again once released and once the entries carried out of it are durable. */
+  private halfFree(half: 0 | 1): boolean {
+    const h = this.halves[half];
+    return h.liveCount === 0 && h.freeAfterSeq <= Math.min(this.localDurableSeq, this.mirror.doneSeq);
   }
 
   /**
@@ -410,45 +435,48 @@ export class NvLog {
    * entries are released. Returns the number of entries released.
    */
   release(cpSeq: number): number {
+    if (this.closed || !this.accepting) return 0;
     const now = this.opts.clock.nowMs();
     this.sm.release(cpSeq, now);
     let n = 0;
-    for (const half of [0, 1] as const) {
-      const h = this.halves[half];
-      if (h.liveCount === 0 || half === this.activeHalf) continue;
-      if (h.maxSeq > cpSeq || h.maxSeq > this.mirror.doneSeq || this.sm.retains(h.maxSeq, now)) continue;
-      for (let s = h.firstSeq; s <= h.maxSeq; s++) if (this.live.get(s)?.half === half && this.forget(s)) n++;
-      this.halves[half] = emptyHalf();
-    }
-    // The active half can be rewound from its start when everything in it is released too,
-    // but only while the other half is empty, so that sequence order matches position order.
-    const a = this.halves[this.activeHalf];
-    const o = this.halves[this.activeHalf === 0 ? 1 : 0];
-    if (a.liveCount > 0 && o.liveCount === 0 && a.maxSeq === this.lastSeq && a.maxSeq <= cpSeq && a.maxSeq <= this.mirror.doneSeq && !this.sm.retains(a.maxSeq, now)) {
-      for (let s = a.firstSeq; s <= a.maxSeq; s++) if (this.forget(s)) n++;
-      this.halves[this.activeHalf] = emptyHalf();
-      this.switchTo(this.activeHalf === 0 ? 1 : 0);
+    const other: 0 | 1 = this.activeHalf === 0 ? 1 : 0;
+    if (this.releasable(other, cpSeq)) n += this.releaseHalf(other, now);
+    // The active half can be released too when everything in it is: appends move to the
+    // (empty) other half first, so that sequence order keeps matching position order.
+    if (this.releasable(this.activeHalf, cpSeq) && this.halfFree(other) && this.halves[this.activeHalf].maxSeq === this.lastSeq) {
+      const old = this.activeHalf;
+      this.switchTo(other);
+      n += this.releaseHalf(old, now);
     }
     this.noteBytes();
     return n;
   }
 
+  private releasable(half: 0 | 1, cpSeq: number): boolean {
+    const h = this.halves[half];
+    return h.liveCount > 0 && h.maxSeq <= cpSeq && h.maxSeq <= this.mirror.doneSeq;
+  }
+
   /**
-   * After giveback: the partner replayed this blade's log and wrote a consistency point that
-   * contains everything through `cpSeq`. Every entry here is then either in that CP or was
-   * never acknowledged, so the whole log is released and numbering continues after `cpSeq`.
+   * Releases a half that is not the active one. Replies still inside their retention window
+   * whose only durable copy is in it are first carried forward into the active half; if they
+   * do not fit, the half stays (the log depth is bounded; the next CP tries again).
    */
-  resetAfterGiveback(cpSeq: number): void {
-    assert(this.waiters.length === 0, 'no appends in flight during giveback');
-    this.live.clear();
-    this.liveBytes = 0;
-    this.halves[0] = emptyHalf();
-    this.halves[1] = emptyHalf();
-    this.switchTo(this.activeHalf === 0 ? 1 : 0);
-    this.nextSeq = Math.max(this.nextSeq, cpSeq + 1);
-    this.localDurableSeq = this.nextSeq - 1;
-    this.durableAhead.clear();
-    this.mirror.startAt(this.nextSeq - 1);
+  private releaseHalf(half: 0 | 1, now: number): number {
+    const h = this.halves[half];
+    const carry = this.sm.carryCandidates(h.firstSeq, h.maxSeq, now);
+    const payloads = carry.map((r) => ({ r, p: encodeStatePayload({ key: fromHexKey(r.key), changeSeq: r.changeSeq, reply: r.reply ?? new Uint8Array(0) }) }));
+    const need = payloads.reduce((s, x) => s + paddedEntryBytes(x.p.length), 0);
+    if (this.writePos + need > this.layout.halfBytes) return 0;
+    let lastCarried = 0;
+    for (const { r, p } of payloads) {
+      lastCarried = this.appendEntry(EntryType.state, p);
+      this.sm.noteStateSeq(fromHexKey(r.key), lastCarried);
+    }
+    let n = 0;
+    for (let s = h.firstSeq; s <= h.maxSeq; s++) if (this.live.get(s)?.half === half && this.forget(s)) n++;
+    this.halves[half] = { ...emptyHalf(), freeAfterSeq: lastCarried };
+    return n;
   }
 
   // ---- mirroring ------------------------------------------------------------------------
@@ -668,7 +696,11 @@ export class NvLog {
 }
 
 function emptyHalf(): HalfState {
-  return { liveCount: 0, maxSeq: 0, firstSeq: 0 };
+  return { liveCount: 0, maxSeq: 0, firstSeq: 0, freeAfterSeq: 0 };
+}
+
+function fromHexKey(k: string): Uint8Array {
+  return fromHex(k);
 }
 
 export function partnerOf(b: BladeId): BladeId {

@@ -13,7 +13,7 @@ import type { Frame, Mac } from './frame.ts';
 export interface ChannelLimits {
   /** Data frames sent and not yet acknowledged (the send window). */
   windowFramesMax: number;
-  /** Out-of-order data frames the receiver buffers beyond the next expected one. */
+  /** Out-of-order data frames the receiver buffers beyond the next expected one (the selective ack reports up to 256). */
   reorderFramesMax: number;
   /** Messages queued behind the window at which send() starts returning false. */
   sendQueueHighWaterMessages: number;
@@ -153,8 +153,11 @@ function seqAdd(a: number, n: number): number {
   return (a + n) >>> 0;
 }
 
-/** Bits in an ACK's selective bitmap: bit i says seq (ack + 2 + i) was received. */
-const sackBits = 32;
+/**
+ * Bytes of an ACK's selective bitmap at most (256 frames beyond the cumulative ack): bit i
+ * says seq (ack + 2 + i) was received. Frames beyond it are simply not reported.
+ */
+const sackBytesMax = 32;
 
 export class ReliableChannel {
   readonly limits: Readonly<ChannelLimits>;
@@ -485,18 +488,24 @@ export class ReliableChannel {
   }
 
   private onSack(ack: number, sack: Uint8Array | undefined): void {
-    if (sack === undefined || sack.length < 4 || this.unacked.length === 0) return;
-    const bits = ((sack[0] as number) << 24 | (sack[1] as number) << 16 | (sack[2] as number) << 8 | (sack[3] as number)) >>> 0;
-    if (bits === 0) return;
+    if (sack === undefined || sack.length === 0 || this.unacked.length === 0) return;
+    let highest = -1;
     for (const u of this.unacked) {
       const i = seqDiff(u.seq, ack) - 2;
-      if (i >= 0 && i < sackBits && (bits >>> i) & 1) u.sacked = true;
+      if (i < 0 || i >= sack.length * 8) continue;
+      if ((((sack[i >>> 3] as number) >>> (i & 7)) & 1) === 1) {
+        u.sacked = true;
+        highest = i;
+      }
     }
-    // Fast retransmit: the receiver holds later frames, so the first missing one was lost.
-    // Resend it once per round trip, not on every duplicate ack.
-    const hole = this.unacked[0] as Unacked;
+    if (highest < 0) return;
+    // Fast retransmit: the receiver holds later frames, so the holes below the highest one it
+    // holds were lost. Resend each at most once per round trip, not on every ack.
     const rtt = this.srttMs >= 0 ? this.srttMs : this.rtoMs;
-    if (!hole.sacked && this.nowMs - hole.lastSentMs >= rtt) hole.resend = true;
+    for (const u of this.unacked) {
+      if (seqDiff(u.seq, ack) - 2 >= highest) break;
+      if (!u.sacked && this.nowMs - u.lastSentMs >= rtt) u.resend = true;
+    }
   }
 
   private updateRtt(sampleMs: number): void {
@@ -546,18 +555,16 @@ export class ReliableChannel {
     this.out.datagrams.push({ channel: frame.channel, payload: frame.payload });
   }
 
+  /** Bit i (LSB first within each byte) says seq expected + 1 + i is held. Empty when in order. */
   private sackBitmap(): Uint8Array {
     if (this.reorder.size === 0) return empty;
-    let bits = 0;
+    let top = 0;
+    for (const seq of this.reorder.keys()) top = Math.max(top, seqDiff(seq, this.expectedSeq));
+    const b = new Uint8Array(Math.min(sackBytesMax, (top + 7) >>> 3));
     for (const seq of this.reorder.keys()) {
       const i = seqDiff(seq, this.expectedSeq) - 1;
-      if (i >= 0 && i < sackBits) bits |= 1 << i;
+      if (i >= 0 && i < b.length * 8) b[i >>> 3] = (b[i >>> 3] as number) | (1 << (i & 7));
     }
-    const b = new Uint8Array(4);
-    b[0] = bits >>> 24;
-    b[1] = (bits >>> 16) & 0xff;
-    b[2] = (bits >>> 8) & 0xff;
-    b[3] = bits & 0xff;
     return b;
   }
 

@@ -18,6 +18,8 @@ export interface SmRecord {
   reply: Uint8Array | undefined;
   /** When the reply was sent (or restored); the retention window runs from here. */
   repliedAtMs: number | undefined;
+  /** The newest state entry holding the reply durably (0: none yet). */
+  stateSeq: number;
 }
 
 /** What to do with an arriving request. */
@@ -50,7 +52,7 @@ export class StateMachineLog {
     const have = this.byKey.get(k);
     if (have !== undefined) return have.state === 'applied' || have.state === 'replied' ? { kind: 'done', record: have } : { kind: 'in-progress', record: have };
     if (this.byKey.size >= this.limits.smRequestsMax) throw new TwinbladeError(NvlogErrorCode.smFull, 'busy', `state-machine log holds ${this.byKey.size} requests`);
-    this.byKey.set(k, { key: k, state: 'received', changeSeq: 0, reply: undefined, repliedAtMs: undefined });
+    this.byKey.set(k, newRecord(k));
     this.highWater = Math.max(this.highWater, this.byKey.size);
     return { kind: 'new' };
   }
@@ -106,6 +108,7 @@ export class StateMachineLog {
         r.changeSeq = p.changeSeq;
         r.reply = p.reply.slice();
         r.repliedAtMs = nowMs;
+        r.stateSeq = rec.seq;
       }
     }
     this.highWater = Math.max(this.highWater, this.byKey.size);
@@ -126,12 +129,26 @@ export class StateMachineLog {
     return n;
   }
 
-  /** True while some request with a change at or before `seq` still needs its reply kept. */
-  retains(seq: number, nowMs: number): boolean {
+  /** Records that the reply of `key` is durable in the state entry `seq`. */
+  noteStateSeq(key: Uint8Array, seq: number): void {
+    const r = this.byKey.get(StateMachineLog.keyOf(key));
+    if (r !== undefined) r.stateSeq = Math.max(r.stateSeq, seq);
+  }
+
+  /**
+   * Replies that must outlive the log half [firstSeq, lastSeq] being released: still inside
+   * their retention window, and durable only in that half (or nowhere yet). The log carries
+   * them forward as new state entries, so a reply survives as long as it is retained while
+   * the log depth stays bounded by the consistency points (SM-3).
+   */
+  carryCandidates(firstSeq: number, lastSeq: number, nowMs: number): SmRecord[] {
+    const out: SmRecord[] = [];
     for (const r of this.byKey.values()) {
-      if (r.changeSeq > 0 && r.changeSeq <= seq && (r.repliedAtMs === undefined || nowMs - r.repliedAtMs < this.limits.replyRetentionMs)) return true;
+      if (r.reply === undefined || (r.state !== 'applied' && r.state !== 'replied')) continue;
+      if (r.repliedAtMs !== undefined && nowMs - r.repliedAtMs >= this.limits.replyRetentionMs) continue;
+      if (r.stateSeq === 0 ? r.changeSeq <= lastSeq : r.stateSeq >= firstSeq && r.stateSeq <= lastSeq) out.push(r);
     }
-    return false;
+    return out;
   }
 
   metrics(): SmMetrics {
@@ -143,9 +160,13 @@ export class StateMachineLog {
   private ensure(k: string): SmRecord {
     let r = this.byKey.get(k);
     if (r === undefined) {
-      r = { key: k, state: 'received', changeSeq: 0, reply: undefined, repliedAtMs: undefined };
+      r = newRecord(k);
       this.byKey.set(k, r);
     }
     return r;
   }
+}
+
+function newRecord(k: string): SmRecord {
+  return { key: k, state: 'received', changeSeq: 0, reply: undefined, repliedAtMs: undefined, stateSeq: 0 };
 }
