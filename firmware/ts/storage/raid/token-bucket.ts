@@ -33,7 +33,8 @@ export class TokenBucket {
     if (this.rateBytesPerSec === Infinity) return;
     this.refill();
     while (this.tokens < 0) {
-      await this.timers.sleep((-this.tokens / this.rateBytesPerSec) * 1000);
+      // At least a microsecond: a wait shorter than the clock's resolution would not advance it.
+      await this.timers.sleep(Math.max(0.001, (-this.tokens / this.rateBytesPerSec) * 1000));
       this.refill();
     }
     this.tokens -= bytes;

@@ -1,0 +1,781 @@
+// The RAID-4 volume: N-1 data disks and one dedicated parity disk behind the Volume
+// interface, with degraded reads, bad-block repair, fail-out, a hot spare and a throttled,
+// restartable rebuild. Design and failure handling: docs/raid.md.
+
+import { assert } from '../../core/assert.ts';
+import type { Clock, Timers } from '../../core/clock.ts';
+import { InvalidArgumentError, TwinbladeError, isTwinbladeError } from '../../core/errors.ts';
+import type { Prng } from '../../core/prng.ts';
+import { toHex } from '../../core/bytes.ts';
+import type { BlockDevice } from '../../hal/block/block-device.ts';
+import { BlockErrorCode } from '../../hal/block/block-device.ts';
+import { readLabel, sparePosition, writeLabel } from '../label.ts';
+import type { DiskLabel, MemberState } from '../label.ts';
+import { VolumeErrorCode } from '../volume.ts';
+import type { Volume, VolumeStatus } from '../volume.ts';
+import { RaidError, RaidErrorCode } from './errors.ts';
+import type { DiskVerdict } from './errors.ts';
+import { diskByteOffset, raidBlockBytes } from './geometry.ts';
+import type { RaidGeometry } from './geometry.ts';
+import { StripeLocks } from './stripe-lock.ts';
+import { TokenBucket } from './token-bucket.ts';
+import { xorAll } from './xor.ts';
+
+/** Named limits of the RAID layer. */
+export interface RaidLimits {
+  /** Average bytes per second the rebuild writes to the new disk (Infinity: unthrottled). */
+  rebuildBandwidthBytesPerSec: number;
+  /** Bytes per member the rebuild reconstructs per step (rounded to whole stripe units); also the stripe-lock granule. */
+  rebuildChunkBytes: number;
+  /** The rebuild flushes the new disk and records its cursor in that disk's label after this many bytes. */
+  rebuildCheckpointBytes: number;
+  /** Read errors (each one repaired) a member may return before it is failed out. */
+  memberReadErrorCountMax: number;
+}
+
+export const defaultRaidLimits: RaidLimits = {
+  rebuildBandwidthBytesPerSec: 64 * 1024 * 1024,
+  rebuildChunkBytes: 1024 * 1024,
+  rebuildCheckpointBytes: 64 * 1024 * 1024,
+  memberReadErrorCountMax: 16,
+};
+
+/** What the volume reports as it happens (besides `status()`). */
+export type RaidEvent =
+  | { type: 'member-failed'; position: number; disk: string; code: string; message: string }
+  | { type: 'read-error'; position: number; disk: string; code: string; errorCount: number }
+  | { type: 'block-repaired'; position: number; disk: string; diskBlock: number }
+  | { type: 'labels-written'; generation: number }
+  | { type: 'spare-added'; disk: string }
+  | { type: 'rebuild-started'; position: number; disk: string; fromStripe: number }
+  | { type: 'rebuild-progress'; position: number; progress: number }
+  | { type: 'rebuild-done'; position: number; disk: string }
+  | { type: 'rebuild-failed'; position: number; code: string; message: string }
+  | { type: 'offline'; code: string; message: string };
+
+export interface RaidRuntimeOptions {
+  clock: Clock;
+  timers: Timers;
+  /** Source of disk uuids for spares formatted later. */
+  prng: Prng;
+  onEvent?: (event: RaidEvent) => void;
+  limits?: Partial<RaidLimits>;
+  /** Start a rebuild as soon as a position is lost and a spare is at hand (default true). */
+  autoRebuild?: boolean;
+}
+
+export interface RaidCounters {
+  /** Blocks returned by reconstruction from the other members (degraded or after an error). */
+  reconstructedBlocks: number;
+  /** Bad blocks rewritten from parity. */
+  repairedBlocks: number;
+  readErrors: number;
+  writeErrors: number;
+}
+
+export interface RaidStatus extends VolumeStatus {
+  generation: number;
+  counters: RaidCounters;
+  /** Set when the last rebuild stopped on an error (the volume stays degraded). */
+  rebuildError?: { code: string; message: string };
+}
+
+type SlotState = 'ok' | 'rebuilding' | 'failed' | 'missing';
+
+interface Slot {
+  disk: BlockDevice | undefined;
+  uuid: string;
+  state: SlotState;
+  readErrors: number;
+  /** While rebuilding: stripes below this are rebuilt (and kept current by writes). */
+  cursorStripe: number;
+}
+
+interface Spare {
+  disk: BlockDevice;
+  uuid: string;
+}
+
+/** Construction parameters (from createVolume/openVolume, after assembly). */
+export interface RaidVolumeInit {
+  geometry: RaidGeometry;
+  pairId: string;
+  volumeId: string;
+  generation: number;
+  slots: Array<{ disk: BlockDevice | undefined; uuid: string; state: SlotState; cursorStripe: number }>;
+  spares: Spare[];
+  verdicts: DiskVerdict[];
+}
+
+export function newDiskUuid(prng: Prng): string {
+  return toHex(prng.bytes(16));
+}
+
+class StopRebuild extends Error {}
+
+export class RaidVolume implements Volume {
+  readonly blockSize = raidBlockBytes;
+  readonly blockCount: number;
+  readonly stripeBlocks: number;
+  readonly geometry: RaidGeometry;
+  readonly pairId: string;
+  readonly volumeId: string;
+  /** How each offered disk was used when the volume was assembled. */
+  readonly assembly: readonly DiskVerdict[];
+
+  private generation: number;
+  private readonly slots: Slot[];
+  private readonly spares: Spare[];
+  private readonly limits: RaidLimits;
+  private readonly locks = new StripeLocks();
+  private readonly counters: RaidCounters = { reconstructedBlocks: 0, repairedBlocks: 0, readErrors: 0, writeErrors: 0 };
+  private offlineError: TwinbladeError | undefined;
+  /** Set when a label update was refused by a reservation: the partner owns these disks now. */
+  private fencedError: unknown;
+  private closed = false;
+  /** Label updates, serialized: generations must land on each disk in order. */
+  private labelChain: Promise<void> = Promise.resolve();
+  private rebuildRun: { position: number; stop: boolean; done: Promise<void> } | undefined;
+  private rebuildError: { code: string; message: string } | undefined;
+
+  constructor(
+    init: RaidVolumeInit,
+    private readonly options: RaidRuntimeOptions,
+  ) {
+    this.geometry = init.geometry;
+    this.blockCount = init.geometry.blockCount;
+    this.stripeBlocks = init.geometry.stripeBlocks;
+    this.pairId = init.pairId;
+    this.volumeId = init.volumeId;
+    this.generation = init.generation;
+    this.slots = init.slots.map((s) => ({ ...s, readErrors: 0 }));
+    this.spares = [...init.spares];
+    this.assembly = init.verdicts;
+    this.limits = { ...defaultRaidLimits, ...options.limits };
+    assert(this.slots.length === this.geometry.memberCount, 'one slot per member');
+    assert(this.unavailablePositions().length <= 1, 'a volume is assembled with at most one position unavailable');
+  }
+
+  // ---------------------------------------------------------------- Volume interface
+
+  readBlocks(firstBlock: number, count: number): Promise<Uint8Array> {
+    this.checkRange(firstBlock, count);
+    if (count === 0) return Promise.resolve(new Uint8Array(0));
+    return this.readBlocksLocked(firstBlock, count);
+  }
+
+  writeStripes(firstBlock: number, data: Uint8Array): Promise<void> {
+    const stripeBytes = this.stripeBlocks * raidBlockBytes;
+    if (!Number.isInteger(firstBlock) || firstBlock % this.stripeBlocks !== 0 || data.length === 0 || data.length % stripeBytes !== 0) {
+      throw new InvalidArgumentError(
+        VolumeErrorCode.notFullStripe,
+        `writeStripes: need whole stripes of ${this.stripeBlocks} blocks at a stripe boundary (firstBlock ${firstBlock}, ${data.length} bytes)`,
+      );
+    }
+    this.checkRange(firstBlock, data.length / raidBlockBytes);
+    return this.writeStripesLocked(firstBlock / this.stripeBlocks, data);
+  }
+
+  async flush(): Promise<void> {
+    this.checkUsable();
+    const writable = this.writablePositions();
+    const disks = writable.map((p) => this.slots[p]?.disk as BlockDevice);
+    const results = await Promise.allSettled(disks.map((d) => d.flush()));
+    let fenced: unknown;
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') return;
+      if (isFenced(r.reason)) fenced ??= r.reason;
+      else this.memberWriteFailed(writable[i] as number, disks[i] as BlockDevice, r.reason);
+    });
+    await this.labelsDurable();
+    this.checkUsable();
+    if (fenced !== undefined) throw fenced;
+  }
+
+  status(): RaidStatus {
+    const state = this.offlineError !== undefined || this.fencedError !== undefined
+      ? 'offline'
+      : this.rebuildRun !== undefined
+        ? 'rebuilding'
+        : this.unavailablePositions().length > 0
+          ? 'degraded'
+          : 'normal';
+    const disks: VolumeStatus['disks'] = this.slots.map((s, p) => ({
+      name: s.disk?.name ?? `(position ${p})`,
+      role: p === this.geometry.parityPosition ? 'parity' : 'data',
+      state: s.state,
+    }));
+    for (const sp of this.spares) disks.push({ name: sp.disk.name, role: 'spare', state: 'ok' });
+    const status: RaidStatus = { state, disks, generation: this.generation, counters: { ...this.counters } };
+    const rebuilding = this.slots.find((s) => s.state === 'rebuilding');
+    if (rebuilding !== undefined) status.rebuildProgress = rebuilding.cursorStripe / this.geometry.stripeCount;
+    if (this.rebuildError !== undefined) status.rebuildError = { ...this.rebuildError };
+    return status;
+  }
+
+  // ---------------------------------------------------------------- spares, rebuild, close
+
+  /**
+   * Adds a hot spare. A blank disk, or a disk this volume failed out earlier, is formatted
+   * as a spare; a disk holding anything else (another volume's label, a corrupt label,
+   * foreign data) is refused with ERR_RAID_DISK_IN_USE unless `force`.
+   */
+  async addSpare(disk: BlockDevice, opts: { force?: boolean } = {}): Promise<void> {
+    this.checkUsable();
+    if (disk.sizeBytes < this.geometry.memberBytesMin) {
+      throw new RaidError(RaidErrorCode.diskTooSmall, 'invalid-argument', `spare ${disk.name}: ${disk.sizeBytes} bytes, the volume needs ${this.geometry.memberBytesMin}`);
+    }
+    if (this.slots.some((s) => s.disk === disk) || this.spares.some((s) => s.disk === disk)) {
+      throw new RaidError(RaidErrorCode.diskInUse, 'invalid-argument', `spare ${disk.name}: already part of this volume`);
+    }
+    const read = await readLabel(disk);
+    if (read.kind === 'unreadable') throw new RaidError(read.code, 'io', `spare ${disk.name}: ${read.message}`);
+    if (read.kind !== 'blank' && opts.force !== true) {
+      const ours = read.kind === 'label' && read.label.pairId === this.pairId && read.label.volumeId === this.volumeId;
+      const current = ours && this.slots.some((s) => s.uuid === read.label.diskUuid && (s.state === 'ok' || s.state === 'rebuilding'));
+      if (!ours || current) {
+        const what = read.kind === 'label' ? `holds the label of ${read.label.pairId}/${read.label.volumeId} position ${read.label.position}` : `holds data that is not a valid label (${read.code})`;
+        throw new RaidError(RaidErrorCode.diskInUse, 'invalid-argument', `spare ${disk.name}: ${what}; refusing to format over it`);
+      }
+    }
+    const spare: Spare = { disk, uuid: newDiskUuid(this.options.prng) };
+    let failure: unknown;
+    await this.enqueueLabels(async () => {
+      try {
+        await writeLabel(disk, this.labelFor(spare.uuid, 'spare', sparePosition, 0));
+        await disk.flush();
+      } catch (e) {
+        failure = e;
+      }
+    });
+    if (failure !== undefined) throw new RaidError(errorCode(failure), 'io', `spare ${disk.name}: writing its label failed: ${errorMessage(failure)}`, [], { cause: failure });
+    this.spares.push(spare);
+    this.emit({ type: 'spare-added', disk: disk.name });
+    if (this.options.autoRebuild !== false) this.startRebuild();
+  }
+
+  /**
+   * Starts (or resumes) rebuilding the unavailable position onto the spare, in the
+   * background. Returns false when there is nothing to do or no spare.
+   */
+  startRebuild(): boolean {
+    if (this.closed || this.offlineError !== undefined || this.rebuildRun !== undefined) return false;
+    const lost = this.unavailablePositions();
+    const position = lost[0];
+    if (position === undefined) return false;
+    const slot = this.slots[position] as Slot;
+    if (slot.state !== 'rebuilding') {
+      const spare = this.spares.shift();
+      if (spare === undefined) return false;
+      slot.disk = spare.disk;
+      slot.uuid = spare.uuid;
+      slot.state = 'rebuilding';
+      slot.cursorStripe = 0;
+      slot.readErrors = 0;
+    }
+    this.rebuildError = undefined;
+    const run = { position, stop: false, done: Promise.resolve() };
+    this.rebuildRun = run;
+    run.done = this.rebuild(position, run).finally(() => {
+      if (this.rebuildRun === run) this.rebuildRun = undefined;
+      // The new disk failed during the rebuild: go on with the next spare, if any.
+      if (this.options.autoRebuild !== false && this.rebuildError === undefined && !this.closed) this.startRebuild();
+    });
+    return true;
+  }
+
+  /** Resolves when the running rebuild (if any) has ended, successfully or not. */
+  async whenRebuildDone(): Promise<void> {
+    while (this.rebuildRun !== undefined) await this.rebuildRun.done;
+  }
+
+  /**
+   * Stops background work and refuses further I/O. Waits for the rebuild to stop at a
+   * stripe boundary. The member disks stay open: the caller owns them.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.rebuildRun !== undefined) {
+      this.rebuildRun.stop = true;
+      await this.rebuildRun.done;
+    }
+    await this.labelChain;
+  }
+
+  /**
+   * Checks that parity matches data on every stripe (a scrub). Reads through the normal
+   * path, so bad blocks found on the way are repaired. Returns the stripes whose parity
+   * disagrees; with `repair`, rewrites their parity from the data. Only on a normal volume.
+   */
+  async verifyParity(opts: { repair?: boolean } = {}): Promise<{ stripesChecked: number; mismatchedStripes: number[] }> {
+    this.checkUsable();
+    const mismatched: number[] = [];
+    const g = this.geometry;
+    const chunkStripes = this.chunkStripes();
+    for (let lo = 0; lo < g.stripeCount; lo += chunkStripes) {
+      const hi = Math.min(g.stripeCount, lo + chunkStripes);
+      const release = await this.locks.acquire(lo, hi);
+      try {
+        this.checkUsable();
+        if (this.unavailablePositions().length > 0) throw new TwinbladeError(VolumeErrorCode.io, 'busy', 'verifyParity: the volume is not normal');
+        const parts = await Promise.all(this.slots.map((_, p) => this.readExtent(p, lo * g.unitBlocks, hi * g.unitBlocks - 1, 0)));
+        const syndrome = xorAll(parts);
+        for (let s = lo; s < hi; s++) {
+          const at = (s - lo) * g.stripeUnitBytes;
+          if (syndrome.subarray(at, at + g.stripeUnitBytes).some((b) => b !== 0)) mismatched.push(s);
+        }
+        if (opts.repair === true && mismatched.some((s) => s >= lo)) {
+          const parity = xorAll(parts.slice(0, g.dataDisks));
+          await this.writeMember(g.parityPosition, lo * g.unitBlocks, parity);
+        }
+      } finally {
+        release();
+      }
+    }
+    await this.labelsDurable();
+    return { stripesChecked: g.stripeCount, mismatchedStripes: mismatched };
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  private async readBlocksLocked(first: number, count: number): Promise<Uint8Array> {
+    const g = this.geometry;
+    this.checkUsable();
+    const firstStripe = Math.floor(first / g.stripeBlocks);
+    const lastStripe = Math.floor((first + count - 1) / g.stripeBlocks);
+    const release = await this.locks.acquire(firstStripe, lastStripe + 1);
+    try {
+      this.checkUsable();
+      const out = new Uint8Array(count * raidBlockBytes);
+      // Per data member, one read covering every block it must supply (the ends may over-read
+      // up to a stripe unit); members are read in parallel.
+      const extents = this.memberExtents(first, count);
+      const buffers = await Promise.all(extents.map((e, m) => (e === undefined ? undefined : this.readExtent(m, e.lo, e.hi, 0))));
+      this.checkUsable();
+      // Copy unit by unit: a unit is contiguous both in the volume and on its disk.
+      let b = first;
+      const end = first + count;
+      while (b < end) {
+        const stripe = Math.floor(b / g.stripeBlocks);
+        const within = b - stripe * g.stripeBlocks;
+        const member = Math.floor(within / g.unitBlocks);
+        const inUnit = within - member * g.unitBlocks;
+        const run = Math.min(g.unitBlocks - inUnit, end - b);
+        const diskBlock = stripe * g.unitBlocks + inUnit;
+        const e = extents[member];
+        const buf = buffers[member];
+        assert(e !== undefined && buf !== undefined, 'every member that holds a requested block was read');
+        const from = (diskBlock - e.lo) * raidBlockBytes;
+        out.set(buf.subarray(from, from + run * raidBlockBytes), (b - first) * raidBlockBytes);
+        b += run;
+      }
+      return out;
+    } finally {
+      release();
+    }
+  }
+
+  private memberExtents(first: number, count: number): Array<{ lo: number; hi: number } | undefined> {
+    const g = this.geometry;
+    const out: Array<{ lo: number; hi: number } | undefined> = new Array<{ lo: number; hi: number } | undefined>(g.dataDisks).fill(undefined);
+    let b = first;
+    const end = first + count;
+    while (b < end) {
+      const stripe = Math.floor(b / g.stripeBlocks);
+      const within = b - stripe * g.stripeBlocks;
+      const member = Math.floor(within / g.unitBlocks);
+      const inUnit = within - member * g.unitBlocks;
+      const run = Math.min(g.unitBlocks - inUnit, end - b);
+      const lo = stripe * g.unitBlocks + inUnit;
+      const hi = lo + run - 1;
+      const e = out[member];
+      if (e === undefined) out[member] = { lo, hi };
+      else e.hi = hi;
+      b += run;
+    }
+    return out;
+  }
+
+  /** True if position `p` holds current data for disk blocks [lo, hi]. */
+  private readable(p: number, lo: number, hi: number): boolean {
+    const s = this.slots[p] as Slot;
+    if (s.state === 'ok') return true;
+    return s.state === 'rebuilding' && hi < s.cursorStripe * this.geometry.unitBlocks;
+  }
+
+  /**
+   * Disk blocks [lo, hi] of position `p`. At depth 0 a block that cannot be read is
+   * reconstructed from the other members and rewritten (repair); at depth 1 (reading for a
+   * reconstruction) it cannot be, and the read fails with ERR_VOLUME_IO.
+   */
+  private async readExtent(p: number, lo: number, hi: number, depth: 0 | 1): Promise<Uint8Array> {
+    const slot = this.slots[p] as Slot;
+    if (!this.readable(p, lo, hi)) return this.reconstructOrFail(p, lo, hi, depth);
+    const disk = slot.disk as BlockDevice;
+    try {
+      return await disk.read(diskByteOffset(lo), (hi - lo + 1) * raidBlockBytes);
+    } catch (e) {
+      if (isFenced(e)) throw e;
+      this.memberReadFailed(p, disk, e);
+    }
+    // The extent failed: find the bad blocks one by one, so that one bad sector costs one
+    // reconstruction, not the whole extent.
+    const out = new Uint8Array((hi - lo + 1) * raidBlockBytes);
+    for (let b = lo; b <= hi; b++) {
+      this.checkUsable();
+      let block: Uint8Array | undefined;
+      if (this.readable(p, b, b)) {
+        try {
+          block = await disk.read(diskByteOffset(b), raidBlockBytes);
+        } catch (e) {
+          if (isFenced(e)) throw e;
+          this.memberReadFailed(p, disk, e);
+        }
+      }
+      if (block === undefined) {
+        block = await this.reconstructOrFail(p, b, b, depth);
+        if (this.readable(p, b, b)) await this.repairBlock(p, b, block);
+      }
+      out.set(block, (b - lo) * raidBlockBytes);
+    }
+    return out;
+  }
+
+  private async reconstructOrFail(p: number, lo: number, hi: number, depth: 0 | 1): Promise<Uint8Array> {
+    this.checkUsable();
+    if (depth === 1) {
+      throw new TwinbladeError(VolumeErrorCode.io, 'io', `blocks ${lo}..${hi} of position ${p} are unreadable and a second member is needed to reconstruct them`);
+    }
+    const parts = await Promise.all(this.slots.map((_, q) => (q === p ? undefined : this.readExtent(q, lo, hi, 1))));
+    this.checkUsable();
+    this.counters.reconstructedBlocks += hi - lo + 1;
+    return xorAll(parts.filter((x): x is Uint8Array => x !== undefined));
+  }
+
+  private async repairBlock(p: number, diskBlock: number, data: Uint8Array): Promise<void> {
+    const slot = this.slots[p] as Slot;
+    const disk = slot.disk as BlockDevice;
+    try {
+      await disk.write(diskByteOffset(diskBlock), data);
+    } catch (e) {
+      if (isFenced(e)) throw e;
+      this.memberWriteFailed(p, disk, e);
+      return;
+    }
+    this.counters.repairedBlocks++;
+    this.emit({ type: 'block-repaired', position: p, disk: disk.name, diskBlock });
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  private async writeStripesLocked(firstStripe: number, data: Uint8Array): Promise<void> {
+    const g = this.geometry;
+    this.checkUsable();
+    const stripes = data.length / (g.stripeBlocks * raidBlockBytes);
+    const release = await this.locks.acquire(firstStripe, firstStripe + stripes);
+    try {
+      this.checkUsable();
+      const perMember = this.splitStripes(data, stripes);
+      perMember.push(xorAll(perMember));
+      await this.writeMembers(firstStripe * g.unitBlocks, perMember);
+    } finally {
+      release();
+    }
+    // A member failed out during this write misses it: the write is acknowledged only once
+    // the labels saying so are durable, so the stale member can never be assembled again.
+    await this.labelsDurable();
+    this.checkUsable();
+  }
+
+  /** The data for each data member: its unit of every stripe, consecutive. */
+  private splitStripes(data: Uint8Array, stripes: number): Uint8Array[] {
+    const g = this.geometry;
+    const unit = g.stripeUnitBytes;
+    const out: Uint8Array[] = [];
+    for (let m = 0; m < g.dataDisks; m++) {
+      if (stripes === 1 && data.byteOffset % 4 === 0) {
+        out.push(data.subarray(m * unit, (m + 1) * unit));
+        continue;
+      }
+      const buf = new Uint8Array(stripes * unit);
+      for (let s = 0; s < stripes; s++) {
+        const from = (s * g.stripeBlocks + m * g.unitBlocks) * raidBlockBytes;
+        buf.set(data.subarray(from, from + unit), s * unit);
+      }
+      out.push(buf);
+    }
+    return out;
+  }
+
+  /** Writes `perPosition[p]` at disk block `diskBlock` of every writable position. */
+  private async writeMembers(diskBlock: number, perPosition: Uint8Array[]): Promise<void> {
+    const writable = this.writablePositions();
+    const disks = writable.map((p) => this.slots[p]?.disk as BlockDevice);
+    const results = await Promise.allSettled(writable.map((p, i) => (disks[i] as BlockDevice).write(diskByteOffset(diskBlock), perPosition[p] as Uint8Array)));
+    let fenced: unknown;
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') return;
+      if (isFenced(r.reason)) fenced ??= r.reason;
+      else this.memberWriteFailed(writable[i] as number, disks[i] as BlockDevice, r.reason);
+    });
+    this.checkUsable();
+    if (fenced !== undefined) throw fenced;
+  }
+
+  private async writeMember(p: number, diskBlock: number, data: Uint8Array): Promise<void> {
+    const slot = this.slots[p] as Slot;
+    if (slot.state !== 'ok' && slot.state !== 'rebuilding') return;
+    const disk = slot.disk as BlockDevice;
+    try {
+      await disk.write(diskByteOffset(diskBlock), data);
+    } catch (e) {
+      if (isFenced(e)) throw e;
+      this.memberWriteFailed(p, disk, e);
+    }
+    this.checkUsable();
+  }
+
+  // ---------------------------------------------------------------- failures
+
+  private memberReadFailed(p: number, disk: BlockDevice, e: unknown): void {
+    const slot = this.slots[p] as Slot;
+    // An error from a disk that has already been replaced at this position says nothing about the new one.
+    if (slot.disk !== disk) return;
+    slot.readErrors++;
+    this.counters.readErrors++;
+    const code = errorCode(e);
+    this.emit({ type: 'read-error', position: p, disk: slot.disk?.name ?? '', code, errorCount: slot.readErrors });
+    if (code === BlockErrorCode.closed || slot.readErrors > this.limits.memberReadErrorCountMax) {
+      this.failMember(p, disk, code, `${slot.readErrors} read errors (last: ${errorMessage(e)})`);
+    }
+  }
+
+  private memberWriteFailed(p: number, disk: BlockDevice, e: unknown): void {
+    if (this.slots[p]?.disk !== disk) return;
+    // A disk remaps a bad sector on write; a write that still fails means the disk (or its
+    // path) is gone, so it is failed out at once.
+    this.counters.writeErrors++;
+    this.failMember(p, disk, errorCode(e), `write failed: ${errorMessage(e)}`);
+  }
+
+  /**
+   * Takes position `p` out of service. A second unavailable position takes the volume
+   * offline (nothing more is written, so nothing is corrupted); otherwise the new member
+   * table is written to the remaining members, and a rebuild starts if a spare is at hand.
+   */
+  private failMember(p: number, disk: BlockDevice, code: string, message: string): void {
+    const slot = this.slots[p] as Slot;
+    if (slot.disk !== disk || slot.state === 'failed' || slot.state === 'missing' || this.offlineError !== undefined) return;
+    const wasRebuilding = slot.state === 'rebuilding';
+    const others = this.unavailablePositions().filter((q) => q !== p);
+    slot.state = 'failed';
+    this.emit({ type: 'member-failed', position: p, disk: slot.disk?.name ?? '', code, message });
+    if (wasRebuilding && this.rebuildRun?.position === p) this.rebuildRun.stop = true;
+    if (others.length > 0) {
+      this.goOffline(`position ${p} failed (${message}) while position ${others.join(', ')} was unavailable`);
+      return;
+    }
+    void this.persistMembership().catch(() => undefined);
+    // A failed rebuild target is replaced when its rebuild run unwinds (see startRebuild).
+    if (this.options.autoRebuild !== false && !wasRebuilding) this.startRebuild();
+  }
+
+  private goOffline(message: string): void {
+    if (this.offlineError !== undefined) return;
+    this.offlineError = new TwinbladeError(VolumeErrorCode.offline, 'io', `volume ${this.pairId}/${this.volumeId} offline: ${message}`);
+    if (this.rebuildRun !== undefined) this.rebuildRun.stop = true;
+    this.emit({ type: 'offline', code: VolumeErrorCode.offline, message });
+  }
+
+  // ---------------------------------------------------------------- labels
+
+  private labelFor(uuid: string, role: DiskLabel['role'], position: number, cursorStripe: number): DiskLabel {
+    return {
+      generation: this.generation,
+      pairId: this.pairId,
+      volumeId: this.volumeId,
+      diskUuid: uuid,
+      role,
+      position,
+      memberCount: this.geometry.memberCount,
+      stripeUnitBytes: this.geometry.stripeUnitBytes,
+      stripeCount: this.geometry.stripeCount,
+      rebuildCursorStripe: cursorStripe,
+      members: this.slots.map((s) => ({ uuid: s.uuid, state: tableState(s.state) })),
+    };
+  }
+
+  /**
+   * Queues a label update behind the previous ones. Work handles disk errors itself; if it
+   * still throws (a fence, or a bug), membership can no longer be recorded, so the volume
+   * stops rather than acknowledge writes whose protection it cannot vouch for.
+   */
+  private enqueueLabels(work: () => Promise<void>): Promise<void> {
+    const next = this.labelChain.then(work).catch((e: unknown) => {
+      if (isFenced(e)) this.fencedError ??= e;
+      else this.goOffline(`label update failed: ${errorMessage(e)}`);
+      throw e;
+    });
+    // The chain itself never rejects, so one failed update does not block the next.
+    this.labelChain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Writes the current member table, at a new generation, to every current member, and flushes. */
+  persistMembership(): Promise<void> {
+    return this.enqueueLabels(async () => {
+      if (this.offlineError !== undefined) return;
+      this.generation++;
+      const writable = this.writablePositions();
+      const labels = writable.map((p) => {
+        const s = this.slots[p] as Slot;
+        return this.labelFor(s.uuid, p === this.geometry.parityPosition ? 'parity' : 'data', p, s.state === 'rebuilding' ? s.cursorStripe : 0);
+      });
+      const disks = writable.map((p) => this.slots[p]?.disk as BlockDevice);
+      const results = await Promise.allSettled(
+        disks.map(async (disk, i) => {
+          await writeLabel(disk, labels[i] as DiskLabel);
+          await disk.flush();
+        }),
+      );
+      results.forEach((r, i) => {
+        if (r.status === 'rejected' && isFenced(r.reason)) this.fencedError ??= r.reason;
+        else if (r.status === 'rejected') this.memberWriteFailed(writable[i] as number, disks[i] as BlockDevice, r.reason);
+      });
+      if (this.offlineError === undefined) this.emit({ type: 'labels-written', generation: this.generation });
+    });
+  }
+
+  /** Waits until every label update queued so far (including ones they queue) is durable. */
+  private async labelsDurable(): Promise<void> {
+    let seen: Promise<void> | undefined;
+    while (seen !== this.labelChain) {
+      seen = this.labelChain;
+      await seen;
+    }
+  }
+
+  // ---------------------------------------------------------------- rebuild
+
+  private chunkStripes(): number {
+    return Math.max(1, Math.floor(this.limits.rebuildChunkBytes / this.geometry.stripeUnitBytes));
+  }
+
+  private async rebuild(position: number, run: { stop: boolean }): Promise<void> {
+    const g = this.geometry;
+    const slot = this.slots[position] as Slot;
+    const disk = slot.disk as BlockDevice;
+    const check = (): void => {
+      if (run.stop || this.closed || this.offlineError !== undefined || slot.state !== 'rebuilding' || slot.disk !== disk) throw new StopRebuild();
+    };
+    try {
+      // Record the new member first: from this generation on, the lost disk is stale.
+      await this.persistMembership();
+      check();
+      this.emit({ type: 'rebuild-started', position, disk: disk.name, fromStripe: slot.cursorStripe });
+      const bucket = new TokenBucket(this.options.clock, this.options.timers, this.limits.rebuildBandwidthBytesPerSec, this.limits.rebuildChunkBytes);
+      const chunkStripes = this.chunkStripes();
+      const checkpointStripes = Math.max(chunkStripes, Math.floor(this.limits.rebuildCheckpointBytes / g.stripeUnitBytes));
+      let sinceCheckpoint = 0;
+      while (slot.cursorStripe < g.stripeCount) {
+        const lo = slot.cursorStripe;
+        const hi = Math.min(g.stripeCount, lo + chunkStripes);
+        await bucket.take((hi - lo) * g.stripeUnitBytes);
+        check();
+        const release = await this.locks.acquire(lo, hi);
+        try {
+          check();
+          const data = await this.reconstructOrFail(position, lo * g.unitBlocks, hi * g.unitBlocks - 1, 0);
+          check();
+          await this.writeMember(position, lo * g.unitBlocks, data);
+          check();
+          slot.cursorStripe = hi;
+        } finally {
+          release();
+        }
+        sinceCheckpoint += hi - lo;
+        if (sinceCheckpoint >= checkpointStripes && slot.cursorStripe < g.stripeCount) {
+          sinceCheckpoint = 0;
+          await this.checkpointRebuild(position);
+          check();
+        }
+        this.emit({ type: 'rebuild-progress', position, progress: slot.cursorStripe / g.stripeCount });
+      }
+      try {
+        await disk.flush();
+      } catch (e) {
+        if (isFenced(e)) throw e;
+        this.memberWriteFailed(position, disk, e);
+      }
+      check();
+      slot.state = 'ok';
+      await this.persistMembership();
+      this.emit({ type: 'rebuild-done', position, disk: disk.name });
+    } catch (e) {
+      if (e instanceof StopRebuild) return;
+      const code = errorCode(e);
+      this.rebuildError = { code: code === VolumeErrorCode.io ? RaidErrorCode.rebuildUnrecoverable : code, message: errorMessage(e) };
+      this.emit({ type: 'rebuild-failed', position, code: this.rebuildError.code, message: this.rebuildError.message });
+    }
+  }
+
+  /** Makes the rebuilt prefix durable, then records it in the new disk's own label. */
+  private checkpointRebuild(position: number): Promise<void> {
+    const slot = this.slots[position] as Slot;
+    const disk = slot.disk as BlockDevice;
+    const cursor = slot.cursorStripe;
+    return this.enqueueLabels(async () => {
+      if (slot.state !== 'rebuilding' || this.offlineError !== undefined) return;
+      try {
+        await disk.flush();
+        await writeLabel(disk, this.labelFor(slot.uuid, position === this.geometry.parityPosition ? 'parity' : 'data', position, cursor));
+        await disk.flush();
+      } catch (e) {
+        if (isFenced(e)) throw e;
+        this.memberWriteFailed(position, disk, e);
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private unavailablePositions(): number[] {
+    return this.slots.flatMap((s, p) => (s.state === 'ok' ? [] : [p]));
+  }
+
+  private writablePositions(): number[] {
+    return this.slots.flatMap((s, p) => (s.state === 'ok' || s.state === 'rebuilding' ? [p] : []));
+  }
+
+  private checkUsable(): void {
+    if (this.offlineError !== undefined) throw this.offlineError;
+    if (this.fencedError !== undefined) throw this.fencedError;
+    if (this.closed) throw new TwinbladeError(RaidErrorCode.closed, 'closed', `volume ${this.pairId}/${this.volumeId} is closed`);
+  }
+
+  private checkRange(first: number, count: number): void {
+    if (!Number.isInteger(first) || !Number.isInteger(count) || first < 0 || count < 0 || first + count > this.blockCount) {
+      throw new InvalidArgumentError(VolumeErrorCode.outOfRange, `blocks ${first}+${count} outside the volume of ${this.blockCount} blocks`);
+    }
+  }
+
+  private emit(event: RaidEvent): void {
+    this.options.onEvent?.(event);
+  }
+}
+
+function tableState(s: SlotState): MemberState {
+  return s === 'ok' ? 'ok' : s === 'rebuilding' ? 'rebuilding' : 'failed';
+}
+
+function isFenced(e: unknown): boolean {
+  return e instanceof TwinbladeError && e.kind === 'fenced';
+}
+
+function errorCode(e: unknown): string {
+  return isTwinbladeError(e) ? e.code : BlockErrorCode.io;
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
