@@ -45,6 +45,13 @@ describe('npm run sim', () => {
     expect(first.stdout.trimEnd().split('\n').at(-1)).toBe('sim: 1 passed, 0 failed');
   });
 
+  it('gives byte-identical output for one seed of every area, run twice', async () => {
+    const first = await runSim(['--seed', '7', '--verbose']);
+    const second = await runSim(['--seed', '7', '--verbose']);
+    expect(first.stdout).toBe(second.stdout);
+    expect(first.stdout.trimEnd().split('\n').at(-1)).toBe('sim: 1 passed, 0 failed');
+  });
+
   it('passes 30 demo seeds and ends with the summary line', async () => {
     const r = await runSim(['--area', 'demo', '--seeds', '30']);
     expect(r.code).toBe(0);

@@ -4,7 +4,7 @@ import type { SimArea, SimOutcome } from '../area.ts';
 import { bytesEqual, toHex } from '../../core/bytes.ts';
 import { Simulation, SimulationError } from '../kernel.ts';
 import { FaultBudget } from '../fault-budget.ts';
-import { VolatileDisk } from '../demo/volatile-disk.ts';
+import { SimBlockDevice } from '../../hal/block/sim/sim-block-device.ts';
 import { DemoWal, recoverWal, type WalOptions, type WalRecovery } from '../demo/wal.ts';
 
 /** Named limits of the workload. */
@@ -26,7 +26,14 @@ export interface DemoOptions extends WalOptions {
 export async function runDemoSeed(seed: number, log: (line: string) => void, options: DemoOptions = {}): Promise<SimOutcome> {
   const sim = new Simulation({ seed, virtualTimeMaxMs: 60_000 });
   const prng = sim.fork();
-  const disk = new VolatileDisk({ timers: sim.timers, prng: sim.fork(), sizeBytes: demoLimits.diskSizeBytes });
+  const disk = new SimBlockDevice({
+    timers: sim.timers,
+    prng: sim.fork(),
+    name: 'demo-disk',
+    sizeBytes: demoLimits.diskSizeBytes,
+    sectorSize: 512,
+    latency: { readMs: 0.05, writeMs: 0.2, flushMs: 1, jitterMs: 2 },
+  });
   // The design survives one power cut at a time; the budget keeps the workload honest about that.
   const budget = new FaultBudget({ concurrentMax: { 'power-cut': 1 } });
   const boots = options.boots ?? 1 + prng.range(1, demoLimits.bootCountMax - 1);
@@ -63,6 +70,15 @@ export async function runDemoSeed(seed: number, log: (line: string) => void, opt
       let writerDone = false;
       const last = boot === boots;
       sim.spawn(`writer${boot}`, async () => {
+        try {
+          await writer();
+        } catch (e) {
+          // Operations in flight at a power cut reject: the blade they belonged to is gone.
+          if (!domain.alive) return;
+          throw e;
+        }
+      });
+      async function writer(): Promise<void> {
         const inFlight = new Set<Promise<number>>();
         const appendsMax = last ? prng.range(5, 20) : prng.range(10, 80);
         for (let i = 0; i < appendsMax; i++) {
@@ -73,7 +89,8 @@ export async function runDemoSeed(seed: number, log: (line: string) => void, opt
           const seq = rec.records.length + i + 1;
           issued.set(seq, [...(issued.get(seq) ?? []), body]);
           inFlight.add(p);
-          void p.then(() => inFlight.delete(p));
+          const settled = (): void => void inFlight.delete(p);
+          p.then(settled, settled);
           if (inFlight.size >= demoLimits.appendsInFlightMax) await Promise.race(inFlight);
           if (prng.chance(0.25)) {
             await commitAndRecord(wal, issued, acked, (n) => (ackedMax = Math.max(ackedMax, n)));
@@ -83,7 +100,7 @@ export async function runDemoSeed(seed: number, log: (line: string) => void, opt
         await Promise.all(inFlight);
         await commitAndRecord(wal, issued, acked, (n) => (ackedMax = Math.max(ackedMax, n)));
         writerDone = true;
-      });
+      }
 
       if (last) {
         await sim.runUntil(() => writerDone);
@@ -93,8 +110,8 @@ export async function runDemoSeed(seed: number, log: (line: string) => void, opt
         const grant = budget.tryGrant('power-cut', 'blade');
         if (grant === undefined) return { ok: false, reason: 'fault budget refused a power cut while none was active' };
         domain.kill();
-        const torn = disk.powerCut();
-        log(`t=${sim.nowMs.toFixed(3)} boot ${boot}: power cut, acked ${ackedMax}, unflushed sectors kept ${torn.kept} lost ${torn.lost}`);
+        const cut = disk.powerCut();
+        log(`t=${sim.nowMs.toFixed(3)} boot ${boot}: power cut, acked ${ackedMax}, unflushed writes kept ${cut.kept} dropped ${cut.dropped} torn ${cut.torn}`);
         grant.release();
       }
     }
