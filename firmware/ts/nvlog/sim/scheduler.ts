@@ -83,7 +83,12 @@ export class StepScheduler implements Clock, Timers {
   /** Runs events until virtual time passes `tMs`, nothing is left, or `stopBefore` stops. */
   async runUntil(tMs: number): Promise<boolean> {
     for (;;) {
-      const next = this.queue.find((e) => !e.canceled);
+      let next = this.queue.find((e) => !e.canceled);
+      if (next === undefined || next.at > tMs) {
+        // Work started by the caller may not have scheduled its first event yet.
+        await settle();
+        next = this.queue.find((e) => !e.canceled);
+      }
       if (next === undefined || next.at > tMs) {
         this.now = Math.max(this.now, tMs);
         return true;
