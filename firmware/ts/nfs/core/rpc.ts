@@ -315,6 +315,7 @@ export class RecordDecoder {
   }
 
   private take(n: number): Uint8Array {
+    if (n === 0) return new Uint8Array(0);
     this.buffered -= n;
     const first = this.chunks[0] as Uint8Array;
     if (first.length > n) {

@@ -66,7 +66,7 @@ export class XdrReader {
 
   /** Fixed-length opaque: a view into the buffer (no copy), padding skipped. */
   fixed(n: number): Uint8Array {
-    const padded = (n + 3) & ~3;
+    const padded = n + ((4 - (n % 4)) % 4);
     this.need(padded);
     const v = this.buf.subarray(this.pos, this.pos + n);
     for (let i = n; i < padded; i++) {
@@ -153,7 +153,7 @@ export class XdrWriter {
 
   fixed(b: Uint8Array, n = b.length): void {
     if (b.length !== n) throw new InvalidArgumentError('ERR_XDR_RANGE', `XDR: fixed opaque must be ${n} bytes, got ${b.length}`);
-    const padded = (n + 3) & ~3;
+    const padded = n + ((4 - (n % 4)) % 4);
     this.room(padded);
     this.buf.set(b, this.pos);
     this.buf.fill(0, this.pos + n, this.pos + padded);

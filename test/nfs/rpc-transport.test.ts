@@ -1,0 +1,184 @@
+// The RPC layer's answers to malformed calls (RFC 5531), TCP record marking across
+// fragments, pipelining, bounded per-connection memory, UDP, and isolation between clients.
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AcceptStat, AuthFlavor, AuthStat, decodeReply, encodeCall, frameForTcp, replyBody } from '../../firmware/ts/nfs/core/rpc.ts';
+import { XdrWriter, encode } from '../../firmware/ts/nfs/core/xdr.ts';
+import * as x from '../../firmware/ts/nfs/core/nfs3.ts';
+import { NFS_PROGRAM, NFS_V3, Nfs3Proc } from '../../firmware/ts/nfs/core/nfs3.ts';
+import { FsStatus } from '../../firmware/ts/fsapi/ops.ts';
+import { Nfs3Client, RpcClient, RpcError, ok } from '../../tools/nfs-client/index.ts';
+import { type Rig, startRig } from './harness.ts';
+
+let rig: Rig;
+beforeAll(async () => {
+  rig = await startRig({ limits: { recordBytesMax: 2 * 1024 * 1024 } });
+});
+afterAll(async () => {
+  await rig.close();
+});
+
+async function expectRpcError(p: Promise<unknown>, code: string): Promise<RpcError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(RpcError);
+    expect((e as RpcError).code).toBe(code);
+    return e as RpcError;
+  }
+  throw new Error(`expected ${code}`);
+}
+
+describe('RPC error answers', () => {
+  it('PROG_UNAVAIL, PROG_MISMATCH (with the supported range), PROC_UNAVAIL, GARBAGE_ARGS', async () => {
+    const rpc = rig.mounted.nfs.rpc;
+    await expectRpcError(rpc.call(123456, 1, 0, new Uint8Array(0)), 'ERR_RPC_PROG_UNAVAIL');
+    const mm = await expectRpcError(rpc.call(NFS_PROGRAM, 2, 0, new Uint8Array(0)), 'ERR_RPC_PROG_MISMATCH');
+    expect(mm.reply).toMatchObject({ low: 3, high: 3 });
+    await expectRpcError(rpc.call(NFS_PROGRAM, NFS_V3, 99, new Uint8Array(0)), 'ERR_RPC_PROC_UNAVAIL');
+    await expectRpcError(rpc.call(NFS_PROGRAM, NFS_V3, Nfs3Proc.GETATTR, new Uint8Array([0, 0, 0, 200])), 'ERR_RPC_GARBAGE_ARGS');
+    const good = encode(x.getattrArgs, { fh: rig.mounted.root });
+    await expectRpcError(rpc.call(NFS_PROGRAM, NFS_V3, Nfs3Proc.GETATTR, new Uint8Array([...good, 0, 0, 0, 0])), 'ERR_RPC_GARBAGE_ARGS');
+    await expectRpcError(rpc.call(NFS_PROGRAM, NFS_V3, Nfs3Proc.NULL, new Uint8Array(4)), 'ERR_RPC_GARBAGE_ARGS');
+    // The connection is still good after all of that.
+    ok(await rig.mounted.nfs.getattr(rig.mounted.root));
+  });
+
+  it('RPC_MISMATCH for RPC version 3; AUTH_ERROR for unknown flavours and bad verifiers', async () => {
+    const rpc = rig.mounted.nfs.rpc;
+    const w = new XdrWriter(64, 4);
+    for (const v of [0xabc, 0, 3, NFS_PROGRAM, 3, 0, 0, 0, 0, 0]) w.u32(v);
+    const raw = await rawExchange(rig.server.nfsPort, frameForTcp(w));
+    expect(decodeReply(raw)).toMatchObject({ xid: 0xabc, kind: 'rpc-mismatch', low: 2, high: 2 });
+
+    const saved = rpc.cred;
+    rpc.cred = { flavor: AuthFlavor.RPCSEC_GSS, body: new Uint8Array(8) };
+    const e = await expectRpcError(rpc.call(NFS_PROGRAM, NFS_V3, 0, new Uint8Array(0)), 'ERR_RPC_AUTH_ERROR');
+    expect(e.reply).toMatchObject({ stat: AuthStat.BADCRED });
+    rpc.cred = { flavor: AuthFlavor.SYS, body: new Uint8Array([0, 0, 0, 1]) };
+    await expectRpcError(rpc.call(NFS_PROGRAM, NFS_V3, 0, new Uint8Array(0)), 'ERR_RPC_AUTH_ERROR');
+    rpc.cred = saved;
+
+    const v = new XdrWriter(64, 4);
+    for (const n of [0xabd, 0, 2, NFS_PROGRAM, 3, 0, 0, 0, AuthFlavor.SYS, 0]) v.u32(n);
+    expect(decodeReply(await rawExchange(rig.server.nfsPort, frameForTcp(v)))).toMatchObject({ kind: 'auth-error', stat: AuthStat.BADVERF });
+  });
+
+  it('AUTH_NONE calls are served as the anonymous user', async () => {
+    const c = await Nfs3Client.connect('127.0.0.1', rig.server.nfsPort, { auth: 'none' });
+    try {
+      const r = ok(await c.create(rig.mounted.root, 'anon-file'));
+      expect(r.attr?.uid).toBe(65534);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe('TCP record marking and flow control', () => {
+  it('reassembles a call split into many fragments and delivered byte by byte', async () => {
+    const c = ok(await rig.mounted.nfs.create(rig.mounted.root, 'frag'));
+    const data = new Uint8Array(3000).map((_, i) => i & 0xff);
+    const args = encode(x.writeArgs, { fh: c.fh as Uint8Array, offset: 0, count: data.length, stable: 2, data });
+    const body = replyBody(encodeCall(0x1111, NFS_PROGRAM, NFS_V3, Nfs3Proc.WRITE, RpcClient.credFor({ uid: 1000, gid: 1000 }), args));
+    // Fragments of 1..700 bytes, the last one flagged.
+    const parts: Uint8Array[] = [];
+    for (let off = 0, k = 1; off < body.length; k = (k * 7 + 3) % 700 + 1) {
+      const end = Math.min(body.length, off + k);
+      const mark = new Uint8Array(4);
+      new DataView(mark.buffer).setUint32(0, ((end === body.length ? 0x80000000 : 0) | (end - off)) >>> 0);
+      parts.push(mark, body.subarray(off, end));
+      off = end;
+    }
+    const stream = Buffer.concat(parts);
+    const reply = await rawExchange(rig.server.nfsPort, stream, 1);
+    const r = decodeReply(reply);
+    expect(r.kind).toBe('success');
+    if (r.kind === 'success') expect(x.writeRes.dec(r.results)).toMatchObject({ status: 0, count: 3000 });
+    const back = ok(await rig.mounted.nfs.read(c.fh as Uint8Array, 0, 4000));
+    expect(Buffer.from(back.data).equals(Buffer.from(data))).toBe(true);
+  });
+
+  it('answers hundreds of pipelined calls on one connection, matched by xid', async () => {
+    const nfs = rig.mounted.nfs;
+    const results = await Promise.all(Array.from({ length: 500 }, (_, i) => (i % 2 === 0 ? nfs.getattr(rig.mounted.root) : nfs.lookup(rig.mounted.root, `nope-${i}`))));
+    results.forEach((r, i) => expect(r.status).toBe(i % 2 === 0 ? 0 : FsStatus.NOENT));
+  });
+
+  it('closes a connection that announces an oversized record; other clients are unaffected', async () => {
+    const sock = net.connect(rig.server.nfsPort, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    const closed = new Promise((r) => sock.once('close', r));
+    sock.write(Buffer.from([0x80 | 0x10, 0, 0, 0])); // 256 MiB
+    await closed;
+    ok(await rig.mounted.nfs.getattr(rig.mounted.root));
+  });
+
+  it('a client that stalls mid-record does not delay others', async () => {
+    const sock = net.connect(rig.server.nfsPort, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    sock.write(Buffer.from([0x80, 0, 0x10, 0, 1, 2, 3])); // promises 4 KiB, sends 3 bytes
+    // If the stalled record blocked the server these calls would hang (and the test time out).
+    for (let i = 0; i < 20; i++) ok(await rig.mounted.nfs.getattr(rig.mounted.root));
+    sock.destroy();
+  });
+
+  it('a client that never reads its replies only stalls itself', async () => {
+    const sock = net.connect(rig.server.nfsPort, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    sock.pause();
+    const call = frameForTcp(encodeCall(1, NFS_PROGRAM, NFS_V3, Nfs3Proc.READ, RpcClient.credFor({}), encode(x.readArgs, { fh: rig.mounted.root, offset: 0, count: 1 })));
+    const many = Buffer.concat(Array.from({ length: 2000 }, () => Buffer.from(call)));
+    sock.write(many);
+    for (let i = 0; i < 10; i++) ok(await rig.mounted.nfs.getattr(rig.mounted.root));
+    sock.destroy();
+  });
+});
+
+describe('UDP', () => {
+  it('serves NULL, GETATTR and FSINFO over UDP with datagram-sized transfers', async () => {
+    const sock = dgram.createSocket('udp4');
+    try {
+      const ask = (xid: number, proc: number, args: Uint8Array) =>
+        new Promise<Uint8Array>((resolve) => {
+          sock.once('message', (m) => resolve(new Uint8Array(m)));
+          sock.send(replyBody(encodeCall(xid, NFS_PROGRAM, NFS_V3, proc, RpcClient.credFor({}), args)), rig.server.nfsPort, '127.0.0.1');
+        });
+      expect(decodeReply(await ask(1, 0, new Uint8Array(0)))).toMatchObject({ xid: 1, kind: 'success' });
+      const g = decodeReply(await ask(2, Nfs3Proc.GETATTR, encode(x.getattrArgs, { fh: rig.mounted.root })));
+      expect(g.kind).toBe('success');
+      const f = decodeReply(await ask(3, Nfs3Proc.FSINFO, encode(x.fsinfoArgs, { fh: rig.mounted.root })));
+      if (f.kind !== 'success') throw new Error('FSINFO failed');
+      const info = x.fsinfoRes.dec(f.results);
+      expect(info.status === 0 && info.wtmax).toBe(32 * 1024);
+      const bad = decodeReply(await ask(4, 77, new Uint8Array(0)));
+      expect(bad).toMatchObject({ kind: 'accepted-error', stat: AcceptStat.PROC_UNAVAIL });
+    } finally {
+      sock.close();
+    }
+  });
+});
+
+/** Sends raw bytes on a fresh connection and returns the first reply record. */
+function rawExchange(port: number, bytes: Uint8Array, chunk = 0): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length >= 4) {
+        const len = buf.readUInt32BE(0) & 0x7fffffff;
+        if (buf.length >= 4 + len) {
+          sock.destroy();
+          resolve(new Uint8Array(buf.subarray(4, 4 + len)));
+        }
+      }
+    });
+    sock.on('error', reject);
+    sock.on('connect', async () => {
+      if (chunk === 0) sock.write(bytes);
+      else for (let i = 0; i < bytes.length; i += chunk) sock.write(bytes.subarray(i, i + chunk));
+    });
+  });
+}
