@@ -122,7 +122,7 @@ export function scanHalf(region: Uint8Array, halfBytes: number, half: 0 | 1, ori
     }
   }
   const last = records[records.length - 1];
-  return { half, records, endRow: row, endPosition: pos, beyondBreak: row.end === 'half-end' || row.end === 'empty' ? 0 : countBeyond(region, pos + ENTRY_ALIGN, end, origin, last) };
+  return { half, records, endRow: row, endPosition: pos, beyondBreak: row.end === 'half-end' || row.end === 'empty' ? 0 : countBeyond(region, pos, end, origin, last) };
 }
 
 /** Counts intact entries after a break that would have continued the run (for the report). */
