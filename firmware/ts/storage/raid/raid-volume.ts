@@ -62,6 +62,12 @@ export interface RaidRuntimeOptions {
   limits?: Partial<RaidLimits>;
   /** Start a rebuild as soon as a position is lost and a spare is at hand (default true). */
   autoRebuild?: boolean;
+  /**
+   * Allocates the buffers the volume writes (per-disk stripe data, parity, reconstructed
+   * data). Pass the native addon's aligned allocator with O_DIRECT disks so that the driver
+   * need not copy into bounce buffers. Default: `new Uint8Array(bytes)`.
+   */
+  allocate?: (bytes: number) => Uint8Array;
 }
 
 export interface RaidCounters {
@@ -449,7 +455,10 @@ export class RaidVolume implements Volume {
     const parts = await Promise.all(this.slots.map((_, q) => (q === p ? undefined : this.readExtent(q, lo, hi, 1))));
     this.checkUsable();
     this.counters.reconstructedBlocks += hi - lo + 1;
-    return xorAll(parts.filter((x): x is Uint8Array => x !== undefined));
+    return xorAll(
+      parts.filter((x): x is Uint8Array => x !== undefined),
+      this.allocate((hi - lo + 1) * raidBlockBytes),
+    );
   }
 
   private async repairBlock(p: number, diskBlock: number, data: Uint8Array): Promise<void> {
@@ -476,7 +485,7 @@ export class RaidVolume implements Volume {
     try {
       this.checkUsable();
       const perMember = this.splitStripes(data, stripes);
-      perMember.push(xorAll(perMember));
+      perMember.push(xorAll(perMember, this.allocate(perMember[0]?.length ?? 0)));
       await this.writeMembers(firstStripe * g.unitBlocks, perMember);
     } finally {
       release();
@@ -493,11 +502,7 @@ export class RaidVolume implements Volume {
     const unit = g.stripeUnitBytes;
     const out: Uint8Array[] = [];
     for (let m = 0; m < g.dataDisks; m++) {
-      if (stripes === 1 && data.byteOffset % 4 === 0) {
-        out.push(data.subarray(m * unit, (m + 1) * unit));
-        continue;
-      }
-      const buf = new Uint8Array(stripes * unit);
+      const buf = this.allocate(stripes * unit);
       for (let s = 0; s < stripes; s++) {
         const from = (s * g.stripeBlocks + m * g.unitBlocks) * raidBlockBytes;
         buf.set(data.subarray(from, from + unit), s * unit);
@@ -757,6 +762,12 @@ export class RaidVolume implements Volume {
     if (!Number.isInteger(first) || !Number.isInteger(count) || first < 0 || count < 0 || first + count > this.blockCount) {
       throw new InvalidArgumentError(VolumeErrorCode.outOfRange, `blocks ${first}+${count} outside the volume of ${this.blockCount} blocks`);
     }
+  }
+
+  private allocate(bytes: number): Uint8Array {
+    const buf = this.options.allocate?.(bytes) ?? new Uint8Array(bytes);
+    assert(buf.length === bytes, 'allocate returns a buffer of the requested size');
+    return buf;
   }
 
   private emit(event: RaidEvent): void {

@@ -21,20 +21,23 @@ export class TokenBucket {
   ) {
     if (!(rateBytesPerSec > 0)) throw new InvalidArgumentError(RaidErrorCode.badConfig, 'token bucket: rate must be positive');
     if (!(burstBytes >= 0)) throw new InvalidArgumentError(RaidErrorCode.badConfig, 'token bucket: burst must be non-negative');
-    this.tokens = burstBytes;
+    // Start empty: a rebuild that starts must not begin with a burst on top of the client load.
+    this.tokens = 0;
     this.lastMs = clock.nowMs();
   }
 
   /**
-   * Takes `bytes` tokens, first waiting until the bucket is not in debt. A take larger than
-   * the bucket leaves it in debt, which the next take waits off: the average stays bounded.
+   * Takes `bytes` tokens, waiting until the bucket holds them. A take larger than the bucket
+   * waits for a full bucket and leaves it in debt, which later takes wait off. So over any
+   * interval of T seconds at most `burstBytes + rate * T` bytes are taken.
    */
   async take(bytes: number): Promise<void> {
     if (this.rateBytesPerSec === Infinity) return;
     this.refill();
-    while (this.tokens < 0) {
+    const need = Math.min(bytes, this.burstBytes);
+    while (this.tokens < need) {
       // At least a microsecond: a wait shorter than the clock's resolution would not advance it.
-      await this.timers.sleep(Math.max(0.001, (-this.tokens / this.rateBytesPerSec) * 1000));
+      await this.timers.sleep(Math.max(0.001, ((need - this.tokens) / this.rateBytesPerSec) * 1000));
       this.refill();
     }
     this.tokens -= bytes;

@@ -16,11 +16,12 @@ export function xorInto(dst: Uint8Array, src: Uint8Array): void {
   for (let i = 0; i < n; i++) dst[i] = (dst[i] as number) ^ (src[i] as number);
 }
 
-/** A new buffer holding the XOR of all `parts` (at least one). */
-export function xorAll(parts: readonly Uint8Array[]): Uint8Array {
+/** The XOR of all `parts` (at least one), in `out` if given (same length), else in a new buffer. */
+export function xorAll(parts: readonly Uint8Array[], out?: Uint8Array): Uint8Array {
   const first = parts[0];
   if (first === undefined) throw new RangeError('xorAll: no buffers');
-  const out = new Uint8Array(first.length);
+  if (out === undefined) out = new Uint8Array(first.length);
+  else if (out.length !== first.length) throw new RangeError(`xorAll: out has ${out.length} bytes, parts ${first.length}`);
   out.set(first);
   for (let i = 1; i < parts.length; i++) xorInto(out, parts[i] as Uint8Array);
   return out;
