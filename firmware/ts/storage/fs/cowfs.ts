@@ -1,0 +1,1582 @@
+// The copy-on-write file system (a small WAFL) on a RAID volume: the FileSystem contract of
+// fsapi/ops.ts plus consistency points. Changes live in memory until a CP writes every
+// changed block to free full stripes and then flips to the other superblock. The design is
+// in docs/filesystem.md; the on-disk format in format.ts and docs/formats.md.
+import { assert } from '../../core/assert.ts';
+import type { TimerHandle, Timers } from '../../core/clock.ts';
+import { dataView, utf8Decode, utf8Encode } from '../../core/bytes.ts';
+import { DecodeError, TwinbladeError } from '../../core/errors.ts';
+import {
+  type Attr,
+  type ChangeOp,
+  type ChangeResult,
+  type Cred,
+  type DirEntry,
+  type FileSystem,
+  type FsStat,
+  type InodeRef,
+  type SetAttr,
+  type Time,
+  type WccAttr,
+  FileType,
+  FsError,
+  FsStatus,
+  fsLimits,
+} from '../../fsapi/ops.ts';
+import type { Volume } from '../volume.ts';
+import { Bitmap } from './bitmap.ts';
+import {
+  FreeSpaceTree,
+  initDirBlock,
+  insertRecord,
+  largestFree,
+  parseDirBlock,
+  recordBytesFor,
+  removeRecord,
+} from './dir.ts';
+import {
+  BlockType,
+  CowFsErrorCode,
+  FsCorruptError,
+  type FsGeometry,
+  type Inode,
+  type Superblock,
+  blockCp,
+  blockHeaderBytes,
+  checkBlock,
+  decodeInode,
+  decodeSuperblock,
+  encodeInode,
+  encodeSuperblock,
+  freeInode,
+  fsBlockBytes,
+  indirectFanout,
+  inodeFileIno,
+  inodesPerBlock,
+  makeGeometry,
+  readPtr,
+  rootIno,
+  sealBlock,
+  treeCapacity,
+  verifyBlock,
+  writePtr,
+} from './format.ts';
+import { cowFsDefaults } from './limits.ts';
+import { scanCp } from './fsck.ts';
+
+const F = indirectFanout;
+
+export interface CowFsOptions {
+  /** Needed for the CP timer (`startCpTimer`). */
+  timers?: Timers;
+  cpIntervalMs?: number;
+  dirtyBytesMax?: number;
+  cachePagesMax?: number;
+  inodeCacheMax?: number;
+  dirIndexEntriesMax?: number;
+  cpWriteConcurrencyMax?: number;
+  /** Called after every committed CP (the change log releases the entries it contains). */
+  onCpCommitted?: (cp: CpInfo) => void;
+  /** Called for every problem found (a corrupt block, a superblock rejected at mount). */
+  onProblem?: (problem: FsProblem) => void;
+}
+
+export interface MkfsOptions {
+  fsid: bigint;
+  inodeCountMax?: number;
+  /** Creation time of the root directory. */
+  time?: Time;
+  rootUid?: number;
+  rootGid?: number;
+  rootMode?: number;
+}
+
+export interface CpInfo {
+  cpNumber: number;
+  /** Last applied log sequence per origin blade contained in this CP. */
+  appliedSeq: Map<number, bigint>;
+}
+
+export interface FsProblem {
+  code: string;
+  message: string;
+  block?: number;
+}
+
+/** A cached block of one file's block tree (level 0 = data). */
+interface Page {
+  ino: number;
+  level: number;
+  index: number;
+  data: Uint8Array;
+  /** Where the block is on disk in the committed or in-flight CP; 0 when dirty or new. */
+  addr: number;
+  dirty: boolean;
+  /** Written by the CP in flight: it must stay cached until that CP is on disk. */
+  pinned: boolean;
+}
+
+interface DirIndex {
+  names: Map<string, { ino: number; off: number; type: number }>;
+  free: FreeSpaceTree;
+}
+
+interface PreparedCp {
+  cp: number;
+  slot: number;
+  writes: Array<{ first: number; data: Uint8Array }>;
+  superblock: Uint8Array;
+  pinned: Page[];
+  blocks: Bitmap;
+  inodes: Bitmap;
+  applied: Map<number, bigint>;
+}
+
+const pageKey = (level: number, index: number): number => index * 8 + level;
+
+function validationError(e: unknown): boolean {
+  return e instanceof FsError && !(e instanceof FsCorruptError) && e.status !== FsStatus.IO;
+}
+
+function toFsError(e: unknown): FsError {
+  if (e instanceof FsError) return e;
+  const err = new FsError(FsStatus.IO, e instanceof Error ? e.message : String(e));
+  return err;
+}
+
+/** Creates an empty file system on `volume`: CP 1 holding the root directory. */
+export async function mkfs(volume: Volume, opts: MkfsOptions): Promise<void> {
+  const inodeCountMax =
+    opts.inodeCountMax ?? Math.max(1024, Math.min(2 ** 32 - 1, Math.floor((volume.blockCount * fsBlockBytes) / cowFsDefaults.bytesPerInode)));
+  const geo = makeGeometry(volume.blockCount, volume.stripeBlocks, inodeCountMax);
+  if (geo.dataStart + 4 * volume.stripeBlocks > volume.blockCount) {
+    throw new TwinbladeError(CowFsErrorCode.tooSmall, 'no-space', `volume of ${volume.blockCount} blocks is too small`);
+  }
+  // Invalidate any older file system's superblocks first, so that none can win at mount.
+  const zero = new Uint8Array(volume.stripeBlocks * fsBlockBytes);
+  await volume.writeStripes(0, zero);
+  await volume.writeStripes(volume.stripeBlocks, zero);
+  await volume.flush();
+  const fs = new CowFs(volume, geo, opts.fsid, {}, 0, new Map(), 0, 0, 0, [undefined, undefined], [undefined, undefined]);
+  const t = opts.time ?? { sec: 0, nsec: 0 };
+  const root: Inode = {
+    ...freeInode(rootIno, 1),
+    type: FileType.DIR,
+    mode: (opts.rootMode ?? 0o755) & 0o7777,
+    nlink: 2,
+    uid: opts.rootUid ?? 0,
+    gid: opts.rootGid ?? 0,
+    atime: { ...t },
+    mtime: { ...t },
+    ctime: { ...t },
+    parent: rootIno,
+  };
+  fs.liveInodes.set(rootIno);
+  fs.installInode(root);
+  await fs.locked(async () => {
+    await fs.dirtyInode(root);
+    await fs.dirNewBlock(root);
+  });
+  await fs.takeCp();
+  await fs.close();
+}
+
+export class CowFs implements FileSystem {
+  readonly fsid: bigint;
+  readonly rootIno: InodeRef = { ino: rootIno, gen: 1 };
+  readonly geometry: FsGeometry;
+  /** Problems found so far (corrupt blocks, rejected superblocks). */
+  readonly problems: FsProblem[] = [];
+
+  /** Blocks in use by the live file system (committed ones not yet freed, plus allocated by CPs). */
+  readonly liveBlocks: Bitmap;
+  readonly liveInodes: Bitmap;
+  /** What each map region on disk holds: the block/inode maps of the CP in that superblock slot. */
+  private readonly regionBlocks: [Bitmap | undefined, Bitmap | undefined];
+  private readonly regionInodes: [Bitmap | undefined, Bitmap | undefined];
+
+  private committedCp: number;
+  private readonly applied: Map<number, bigint>;
+  private committedApplied: Map<number, bigint>;
+  private genCounter: number;
+  private readonly ifile: Inode;
+
+  private readonly inodes = new Map<number, Inode>();
+  private readonly dirtyInodes = new Set<number>();
+  private readonly pages = new Map<number, Map<number, Page>>();
+  private readonly dirtyPages = new Map<number, Set<Page>>();
+  private dirtyCount = 0;
+  private pageCount = 0;
+  private readonly lru = new Set<Page>();
+  private readonly dirs = new Map<number, DirIndex>();
+  private dirEntryCount = 0;
+  private readonly reserved = new Set<number>();
+  private inoCursor = 2;
+  private stripeCursor = 0;
+  /** Blocks freed since the last CP froze, and in the interval before: still protected on disk. */
+  private freedCurrent = 0;
+  private freedPrevious = 0;
+
+  private lockTail: Promise<void> = Promise.resolve();
+  private cpChain: Promise<unknown> = Promise.resolve();
+  private cpRunning: Promise<unknown> | undefined;
+  private cpQueued = false;
+  private opMutated = false;
+  private failure: Error | undefined;
+  private closed = false;
+  private timer: TimerHandle | undefined;
+  private readonly opts: Required<Omit<CowFsOptions, 'timers' | 'onCpCommitted' | 'onProblem'>> & CowFsOptions;
+
+  /** @internal use mkfs() and CowFs.mount(). */
+  constructor(
+    readonly volume: Volume,
+    geo: FsGeometry,
+    fsid: bigint,
+    opts: CowFsOptions,
+    committedCp: number,
+    applied: Map<number, bigint>,
+    genCounter: number,
+    ifileRoot: number,
+    ifileHeight: number,
+    regionBlocks: [Bitmap | undefined, Bitmap | undefined],
+    regionInodes: [Bitmap | undefined, Bitmap | undefined],
+    live?: { blocks: Bitmap; inodes: Bitmap },
+  ) {
+    this.fsid = fsid;
+    this.geometry = geo;
+    this.opts = {
+      cpIntervalMs: opts.cpIntervalMs ?? cowFsDefaults.cpIntervalMs,
+      dirtyBytesMax: opts.dirtyBytesMax ?? cowFsDefaults.dirtyBytesMax,
+      cachePagesMax: opts.cachePagesMax ?? cowFsDefaults.cachePagesMax,
+      inodeCacheMax: opts.inodeCacheMax ?? cowFsDefaults.inodeCacheMax,
+      dirIndexEntriesMax: opts.dirIndexEntriesMax ?? cowFsDefaults.dirIndexEntriesMax,
+      cpWriteConcurrencyMax: opts.cpWriteConcurrencyMax ?? cowFsDefaults.cpWriteConcurrencyMax,
+      ...opts,
+    };
+    this.committedCp = committedCp;
+    this.applied = new Map(applied);
+    this.committedApplied = new Map(applied);
+    this.genCounter = genCounter;
+    this.regionBlocks = regionBlocks;
+    this.regionInodes = regionInodes;
+    if (live !== undefined) {
+      this.liveBlocks = live.blocks;
+      this.liveInodes = live.inodes;
+    } else {
+      this.liveBlocks = new Bitmap(geo.blockCount);
+      this.liveBlocks.setRange(0, geo.dataStart);
+      this.liveInodes = new Bitmap(geo.inodeCountMax);
+      this.liveInodes.set(inodeFileIno);
+    }
+    this.ifile = { ...freeInode(inodeFileIno, 0), type: FileType.REG, root: ifileRoot, height: ifileHeight };
+    this.stripeCursor = Math.ceil(geo.dataStart / geo.stripeBlocks);
+  }
+
+  /**
+   * Mounts the newest valid CP: reads both superblocks, takes the valid one with the highest
+   * CP number, and loads its block and inode maps (rebuilt by a scan if they are damaged).
+   * The caller then replays the change log after `appliedSeq(origin)`.
+   */
+  static async mount(volume: Volume, opts: CowFsOptions = {}): Promise<CowFs> {
+    const S = volume.stripeBlocks;
+    const problems: FsProblem[] = [];
+    const sbs: Array<Superblock | undefined> = [];
+    for (const slot of [0, 1]) {
+      try {
+        const sb = decodeSuperblock(await volume.readBlocks(slot * S, 1));
+        if (sb.cpNumber % 2 !== slot) throw new DecodeError('ERR_FS_SUPERBLOCK_FIELD', `CP ${sb.cpNumber} in slot ${slot}`);
+        sbs.push(sb);
+      } catch (e) {
+        if (!(e instanceof DecodeError)) throw e;
+        problems.push({ code: e.code, message: `superblock slot ${slot}: ${e.message}`, block: slot * S });
+        sbs.push(undefined);
+      }
+    }
+    const valid = sbs.filter((s): s is Superblock => s !== undefined).sort((a, b) => b.cpNumber - a.cpNumber);
+    const sb = valid[0];
+    if (sb === undefined) throw new TwinbladeError(CowFsErrorCode.noSuperblock, 'corrupt', 'no valid superblock in either slot');
+    if (sb.blockCount !== volume.blockCount || sb.stripeBlocks !== S) {
+      throw new TwinbladeError(
+        CowFsErrorCode.geometry,
+        'corrupt',
+        `superblock says ${sb.blockCount} blocks / stripe ${sb.stripeBlocks}, volume has ${volume.blockCount} / ${S}`,
+      );
+    }
+    const geo = makeGeometry(sb.blockCount, S, sb.inodeCountMax);
+    const slot = sb.cpNumber % 2;
+    const regionBlocks: [Bitmap | undefined, Bitmap | undefined] = [undefined, undefined];
+    const regionInodes: [Bitmap | undefined, Bitmap | undefined] = [undefined, undefined];
+    const mine = await loadRegion(volume, geo, slot, sb.cpNumber);
+    if (mine.ok) {
+      regionBlocks[slot] = mine.blocks;
+      regionInodes[slot] = mine.inodes;
+    } else {
+      problems.push({ code: mine.code, message: `map region ${slot} of CP ${sb.cpNumber}: ${mine.message}; rebuilt by a scan` });
+      const scan = await scanCp(volume, sb);
+      for (const p of scan.problems) problems.push(p);
+      // The rebuilt maps are not what region `slot` holds: leave it undefined so the next CP
+      // that uses this slot rewrites it whole.
+      mine.blocks = scan.blocks;
+      mine.inodes = scan.inodes;
+    }
+    const other = valid[1];
+    if (other !== undefined) {
+      const o = await loadRegion(volume, geo, other.cpNumber % 2, other.cpNumber);
+      if (o.ok) {
+        regionBlocks[other.cpNumber % 2] = o.blocks;
+        regionInodes[other.cpNumber % 2] = o.inodes;
+      }
+    }
+    const fs = new CowFs(volume, geo, sb.fsid, opts, sb.cpNumber, sb.applied, sb.genCounter, sb.inodeFileRoot, sb.inodeFileHeight, regionBlocks, regionInodes, {
+      blocks: mine.blocks.clone(),
+      inodes: mine.inodes.clone(),
+    });
+    for (const p of problems) fs.report(p);
+    return fs;
+  }
+
+  // ---- public state --------------------------------------------------------------------
+
+  /** The CP the disks hold (the last committed one). */
+  get cpNumber(): number {
+    return this.committedCp;
+  }
+
+  /** Last applied sequence of `origin` in the live state (0n if none). */
+  appliedSeq(origin: number): bigint {
+    return this.applied.get(origin) ?? 0n;
+  }
+
+  /** Per-origin sequences contained in the last committed CP. */
+  committedSeq(): Map<number, bigint> {
+    return new Map(this.committedApplied);
+  }
+
+  /** Dirty blocks waiting for the next CP (for scheduling and tests). */
+  get dirtyBlocks(): number {
+    return this.dirtyCount;
+  }
+
+  /** The error that stopped the file system, if any. */
+  get failedWith(): Error | undefined {
+    return this.failure;
+  }
+
+  // ---- queries -------------------------------------------------------------------------
+
+  async getattr(ref: InodeRef): Promise<Attr> {
+    return this.query(async () => attrOf(await this.get(ref)));
+  }
+
+  async lookup(dirRef: InodeRef, name: string): Promise<Attr> {
+    return this.query(async () => {
+      const d = await this.getDir(dirRef);
+      if (name === '.') return attrOf(d);
+      if (name === '..') return attrOf(await this.byIno(d.parent));
+      const e = (await this.dirIndex(d)).names.get(name);
+      if (e === undefined) throw new FsError(FsStatus.NOENT, `no entry ${name}`);
+      return attrOf(await this.byIno(e.ino));
+    });
+  }
+
+  async read(ref: InodeRef, offset: number, count: number): Promise<{ data: Uint8Array; eof: boolean }> {
+    return this.query(async () => {
+      const f = await this.get(ref);
+      if (f.type === FileType.DIR) throw new FsError(FsStatus.ISDIR);
+      if (f.type !== FileType.REG) throw new FsError(FsStatus.INVAL);
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(count) || count < 0) throw new FsError(FsStatus.INVAL);
+      if (offset >= f.size) return { data: new Uint8Array(0), eof: true };
+      const n = Math.min(count, f.size - offset);
+      return { data: await this.readRange(f, offset, n), eof: offset + n >= f.size };
+    });
+  }
+
+  async readlink(ref: InodeRef): Promise<string> {
+    return this.query(async () => {
+      const f = await this.get(ref);
+      if (f.type !== FileType.LNK) throw new FsError(FsStatus.INVAL, 'not a symbolic link');
+      return utf8Decode(await this.readRange(f, 0, f.size));
+    });
+  }
+
+  async readdir(dirRef: InodeRef, cookie: bigint, maxEntries: number): Promise<{ entries: DirEntry[]; eof: boolean }> {
+    return this.query(async () => {
+      const d = await this.getDir(dirRef);
+      const size = BigInt(d.size);
+      if (cookie < 0n || (cookie > 2n && (cookie >= size || Number(cookie % BigInt(fsBlockBytes)) < blockHeaderBytes))) {
+        throw new FsError(FsStatus.BAD_COOKIE, `cookie ${cookie} is not in this directory`);
+      }
+      const out: DirEntry[] = [];
+      let more = false;
+      const push = (e: DirEntry): void => {
+        if (out.length < maxEntries) out.push(e);
+        else more = true;
+      };
+      if (cookie < 1n) push({ name: '.', ino: d.ino, cookie: 1n });
+      if (cookie < 2n) push({ name: '..', ino: d.parent, cookie: 2n });
+      const after = cookie > 2n ? Number(cookie) : -1;
+      const nblocks = d.size / fsBlockBytes;
+      for (let b = after < 0 ? 0 : Math.floor(after / fsBlockBytes); b < nblocks && !more; b++) {
+        const page = await this.getPage(d, 0, b);
+        if (page === null) continue;
+        const err = parseDirBlock(page.data, (r) => {
+          const off = b * fsBlockBytes + r.off;
+          if (r.ino !== 0 && off > after && !more) push({ name: r.name, ino: r.ino, cookie: BigInt(off) });
+        });
+        if (err !== undefined) throw this.corrupt(new FsCorruptError('ERR_FS_BAD_RECORD', page.addr, `directory ${d.ino} block ${b}: ${err}`));
+      }
+      return { entries: out, eof: !more };
+    });
+  }
+
+  async fsstat(): Promise<FsStat> {
+    return this.query(async () => {
+      const dataBlocks = this.geometry.blockCount - this.geometry.dataStart;
+      const freeBlocks = Math.max(0, this.availableBlocks());
+      const freeFiles = this.geometry.inodeCountMax - this.liveInodes.count - this.reserved.size;
+      return {
+        totalBytes: dataBlocks * fsBlockBytes,
+        freeBytes: freeBlocks * fsBlockBytes,
+        availBytes: freeBlocks * fsBlockBytes,
+        totalFiles: this.geometry.inodeCountMax - 1,
+        freeFiles,
+        availFiles: freeFiles,
+      };
+    });
+  }
+
+  allocInode(): InodeRef {
+    this.checkUsable();
+    const ino = this.liveInodes.findClear(this.inoCursor, [this.reserved]);
+    if (ino < 0) throw new FsError(FsStatus.NOSPC, 'no free inode');
+    this.reserved.add(ino);
+    this.inoCursor = ino + 1 >= this.geometry.inodeCountMax ? 2 : ino + 1;
+    this.genCounter = (this.genCounter + 1) >>> 0 || 1;
+    return { ino, gen: this.genCounter };
+  }
+
+  // ---- changes -------------------------------------------------------------------------
+
+  async apply(change: ChangeOp): Promise<ChangeResult> {
+    return this.applyLogged(undefined, undefined, change);
+  }
+
+  /**
+   * Applies a change taken from the log of `origin` at sequence `seq`, and records the
+   * sequence in the same step, so a CP contains exactly the changes up to its recorded
+   * sequences. A change that fails (FsError) is still recorded: replay fails it the same way.
+   */
+  async applyLogged(origin: number | undefined, seq: bigint | undefined, change: ChangeOp): Promise<ChangeResult> {
+    this.checkUsable();
+    if (this.dirtyCount * fsBlockBytes > 2 * this.opts.dirtyBytesMax && this.cpRunning !== undefined) {
+      // Back-pressure: do not let dirty data outrun the CP writer without bound.
+      await this.cpRunning.catch(() => undefined);
+    }
+    const result = await this.locked(async () => {
+      this.checkUsable();
+      if (origin !== undefined && seq !== undefined && seq <= this.appliedSeq(origin)) {
+        throw new TwinbladeError(CowFsErrorCode.seqOrder, 'invalid-argument', `origin ${origin}: sequence ${seq} is not after ${this.appliedSeq(origin)}`);
+      }
+      const note = (): void => {
+        if (origin !== undefined && seq !== undefined) this.applied.set(origin, seq);
+      };
+      this.opMutated = false;
+      try {
+        const r = await this.applyInner(change);
+        note();
+        return r;
+      } catch (e) {
+        if (validationError(e) && !this.opMutated) {
+          note();
+          throw e;
+        }
+        // A failure half-way through a change (a corrupt block, a disk error) leaves memory
+        // inconsistent: stop, so that recovery (mount + replay) takes over.
+        this.fail(e);
+        throw toFsError(e);
+      } finally {
+        this.trimCaches();
+      }
+    });
+    if (this.dirtyCount * fsBlockBytes > this.opts.dirtyBytesMax && !this.cpQueued) {
+      this.takeCp().catch((e: unknown) => this.fail(e));
+    }
+    return result;
+  }
+
+  private async applyInner(c: ChangeOp): Promise<ChangeResult> {
+    switch (c.op) {
+      case 'setattr': {
+        const f = await this.get(c.target);
+        const pre = wccOf(f);
+        if (c.guardCtime !== undefined && (c.guardCtime.sec !== f.ctime.sec || c.guardCtime.nsec !== f.ctime.nsec)) {
+          throw new FsError(FsStatus.NOT_SYNC, 'ctime guard mismatch');
+        }
+        checkSetAttr(c.cred, f, c.attrs, false);
+        await this.setAttrs(f, c.attrs, c.time);
+        return { op: 'setattr', pre, post: attrOf(f) };
+      }
+      case 'write': {
+        const f = await this.get(c.target);
+        if (f.type === FileType.DIR) throw new FsError(FsStatus.ISDIR);
+        if (f.type !== FileType.REG) throw new FsError(FsStatus.INVAL);
+        if (c.data.length > fsLimits.writeBytesMax) throw new FsError(FsStatus.INVAL, 'write too large');
+        if (!Number.isSafeInteger(c.offset) || c.offset < 0) throw new FsError(FsStatus.INVAL, 'bad offset');
+        if (c.offset + c.data.length > fsLimits.fileSizeBytesMax) throw new FsError(FsStatus.FBIG);
+        if (c.cred.uid !== f.uid && !may(c.cred, f, 2)) throw new FsError(FsStatus.ACCES);
+        if (c.data.length > 0 && Math.ceil(c.data.length / fsBlockBytes) + 2 > this.availableBlocks()) throw new FsError(FsStatus.NOSPC);
+        const pre = wccOf(f);
+        if (c.data.length > 0) {
+          await this.writeData(f, c.offset, c.data);
+          f.mtime = { ...c.time };
+          f.ctime = { ...c.time };
+          await this.dirtyInode(f);
+        }
+        return { op: 'write', pre, post: attrOf(f), count: c.data.length };
+      }
+      case 'create':
+      case 'mkdir':
+      case 'symlink':
+      case 'mknod':
+        return this.applyNew(c);
+      case 'remove':
+      case 'rmdir': {
+        const d = await this.getDir(c.dir);
+        const dirPre = wccOf(d);
+        const fail = (s: FsStatus): never => {
+          throw new FsError(s, undefined, { dirPre, dirPost: attrOf(d) });
+        };
+        if (c.name === '.' || c.name === '..') fail(c.op === 'rmdir' ? (c.name === '.' ? FsStatus.INVAL : FsStatus.NOTEMPTY) : FsStatus.ISDIR);
+        checkName(c.name, fail);
+        if (!may(c.cred, d, 3)) fail(FsStatus.ACCES);
+        const idx = await this.dirIndex(d);
+        const e = idx.names.get(c.name);
+        if (e === undefined) return fail(FsStatus.NOENT);
+        const f = await this.byIno(e.ino);
+        if (c.op === 'remove' && f.type === FileType.DIR) fail(FsStatus.ISDIR);
+        if (c.op === 'rmdir' && f.type !== FileType.DIR) fail(FsStatus.NOTDIR);
+        if (c.op === 'rmdir' && (await this.dirIndex(f)).names.size > 0) fail(FsStatus.NOTEMPTY);
+        if (!stickyAllows(c.cred, d, f)) fail(FsStatus.ACCES);
+        await this.dirRemove(d, c.name);
+        await this.unlinkInode(f, d, c.time);
+        d.mtime = { ...c.time };
+        d.ctime = { ...c.time };
+        await this.dirtyInode(d);
+        return { op: c.op, dirPre, dirPost: attrOf(d) };
+      }
+      case 'rename':
+        return this.applyRename(c);
+      case 'link': {
+        const d = await this.getDir(c.dir);
+        const dirPre = wccOf(d);
+        const fail = (s: FsStatus): never => {
+          throw new FsError(s, undefined, { dirPre, dirPost: attrOf(d) });
+        };
+        const f = await this.get(c.target);
+        checkName(c.name, fail);
+        if (c.name === '.' || c.name === '..') fail(FsStatus.EXIST);
+        if (f.type === FileType.DIR) fail(FsStatus.ISDIR);
+        if (!may(c.cred, d, 3)) fail(FsStatus.ACCES);
+        if ((await this.dirIndex(d)).names.has(c.name)) fail(FsStatus.EXIST);
+        if (f.nlink >= fsLimits.linkCountMax) fail(FsStatus.MLINK);
+        await this.dirAdd(d, c.name, f.ino, f.type as FileType);
+        f.nlink++;
+        f.ctime = { ...c.time };
+        d.mtime = { ...c.time };
+        d.ctime = { ...c.time };
+        await this.dirtyInode(f);
+        await this.dirtyInode(d);
+        return { op: 'link', obj: attrOf(f), dirPre, dirPost: attrOf(d) };
+      }
+    }
+  }
+
+  private async applyNew(c: Extract<ChangeOp, { op: 'create' | 'mkdir' | 'symlink' | 'mknod' }>): Promise<ChangeResult> {
+    const d = await this.getDir(c.dir);
+    const dirPre = wccOf(d);
+    const fail = (s: FsStatus): never => {
+      throw new FsError(s, undefined, { dirPre, dirPost: attrOf(d) });
+    };
+    checkName(c.name, fail);
+    if (c.name === '.' || c.name === '..') fail(FsStatus.EXIST);
+    if (!may(c.cred, d, 3)) fail(FsStatus.ACCES);
+    const existing = (await this.dirIndex(d)).names.get(c.name);
+    if (existing !== undefined) {
+      const f = await this.byIno(existing.ino);
+      if (c.op === 'create' && c.how === 'unchecked' && f.type === FileType.REG) {
+        // UNCHECKED create of an existing file opens it: only a size (truncation) applies.
+        if (c.attrs.size !== undefined) {
+          checkSetAttr(c.cred, f, { size: c.attrs.size }, false);
+          await this.setAttrs(f, { size: c.attrs.size }, c.time);
+        }
+        return { op: 'create', obj: attrOf(f), dirPre, dirPost: attrOf(d) };
+      }
+      if (c.op === 'create' && c.how === 'exclusive' && c.verifier !== undefined && f.type === FileType.REG) {
+        const [a, m] = verifierTimes(c.verifier);
+        if (f.atime.sec === a && f.mtime.sec === m) return { op: 'create', obj: attrOf(f), dirPre, dirPost: attrOf(d) };
+      }
+      fail(FsStatus.EXIST);
+    }
+    const targetBytes = c.op === 'symlink' ? utf8Encode(c.target) : undefined;
+    if (targetBytes !== undefined && targetBytes.length > fsLimits.pathBytesMax) fail(FsStatus.NAMETOOLONG);
+    if (c.op === 'mknod' && (c.type === FileType.BLK || c.type === FileType.CHR) && c.cred.uid !== 0) fail(FsStatus.PERM);
+    if (this.liveInodes.count >= this.geometry.inodeCountMax || this.availableBlocks() < 4) fail(FsStatus.NOSPC);
+    assert(
+      Number.isInteger(c.newIno) && c.newIno >= 2 && c.newIno < this.geometry.inodeCountMax && !this.liveInodes.get(c.newIno),
+      () => `cowfs: inode ${c.newIno} is out of range or in use`,
+    );
+    const type = c.op === 'create' ? FileType.REG : c.op === 'mkdir' ? FileType.DIR : c.op === 'symlink' ? FileType.LNK : c.type;
+    const defaultMode = type === FileType.DIR ? 0o755 : type === FileType.LNK ? 0o777 : 0o644;
+    const ownerCheck: SetAttr = {};
+    if (c.attrs.uid !== undefined) ownerCheck.uid = c.attrs.uid;
+    if (c.attrs.gid !== undefined) ownerCheck.gid = c.attrs.gid;
+    checkSetAttr(c.cred, { ...freeInode(0), uid: c.cred.uid, gid: c.cred.gid }, ownerCheck, true, fail);
+    // Every check has passed: from here on the change happens.
+    this.reserved.delete(c.newIno);
+    this.liveInodes.set(c.newIno);
+    if (c.newGen > this.genCounter) this.genCounter = c.newGen >>> 0;
+    const t = c.time;
+    const f: Inode = {
+      ...freeInode(c.newIno, c.newGen),
+      type,
+      mode: (c.attrs.mode ?? defaultMode) & 0o7777,
+      nlink: 1,
+      uid: c.attrs.uid ?? c.cred.uid,
+      gid: c.attrs.gid ?? c.cred.gid,
+      atime: { ...t },
+      mtime: { ...t },
+      ctime: { ...t },
+    };
+    this.installInode(f);
+    await this.dirtyInode(f);
+    if (targetBytes !== undefined && targetBytes.length > 0) {
+      await this.writeData(f, 0, targetBytes);
+    }
+    if (c.op === 'mknod') {
+      f.rdevMajor = c.rdev.major;
+      f.rdevMinor = c.rdev.minor;
+    }
+    if (c.op === 'mkdir') {
+      f.parent = d.ino;
+      f.nlink = 2;
+      d.nlink++;
+      await this.dirNewBlock(f);
+    }
+    if (c.op === 'create' && c.how === 'exclusive' && c.verifier !== undefined) {
+      const [a, m] = verifierTimes(c.verifier);
+      f.atime = { sec: a, nsec: 0 };
+      f.mtime = { sec: m, nsec: 0 };
+    } else if (c.op === 'create' && c.attrs.size !== undefined && c.attrs.size > 0) {
+      await this.setAttrs(f, { size: c.attrs.size }, c.time);
+    }
+    await this.dirAdd(d, c.name, f.ino, type);
+    d.mtime = { ...t };
+    d.ctime = { ...t };
+    await this.dirtyInode(d);
+    return { op: c.op, obj: attrOf(f), dirPre, dirPost: attrOf(d) };
+  }
+
+  private async applyRename(c: Extract<ChangeOp, { op: 'rename' }>): Promise<ChangeResult> {
+    const from = await this.getDir(c.fromDir);
+    const to = await this.getDir(c.toDir);
+    const fromPre = wccOf(from);
+    const toPre = wccOf(to);
+    const fail = (s: FsStatus): never => {
+      throw new FsError(s, undefined, { dirPre: fromPre, dirPost: attrOf(from) });
+    };
+    for (const n of [c.fromName, c.toName]) {
+      checkName(n, fail);
+      if (n === '.' || n === '..') fail(FsStatus.INVAL);
+    }
+    if (!may(c.cred, from, 3) || !may(c.cred, to, 3)) fail(FsStatus.ACCES);
+    const e = (await this.dirIndex(from)).names.get(c.fromName);
+    if (e === undefined) return fail(FsStatus.NOENT);
+    const f = await this.byIno(e.ino);
+    if (!stickyAllows(c.cred, from, f)) fail(FsStatus.ACCES);
+    const done = (): ChangeResult => ({ op: 'rename', fromPre, fromPost: attrOf(from), toPre, toPost: attrOf(to) });
+    const te = (await this.dirIndex(to)).names.get(c.toName);
+    if (te !== undefined && te.ino === f.ino) return done(); // same file: POSIX says do nothing
+    if (f.type === FileType.DIR) {
+      // A directory cannot move into its own subtree.
+      for (let p = to; ; p = await this.byIno(p.parent)) {
+        if (p.ino === f.ino) fail(FsStatus.INVAL);
+        if (p.ino === rootIno) break;
+      }
+    }
+    let victim: Inode | undefined;
+    if (te !== undefined) {
+      const t = await this.byIno(te.ino);
+      if (!stickyAllows(c.cred, to, t)) fail(FsStatus.ACCES);
+      if (f.type === FileType.DIR && t.type !== FileType.DIR) fail(FsStatus.NOTDIR);
+      if (f.type !== FileType.DIR && t.type === FileType.DIR) fail(FsStatus.ISDIR);
+      if (t.type === FileType.DIR && (await this.dirIndex(t)).names.size > 0) fail(FsStatus.NOTEMPTY);
+      victim = t;
+    }
+    if (victim !== undefined) {
+      await this.dirRemove(to, c.toName);
+      await this.unlinkInode(victim, to, c.time);
+    }
+    await this.dirRemove(from, c.fromName);
+    await this.dirAdd(to, c.toName, f.ino, f.type as FileType);
+    if (f.type === FileType.DIR && from.ino !== to.ino) {
+      f.parent = to.ino;
+      from.nlink--;
+      to.nlink++;
+    }
+    f.ctime = { ...c.time };
+    from.mtime = { ...c.time };
+    from.ctime = { ...c.time };
+    to.mtime = { ...c.time };
+    to.ctime = { ...c.time };
+    await this.dirtyInode(f);
+    await this.dirtyInode(from);
+    await this.dirtyInode(to);
+    return done();
+  }
+
+  private async unlinkInode(f: Inode, dir: Inode, t: Time): Promise<void> {
+    if (f.type === FileType.DIR) {
+      dir.nlink--;
+      f.nlink = 0;
+    } else {
+      f.nlink--;
+    }
+    await this.dirtyInode(f);
+    if (f.nlink === 0) {
+      await this.freeFrom(f, 0);
+      this.dropDirIndex(f.ino);
+      const gen = f.gen;
+      Object.assign(f, freeInode(f.ino, gen));
+      this.liveInodes.clear(f.ino);
+    } else {
+      f.ctime = { ...t };
+    }
+  }
+
+  private async setAttrs(f: Inode, a: SetAttr, t: Time): Promise<void> {
+    let changed = false;
+    if (a.mode !== undefined) {
+      f.mode = a.mode & 0o7777;
+      changed = true;
+    }
+    if (a.uid !== undefined) {
+      f.uid = a.uid;
+      changed = true;
+    }
+    if (a.gid !== undefined) {
+      f.gid = a.gid;
+      changed = true;
+    }
+    if (a.size !== undefined) {
+      await this.truncate(f, a.size);
+      f.mtime = { ...t };
+      changed = true;
+    }
+    if (a.atime !== undefined) {
+      f.atime = { ...a.atime };
+      changed = true;
+    }
+    if (a.mtime !== undefined) {
+      f.mtime = { ...a.mtime };
+      changed = true;
+    }
+    if (changed) f.ctime = { ...t };
+    await this.dirtyInode(f);
+  }
+
+  private async truncate(f: Inode, size: number): Promise<void> {
+    await this.dirtyInode(f);
+    if (size < f.size) {
+      await this.freeFrom(f, Math.ceil(size / fsBlockBytes));
+      const within = size % fsBlockBytes;
+      const last = Math.floor(size / fsBlockBytes);
+      if (within !== 0 && (await this.ptrOrCached(f, 0, last))) {
+        const page = await this.pageForWrite(f, last, 'read');
+        page.data.fill(0, within);
+      }
+    }
+    f.size = size;
+  }
+
+  private async writeData(f: Inode, offset: number, data: Uint8Array): Promise<void> {
+    let pos = 0;
+    while (pos < data.length) {
+      const abs = offset + pos;
+      const fbn = Math.floor(abs / fsBlockBytes);
+      const within = abs - fbn * fsBlockBytes;
+      const k = Math.min(fsBlockBytes - within, data.length - pos);
+      const whole = within === 0 && k === fsBlockBytes;
+      const page = await this.pageForWrite(f, fbn, whole ? 'zero' : 'read');
+      page.data.set(data.subarray(pos, pos + k), within);
+      pos += k;
+    }
+    if (offset + data.length > f.size) f.size = offset + data.length;
+    await this.dirtyInode(f);
+  }
+
+  private async readRange(f: Inode, offset: number, n: number): Promise<Uint8Array> {
+    const out = new Uint8Array(n);
+    if (n === 0) return out;
+    const first = Math.floor(offset / fsBlockBytes);
+    const last = Math.floor((offset + n - 1) / fsBlockBytes);
+    const copyBlock = (fbn: number, block: Uint8Array): void => {
+      const lo = Math.max(offset, fbn * fsBlockBytes);
+      const hi = Math.min(offset + n, (fbn + 1) * fsBlockBytes);
+      out.set(block.subarray(lo - fbn * fsBlockBytes, hi - fbn * fsBlockBytes), lo - offset);
+    };
+    // Gather the on-disk runs first, then read each contiguous run with one volume call.
+    const runs: Array<{ fbn: number; addr: number; count: number }> = [];
+    for (let fbn = first; fbn <= last; fbn++) {
+      const cached = this.cachedPage(f.ino, 0, fbn);
+      if (cached !== undefined) {
+        copyBlock(fbn, cached.data);
+        continue;
+      }
+      const addr = await this.ptrOf(f, 0, fbn);
+      if (addr === 0) continue; // a hole reads as zeros
+      const r = runs[runs.length - 1];
+      if (r !== undefined && r.fbn + r.count === fbn && r.addr + r.count === addr) r.count++;
+      else runs.push({ fbn, addr, count: 1 });
+    }
+    for (const r of runs) {
+      const data = await this.volume.readBlocks(r.addr, r.count);
+      for (let i = 0; i < r.count; i++) copyBlock(r.fbn + i, data.subarray(i * fsBlockBytes, (i + 1) * fsBlockBytes));
+    }
+    return out;
+  }
+
+  // ---- directories ---------------------------------------------------------------------
+
+  private async dirIndex(d: Inode): Promise<DirIndex> {
+    const cached = this.dirs.get(d.ino);
+    if (cached !== undefined) {
+      this.dirs.delete(d.ino);
+      this.dirs.set(d.ino, cached);
+      return cached;
+    }
+    const idx: DirIndex = { names: new Map(), free: new FreeSpaceTree() };
+    const nblocks = d.size / fsBlockBytes;
+    for (let b = 0; b < nblocks; b++) {
+      const page = await this.getPage(d, 0, b);
+      if (page === null) throw this.corrupt(new FsCorruptError('ERR_FS_BAD_RECORD', 0, `directory ${d.ino} has a hole at block ${b}`));
+      let dup: string | undefined;
+      const err = parseDirBlock(page.data, (r) => {
+        if (r.ino === 0) return;
+        if (idx.names.has(r.name)) dup = r.name;
+        idx.names.set(r.name, { ino: r.ino, off: b * fsBlockBytes + r.off, type: r.type });
+      });
+      if (err !== undefined || dup !== undefined) {
+        throw this.corrupt(new FsCorruptError('ERR_FS_BAD_RECORD', page.addr, `directory ${d.ino} block ${b}: ${err ?? `duplicate name ${dup}`}`));
+      }
+      idx.free.set(b, largestFree(page.data));
+    }
+    this.dirs.set(d.ino, idx);
+    this.dirEntryCount += idx.names.size;
+    return idx;
+  }
+
+  private dropDirIndex(ino: number): void {
+    const idx = this.dirs.get(ino);
+    if (idx !== undefined) {
+      this.dirEntryCount -= idx.names.size;
+      this.dirs.delete(ino);
+    }
+  }
+
+  /** Appends an empty block to directory `d` (mkdir makes the first one). */
+  async dirNewBlock(d: Inode): Promise<number> {
+    const b = d.size / fsBlockBytes;
+    const page = await this.pageForWrite(d, b, 'zero');
+    initDirBlock(page.data);
+    d.size += fsBlockBytes;
+    await this.dirtyInode(d);
+    this.dirs.get(d.ino)?.free.set(b, largestFree(page.data));
+    return b;
+  }
+
+  private async dirAdd(d: Inode, name: string, ino: number, type: FileType): Promise<void> {
+    const idx = await this.dirIndex(d);
+    const nameBytes = utf8Encode(name);
+    let b = idx.free.firstAtLeast(recordBytesFor(nameBytes.length));
+    if (b < 0) b = await this.dirNewBlock(d);
+    const page = await this.pageForWrite(d, b, 'read');
+    const off = insertRecord(page.data, nameBytes, ino, type);
+    assert(off >= 0, () => `cowfs: directory ${d.ino} block ${b} had no room although its free space said so`);
+    idx.names.set(name, { ino, off: b * fsBlockBytes + off, type });
+    this.dirEntryCount++;
+    idx.free.set(b, largestFree(page.data));
+  }
+
+  private async dirRemove(d: Inode, name: string): Promise<void> {
+    const idx = await this.dirIndex(d);
+    const e = idx.names.get(name);
+    assert(e !== undefined, () => `cowfs: removing missing entry ${name}`);
+    const b = Math.floor(e.off / fsBlockBytes);
+    const page = await this.pageForWrite(d, b, 'read');
+    removeRecord(page.data, e.off % fsBlockBytes);
+    idx.names.delete(name);
+    this.dirEntryCount--;
+    idx.free.set(b, largestFree(page.data));
+  }
+
+  // ---- inodes --------------------------------------------------------------------------
+
+  /** @internal */
+  installInode(n: Inode): void {
+    this.inodes.set(n.ino, n);
+  }
+
+  private async loadInode(ino: number): Promise<Inode> {
+    const cached = this.inodes.get(ino);
+    if (cached !== undefined) {
+      this.inodes.delete(ino);
+      this.inodes.set(ino, cached);
+      return cached;
+    }
+    const page = await this.getPage(this.ifile, 0, Math.floor(ino / inodesPerBlock));
+    const n = page === null ? freeInode(ino) : decodeInode(page.data, ino, page.addr);
+    this.inodes.set(ino, n);
+    return n;
+  }
+
+  private async get(ref: InodeRef): Promise<Inode> {
+    if (!Number.isInteger(ref.ino) || ref.ino < 1 || ref.ino >= this.geometry.inodeCountMax) {
+      throw new FsError(FsStatus.STALE, `inode ${ref.ino} does not exist`);
+    }
+    const n = await this.loadInode(ref.ino);
+    if (n.type === 0 || n.gen !== ref.gen) throw new FsError(FsStatus.STALE, `inode ${ref.ino}/${ref.gen} does not exist`);
+    return n;
+  }
+
+  private async getDir(ref: InodeRef): Promise<Inode> {
+    const d = await this.get(ref);
+    if (d.type !== FileType.DIR) throw new FsError(FsStatus.NOTDIR);
+    return d;
+  }
+
+  /** An inode a directory entry names; a free one means the directory is corrupt. */
+  private async byIno(ino: number): Promise<Inode> {
+    const n = ino > 0 && ino < this.geometry.inodeCountMax ? await this.loadInode(ino) : undefined;
+    if (n === undefined || n.type === 0) {
+      throw this.corrupt(new FsCorruptError('ERR_FS_BAD_RECORD', 0, `a directory entry names free inode ${ino}`));
+    }
+    return n;
+  }
+
+  /** Marks an inode changed: its inode-file block becomes dirty (so the CP can write it without I/O). */
+  async dirtyInode(n: Inode): Promise<void> {
+    this.opMutated = true;
+    if (n.ino === inodeFileIno || this.dirtyInodes.has(n.ino)) return;
+    const fbn = Math.floor(n.ino / inodesPerBlock);
+    await this.pageForWrite(this.ifile, fbn, 'read');
+    this.dirtyInodes.add(n.ino);
+  }
+
+  // ---- block trees ---------------------------------------------------------------------
+
+  private cachedPage(ino: number, level: number, index: number): Page | undefined {
+    return this.pages.get(ino)?.get(pageKey(level, index));
+  }
+
+  private insertPage(p: Page): void {
+    let m = this.pages.get(p.ino);
+    if (m === undefined) {
+      m = new Map();
+      this.pages.set(p.ino, m);
+    }
+    m.set(pageKey(p.level, p.index), p);
+    this.pageCount++;
+    if (!p.dirty && !p.pinned) this.lru.add(p);
+  }
+
+  private dropPage(p: Page): void {
+    const m = this.pages.get(p.ino);
+    if (m?.delete(pageKey(p.level, p.index)) === true) {
+      this.pageCount--;
+      if (m.size === 0) this.pages.delete(p.ino);
+    }
+    this.lru.delete(p);
+    if (p.dirty) {
+      const set = this.dirtyPages.get(p.ino);
+      set?.delete(p);
+      if (set?.size === 0) this.dirtyPages.delete(p.ino);
+      this.dirtyCount--;
+      p.dirty = false;
+    }
+  }
+
+  private kindOf(t: Inode, level: number): BlockType | 'raw' {
+    if (level > 0) return BlockType.indirect;
+    if (t.ino === inodeFileIno) return BlockType.inodes;
+    if (t.type === FileType.DIR) return BlockType.dir;
+    return 'raw';
+  }
+
+  private async readBlock(t: Inode, level: number, index: number, addr: number): Promise<Uint8Array> {
+    if (addr < this.geometry.dataStart || addr >= this.geometry.blockCount) {
+      throw this.corrupt(new FsCorruptError('ERR_FS_BAD_POINTER', addr, `inode ${t.ino} level ${level} index ${index} points outside the data area`));
+    }
+    let data = await this.volume.readBlocks(addr, 1);
+    if (data.length !== fsBlockBytes) data = data.slice(0, fsBlockBytes);
+    const kind = this.kindOf(t, level);
+    if (kind !== 'raw') {
+      try {
+        verifyBlock(data, addr, { type: kind, owner: t.ino, level, index });
+      } catch (e) {
+        throw this.corrupt(e as FsCorruptError);
+      }
+    }
+    return data;
+  }
+
+  /** The on-disk pointer to a block (0: hole, or a dirty/new block that only memory has). */
+  private async ptrOf(t: Inode, level: number, index: number): Promise<number> {
+    if (level > t.height || index >= treeCapacity(t.height - level)) return 0;
+    if (level === t.height) return t.root;
+    const parent = await this.getPage(t, level + 1, Math.floor(index / F));
+    return parent === null ? 0 : readPtr(parent.data, index % F);
+  }
+
+  private async ptrOrCached(t: Inode, level: number, index: number): Promise<boolean> {
+    return this.cachedPage(t.ino, level, index) !== undefined || (await this.ptrOf(t, level, index)) !== 0;
+  }
+
+  /** A block of a tree for reading (null: a hole). */
+  private async getPage(t: Inode, level: number, index: number): Promise<Page | null> {
+    const c = this.cachedPage(t.ino, level, index);
+    if (c !== undefined) {
+      if (this.lru.delete(c)) this.lru.add(c);
+      return c;
+    }
+    const addr = await this.ptrOf(t, level, index);
+    if (addr === 0) return null;
+    const p: Page = { ino: t.ino, level, index, data: await this.readBlock(t, level, index, addr), addr, dirty: false, pinned: false };
+    this.insertPage(p);
+    return p;
+  }
+
+  /** Grows a tree until it can address block `fbn`. */
+  private async ensureHeight(t: Inode, fbn: number): Promise<void> {
+    while (fbn >= treeCapacity(t.height)) {
+      const rootPage = this.cachedPage(t.ino, t.height, 0);
+      if (t.root === 0 && rootPage === undefined) {
+        t.height++;
+        await this.dirtyInode(t);
+        continue;
+      }
+      const p: Page = { ino: t.ino, level: t.height + 1, index: 0, data: new Uint8Array(fsBlockBytes), addr: 0, dirty: true, pinned: false };
+      writePtr(p.data, 0, t.root);
+      this.insertPage(p);
+      this.markDirty(p);
+      t.blocks++;
+      t.root = 0;
+      t.height++;
+      await this.dirtyInode(t);
+    }
+  }
+
+  private markDirty(p: Page): void {
+    p.dirty = true;
+    this.lru.delete(p);
+    let s = this.dirtyPages.get(p.ino);
+    if (s === undefined) {
+      s = new Set();
+      this.dirtyPages.set(p.ino, s);
+    }
+    s.add(p);
+    this.dirtyCount++;
+  }
+
+  /** Data block `fbn` of `t`, dirty and ready to modify ('zero': the caller overwrites it whole). */
+  private async pageForWrite(t: Inode, fbn: number, fill: 'read' | 'zero'): Promise<Page> {
+    await this.ensureHeight(t, fbn);
+    return this.getPageForWrite(t, 0, fbn, fill);
+  }
+
+  private async getPageForWrite(t: Inode, level: number, index: number, fill: 'read' | 'zero'): Promise<Page> {
+    let p = this.cachedPage(t.ino, level, index);
+    if (p === undefined) {
+      let addr: number;
+      if (level === t.height) addr = t.root;
+      else addr = readPtr((await this.getPageForWrite(t, level + 1, Math.floor(index / F), 'read')).data, index % F);
+      const data = addr !== 0 && (fill === 'read' || level > 0) ? await this.readBlock(t, level, index, addr) : new Uint8Array(fsBlockBytes);
+      p = { ino: t.ino, level, index, data, addr, dirty: false, pinned: false };
+      this.insertPage(p);
+      if (addr === 0) {
+        t.blocks++;
+        if (this.kindOf(t, level) === BlockType.dir) initDirBlock(p.data);
+      }
+    }
+    await this.dirtyPage(t, p);
+    return p;
+  }
+
+  private async dirtyPage(t: Inode, p: Page): Promise<void> {
+    if (p.dirty) return;
+    this.opMutated = true;
+    this.markDirty(p);
+    if (p.addr !== 0) {
+      this.freeBlock(p.addr);
+      p.addr = 0;
+    }
+    if (p.level === t.height) {
+      t.root = 0;
+      await this.dirtyInode(t);
+    } else {
+      const parent = await this.getPageForWrite(t, p.level + 1, Math.floor(p.index / F), 'read');
+      writePtr(parent.data, p.index % F, 0);
+    }
+  }
+
+  private freeBlock(addr: number): void {
+    assert(addr >= this.geometry.dataStart && this.liveBlocks.get(addr), () => `cowfs: freeing block ${addr} that is not in use`);
+    this.opMutated = true;
+    this.liveBlocks.clear(addr);
+    this.freedCurrent++;
+  }
+
+  /** Frees every block of `t` at file block `fromFbn` and after (and indirect blocks left empty). */
+  private async freeFrom(t: Inode, fromFbn: number): Promise<void> {
+    if (fromFbn >= treeCapacity(t.height)) return;
+    if (t.root === 0 && this.cachedPage(t.ino, t.height, 0) === undefined) return;
+    await this.freeNode(t, t.height, 0, t.root, fromFbn);
+    if (fromFbn === 0) {
+      t.root = 0;
+      t.height = 0;
+    }
+    await this.dirtyInode(t);
+  }
+
+  private async freeNode(t: Inode, level: number, index: number, ptr: number, fromFbn: number): Promise<void> {
+    const span = treeCapacity(level);
+    const first = index * span;
+    let p = this.cachedPage(t.ino, level, index);
+    if (p === undefined && ptr === 0) return;
+    const whole = first >= fromFbn;
+    if (level > 0) {
+      if (p === undefined) {
+        p = { ino: t.ino, level, index, data: await this.readBlock(t, level, index, ptr), addr: ptr, dirty: false, pinned: false };
+        this.insertPage(p);
+      }
+      if (!whole) await this.dirtyPage(t, p);
+      const childSpan = treeCapacity(level - 1);
+      const from = whole ? 0 : Math.floor((fromFbn - first) / childSpan);
+      for (let i = from; i < F; i++) {
+        const child = readPtr(p.data, i);
+        const childIndex = index * F + i;
+        if (child === 0 && this.cachedPage(t.ino, level - 1, childIndex) === undefined) continue;
+        await this.freeNode(t, level - 1, childIndex, child, fromFbn);
+        if (!whole) writePtr(p.data, i, 0);
+      }
+    }
+    if (whole) {
+      this.opMutated = true;
+      const addr = p !== undefined ? p.addr : ptr;
+      if (p !== undefined) this.dropPage(p);
+      if (addr !== 0) this.freeBlock(addr);
+      t.blocks--;
+    }
+  }
+
+  // ---- consistency points --------------------------------------------------------------
+
+  /**
+   * Takes a consistency point: freezes the changes applied so far (new changes keep being
+   * accepted meanwhile), writes them to free full stripes, flushes, writes the other
+   * superblock and flushes again. Resolves once the CP is committed on disk.
+   */
+  async takeCp(): Promise<CpInfo> {
+    this.checkUsable();
+    this.cpQueued = true;
+    const run = this.cpChain.then(async () => {
+      this.cpQueued = false;
+      this.checkUsable();
+      const prepared = await this.locked(async () => this.freeze());
+      try {
+        await this.writeCp(prepared);
+      } catch (e) {
+        this.fail(e);
+        throw e;
+      }
+      return { cpNumber: prepared.cp, appliedSeq: new Map(prepared.applied) };
+    });
+    this.cpChain = run.catch(() => undefined);
+    this.cpRunning = run;
+    try {
+      return await run;
+    } finally {
+      if (this.cpRunning === run) this.cpRunning = undefined;
+    }
+  }
+
+  /** Takes a CP every `cpIntervalMs` while there are changes (needs `timers`). */
+  startCpTimer(): void {
+    const timers = this.opts.timers;
+    if (timers === undefined) throw new TwinbladeError('ERR_FS_NO_TIMERS', 'invalid-argument', 'startCpTimer needs options.timers');
+    if (this.timer !== undefined) return;
+    this.timer = timers.after(this.opts.cpIntervalMs, () => {
+      if (this.closed || this.failure !== undefined) return;
+      const changed = this.dirtyCount > 0 || this.dirtyInodes.size > 0 || !sameSeqs(this.applied, this.committedApplied);
+      const next = (): void => {
+        if (!this.closed && this.failure === undefined) this.timer?.refresh();
+      };
+      if (!changed) return next();
+      this.takeCp().then(next, (e: unknown) => this.fail(e));
+    });
+  }
+
+  /** Synchronous snapshot of every change so far into write buffers (under the lock). */
+  private freeze(): PreparedCp {
+    const cp = this.committedCp + 1;
+    const slot = cp % 2;
+    const S = this.geometry.stripeBlocks;
+    const stripes = this.allocStripes(Math.ceil(this.dirtyCount / S));
+    const writes: Array<{ first: number; data: Uint8Array }> = [];
+    const targets: number[] = [];
+    const runBytesMax = cpRunBlocks(S) * fsBlockBytes;
+    for (const s of stripes) {
+      const first = s * S;
+      const last = writes[writes.length - 1];
+      if (last !== undefined && last.first + last.data.length / fsBlockBytes === first && last.data.length + S * fsBlockBytes <= runBytesMax) {
+        const grown = new Uint8Array(last.data.length + S * fsBlockBytes);
+        last.data = grown;
+      } else {
+        writes.push({ first, data: new Uint8Array(S * fsBlockBytes) });
+      }
+      for (let i = 0; i < S; i++) targets.push(first + i);
+    }
+    const bufferFor = (addr: number): Uint8Array => {
+      for (const w of writes) {
+        const off = addr - w.first;
+        if (off >= 0 && off < w.data.length / fsBlockBytes) return w.data.subarray(off * fsBlockBytes, (off + 1) * fsBlockBytes);
+      }
+      throw new Error(`cowfs: block ${addr} is not in this CP`);
+    };
+    let next = 0;
+    const pinned: Page[] = [];
+    const writeTree = (t: Inode, set: Set<Page>): void => {
+      const list = [...set].sort((a, b) => a.level - b.level || a.index - b.index);
+      for (const p of list) {
+        const addr = targets[next++];
+        assert(addr !== undefined, 'cowfs: CP ran out of allocated blocks');
+        this.liveBlocks.set(addr);
+        const buf = bufferFor(addr);
+        buf.set(p.data);
+        const kind = this.kindOf(t, p.level);
+        if (kind !== 'raw') sealBlock(buf, { type: kind, owner: t.ino, level: p.level, index: p.index }, cp);
+        if (p.level === t.height) t.root = addr;
+        else {
+          const parent = this.cachedPage(t.ino, p.level + 1, Math.floor(p.index / F));
+          assert(parent !== undefined && parent.dirty, () => `cowfs: dirty block of inode ${t.ino} has a clean or missing parent`);
+          writePtr(parent.data, p.index % F, addr);
+        }
+        p.addr = addr;
+        p.dirty = false;
+        p.pinned = true;
+        pinned.push(p);
+      }
+      this.dirtyCount -= set.size;
+      this.dirtyPages.delete(t.ino);
+    };
+    const inos = [...this.dirtyPages.keys()].filter((i) => i !== inodeFileIno).sort((a, b) => a - b);
+    for (const ino of inos) {
+      const t = this.inodes.get(ino);
+      assert(t !== undefined, () => `cowfs: inode ${ino} has dirty blocks but is not cached`);
+      writeTree(t, this.dirtyPages.get(ino) as Set<Page>);
+    }
+    for (const ino of [...this.dirtyInodes].sort((a, b) => a - b)) {
+      const n = this.inodes.get(ino);
+      const page = this.cachedPage(inodeFileIno, 0, Math.floor(ino / inodesPerBlock));
+      assert(n !== undefined && page !== undefined && page.dirty, () => `cowfs: dirty inode ${ino} without its dirty inode-file block`);
+      encodeInode(page.data, n);
+    }
+    this.dirtyInodes.clear();
+    const ifilePages = this.dirtyPages.get(inodeFileIno);
+    if (ifilePages !== undefined) writeTree(this.ifile, ifilePages);
+    assert(this.dirtyCount === 0, () => `cowfs: ${this.dirtyCount} dirty blocks left after freezing CP ${cp}`);
+
+    // The map region of this slot: rewrite the stripes whose map blocks changed since the
+    // CP that last used the slot (all of them when its contents are unknown).
+    const blocks = this.liveBlocks.clone();
+    const inodes = this.liveInodes.clone();
+    const g = this.geometry;
+    const oldB = this.regionBlocks[slot];
+    const oldI = this.regionInodes[slot];
+    const changedStripes = new Set<number>();
+    for (let i = 0; i < g.blockMapBlocks; i++) if (oldB === undefined || !blocks.equalsSlice(oldB, i)) changedStripes.add(Math.floor(i / S));
+    for (let j = 0; j < g.inodeMapBlocks; j++) {
+      if (oldI === undefined || !inodes.equalsSlice(oldI, j)) changedStripes.add(Math.floor((g.blockMapBlocks + j) / S));
+    }
+    for (const rs of [...changedStripes].sort((a, b) => a - b)) {
+      const data = new Uint8Array(S * fsBlockBytes);
+      for (let k = 0; k < S; k++) {
+        const r = rs * S + k;
+        const buf = data.subarray(k * fsBlockBytes, (k + 1) * fsBlockBytes);
+        if (r < g.blockMapBlocks) {
+          blocks.writeSlice(buf, r);
+          sealBlock(buf, { type: BlockType.blockMap, owner: slot, level: 0, index: r }, cp);
+        } else if (r < g.blockMapBlocks + g.inodeMapBlocks) {
+          inodes.writeSlice(buf, r - g.blockMapBlocks);
+          sealBlock(buf, { type: BlockType.inodeMap, owner: slot, level: 0, index: r - g.blockMapBlocks }, cp);
+        }
+      }
+      writes.push({ first: g.regionStart[slot as 0 | 1] + rs * S, data });
+    }
+    const applied = new Map(this.applied);
+    const sb = encodeSuperblock({
+      cpNumber: cp,
+      fsid: this.fsid,
+      blockCount: g.blockCount,
+      stripeBlocks: S,
+      inodeCountMax: g.inodeCountMax,
+      inodeFileRoot: this.ifile.root,
+      inodeFileHeight: this.ifile.height,
+      genCounter: this.genCounter,
+      usedBlocks: blocks.count,
+      usedInodes: inodes.count,
+      applied,
+    });
+    const superblock = new Uint8Array(S * fsBlockBytes);
+    superblock.set(sb);
+    this.freedPrevious = this.freedCurrent;
+    this.freedCurrent = 0;
+    return { cp, slot, writes, superblock, pinned, blocks, inodes, applied };
+  }
+
+  private async writeCp(p: PreparedCp): Promise<void> {
+    const queue = [...p.writes];
+    const worker = async (): Promise<void> => {
+      for (let w = queue.shift(); w !== undefined; w = queue.shift()) await this.volume.writeStripes(w.first, w.data);
+    };
+    await Promise.all(Array.from({ length: Math.max(1, this.opts.cpWriteConcurrencyMax) }, worker));
+    await this.volume.flush();
+    await this.volume.writeStripes(p.slot * this.geometry.stripeBlocks, p.superblock);
+    await this.volume.flush();
+    // Committed: the slot's region now holds this CP's maps, and the blocks this CP stopped
+    // using stay protected until the next CP commits (the other slot still names them).
+    this.committedCp = p.cp;
+    this.regionBlocks[p.slot] = p.blocks;
+    this.regionInodes[p.slot] = p.inodes;
+    this.committedApplied = p.applied;
+    for (const page of p.pinned) {
+      page.pinned = false;
+      if (!page.dirty && this.cachedPage(page.ino, page.level, page.index) === page) this.lru.add(page);
+    }
+    this.opts.onCpCommitted?.({ cpNumber: p.cp, appliedSeq: new Map(p.applied) });
+  }
+
+  /** Finds `n` fully free stripes (free in the live map and in both committed map regions). */
+  private allocStripes(n: number): number[] {
+    const S = this.geometry.stripeBlocks;
+    const firstStripe = Math.ceil(this.geometry.dataStart / S);
+    const endStripe = Math.floor(this.geometry.blockCount / S);
+    const span = endStripe - firstStripe;
+    const out: number[] = [];
+    const others = [this.regionBlocks[0], this.regionBlocks[1]];
+    let s = this.stripeCursor < firstStripe || this.stripeCursor >= endStripe ? firstStripe : this.stripeCursor;
+    for (let tried = 0; out.length < n && tried < span; tried++) {
+      if (this.liveBlocks.rangeClear(s * S, S, others)) out.push(s);
+      s = s + 1 >= endStripe ? firstStripe : s + 1;
+    }
+    if (out.length < n) {
+      throw new TwinbladeError(CowFsErrorCode.cpNoSpace, 'no-space', `CP needs ${n} free stripes, found ${out.length}`);
+    }
+    this.stripeCursor = s;
+    return out.sort((a, b) => a - b);
+  }
+
+  /** Blocks a change may still use: free data blocks minus dirty ones and those still protected. */
+  private availableBlocks(): number {
+    const g = this.geometry;
+    const slack = 2 * g.stripeBlocks + Math.ceil((g.blockCount - g.dataStart) / 100);
+    return g.blockCount - this.liveBlocks.count - this.dirtyCount - this.freedCurrent - this.freedPrevious - slack;
+  }
+
+  // ---- plumbing ------------------------------------------------------------------------
+
+  /** @internal runs `fn` alone: changes, queries and CP freezes never interleave. */
+  async locked<T>(fn: () => Promise<T>): Promise<T> {
+    const prev = this.lockTail;
+    let release!: () => void;
+    this.lockTail = new Promise<void>((r) => {
+      release = r;
+    });
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  private async query<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new FsError(FsStatus.IO, 'file system is closed');
+    return this.locked(async () => {
+      try {
+        return await fn();
+      } catch (e) {
+        throw toFsError(e);
+      } finally {
+        this.trimCaches();
+      }
+    });
+  }
+
+  private trimCaches(): void {
+    for (const p of this.lru) {
+      if (this.pageCount <= this.opts.cachePagesMax) break;
+      this.dropPage(p);
+    }
+    if (this.inodes.size > this.opts.inodeCacheMax) {
+      for (const [ino, n] of this.inodes) {
+        if (this.inodes.size <= this.opts.inodeCacheMax) break;
+        if (this.dirtyInodes.has(ino) || this.dirtyPages.has(ino) || n.ino === rootIno) continue;
+        this.inodes.delete(ino);
+      }
+    }
+    for (const [ino, idx] of this.dirs) {
+      if (this.dirEntryCount <= this.opts.dirIndexEntriesMax) break;
+      this.dirEntryCount -= idx.names.size;
+      this.dirs.delete(ino);
+    }
+  }
+
+  private report(p: FsProblem): void {
+    this.problems.push(p);
+    this.opts.onProblem?.(p);
+  }
+
+  private corrupt(e: FsCorruptError): FsCorruptError {
+    this.report({ code: e.reason, message: e.message, block: e.block });
+    return e;
+  }
+
+  private fail(e: unknown): void {
+    if (this.failure === undefined) this.failure = e instanceof Error ? e : new Error(String(e));
+  }
+
+  private checkUsable(): void {
+    if (this.closed) throw new TwinbladeError(CowFsErrorCode.closed, 'closed', 'file system is closed');
+    if (this.failure !== undefined) {
+      throw new TwinbladeError(CowFsErrorCode.failed, 'io', `file system stopped: ${this.failure.message}`, { cause: this.failure });
+    }
+  }
+
+  /** Stops the CP timer and waits for a running CP. Changes not in a CP stay only in the log. */
+  async close(): Promise<void> {
+    this.timer?.cancel();
+    this.timer = undefined;
+    await this.cpChain;
+    this.closed = true;
+  }
+}
+
+/** Blocks per volume write during a CP: whole stripes, about `cpWriteBytesMax`. */
+function cpRunBlocks(S: number): number {
+  return Math.max(1, Math.floor(cowFsDefaults.cpWriteBytesMax / fsBlockBytes / S)) * S;
+}
+
+async function loadRegion(
+  volume: Volume,
+  geo: FsGeometry,
+  slot: number,
+  cp: number,
+): Promise<{ ok: true; blocks: Bitmap; inodes: Bitmap } | { ok: false; code: string; message: string; blocks: Bitmap; inodes: Bitmap }> {
+  const blocks = new Bitmap(geo.blockCount);
+  const inodes = new Bitmap(geo.inodeCountMax);
+  const n = geo.blockMapBlocks + geo.inodeMapBlocks;
+  const data = await volume.readBlocks(geo.regionStart[slot as 0 | 1], n);
+  for (let r = 0; r < n; r++) {
+    const buf = data.subarray(r * fsBlockBytes, (r + 1) * fsBlockBytes);
+    const isBlockMap = r < geo.blockMapBlocks;
+    const index = isBlockMap ? r : r - geo.blockMapBlocks;
+    const bad = checkBlock(buf, { type: isBlockMap ? BlockType.blockMap : BlockType.inodeMap, owner: slot, level: 0, index });
+    if (bad !== undefined) return { ok: false, code: bad.code, message: `map block ${r}: ${bad.message}`, blocks, inodes };
+    if (blockCp(buf) > cp) return { ok: false, code: 'ERR_FS_MAP_FROM_LATER_CP', message: `map block ${r} written by CP ${blockCp(buf)}`, blocks, inodes };
+    const fits = isBlockMap ? blocks.readSlice(buf, index) : inodes.readSlice(buf, index);
+    if (!fits) return { ok: false, code: 'ERR_FS_BAD_RECORD', message: `map block ${r} has bits past the end`, blocks, inodes };
+  }
+  return { ok: true, blocks, inodes };
+}
+
+function sameSeqs(a: Map<number, bigint>, b: Map<number, bigint>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
+}
+
+export function attrOf(n: Inode): Attr {
+  return {
+    type: n.type as FileType,
+    mode: n.mode,
+    nlink: n.nlink,
+    uid: n.uid,
+    gid: n.gid,
+    size: n.size,
+    used: n.blocks * fsBlockBytes,
+    rdev: { major: n.rdevMajor, minor: n.rdevMinor },
+    ino: n.ino,
+    gen: n.gen,
+    atime: { ...n.atime },
+    mtime: { ...n.mtime },
+    ctime: { ...n.ctime },
+  };
+}
+
+function wccOf(n: Inode): WccAttr {
+  return { size: n.size, mtime: { ...n.mtime }, ctime: { ...n.ctime } };
+}
+
+function checkName(name: string, fail: (s: FsStatus) => never): void {
+  if (name.length === 0 || name.includes('/') || name.includes('\0')) fail(FsStatus.INVAL);
+  if (utf8Encode(name).length > fsLimits.nameBytesMax) fail(FsStatus.NAMETOOLONG);
+}
+
+/** Unix permission check of `want` (4 read, 2 write, 1 exec) for `cred`; uid 0 may do anything. */
+function may(cred: Cred, f: Inode, want: number): boolean {
+  if (cred.uid === 0) return true;
+  let bits: number;
+  if (cred.uid === f.uid) bits = (f.mode >> 6) & 7;
+  else if (cred.gid === f.gid || cred.gids.includes(f.gid)) bits = (f.mode >> 3) & 7;
+  else bits = f.mode & 7;
+  return (bits & want) === want;
+}
+
+/** Sticky directories: only the owner of the entry, of the directory, or root may unlink. */
+function stickyAllows(cred: Cred, dir: Inode, f: Inode): boolean {
+  return (dir.mode & 0o1000) === 0 || cred.uid === 0 || cred.uid === f.uid || cred.uid === dir.uid;
+}
+
+function checkSetAttr(cred: Cred, f: Inode, a: SetAttr, creating: boolean, fail?: (s: FsStatus) => never): void {
+  const no =
+    fail ??
+    ((s: FsStatus): never => {
+      throw new FsError(s);
+    });
+  if (cred.uid === 0) {
+    if (a.size !== undefined) checkSize(f, a.size, no);
+    return;
+  }
+  const owner = cred.uid === f.uid;
+  if (a.uid !== undefined && a.uid !== f.uid) no(FsStatus.PERM);
+  if (a.gid !== undefined && a.gid !== f.gid && !(owner && (cred.gid === a.gid || cred.gids.includes(a.gid)))) no(FsStatus.PERM);
+  if (creating) return;
+  if (a.mode !== undefined && !owner) no(FsStatus.PERM);
+  if (a.size !== undefined) {
+    checkSize(f, a.size, no);
+    if (!owner && !may(cred, f, 2)) no(FsStatus.ACCES);
+  }
+  if ((a.atime !== undefined || a.mtime !== undefined) && !owner && !may(cred, f, 2)) no(FsStatus.PERM);
+}
+
+function checkSize(f: Inode, size: number, no: (s: FsStatus) => never): void {
+  if (f.type === FileType.DIR) no(FsStatus.ISDIR);
+  if (f.type !== FileType.REG) no(FsStatus.INVAL);
+  if (!Number.isSafeInteger(size) || size < 0) no(FsStatus.INVAL);
+  if (size > fsLimits.fileSizeBytesMax) no(FsStatus.FBIG);
+}
+
+function verifierTimes(v: Uint8Array): [number, number] {
+  const dv = dataView(v);
+  return [dv.getUint32(0), dv.getUint32(4)];
+}
