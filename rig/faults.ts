@@ -1,0 +1,76 @@
+// The rig's fault commands, one function per kind, shared by the `rig` CLI (through the
+// rig's management socket) and the end-to-end tests (in process).
+import type { Rig } from './rig.ts';
+import type { LoopId } from './loop/loop-emulator.ts';
+
+export const faultKinds = ['power-cut', 'link', 'loop-fail', 'disk-fail', 'battery-fail', 'mux-bypass'] as const;
+export type FaultKind = (typeof faultKinds)[number];
+
+export class FaultUsageError extends Error {
+  readonly code = 'ERR_RIG_FAULT_USAGE';
+}
+
+function blade(arg: string | undefined): 'a' | 'b' {
+  if (arg !== 'a' && arg !== 'b') throw new FaultUsageError(`expected a blade (a or b), got ${String(arg)}`);
+  return arg;
+}
+
+/**
+ * Injects (`heal` false) or heals a fault. Arguments by kind:
+ * - power-cut a|b
+ * - link cut | corrupt P | drop P | delay MS   (heal link: restores a clean link)
+ * - loop-fail a|b
+ * - disk-fail DISK
+ * - battery-fail a|b
+ * - mux-bypass DISK a|b
+ */
+export async function applyFault(rig: Rig, kind: string, args: string[], heal: boolean): Promise<string> {
+  switch (kind) {
+    case 'power-cut': {
+      const b = blade(args[0]);
+      if (heal) await rig.powerRestore(b);
+      else await rig.powerCut(b);
+      return `blade ${b} power ${heal ? 'restored' : 'cut'}`;
+    }
+    case 'link': {
+      const f = rig.serialRelay().faults;
+      if (heal) {
+        Object.assign(f, { cut: false, delayMs: 0, corruptProbability: 0, dropProbability: 0 });
+        return 'serial link healed';
+      }
+      const mode = args[0] ?? 'cut';
+      const value = Number(args[1]);
+      if (mode === 'cut') f.cut = true;
+      else if (mode === 'corrupt' && value >= 0 && value <= 1) f.corruptProbability = value;
+      else if (mode === 'drop' && value >= 0 && value <= 1) f.dropProbability = value;
+      else if (mode === 'delay' && value >= 0) f.delayMs = value;
+      else throw new FaultUsageError('link fault: cut | corrupt P | drop P | delay MS');
+      return `serial link ${mode}${Number.isFinite(value) ? ` ${value}` : ''}`;
+    }
+    case 'loop-fail': {
+      const l = blade(args[0]) as LoopId;
+      rig.setLoop(l, heal ? 'in' : 'failed');
+      return `loop ${l} ${heal ? 'restored' : 'failed'}`;
+    }
+    case 'disk-fail': {
+      const d = args[0];
+      if (!d) throw new FaultUsageError('disk-fail DISK');
+      rig.loopEmulator().setDiskFailed(d, !heal);
+      return `disk ${d} ${heal ? 'replaced' : 'failed'}`;
+    }
+    case 'battery-fail': {
+      const b = blade(args[0]);
+      rig.setBattery(b, heal ? 'good' : 'failed');
+      return `blade ${b} battery ${heal ? 'good' : 'failed'}`;
+    }
+    case 'mux-bypass': {
+      const d = args[0];
+      const l = blade(args[1]) as LoopId;
+      if (!d) throw new FaultUsageError('mux-bypass DISK a|b');
+      rig.loopEmulator().setMux(d, l, heal ? 'in' : 'bypassed');
+      return `disk ${d} ${heal ? 'back in' : 'bypassed on'} loop ${l}`;
+    }
+    default:
+      throw new FaultUsageError(`unknown fault ${kind}; kinds: ${faultKinds.join(', ')}`);
+  }
+}

@@ -1,0 +1,236 @@
+// The process rig: two blades as real processes on emulated hardware. It owns the disk
+// images (served over NBD by the loop emulator on loops A and B), the NVRAM files, the
+// serial relay between two pty pairs, the rig control channel (loop controller, GPIO,
+// I2C battery gauge), the power relays, and the fault commands.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { LoopEmulator, type LoopId, type MuxState } from './loop/loop-emulator.ts';
+import { RigControlError, RigControlServer } from './control/server.ts';
+import { SerialRelay } from './serial/relay.ts';
+import { BladeProcess } from './power/blade-process.ts';
+import { RigControlErrorCode, type RigBladeId } from '../firmware/ts/hal/rigctl/protocol.ts';
+
+export interface RigOptions {
+  /** Working directory of the rig (images, NVRAM files, configs, sockets, logs). */
+  dir: string;
+  /** Data disks per blade (plus one parity disk and one spare are added). */
+  dataDisksPerBlade?: number;
+  diskBytes?: number;
+  nvramBytes?: number;
+  /**
+   * Builds the command that boots a blade from its config file. Default: the `blade` CLI
+   * through tsx (`blade run --config FILE`).
+   */
+  bladeCommand?: (configPath: string) => string[];
+  /** Writes the blade's board descriptor; the rig passes what it created. */
+  writeBladeConfig?: (ctx: BladeConfigContext) => Promise<string>;
+}
+
+export interface BladeConfigContext {
+  blade: RigBladeId;
+  dir: string;
+  nbd: { host: string; port: number };
+  ownDisks: string[];
+  partnerDisks: string[];
+  spare: string;
+  nvramPath: string;
+  serialPath: string;
+  controlSocket: string;
+}
+
+export const rigBladeIds: readonly RigBladeId[] = ['a', 'b'];
+
+export interface RigStatus {
+  dir: string;
+  blades: Array<ReturnType<BladeProcess['status']>>;
+  loop: ReturnType<LoopEmulator['status']>;
+  serial: { faults: SerialRelay['faults']; stats: SerialRelay['stats'] };
+  batteries: Record<RigBladeId, 'good' | 'failed'>;
+}
+
+export class Rig {
+  readonly dir: string;
+  private loop: LoopEmulator | undefined;
+  private control: RigControlServer | undefined;
+  private serial: SerialRelay | undefined;
+  private readonly blades = new Map<RigBladeId, BladeProcess>();
+  private readonly battery: Record<RigBladeId, 'good' | 'failed'> = { a: 'good', b: 'good' };
+  private readonly nvramPaths = new Map<RigBladeId, string>();
+
+  constructor(private readonly opts: RigOptions) {
+    this.dir = path.resolve(opts.dir);
+  }
+
+  get controlSocketPath(): string {
+    return path.join(this.dir, 'control.sock');
+  }
+
+  diskNames(blade: RigBladeId): { data: string[]; parity: string; spare: string } {
+    const n = this.opts.dataDisksPerBlade ?? 3;
+    return {
+      data: Array.from({ length: n }, (_, i) => `${blade}${i}`),
+      parity: `${blade}p`,
+      spare: `${blade}s`,
+    };
+  }
+
+  /** Creates the hardware (idempotent over an existing rig dir) and powers both blades on. */
+  async up(options: { powerOn?: boolean } = {}): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true });
+    const diskBytes = this.opts.diskBytes ?? 256 * 1024 * 1024;
+    const disks = [];
+    for (const blade of rigBladeIds) {
+      const names = this.diskNames(blade);
+      for (const name of [...names.data, names.parity, names.spare]) {
+        const p = path.join(this.dir, 'disks', `${name}.img`);
+        await fs.mkdir(path.dirname(p), { recursive: true });
+        const fh = await fs.open(p, 'a');
+        if ((await fh.stat()).size < diskBytes) await fh.truncate(diskBytes);
+        await fh.close();
+        disks.push({ name, path: p, sizeBytes: diskBytes });
+      }
+    }
+    this.loop = new LoopEmulator({ disks });
+    const ports = await this.loop.start();
+
+    this.control = new RigControlServer(this.controlSocketPath);
+    this.registerLoopController(this.control);
+    await this.control.start();
+
+    this.serial = new SerialRelay();
+    const serialPaths = this.serial.start();
+
+    for (const blade of rigBladeIds) {
+      const bdir = path.join(this.dir, blade);
+      await fs.mkdir(bdir, { recursive: true });
+      const nvramPath = path.join(bdir, 'nvram.img');
+      const fh = await fs.open(nvramPath, 'a');
+      const nvramBytes = this.opts.nvramBytes ?? 32 * 1024 * 1024;
+      if ((await fh.stat()).size < nvramBytes) await fh.truncate(nvramBytes);
+      await fh.close();
+      this.nvramPaths.set(blade, nvramPath);
+      const partner: RigBladeId = blade === 'a' ? 'b' : 'a';
+      const own = this.diskNames(blade);
+      const theirs = this.diskNames(partner);
+      const ctx: BladeConfigContext = {
+        blade,
+        dir: bdir,
+        nbd: { host: '127.0.0.1', port: ports[blade] },
+        ownDisks: [...own.data, own.parity],
+        partnerDisks: [...theirs.data, theirs.parity],
+        spare: own.spare,
+        nvramPath,
+        serialPath: serialPaths[blade],
+        controlSocket: this.controlSocketPath,
+      };
+      const configPath = this.opts.writeBladeConfig
+        ? await this.opts.writeBladeConfig(ctx)
+        : await writeDefaultContext(ctx);
+      const command = this.opts.bladeCommand?.(configPath) ?? defaultBladeCommand(configPath);
+      this.blades.set(
+        blade,
+        new BladeProcess({ id: blade, command, cwd: process.cwd(), logPath: path.join(bdir, 'blade.log') }),
+      );
+    }
+    if (options.powerOn !== false) for (const b of this.blades.values()) b.powerOn();
+  }
+
+  blade(id: RigBladeId): BladeProcess {
+    const b = this.blades.get(id);
+    if (!b) throw new Error(`rig: no blade ${id}`);
+    return b;
+  }
+
+  loopEmulator(): LoopEmulator {
+    if (!this.loop) throw new Error('rig is not up');
+    return this.loop;
+  }
+
+  serialRelay(): SerialRelay {
+    if (!this.serial) throw new Error('rig is not up');
+    return this.serial;
+  }
+
+  /** Cuts a blade's power: SIGKILL; with a failed battery its NVRAM content is lost too. */
+  async powerCut(id: RigBladeId): Promise<void> {
+    await this.blade(id).cut();
+    this.control?.disconnect(id);
+    this.serial?.setPowered(id, false);
+    if (this.battery[id] === 'failed') {
+      const p = this.nvramPaths.get(id);
+      if (p) {
+        const st = await fs.stat(p);
+        const fh = await fs.open(p, 'r+');
+        // Battery-backed memory without a battery reads back as garbage-free zeroes here;
+        // what matters is that nothing of the old content survives.
+        await fh.truncate(0);
+        await fh.truncate(st.size);
+        await fh.close();
+      }
+    }
+  }
+
+  async powerRestore(id: RigBladeId): Promise<void> {
+    this.serial?.setPowered(id, true);
+    this.blade(id).powerOn();
+  }
+
+  setBattery(id: RigBladeId, state: 'good' | 'failed'): void {
+    this.battery[id] = state;
+  }
+
+  batteryState(id: RigBladeId): 'good' | 'failed' {
+    return this.battery[id];
+  }
+
+  setLoop(loop: LoopId, state: MuxState): void {
+    this.loopEmulator().setLoop(loop, state);
+  }
+
+  status(): RigStatus {
+    return {
+      dir: this.dir,
+      blades: [...this.blades.values()].map((b) => b.status()),
+      loop: this.loopEmulator().status(),
+      serial: { faults: { ...this.serialRelay().faults }, stats: { ...this.serialRelay().stats } },
+      batteries: { ...this.battery },
+    };
+  }
+
+  async down(): Promise<void> {
+    await Promise.all([...this.blades.values()].map((b) => b.stop(3000)));
+    this.serial?.close();
+    await this.control?.close();
+    await this.loop?.close();
+  }
+
+  private registerLoopController(server: RigControlServer): void {
+    const diskArg = (args: Record<string, unknown>): string => {
+      if (typeof args.disk !== 'string') throw new RigControlError(RigControlErrorCode.badArgs, 'disk must be a string');
+      return args.disk;
+    };
+    const loop = (): LoopEmulator => this.loopEmulator();
+    const wrap = <T>(f: () => T): T => {
+      try {
+        return f();
+      } catch (e) {
+        throw new RigControlError(RigControlErrorCode.badArgs, (e as Error).message);
+      }
+    };
+    server.handle('loop.reserve', (blade, args) => wrap(() => loop().reserve(diskArg(args), blade)));
+    server.handle('loop.release', (blade, args) => wrap(() => loop().release(diskArg(args), blade)));
+    server.handle('loop.preempt', (blade, args) => wrap(() => loop().preempt(diskArg(args), blade)));
+    server.handle('loop.holder', (_blade, args) => wrap(() => loop().holder(diskArg(args))));
+    server.handle('battery.state', (blade) => this.battery[blade]);
+  }
+}
+
+function defaultBladeCommand(configPath: string): string[] {
+  return [process.execPath, '--import', 'tsx', path.resolve('firmware/ts/cli/blade.ts'), 'run', '--config', configPath];
+}
+
+async function writeDefaultContext(ctx: BladeConfigContext): Promise<string> {
+  const p = path.join(ctx.dir, 'rig-context.json');
+  await fs.writeFile(p, `${JSON.stringify(ctx, null, 2)}\n`);
+  return p;
+}
