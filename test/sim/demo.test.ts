@@ -70,6 +70,28 @@ describe('npm run sim', () => {
     expect(lines.at(-1)).toBe('sim: 2 passed, 2 failed');
   });
 
+  it('turns an area file that cannot load into failures without hiding the other areas', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'twinblade-sim-broken-'));
+    try {
+      await writeFile(join(dir, 'good.ts'), `export const area = { name: 'good', description: 'passes', async runSeed() { return { ok: true }; } };\n`);
+      await writeFile(join(dir, 'noexport.ts'), `export const nothing = 1;\n`);
+      const r = await runSim(['--areas-dir', dir, '--seeds', '2']);
+      expect(r.code).toBe(1);
+      const lines = r.stdout.trimEnd().split('\n');
+      expect(lines).toContain('area good: 2 passed, 0 failed');
+      expect(lines).toContain('FAIL noexport seed=1: cannot load area file noexport.ts: it does not export `area` (a SimArea)');
+      expect(lines.at(-1)).toBe('sim: 0 passed, 2 failed');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('--list names every area', async () => {
+    const r = await runSim(['--list']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^demo\s+write-ahead log/m);
+  });
+
   it('rejects an unknown area with the list of areas (exit 2)', async () => {
     const r = await runSim(['--areas-dir', fixtureDir, '--area', 'nope']);
     expect(r.code).toBe(2);

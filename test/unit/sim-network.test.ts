@@ -35,6 +35,13 @@ describe('SimNetwork', () => {
     expect(got).toEqual(Array.from({ length: 100 }, (_, i) => i));
   });
 
+  it('a stall on a fifo direction holds later messages behind it instead of reordering', async () => {
+    const { sim, a, got } = setup(8, { defaultProfile: { latency: { minMs: 0, maxMs: 1 }, fifo: true, reorderProbability: 0.2, reorderDelay: { minMs: 5, maxMs: 20 } } });
+    for (let i = 0; i < 100; i++) a.send('b', new Uint8Array([i]));
+    await sim.runUntil(5000);
+    expect(got).toEqual(Array.from({ length: 100 }, (_, i) => i));
+  });
+
   it('reorders on a non-fifo direction', async () => {
     const { sim, a, got } = setup(3, { defaultProfile: { latency: { minMs: 0, maxMs: 10 } } });
     for (let i = 0; i < 100; i++) a.send('b', new Uint8Array([i]));

@@ -3,7 +3,7 @@
 // with the command that reproduces it, and ends with `sim: N passed, F failed`.
 import { parseArgs } from 'node:util';
 import { readdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { SimArea, SimOutcome } from '../../firmware/ts/sim/area.ts';
 
@@ -15,18 +15,38 @@ const usage = `usage: npm run sim -- [--seeds N] [--seed S] [--base B] [--area N
   --seed S      run exactly seed S (overrides --seeds/--base)
   --area NAME   run one area (default: all areas, in name order)
   --verbose     print every area log line
+  --list        list the areas and exit
   --areas-dir D load areas from D instead of firmware/ts/sim/areas
 A seed passes when every selected area passes it; the counts are seeds.`;
 
+/**
+ * Loads every area in `dir` (sorted by file name). An area file that fails to load, or does
+ * not export a SimArea, becomes an area that fails every seed with the reason, so one broken
+ * area never hides the results of the others.
+ */
 export async function discoverAreas(dir: string): Promise<SimArea[]> {
   const files = (await readdir(dir)).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')).sort();
   const areas: SimArea[] = [];
+  const names = new Set<string>();
   for (const f of files) {
-    const mod = (await import(pathToFileURL(join(dir, f)).href)) as { area?: SimArea };
-    if (mod.area === undefined || typeof mod.area.runSeed !== 'function') {
-      throw new Error(`sim: ${join(dir, f)} does not export \`area\` (a SimArea)`);
+    const fallbackName = basename(f, '.ts');
+    let area: SimArea;
+    try {
+      const mod = (await import(pathToFileURL(join(dir, f)).href)) as { area?: SimArea };
+      if (mod.area === undefined || typeof mod.area.runSeed !== 'function' || typeof mod.area.name !== 'string') {
+        throw new Error('it does not export `area` (a SimArea)');
+      }
+      area = mod.area;
+    } catch (e) {
+      const reason = `cannot load area file ${f}: ${oneLine(e instanceof Error ? e.message : String(e))}`;
+      area = { name: fallbackName, description: 'failed to load', runSeed: async () => ({ ok: false, reason }) };
     }
-    areas.push(mod.area);
+    if (names.has(area.name)) {
+      const reason = `two area files export the name ${JSON.stringify(area.name)} (second: ${f})`;
+      area = { name: `${area.name}@${fallbackName}`, description: 'duplicate name', runSeed: async () => ({ ok: false, reason }) };
+    }
+    names.add(area.name);
+    areas.push(area);
   }
   return areas;
 }
@@ -54,6 +74,7 @@ export async function main(argv: readonly string[], out: (line: string) => void)
         area: { type: 'string' },
         verbose: { type: 'boolean', default: false },
         'areas-dir': { type: 'string' },
+        list: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
       strict: true,
@@ -83,6 +104,10 @@ export async function main(argv: readonly string[], out: (line: string) => void)
 
   const areasDir = values['areas-dir'] === undefined ? defaultAreasDir : resolve(values['areas-dir']);
   const all = await discoverAreas(areasDir);
+  if (values.list) {
+    for (const a of all) out(`${a.name.padEnd(10)} ${a.description}`);
+    return 0;
+  }
   const selected = values.area === undefined ? all : all.filter((a) => a.name === values.area);
   if (selected.length === 0) {
     out(`sim: no area named ${JSON.stringify(values.area)}; available: ${all.map((a) => a.name).join(', ') || '(none)'}`);

@@ -13,7 +13,10 @@ export interface LinkProfile {
   lossProbability: number;
   /** Chance that a message is delivered twice (the copy with its own latency). */
   duplicateProbability: number;
-  /** Chance that a message is held back by `reorderDelay` extra, letting later ones pass it. */
+  /**
+   * Chance that a message is held back by `reorderDelay` extra, letting later ones pass it
+   * (on a `fifo` direction the later ones wait behind it instead).
+   */
   reorderProbability: number;
   reorderDelay: LatencyRange;
   /** When true, messages on this direction are delivered in send order (a serial cable). */
@@ -191,8 +194,9 @@ export class SimNetwork {
   private schedule(from: string, to: string, data: Uint8Array, p: LinkProfile): void {
     const prng = this.env.prng;
     let delay = drawLatencyMs(prng, p.latency);
+    // On a FIFO direction a "reorder" is a stall: later messages wait behind the held one.
     if (prng.chance(p.reorderProbability)) delay += drawLatencyMs(prng, p.reorderDelay);
-    else if (p.fifo) {
+    if (p.fifo) {
       // Never overtake an earlier message on a FIFO direction: strictly later, because events
       // due at the same instant run in seeded random order.
       const k = key(from, to);
