@@ -25,6 +25,12 @@ function pattern(length: number, seed: number): Uint8Array {
   return out;
 }
 
+/** Byte equality; fast on large arrays (toEqual walks elements), with the full diff only on a mismatch. */
+function expectBytes(actual: Uint8Array, expected: Uint8Array): void {
+  if (actual.length === expected.length && Buffer.compare(actual, expected) === 0) return;
+  expect(actual).toEqual(expected);
+}
+
 function expectCode(fn: () => unknown, code: string): void {
   let thrown: unknown;
   try {
@@ -72,10 +78,10 @@ export function blockContract(name: string, makeDriver: () => Promise<BlockDrive
         const spots = [0, 5 * ss, device.sizeBytes - ss];
         for (const [i, off] of spots.entries()) await settle(device.write(off, pattern(ss, i + 1)));
         await settle(device.write(ss, pattern(3 * ss, 9)));
-        for (const [i, off] of spots.entries()) expect(await settle(device.read(off, ss))).toEqual(pattern(ss, i + 1));
-        expect(await settle(device.read(ss, 3 * ss))).toEqual(pattern(3 * ss, 9));
+        for (const [i, off] of spots.entries()) expectBytes(await settle(device.read(off, ss)), pattern(ss, i + 1));
+        expectBytes(await settle(device.read(ss, 3 * ss)), pattern(3 * ss, 9));
         await settle(device.flush());
-        expect(await settle(device.read(ss, 3 * ss))).toEqual(pattern(3 * ss, 9));
+        expectBytes(await settle(device.read(ss, 3 * ss)), pattern(3 * ss, 9));
       }));
 
     it('accepts zero-length operations inside the device, including at its end', () =>
@@ -98,7 +104,7 @@ export function blockContract(name: string, makeDriver: () => Promise<BlockDrive
         expectCode(() => device.read(0, -ss), BlockErrorCode.unaligned);
         expectCode(() => device.read(0, Number.POSITIVE_INFINITY), BlockErrorCode.unaligned);
         expectCode(() => device.read('0' as unknown as number, ss), BlockErrorCode.unaligned);
-        expect(await settle(device.read(0, 2 * ss))).toEqual(pattern(2 * ss, 3));
+        expectBytes(await settle(device.read(0, 2 * ss)), pattern(2 * ss, 3));
       }));
 
     it('rejects ranges outside the device synchronously with ERR_BLOCK_OUT_OF_RANGE', () =>
@@ -147,7 +153,7 @@ export function blockContract(name: string, makeDriver: () => Promise<BlockDrive
         data.set(pattern(2 * ss, 4));
         await settle(device.write(2 * ss, data));
         data.fill(0xee);
-        expect(await settle(device.read(2 * ss, 2 * ss))).toEqual(pattern(2 * ss, 4));
+        expectBytes(await settle(device.read(2 * ss, 2 * ss)), pattern(2 * ss, 4));
       }));
 
     it('returns reads that the caller owns', () =>
@@ -156,7 +162,7 @@ export function blockContract(name: string, makeDriver: () => Promise<BlockDrive
         await settle(device.write(0, pattern(ss, 5)));
         const first = await settle(device.read(0, ss));
         first.fill(0);
-        expect(await settle(device.read(0, ss))).toEqual(pattern(ss, 5));
+        expectBytes(await settle(device.read(0, ss)), pattern(ss, 5));
       }));
 
     it('runs concurrent operations on disjoint ranges', () =>
@@ -165,7 +171,7 @@ export function blockContract(name: string, makeDriver: () => Promise<BlockDrive
         const n = 12;
         await settle(Promise.all(Array.from({ length: n }, (_, i) => device.write(i * ss, pattern(ss, 100 + i)))));
         const reads = await settle(Promise.all(Array.from({ length: n }, (_, i) => device.read(i * ss, ss))));
-        reads.forEach((r, i) => expect(r).toEqual(pattern(ss, 100 + i)));
+        reads.forEach((r, i) => expectBytes(r, pattern(ss, 100 + i)));
         await settle(Promise.all([device.flush(), device.flush()]));
       }));
 
