@@ -162,6 +162,7 @@ export class StateMachineLog {
     if (r === undefined) {
       r = newRecord(k);
       this.byKey.set(k, r);
+      this.highWater = Math.max(this.highWater, this.byKey.size);
     }
     return r;
   }
