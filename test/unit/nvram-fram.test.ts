@@ -1,6 +1,7 @@
-// The FRAM NVRAM driver over a small fake I2C bus with an FRAM model: the Nvram contract, the
-// RAM shadow with asynchronous write-through (persist waits for the FRAM), chunking to the bus's
-// transfer size, and I/O errors that persist reports and a later persist retries.
+// The FRAM NVRAM driver: the Nvram contract on the simulated I2C bus with its FRAM model
+// (hal/i2c/sim) and on a small fake bus that can hold transfers; the RAM shadow with
+// asynchronous write-through (persist waits for the FRAM), chunking to the bus's transfer
+// size, and I/O errors that persist reports and a later persist retries.
 import { describe, expect, it } from 'vitest';
 import { nvramContract } from '../contract/nvram.contract.ts';
 import { FramNvram } from '../../firmware/ts/hal/nvram/linux/fram-i2c-nvram.ts';
@@ -8,6 +9,8 @@ import { NvramErrorCode } from '../../firmware/ts/hal/nvram/nvram.ts';
 import type { I2cBus } from '../../firmware/ts/hal/i2c/i2c-bus.ts';
 import { I2cErrorCode } from '../../firmware/ts/hal/i2c/i2c-bus.ts';
 import { TwinbladeError } from '../../firmware/ts/core/errors.ts';
+import { SimI2cBus } from '../../firmware/ts/hal/i2c/sim/sim-i2c-bus.ts';
+import { SimFram } from '../../firmware/ts/hal/i2c/sim/devices.ts';
 
 /**
  * An I2C bus with one FRAM: a 2-byte big-endian memory address, then data (writes) or a
@@ -87,6 +90,13 @@ class FakeFramBus implements I2cBus {
     return Promise.resolve();
   }
 }
+
+nvramContract('linux fram-i2c (sim I2C bus, MB85RC256 model, 32-byte transfers)', async () => {
+  const bus = new SimI2cBus({ maxTransferBytes: 32 });
+  bus.attach(0x50, new SimFram(32768));
+  const nvram = await FramNvram.open(bus, { sizeBytes: 32768 });
+  return { nvram, reopen: () => FramNvram.open(bus, { sizeBytes: 32768 }) };
+});
 
 nvramContract('linux fram-i2c (fake bus)', async () => {
   const bus = new FakeFramBus(32, 8192);
@@ -168,6 +178,22 @@ describe('FramNvram', () => {
     expect(nv.pendingBytes).toBe(16);
     await nv.persist();
     expect(bus.memory.subarray(200, 216).every((b) => b === 9)).toBe(true);
+  });
+
+  it('reports a failing FRAM on the sim bus from persist, and recovers when it answers again', async () => {
+    const bus = new SimI2cBus({ maxTransferBytes: 64 });
+    const fram = new SimFram(8192);
+    bus.attach(0x50, fram);
+    const nv = await FramNvram.open(bus);
+    bus.setFailing(0x50, true);
+    nv.write(4000, new Uint8Array(100).fill(3));
+    await expect(nv.persist()).rejects.toMatchObject({ code: NvramErrorCode.io, kind: 'io' });
+    expect(nv.read(4000, 100).every((b) => b === 3)).toBe(true);
+    bus.setFailing(0x50, false);
+    await nv.persist();
+    expect(fram.memory.subarray(4000, 4100).every((b) => b === 3)).toBe(true);
+    bus.setAbsent(0x50, true);
+    await expect(FramNvram.open(bus)).rejects.toMatchObject({ code: NvramErrorCode.io });
   });
 
   it('waits for queued writes at close and leaves the bus open', async () => {
