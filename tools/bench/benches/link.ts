@@ -128,7 +128,12 @@ export const bench: Bench = {
   async run(args): Promise<BenchReport> {
     const { values } = parseArgs({
       args: [...args],
-      options: { pings: { type: 'string', default: '2000' }, mib: { type: 'string', default: '32' }, quick: { type: 'boolean', default: false } },
+      options: {
+        pings: { type: 'string', default: '2000' },
+        mib: { type: 'string', default: '32' },
+        quick: { type: 'boolean', default: false },
+        paths: { type: 'string', default: 'pty,tcp,udp' },
+      },
       strict: true,
     });
     const pings = values.quick ? 200 : Number(values.pings);
@@ -138,17 +143,26 @@ export const bench: Bench = {
     // holds the process open itself while it runs.
     const keepAlive = setInterval(() => undefined, 1000);
     try {
-      return await runAll(pings, mib);
+      return await runAll(pings, mib, values.paths.split(','));
     } finally {
       clearInterval(keepAlive);
     }
   },
 };
 
-async function runAll(pings: number, mib: number): Promise<BenchReport> {
+async function runAll(pings: number, mib: number, only: readonly string[]): Promise<BenchReport> {
     const rows: BenchRow[] = [];
     const figures: Record<string, number | string | boolean> = {};
     const notes: string[] = [];
+    // The blade installs the native addon's hardware CRC32C at start-up; do the same here when
+    // the addon is built, so the figures are the blade's.
+    try {
+      const mod = (await import('../../../firmware/ts/native/index.ts')) as Record<string, unknown>;
+      figures['crc32cImplementation'] = typeof mod['crc32cImplementation'] === 'string' ? mod['crc32cImplementation'] : 'native';
+    } catch (e) {
+      figures['crc32cImplementation'] = 'portable';
+      notes.push(`native addon not available (${(e as Error).message.split('\n')[0] ?? ''}): portable CRC32C`);
+    }
 
     // Framing overhead of one reliable message: header, MAC tag and the 4-byte message id.
     const overhead = (size: number): number => (frameWireBytes(size + reliableEnvelopeBytes, mac) - size) / size;
@@ -160,6 +174,7 @@ async function runAll(pings: number, mib: number): Promise<BenchReport> {
 
     const transports: [string, () => Promise<Pair>][] = [['pty', ptyPair], ['tcp', tcpPair], ['udp', udpPair]];
     for (const [name, make] of transports) {
+      if (!only.includes(name)) continue;
       const rttPair = await make();
       try {
         await until(() => rttPair.a.peerReachable && rttPair.b.peerReachable, 5000);

@@ -432,14 +432,14 @@ export class MultipathLink {
         break;
       }
     }
-    if (best !== this.active) {
-      this.active = best;
-      this.events.push({ type: 'activePath', path: best });
-    }
+    if (best === this.active) return;
+    this.active = best;
+    this.events.push({ type: 'activePath', path: best });
     if (best < 0) return;
     // Fail-over (and fail-back): everything not yet acknowledged goes out on the new path, in
     // order. The old path keeps its copies and resends them if it recovers; the receiver drops
-    // whichever copy comes second.
+    // whichever copy comes second. While the active path stays, sendReliable queues on it
+    // directly, so this walk happens only on a change.
     for (const [tag, o] of this.outstanding) if (!o.paths.has(best)) this.queueOn(best, tag, o);
   }
 

@@ -21,6 +21,12 @@ export interface ChannelLimits {
   sendQueueMessagesMax: number;
   /** Datagrams waiting for the next ready(); beyond it the oldest is dropped (latest wins). */
   datagramQueueMax: number;
+  /**
+   * Frames resent per ready() at most. After a timeout every unacknowledged frame is marked
+   * lost, but they go out a few at a time: if the timeout was spurious (the peer or our event
+   * loop was only slow), acks for the originals arrive and cancel the rest of the resends.
+   */
+  retransmitBurstFramesMax: number;
   retransmitTimeoutMsInitial: number;
   retransmitTimeoutMsMin: number;
   retransmitTimeoutMsMax: number;
@@ -38,8 +44,9 @@ export const defaultChannelLimits: Readonly<ChannelLimits> = Object.freeze({
   sendQueueHighWaterMessages: 256,
   sendQueueMessagesMax: 4096,
   datagramQueueMax: 64,
+  retransmitBurstFramesMax: 8,
   retransmitTimeoutMsInitial: 200,
-  retransmitTimeoutMsMin: 20,
+  retransmitTimeoutMsMin: 50,
   retransmitTimeoutMsMax: 2000,
   keepaliveIntervalMs: 100,
   livenessTimeoutMs: 500,
@@ -213,6 +220,7 @@ export class ReliableChannel {
     if (!(l.windowFramesMax >= 1 && l.windowFramesMax < 2 ** 30 && l.reorderFramesMax >= 0 && l.reorderFramesMax < 2 ** 30)) {
       throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', 'window and reorder limits must be positive and far below 2^31');
     }
+    if (!(l.retransmitBurstFramesMax >= 1)) throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', 'retransmitBurstFramesMax must be at least 1');
     if (!(l.retransmitTimeoutMsMin > 0 && l.retransmitTimeoutMsMin <= l.retransmitTimeoutMsMax)) {
       throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', 'retransmit timeout bounds are inconsistent');
     }
@@ -375,8 +383,11 @@ export class ReliableChannel {
     if (this.established) {
       let dataSent = false;
       if (this.transportWritable) {
+        let burst = this.limits.retransmitBurstFramesMax;
         for (const u of this.unacked) {
+          if (burst === 0) break;
           if (!u.resend) continue;
+          burst--;
           u.resend = false;
           u.transmissions++;
           u.lastSentMs = now;
