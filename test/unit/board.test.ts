@@ -150,3 +150,49 @@ describe('portability', () => {
     expect(offenders).toEqual([]);
   });
 });
+
+describe('opening a board\'s devices', () => {
+  it('opens every GPIO line with its role\'s direction, inactive outputs and the board\'s polarity', async () => {
+    const { openBoardGpio, boardGauge } = await import('../../firmware/ts/board/devices.ts');
+    const { SimGpioChip } = await import('../../firmware/ts/hal/gpio/sim/sim-gpio.ts');
+    const { VirtualTime } = await import('../../firmware/ts/hal/clock/sim/virtual.ts');
+    const { SimI2cBus } = await import('../../firmware/ts/hal/i2c/sim/sim-i2c-bus.ts');
+    const { SimMax17048 } = await import('../../firmware/ts/hal/i2c/sim/devices.ts');
+    const board = await loadBoard(join(boardsDir, 'raspberry-pi-pair-a.json'));
+    const vt = new VirtualTime();
+    const chip = new SimGpioChip({ timers: vt.timers });
+    const requests: string[] = [];
+    const gpio = await openBoardGpio(board, async (req) => {
+      requests.push(`${req.name}:${req.direction}`);
+      return chip.open(req.spec.line, { direction: req.direction, activeLow: req.spec.activeLow, initial: req.initial, name: req.name });
+    });
+    expect(requests).toEqual(['powerFail:in', 'partnerReset:out', 'led.status:out', 'led.fault:out', 'mux.a0:out', 'mux.a1:out', 'mux.a2:out']);
+    // partnerReset is active-low: inactive (logical 0) is a high pin, so the partner runs.
+    expect(chip.level(27)).toBe(1);
+    expect(await gpio.partnerReset?.read()).toBe(0);
+    chip.drive(17, 0);
+    expect(await gpio.powerFail?.read()).toBe(1);
+    expect([...gpio.muxSelect.keys()]).toEqual(['a0', 'a1', 'a2']);
+    await gpio.close();
+    await expect(gpio.leds.get('status')?.read()).rejects.toMatchObject({ code: 'ERR_GPIO_CLOSED' });
+
+    const bus = new SimI2cBus();
+    bus.attach(0x36, new SimMax17048({ stateOfChargePercent: 90 }));
+    expect((await boardGauge(board, bus)?.read())?.stateOfChargePercent).toBeCloseTo(90, 5);
+    const qemu = await loadBoard(join(boardsDir, 'qemu-rig-a.json'));
+    expect(boardGauge(qemu, bus)?.model).toBe('bq27441');
+  });
+
+  it('closes the lines already opened when one fails to open', async () => {
+    const { openBoardGpio } = await import('../../firmware/ts/board/devices.ts');
+    const board = await loadBoard(join(boardsDir, 'raspberry-pi-pair-b.json'));
+    const closed: string[] = [];
+    let n = 0;
+    const err = await openBoardGpio(board, async (req) => {
+      if (++n === 3) throw Object.assign(new Error('line busy'), { code: 'ERR_GPIO_IO' });
+      return { name: req.name, direction: req.direction, read: async () => 0, write: async () => undefined, watch: () => () => undefined, close: async () => void closed.push(req.name) };
+    }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_GPIO_IO' });
+    expect(closed).toEqual(['powerFail', 'partnerReset']);
+  });
+});
