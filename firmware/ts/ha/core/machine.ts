@@ -157,6 +157,8 @@ interface PathState {
   lastReadOkMs: number | undefined;
   linkDown: boolean;
   corruptCount: number;
+  /** Consecutive good decodes (a bad path needs `mailboxCorruptCountMax` of them to recover). */
+  goodCount: number;
   bad: boolean;
   /** Last reported up/down (for alerts on transitions). */
   reportedUp: boolean;
@@ -250,7 +252,7 @@ export class HaMachine {
     this.bootMs = nowMs;
     for (const p of config.paths) {
       if (this.paths.has(p.id)) throw new InvalidArgumentError('ERR_HA_CONFIG', `duplicate path ${p.id}`);
-      this.paths.set(p.id, { id: p.id, kind: p.kind, lastAdvanceMs: undefined, lastReadOkMs: undefined, linkDown: false, corruptCount: 0, bad: false, reportedUp: false });
+      this.paths.set(p.id, { id: p.id, kind: p.kind, lastAdvanceMs: undefined, lastReadOkMs: undefined, linkDown: false, corruptCount: 0, goodCount: 0, bad: false, reportedUp: false });
     }
     // Step 251: a new instantiation, so a new generation (HA-2), persisted before any message carries it.
     this.generation = (persisted?.generation ?? 0) + 1;
@@ -384,6 +386,7 @@ export class HaMachine {
     // A never-written slot is silence, not corruption (a fresh disk before the partner's first write).
     if (code === 'ERR_MAILBOX_EMPTY') return;
     p.corruptCount++;
+    p.goodCount = 0;
     if (p.kind === 'mailbox' && !p.bad && p.corruptCount >= this.t.mailboxCorruptCountMax) {
       p.bad = true;
       this.alert(HaCode.mailboxBad, `mailbox path ${p.id}: ${p.corruptCount} undecodable records in a row (last ${code}); path marked bad`);
@@ -402,14 +405,17 @@ export class HaMachine {
       return;
     }
     p.corruptCount = 0;
+    p.goodCount++;
     p.lastReadOkMs = this.nowMs;
-    const { isNew, pathAdvanced } = this.stream.offer(pathId, m);
-    if (pathAdvanced) {
-      p.lastAdvanceMs = this.nowMs;
-      if (p.bad) {
-        p.bad = false;
-        this.alert(HaCode.pathUp, `mailbox path ${p.id} decodes again`);
-      }
+    const { isNew, pathAdvanced, witnessMs } = this.stream.offer(pathId, m, this.nowMs);
+    // A path marked bad proves nothing about the partner until it has recovered. A record
+    // that is new for its path but old for the stream (a mailbox read after a gap) only
+    // proves the partner was alive when the stream first saw that far.
+    if (pathAdvanced && !p.bad && witnessMs > (p.lastAdvanceMs ?? -Infinity)) p.lastAdvanceMs = witnessMs;
+    // Hysteresis: one lucky read of a flaky disk must not make it a trusted path again.
+    if (p.bad && p.goodCount >= this.t.mailboxCorruptCountMax) {
+      p.bad = false;
+      this.alert(HaCode.pathUp, `mailbox path ${p.id} decodes again`);
     }
     if (!isNew) return;
     const previous = this.partner;

@@ -14,19 +14,36 @@ export function compareGenSeq(a: GenSeq, b: GenSeq): number {
   return 0;
 }
 
+export interface OfferResult {
+  /** New for the merged stream: only new messages change what we believe about the partner. */
+  isNew: boolean;
+  /** Newer than anything this path delivered before. */
+  pathAdvanced: boolean;
+  /**
+   * When the partner was last known alive according to this message: now for a new one;
+   * for an older one, the arrival time of the first stream message at least as new. A
+   * stale record read from a disk after a long gap therefore witnesses an old time, not now.
+   */
+  witnessMs: number;
+}
+
+/** How long the stream remembers arrival times of its new messages. */
+export const streamHistoryMsMax = 10_000;
+
 /**
- * The merged stream of one partner's messages. `offer` says whether a message is new for
- * the stream (only new ones change what we believe about the partner) and, separately,
- * whether it advanced the path it came on: a path that keeps delivering fresh stamps of its
- * own shows the partner alive on that path even when a faster path got them there first.
+ * The merged stream of one partner's messages, with per-path progress. A path that keeps
+ * delivering fresh stamps of its own shows the partner alive on that path even when a
+ * faster path got them there first; `witnessMs` says how fresh that evidence is.
  */
 export class StatusStream {
   private newest: GenSeq | undefined;
   private readonly perPath = new Map<string, GenSeq>();
+  /** New stamps and their arrival times, oldest first (stamps ascending). */
+  private readonly history: { stamp: GenSeq; atMs: number }[] = [];
   private newCount = 0;
   private oldCount = 0;
 
-  offer(path: string, stamp: GenSeq): { isNew: boolean; pathAdvanced: boolean } {
+  offer(path: string, stamp: GenSeq, nowMs: number): OfferResult {
     const last = this.perPath.get(path);
     const pathAdvanced = last === undefined || compareGenSeq(stamp, last) > 0;
     if (pathAdvanced) this.perPath.set(path, { generation: stamp.generation, sequence: stamp.sequence });
@@ -34,10 +51,27 @@ export class StatusStream {
     if (isNew) {
       this.newest = { generation: stamp.generation, sequence: stamp.sequence };
       this.newCount++;
-    } else {
-      this.oldCount++;
+      this.history.push({ stamp: this.newest, atMs: nowMs });
+      while (this.history.length > 0 && (this.history[0] as { atMs: number }).atMs < nowMs - streamHistoryMsMax) this.history.shift();
+      return { isNew, pathAdvanced, witnessMs: nowMs };
     }
-    return { isNew, pathAdvanced };
+    this.oldCount++;
+    return { isNew, pathAdvanced, witnessMs: this.firstArrivalAtLeast(stamp) };
+  }
+
+  private firstArrivalAtLeast(stamp: GenSeq): number {
+    const h = this.history;
+    let lo = 0;
+    let hi = h.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (compareGenSeq((h[mid] as { stamp: GenSeq }).stamp, stamp) >= 0) hi = mid;
+      else lo = mid + 1;
+    }
+    const e = h[lo];
+    // Older than everything remembered: evidence from before the history window.
+    if (e === undefined || (lo === 0 && compareGenSeq(e.stamp, stamp) !== 0)) return -Infinity;
+    return e.atMs;
   }
 
   /** The newest stamp seen (undefined before the first message). */

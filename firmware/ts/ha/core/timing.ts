@@ -62,10 +62,13 @@ export function pathTimeoutMs(t: HaTiming, kind: PathKind): number {
  * message arrives: for a mailbox that can be one poll after the partner's last write.
  * Declaring failure needs every path quiet, so the slowest path sets the time.
  */
-export function detectionBoundMs(t: HaTiming, kinds: readonly PathKind[]): number {
+export function detectionBoundMs(t: HaTiming, kinds: readonly PathKind[], flakyMailbox = false): number {
   let worst = 0;
   for (const k of kinds) {
-    const lag = k === 'mailbox' ? t.mailboxPollIntervalMs : 0;
+    // A flaky mailbox disk (reads that fail their checksum now and then) can hide the
+    // partner's last record for up to `mailboxCorruptCountMax - 1` further polls before the
+    // path is marked bad: the path then goes quiet that much later.
+    const lag = k === 'mailbox' ? t.mailboxPollIntervalMs * (flakyMailbox ? t.mailboxCorruptCountMax : 1) : 0;
     worst = Math.max(worst, lag + pathTimeoutMs(t, k));
   }
   return worst + t.tickIntervalMs;
@@ -74,9 +77,10 @@ export function detectionBoundMs(t: HaTiming, kinds: readonly PathKind[]): numbe
 /**
  * Worst-case time from the partner's death to this blade serving the partner's disks,
  * given the time the disk commands (fence, reset, log replay) take: `ioBoundMs`.
+ * `flakyMailbox`: some mailbox disk returned corrupt reads around the time of death.
  */
-export function takeoverBoundMs(t: HaTiming, kinds: readonly PathKind[], bladeIndex: 0 | 1, ioBoundMs: number): number {
-  return detectionBoundMs(t, kinds) + bladeIndex * t.tieBreakDelayMs + t.takeoverGraceMs + t.resetPulseMs + 2 * t.tickIntervalMs + ioBoundMs;
+export function takeoverBoundMs(t: HaTiming, kinds: readonly PathKind[], bladeIndex: 0 | 1, ioBoundMs: number, flakyMailbox = false): number {
+  return detectionBoundMs(t, kinds, flakyMailbox) + bladeIndex * t.tieBreakDelayMs + t.takeoverGraceMs + t.resetPulseMs + 2 * t.tickIntervalMs + ioBoundMs;
 }
 
 /** Validates a timing set (the machine refuses inconsistent limits at construction). */

@@ -147,6 +147,10 @@ export class PairWorld {
   private readonly mailboxReadCut: [boolean, boolean] = [false, false];
   private readonly mailboxReadOkSinceMs: [number, number] = [0, 0];
   private readonly corruptDisks = new Set<number>();
+  /** When set, pulsing the partner's reset line does nothing (a broken wire): only the fence stops it. */
+  resetLineBroken = false;
+  /** Last time a mailbox corruption fault started or ended. */
+  private corruptEverMs = -Infinity;
   private readonly diskOkSinceMs: number[] = new Array<number>(diskCount).fill(0);
   private readonly liveness: LivenessExpectation[] = [];
   /** (blade, set) -> time of the first refused write while serving it. */
@@ -252,6 +256,7 @@ export class PairWorld {
 
   corruptMailbox(disk: number, on: boolean): void {
     assert(disk >= 0 && disk < diskCount, 'corruptMailbox: no such disk');
+    this.corruptEverMs = this.nowMs;
     if (on) this.corruptDisks.add(disk);
     else if (this.corruptDisks.delete(disk)) this.diskOkSinceMs[disk] = this.nowMs;
   }
@@ -259,6 +264,9 @@ export class PairWorld {
   setMirror(i: BladeIndex, synced: boolean): void {
     const b = this.blades[i];
     b.mirrorSynced = synced;
+    this.trace(`${bladeNames[i]}: mirror ${synced ? 'synced' : 'degraded'}`);
+    // A mirror sync error legitimately disables takeover (HA-8): expectations of this survivor lapse.
+    if (!synced) this.dropExpectations(i);
     if (b.machine !== undefined) {
       b.machine.step({ type: 'mirror', synced }, this.nowMs);
       this.drain(b);
@@ -275,7 +283,7 @@ export class PairWorld {
     const r = b.machine.operator(command, this.nowMs);
     this.drain(b);
     // An operator's command changes what the survivor may do: drop pending expectations.
-    this.liveness.splice(0, this.liveness.length);
+    this.dropExpectations(i);
     return r;
   }
 
@@ -470,8 +478,8 @@ export class PairWorld {
         });
         return;
       case 'pulse-reset':
-        this.trace(`${name}: pulse partner reset`);
-        if (partner.powered) {
+        this.trace(`${name}: pulse partner reset${this.resetLineBroken ? ' (line broken: no effect)' : ''}`);
+        if (partner.powered && !this.resetLineBroken) {
           this.powerOff(partner.index);
           // A pulsed reset only restarts a blade; a blade that lost power stays off.
           this.at(a.durationMs, () => this.powerOn(partner.index));
@@ -564,6 +572,10 @@ export class PairWorld {
    * Liveness: when a blade dies while its partner runs NORMAL with nothing blocking takeover,
    * the partner must serve the dead blade's disks within the documented bound.
    */
+  private dropExpectations(survivor: BladeIndex): void {
+    for (let k = this.liveness.length - 1; k >= 0; k--) if (this.liveness[k]?.survivor === survivor) this.liveness.splice(k, 1);
+  }
+
   private expectTakeoverOf(dead: BladeIndex): void {
     const s = this.blades[dead === 0 ? 1 : 0];
     const m = s.machine;
@@ -572,7 +584,7 @@ export class PairWorld {
     if (st.phase !== 'NORMAL' || st.step !== 'steady' || st.blockers.length > 0 || (st.claimedSets & (1 << dead)) !== 0) return;
     const kinds: PathKind[] = ['interconnect', 'network', 'mailbox'];
     const ioBound = simLatency.fenceMaxMs + simLatency.replayMaxMs + simLatency.diskMaxMs + simLatency.serialMaxMs;
-    const bound = takeoverBoundMs(this.timing, kinds, s.index, ioBound);
+    const bound = takeoverBoundMs(this.timing, kinds, s.index, ioBound, this.corruptDisks.size > 0 || this.corruptEverMs > this.nowMs - 5000);
     this.liveness.push({ survivor: s.index, generation: st.generation, sinceMs: this.nowMs, deadlineMs: this.nowMs + bound });
   }
 
