@@ -116,7 +116,8 @@ export class Nfs3Client {
   /** Calls procedure `proc` with already-shaped arguments; decodes with the shared codecs. */
   async callProc<P extends number>(proc: P, args: A<(typeof x.nfs3Codecs)[P]['args']>): Promise<A<(typeof x.nfs3Codecs)[P]['res']>> {
     const c = x.nfs3Codecs[proc] as { args: Codec<unknown>; res: Codec<unknown> };
-    const r = await this.rpc.call(NFS_PROGRAM, NFS_V3, proc, (w) => c.args.enc(w, args));
+    const data = (args as { data?: Uint8Array }).data;
+    const r = await this.rpc.call(NFS_PROGRAM, NFS_V3, proc, (w) => c.args.enc(w, args), data === undefined ? undefined : data.length + 256);
     const v = c.res.dec(r);
     r.done();
     return v as A<(typeof x.nfs3Codecs)[P]['res']>;

@@ -119,10 +119,10 @@ export class RpcClient {
   }
 
   /** Sends one call and returns the raw reply. `xid` forces an xid (to retransmit a call). */
-  rawCall(prog: number, vers: number, proc: number, args: Uint8Array | ((w: XdrWriter) => void), xid?: number): Promise<RawResult> {
+  rawCall(prog: number, vers: number, proc: number, args: Uint8Array | ((w: XdrWriter) => void), xid?: number, argsBytesHint?: number): Promise<RawResult> {
     if (this.closedError !== undefined) return Promise.reject(this.closedError);
     const id = xid ?? (this.nextXid = (this.nextXid + 1) >>> 0);
-    const w = encodeCall(id, prog, vers, proc, this.cred, args);
+    const w = encodeCall(id, prog, vers, proc, this.cred, args, argsBytesHint);
     return new Promise<RawResult>((resolve, reject) => {
       if (this.pending.has(id)) {
         reject(new RpcError('ERR_RPC_XID_BUSY', `xid ${id} already in flight`));
@@ -139,8 +139,8 @@ export class RpcClient {
   }
 
   /** Calls a procedure; resolves with a reader positioned at the results, or rejects with RpcError. */
-  async call(prog: number, vers: number, proc: number, args: Uint8Array | ((w: XdrWriter) => void)): Promise<XdrReader> {
-    const { reply } = await this.rawCall(prog, vers, proc, args);
+  async call(prog: number, vers: number, proc: number, args: Uint8Array | ((w: XdrWriter) => void), argsBytesHint?: number): Promise<XdrReader> {
+    const { reply } = await this.rawCall(prog, vers, proc, args, undefined, argsBytesHint);
     if (reply.kind === 'success') return reply.results;
     if (reply.kind === 'accepted-error') {
       const name = acceptNames[reply.stat] ?? String(reply.stat);

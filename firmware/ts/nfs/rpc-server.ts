@@ -13,7 +13,7 @@ import {
   authErrorReply,
   beginAcceptedReply,
   decodeCall,
-  frameForTcp,
+  frameSegmentsForTcp,
   progMismatchReply,
   replyBody,
   rpcMismatchReply,
@@ -170,7 +170,12 @@ function serveConnection(dispatcher: RpcDispatcher, sock: net.Socket, limits: Rp
       void dispatcher.dispatch(rec, 'tcp', client).then((reply) => {
         inFlight--;
         if (!closed && reply !== null) {
-          if (!sock.write(frameForTcp(reply))) waitingDrain = true;
+          const segs = frameSegmentsForTcp(reply);
+          let writable = true;
+          if (segs.length > 1) sock.cork();
+          for (const seg of segs) writable = sock.write(seg);
+          if (segs.length > 1) sock.uncork();
+          if (!writable) waitingDrain = true;
         }
         pump();
         flowControl();

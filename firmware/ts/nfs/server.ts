@@ -90,7 +90,7 @@ export async function startNfsServer(o: NfsServerOptions): Promise<NfsServer> {
   };
   try {
     const nfsPort = await open(o.ports?.nfs ?? 0);
-    const mountPort = o.ports?.mount !== undefined && o.ports.mount === o.ports.nfs ? nfsPort : await open(o.ports?.mount ?? 0);
+    const mountPort = o.ports?.mount !== undefined && o.ports.mount !== 0 && o.ports.mount === o.ports.nfs ? nfsPort : await open(o.ports?.mount ?? 0);
     let portmapPort: number | undefined;
     if (o.ports?.portmap !== undefined) {
       portmapPort = await open(o.ports.portmap);

@@ -16,7 +16,7 @@ export interface RequestKey {
   prog: number;
   vers: number;
   proc: number;
-  /** CRC32C of the argument bytes. */
+  /** CRC32C of the first argument bytes (the service's `drcChecksumBytes`). */
   argsCrc: number;
   argsBytes: number;
 }

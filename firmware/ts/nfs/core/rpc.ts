@@ -183,9 +183,16 @@ export function authErrorReply(xid: number, stat: number): XdrWriter {
 
 /** Fills the record mark (last fragment bit + length) and returns the bytes to send on TCP. */
 export function frameForTcp(w: XdrWriter): Uint8Array {
-  const len = w.pos - RECORD_MARK_BYTES;
-  w.patchU32(0, (0x80000000 | len) >>> 0);
+  frameSegmentsForTcp(w);
   return w.bytes(0);
+}
+
+/** Like frameForTcp, as buffers to write in order (a READ's data is not copied). */
+export function frameSegmentsForTcp(w: XdrWriter): Uint8Array[] {
+  const len = w.length(RECORD_MARK_BYTES);
+  if (len > 0x7fffffff) throw new RangeError('reply larger than one record fragment');
+  w.patchU32(0, (0x80000000 | len) >>> 0);
+  return w.segments(0);
 }
 
 /** The reply message without the record mark (what UDP sends and the DRC stores). */
@@ -200,8 +207,9 @@ export function encodeCall(
   proc: number,
   cred: OpaqueAuth,
   args: Uint8Array | ((w: XdrWriter) => void),
+  argsBytesHint = 256,
 ): XdrWriter {
-  const w = new XdrWriter(typeof args === 'function' ? 256 : args.length + 128, RECORD_MARK_BYTES);
+  const w = new XdrWriter((typeof args === 'function' ? argsBytesHint : args.length) + 512, RECORD_MARK_BYTES);
   w.u32(xid);
   w.u32(MsgType.CALL);
   w.u32(RPC_VERSION);

@@ -112,6 +112,7 @@ export class XdrWriter {
   }
 
   private room(n: number): void {
+    if (this.tail !== undefined) throw new InvalidArgumentError('ERR_XDR_AFTER_TAIL', 'XDR: nothing may follow a tail opaque');
     if (this.pos + n <= this.buf.length) return;
     let size = this.buf.length * 2;
     while (size < this.pos + n) size *= 2;
@@ -170,6 +171,32 @@ export class XdrWriter {
     this.opaque(utf8Encode(s), max);
   }
 
+  /**
+   * Bytes that follow everything written, sent without copying them into this buffer (the
+   * data of a READ reply). Set by `opaqueTail`; nothing may be written after it.
+   */
+  tail: Uint8Array | undefined;
+
+  /** Ends the message with a variable-length opaque carried by reference (see `tail`). */
+  opaqueTail(b: Uint8Array): void {
+    this.u32(b.length);
+    this.tail = b;
+  }
+
+  /** Total encoded length from `from`, including the tail and its padding. */
+  length(from = 0): number {
+    const t = this.tail === undefined ? 0 : this.tail.length + ((4 - (this.tail.length % 4)) % 4);
+    return this.pos - from + t;
+  }
+
+  /** The encoded message as buffers to send in order (no copy of the tail). */
+  segments(from = 0): Uint8Array[] {
+    const head = this.buf.subarray(from, this.pos);
+    if (this.tail === undefined) return [head];
+    const pad = (4 - (this.tail.length % 4)) % 4;
+    return pad === 0 ? [head, this.tail] : [head, this.tail, new Uint8Array(pad)];
+  }
+
   /** Appends raw bytes (already XDR-encoded). */
   raw(b: Uint8Array): void {
     this.room(b.length);
@@ -182,9 +209,16 @@ export class XdrWriter {
     this.view.setUint32(at, v >>> 0);
   }
 
-  /** The bytes written so far (a view, from offset `from`). */
+  /** The bytes written so far (a view, from offset `from`; a copy when there is a tail). */
   bytes(from = 0): Uint8Array {
-    return this.buf.subarray(from, this.pos);
+    if (this.tail === undefined) return this.buf.subarray(from, this.pos);
+    const out = new Uint8Array(this.length(from));
+    let off = 0;
+    for (const s of this.segments(from)) {
+      out.set(s, off);
+      off += s.length;
+    }
+    return out;
   }
 }
 

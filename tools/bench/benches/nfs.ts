@@ -1,0 +1,325 @@
+// NFSv3 benchmark: our server and nfs-ganesha (VFS FSAL on a directory of the real disk),
+// started in one run and driven by the same TypeScript client with the same workload:
+// 4 KiB FILE_SYNC writes, 1 MiB UNSTABLE writes + COMMIT, 64 KiB sequential reads, creates.
+//   npm run bench -- nfs [--seconds S] [--qd N] [--file-mib M] [--only ours|ganesha]
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { StableHow } from '../../../firmware/ts/nfs/core/nfs3.ts';
+import { type MountedNfs, mountNfs, ok } from '../../nfs-client/index.ts';
+import type { Bench, BenchReport, BenchRow } from '../bench.ts';
+
+const repo = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
+
+interface Target {
+  name: string;
+  nfsPort: number;
+  mountPort: number;
+  path: string;
+  stop(): Promise<void>;
+}
+
+interface Figures {
+  fileSyncWriteOps: number;
+  fileSyncWriteP50Ms: number;
+  fileSyncWriteP99Ms: number;
+  unstableWriteMiBs: number;
+  readMiBs: number;
+  createsPerSec: number;
+  wtmax: number;
+  rtmax: number;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = net.createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => res(p));
+    });
+  });
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      res(true);
+    });
+    s.once('error', () => res(false));
+  });
+}
+
+async function waitFor(what: string, cond: () => Promise<boolean>, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`bench nfs: ${what} did not come up in ${ms} ms`);
+}
+
+function stopChild(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+  return new Promise((res) => {
+    c.once('exit', () => res());
+    c.kill('SIGTERM');
+    setTimeout(() => c.kill('SIGKILL'), 5000).unref();
+  });
+}
+
+async function startOurs(): Promise<Target> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(repo, 'firmware/ts/nfs/standalone.ts'), '--no-udp'], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
+  const line = await new Promise<string>((res, rej) => {
+    let buf = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) res(buf.slice(0, nl));
+    });
+    child.once('exit', (code) => rej(new Error(`our server exited with ${code}`)));
+  });
+  const ports = JSON.parse(line) as { nfsPort: number; mountPort: number };
+  return { name: 'ours', ...ports, path: '/export', stop: () => stopChild(child) };
+}
+
+async function startGanesha(): Promise<Target> {
+  const dir = await mkdtemp(join(tmpdir(), 'twinblade-ganesha-'));
+  const exportDir = join(dir, 'export');
+  await import('node:fs/promises').then((f) => f.mkdir(exportDir));
+  const nfsPort = await freePort();
+  const mountPort = await freePort();
+  await writeFile(
+    join(dir, 'ganesha.conf'),
+    `NFS_CORE_PARAM {
+  Protocols = 3;
+  NFS_Port = ${nfsPort};
+  MNT_Port = ${mountPort};
+  Mount_Path_Pseudo = true;
+  Enable_NLM = false;
+  Enable_RQUOTA = false;
+}
+NFSV4 { Graceless = true; }
+EXPORT {
+  Export_Id = 77;
+  Path = ${exportDir};
+  Pseudo = /export;
+  Access_Type = RW;
+  Squash = No_Root_Squash;
+  SecType = sys;
+  Protocols = 3;
+  Transports = TCP;
+  FSAL { Name = VFS; }
+}
+LOG { Default_Log_Level = WARN; }
+`,
+  );
+  // ganesha registers with the portmapper at start-up: run one unless one already is.
+  let rpcbind: ChildProcess | undefined;
+  if (!(await portOpen(111))) {
+    rpcbind = spawn('rpcbind', ['-f'], { stdio: 'ignore' });
+    await waitFor('rpcbind', () => portOpen(111), 5000);
+  }
+  const g = spawn('ganesha.nfsd', ['-F', '-f', join(dir, 'ganesha.conf'), '-L', join(dir, 'ganesha.log'), '-p', join(dir, 'ganesha.pid')], { stdio: 'ignore' });
+  const stop = async () => {
+    await stopChild(g);
+    if (rpcbind !== undefined) await stopChild(rpcbind);
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitFor('ganesha', async () => (await portOpen(nfsPort)) && (await portOpen(mountPort)), 20_000);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { name: 'ganesha', nfsPort, mountPort, path: '/export', stop };
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+/** Runs `op` from `qd` workers until `seconds` pass; returns op count, elapsed s, latencies (ms). */
+async function closedLoop(seconds: number, qd: number, op: (i: number) => Promise<void>): Promise<{ n: number; s: number; lat: number[] }> {
+  const lat: number[] = [];
+  let i = 0;
+  const t0 = performance.now();
+  const until = t0 + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: qd }, async () => {
+      while (performance.now() < until) {
+        const a = performance.now();
+        await op(i++);
+        lat.push(performance.now() - a);
+      }
+    }),
+  );
+  return { n: lat.length, s: (performance.now() - t0) / 1000, lat: lat.sort((a, b) => a - b) };
+}
+
+async function measure(t: Target, seconds: number, qd: number, fileMiB: number): Promise<Figures> {
+  const m: MountedNfs = await mountNfs({ host: '127.0.0.1', nfsPort: t.nfsPort, mountPort: t.mountPort, path: t.path, auth: { uid: 0, gid: 0 } });
+  try {
+    const { nfs, root } = m;
+    const info = ok(await nfs.fsinfo(root), 'FSINFO');
+    const dir = ok(await nfs.mkdir(root, `bench-${process.pid}-${Date.now()}`), 'MKDIR').fh as Uint8Array;
+
+    // 4 KiB FILE_SYNC writes over a 64 MiB region of one file.
+    const f1 = ok(await nfs.create(dir, 'sync.dat'), 'CREATE').fh as Uint8Array;
+    const block = new Uint8Array(4096).fill(0x5a);
+    const w = await closedLoop(seconds, qd, async (i) => {
+      const r = ok(await nfs.write(f1, (i % 16384) * 4096, block, StableHow.FILE_SYNC), 'WRITE');
+      if (r.committed !== StableHow.FILE_SYNC) throw new Error('FILE_SYNC write answered unstable');
+    });
+
+    // 1 MiB sequential UNSTABLE writes, then COMMIT (clamped to the server's wtmax).
+    const wsize = Math.min(1024 * 1024, info.wtmax);
+    const total = fileMiB * 1024 * 1024;
+    const f2 = ok(await nfs.create(dir, 'seq.dat'), 'CREATE').fh as Uint8Array;
+    const chunk = new Uint8Array(wsize).map((_, i) => i & 0xff);
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: Math.min(qd, 4) }, async () => {
+        while (next < total) {
+          const off = next;
+          next += wsize;
+          // A server may write less than asked: continue from where it stopped.
+          for (let done = 0, len = Math.min(wsize, total - off); done < len; ) {
+            done += ok(await nfs.write(f2, off + done, chunk.subarray(done, len), StableHow.UNSTABLE), 'WRITE').count;
+          }
+        }
+      }),
+    );
+    ok(await nfs.commit(f2), 'COMMIT');
+    const unstableS = (performance.now() - t0) / 1000;
+
+    // 64 KiB sequential reads of that file.
+    const rsize = Math.min(64 * 1024, info.rtmax);
+    let roff = 0;
+    let bytes = 0;
+    const t1 = performance.now();
+    await Promise.all(
+      Array.from({ length: Math.min(qd, 4) }, async () => {
+        while (roff < total) {
+          const off = roff;
+          roff += rsize;
+          for (let done = 0; done < rsize && off + done < total; ) {
+            const r = ok(await nfs.read(f2, off + done, rsize - done), 'READ');
+            if (r.data.length === 0) throw new Error(`READ at ${off + done} returned nothing`);
+            done += r.data.length;
+            bytes += r.data.length;
+          }
+        }
+      }),
+    );
+    const readS = (performance.now() - t1) / 1000;
+    if (bytes !== total) throw new Error(`read ${bytes} of ${total} bytes`);
+
+    // File creates.
+    const cdir = ok(await nfs.mkdir(dir, 'creates'), 'MKDIR').fh as Uint8Array;
+    const c = await closedLoop(seconds, qd, async (i) => {
+      ok(await nfs.create(cdir, `f${i}`, { mode: 1, attrs: { mode: 0o644, uid: undefined, gid: undefined, size: undefined, atime: 'dont', mtime: 'dont' } }), 'CREATE');
+    });
+
+    return {
+      fileSyncWriteOps: w.n / w.s,
+      fileSyncWriteP50Ms: percentile(w.lat, 50),
+      fileSyncWriteP99Ms: percentile(w.lat, 99),
+      unstableWriteMiBs: fileMiB / unstableS,
+      readMiBs: total / (1024 * 1024) / readS,
+      createsPerSec: c.n / c.s,
+      wtmax: info.wtmax,
+      rtmax: info.rtmax,
+    };
+  } finally {
+    await m.close();
+  }
+}
+
+export const bench: Bench = {
+  name: 'nfs',
+  description: 'NFSv3: our server vs nfs-ganesha (VFS) with the same client and workload',
+  async run(args: readonly string[]): Promise<BenchReport> {
+    const { values } = parseArgs({
+      args: [...args],
+      options: {
+        seconds: { type: 'string', default: '3' },
+        qd: { type: 'string', default: '8' },
+        'file-mib': { type: 'string', default: '128' },
+        only: { type: 'string' },
+      },
+    });
+    const seconds = Number(values.seconds);
+    const qd = Number(values.qd);
+    const fileMiB = Number(values['file-mib']);
+    const results: Record<string, Figures> = {};
+    for (const start of [startOurs, startGanesha]) {
+      if (values.only !== undefined && start.name !== (values.only === 'ours' ? 'startOurs' : 'startGanesha')) continue;
+      const t = await start();
+      try {
+        // Warm-up pass (JIT, caches, connection pools) whose figures are thrown away.
+        await measure(t, 0.5, qd, 16);
+        results[t.name] = await measure(t, seconds, qd, fileMiB);
+      } finally {
+        await t.stop();
+      }
+    }
+    const rows: BenchRow[] = [];
+    const figures: BenchReport['figures'] = {};
+    const units: Record<keyof Figures, string> = {
+      fileSyncWriteOps: 'ops/s',
+      fileSyncWriteP50Ms: 'ms',
+      fileSyncWriteP99Ms: 'ms',
+      unstableWriteMiBs: 'MiB/s',
+      readMiBs: 'MiB/s',
+      createsPerSec: 'creates/s',
+      wtmax: 'bytes',
+      rtmax: 'bytes',
+    };
+    const label: Record<keyof Figures, string> = {
+      fileSyncWriteOps: `4 KiB FILE_SYNC writes, qd ${qd}`,
+      fileSyncWriteP50Ms: '4 KiB FILE_SYNC write latency p50',
+      fileSyncWriteP99Ms: '4 KiB FILE_SYNC write latency p99',
+      unstableWriteMiBs: `1 MiB UNSTABLE writes + COMMIT, ${fileMiB} MiB`,
+      readMiBs: `64 KiB sequential reads, ${fileMiB} MiB`,
+      createsPerSec: `file creates, qd ${qd}`,
+      wtmax: 'FSINFO wtmax',
+      rtmax: 'FSINFO rtmax',
+    };
+    for (const [who, f] of Object.entries(results)) {
+      for (const k of Object.keys(units) as (keyof Figures)[]) {
+        rows.push({ metric: `${label[k]} (${who})`, value: f[k], unit: units[k] });
+        figures[`${who}.${k}`] = f[k];
+      }
+    }
+    const ours = results['ours'];
+    const gan = results['ganesha'];
+    if (ours !== undefined && gan !== undefined) {
+      const ratio = (a: number, b: number) => (b > 0 ? a / b : Infinity);
+      figures['fileSyncWriteOpsRatio'] = ratio(ours.fileSyncWriteOps, gan.fileSyncWriteOps);
+      figures['unstableWriteMiBsRatio'] = ratio(ours.unstableWriteMiBs, gan.unstableWriteMiBs);
+      figures['readMiBsRatio'] = ratio(ours.readMiBs, gan.readMiBs);
+      figures['createsRatio'] = ratio(ours.createsPerSec, gan.createsPerSec);
+      for (const k of ['fileSyncWriteOpsRatio', 'unstableWriteMiBsRatio', 'readMiBsRatio', 'createsRatio']) {
+        rows.push({ metric: `${k} (ours / ganesha)`, value: figures[k] as number, unit: 'x' });
+      }
+    }
+    return {
+      rows,
+      figures,
+      notes: [
+        'ours: the standalone NFS server process over the in-memory reference file system (fsapi/memfs.ts) with the direct change log; the blade daemon will put the CoW file system and the mirrored NVRAM log behind the same server',
+        'ganesha: nfs-ganesha with the VFS FSAL on a temp directory of the host disk (FILE_SYNC means a disk flush there)',
+        `same TypeScript client (tools/nfs-client), TCP, AUTH_SYS root, ${seconds} s per timed phase, ${qd} calls in flight (4 for the sequential phases), after a short warm-up pass on each server`,
+      ],
+    };
+  },
+};
