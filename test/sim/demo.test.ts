@@ -112,6 +112,21 @@ describe('demo area', () => {
     expect(failures).toBeGreaterThan(0);
   });
 
+  it('a blade warned by the power-fail input drains and flushes before the cut (nothing left unflushed)', async () => {
+    let warned = 0;
+    for (let seed = 1; seed <= 30; seed++) {
+      const lines: string[] = [];
+      const o = await runDemoSeed(seed, (l) => lines.push(l));
+      expect(o, lines.join('\n')).toEqual({ ok: true });
+      lines.forEach((l, i) => {
+        if (!l.includes('power-fail warning')) return;
+        warned++;
+        expect(lines[i + 1]).toMatch(/power cut, acked \d+, unflushed writes kept 0 dropped 0 torn 0$/);
+      });
+    }
+    expect(warned).toBeGreaterThan(3);
+  });
+
   it('survives many power cuts in a row', async () => {
     for (let seed = 100; seed < 110; seed++) {
       const lines: string[] = [];

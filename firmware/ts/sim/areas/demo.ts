@@ -1,10 +1,12 @@
 // The demo simulation area: a write-ahead log on a simulated disk with flushes and power
-// cuts; the checker proves that every record acknowledged durable survives every cut.
+// cuts, some announced by a power-fail GPIO edge; the checker proves that every record
+// acknowledged durable survives every cut, and that a warned blade saves everything it wrote.
 import type { SimArea, SimOutcome } from '../area.ts';
 import { bytesEqual, toHex } from '../../core/bytes.ts';
 import { Simulation, SimulationError } from '../kernel.ts';
 import { FaultBudget } from '../fault-budget.ts';
 import { SimBlockDevice } from '../../hal/block/sim/sim-block-device.ts';
+import { SimGpioChip } from '../../hal/gpio/sim/sim-gpio.ts';
 import { DemoWal, recoverWal, type WalOptions, type WalRecovery } from '../demo/wal.ts';
 
 /** Named limits of the workload. */
@@ -15,6 +17,11 @@ export const demoLimits = {
   bodyBytesMax: 1500,
   /** Power is cut this long after a boot, at most. */
   uptimeMaxMs: 120,
+  /** Chance that a cut is announced by the power-fail input (a supply with hold-up time). */
+  powerFailWarningProbability: 0.5,
+  /** Hold-up time between the power-fail edge and the cut: enough to drain and flush. */
+  holdUpMinMs: 12,
+  holdUpMaxMs: 30,
 } as const;
 
 export interface DemoOptions extends WalOptions {
@@ -36,6 +43,10 @@ export async function runDemoSeed(seed: number, log: (line: string) => void, opt
   });
   // The design survives one power cut at a time; the budget keeps the workload honest about that.
   const budget = new FaultBudget({ concurrentMax: { 'power-cut': 1 } });
+  // The power-fail input: active low, like a supervisor chip's open-drain PFO output.
+  const gpio = new SimGpioChip({ timers: sim.timers }, 'demo-gpio', 4);
+  const powerFailPin = 0;
+  gpio.drive(powerFailPin, 1);
   const boots = options.boots ?? 1 + prng.range(1, demoLimits.bootCountMax - 1);
   /** Every body ever written for a sequence number (any boot). */
   const issued = new Map<number, Uint8Array[]>();
@@ -68,7 +79,14 @@ export async function runDemoSeed(seed: number, log: (line: string) => void, opt
 
       const wal = new DemoWal(disk, domain.timers, boot, rec, options);
       let writerDone = false;
+      let issuedMax = rec.records.length;
       const last = boot === boots;
+      // On the power-fail edge the writer stops taking work, drains and flushes (ST-5 style).
+      let stopping = false;
+      const powerFail = gpio.open(powerFailPin, { direction: 'in', activeLow: true, name: 'power-fail' });
+      powerFail.watch('rising', () => {
+        stopping = true;
+      });
       sim.spawn(`writer${boot}`, async () => {
         try {
           await writer();
@@ -81,12 +99,13 @@ export async function runDemoSeed(seed: number, log: (line: string) => void, opt
       async function writer(): Promise<void> {
         const inFlight = new Set<Promise<number>>();
         const appendsMax = last ? prng.range(5, 20) : prng.range(10, 80);
-        for (let i = 0; i < appendsMax; i++) {
+        for (let i = 0; i < appendsMax && !stopping; i++) {
           const body = prng.bytes(1 + prng.int(demoLimits.bodyBytesMax));
           if (!wal.fits(body.length)) break;
           const p = wal.append(body);
           // The sequence number is known synchronously from issue order.
           const seq = rec.records.length + i + 1;
+          issuedMax = seq;
           issued.set(seq, [...(issued.get(seq) ?? []), body]);
           inFlight.add(p);
           const settled = (): void => void inFlight.delete(p);
@@ -104,13 +123,27 @@ export async function runDemoSeed(seed: number, log: (line: string) => void, opt
 
       if (last) {
         await sim.runUntil(() => writerDone);
+        await powerFail.close();
         log(`t=${sim.nowMs.toFixed(3)} boot ${boot}: clean shutdown, durable ${wal.durableSeq}`);
       } else {
-        await sim.runUntil(Math.min(sim.nowMs + prng.range(1, demoLimits.uptimeMaxMs), sim.virtualTimeMaxMs));
+        const cutAt = Math.min(sim.nowMs + prng.range(1, demoLimits.uptimeMaxMs), sim.virtualTimeMaxMs);
         const grant = budget.tryGrant('power-cut', 'blade');
         if (grant === undefined) return { ok: false, reason: 'fault budget refused a power cut while none was active' };
+        const holdUpMs = prng.chance(demoLimits.powerFailWarningProbability) ? prng.range(demoLimits.holdUpMinMs, demoLimits.holdUpMaxMs) : 0;
+        if (holdUpMs > 0 && cutAt - holdUpMs > sim.nowMs) {
+          await sim.runUntil(cutAt - holdUpMs);
+          gpio.drive(powerFailPin, 0);
+          log(`t=${sim.nowMs.toFixed(3)} boot ${boot}: power-fail warning, ${holdUpMs} ms hold-up`);
+        }
+        await sim.runUntil(cutAt);
+        if (stopping && writerDone && wal.durableSeq < issuedMax) {
+          return { ok: false, reason: `boot ${boot}: saved after the power-fail warning but only ${wal.durableSeq} of ${issuedMax} records are durable` };
+        }
+        if (stopping && !writerDone) return { ok: false, reason: `boot ${boot}: the power-fail save did not finish within the ${holdUpMs} ms hold-up` };
         domain.kill();
         const cut = disk.powerCut();
+        await powerFail.close();
+        gpio.drive(powerFailPin, 1);
         log(`t=${sim.nowMs.toFixed(3)} boot ${boot}: power cut, acked ${ackedMax}, unflushed writes kept ${cut.kept} dropped ${cut.dropped} torn ${cut.torn}`);
         grant.release();
       }
