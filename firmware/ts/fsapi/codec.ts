@@ -1,0 +1,413 @@
+// The binary codec of change descriptors (`ChangeOp`, fsapi/ops.ts): what the change log
+// stores and mirrors for every file-system change, so that either blade can apply it
+// deterministically. Versioned, little-endian, every length bounded; the log entry around it
+// carries the checksum. Format description: docs/formats.md, "Change descriptor".
+import { dataView, utf8Decode, utf8Encode } from '../core/bytes.ts';
+import { DecodeError, InvalidArgumentError } from '../core/errors.ts';
+import { FileType, fsLimits, type ChangeOp, type Cred, type CreateMode, type InodeRef, type SetAttr, type Time } from './ops.ts';
+
+export const CHANGE_CODEC_VERSION = 1;
+
+export const ChangeCodecErrorCode = {
+  truncated: 'ERR_CHANGE_TRUNCATED',
+  version: 'ERR_CHANGE_VERSION',
+  opcode: 'ERR_CHANGE_OPCODE',
+  /** A field is out of its range (a length over its limit, bad UTF-8, nsec ≥ 1e9...). */
+  field: 'ERR_CHANGE_FIELD',
+  trailing: 'ERR_CHANGE_TRAILING',
+  /** encode: the descriptor breaks a limit (thrown as InvalidArgumentError). */
+  invalid: 'ERR_CHANGE_INVALID',
+} as const;
+
+export const changeCodecLimits = {
+  /** AUTH_SYS carries at most 16 supplementary groups. */
+  credGroupsMax: 16,
+  verifierBytes: 8,
+} as const;
+
+const opcodes = ['setattr', 'write', 'create', 'mkdir', 'symlink', 'mknod', 'remove', 'rmdir', 'rename', 'link'] as const;
+const createModes: readonly CreateMode[] = ['unchecked', 'guarded', 'exclusive'];
+const mknodTypes = [FileType.BLK, FileType.CHR, FileType.SOCK, FileType.FIFO] as const;
+
+const A_MODE = 1;
+const A_UID = 2;
+const A_GID = 4;
+const A_SIZE = 8;
+const A_ATIME = 16;
+const A_MTIME = 32;
+
+class Writer {
+  private buf = new Uint8Array(256);
+  private view = dataView(this.buf);
+  len = 0;
+
+  private room(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    let cap = this.buf.length * 2;
+    while (cap < this.len + n) cap *= 2;
+    const nb = new Uint8Array(cap);
+    nb.set(this.buf.subarray(0, this.len));
+    this.buf = nb;
+    this.view = dataView(nb);
+  }
+  u8(x: number): void {
+    this.room(1);
+    this.view.setUint8(this.len, x);
+    this.len += 1;
+  }
+  u16(x: number): void {
+    this.room(2);
+    this.view.setUint16(this.len, x, true);
+    this.len += 2;
+  }
+  u32(x: number, what: string): void {
+    if (!Number.isInteger(x) || x < 0 || x > 0xffffffff) invalid(`${what} ${x} is not a 32-bit unsigned integer`);
+    this.room(4);
+    this.view.setUint32(this.len, x, true);
+    this.len += 4;
+  }
+  u64(x: number, what: string): void {
+    if (!Number.isSafeInteger(x) || x < 0) invalid(`${what} ${x} is not a non-negative safe integer`);
+    this.room(8);
+    this.view.setUint32(this.len, x % 2 ** 32, true);
+    this.view.setUint32(this.len + 4, Math.floor(x / 2 ** 32), true);
+    this.len += 8;
+  }
+  bytes(b: Uint8Array): void {
+    this.room(b.length);
+    this.buf.set(b, this.len);
+    this.len += b.length;
+  }
+  done(): Uint8Array {
+    return this.buf.slice(0, this.len);
+  }
+}
+
+function invalid(msg: string): never {
+  throw new InvalidArgumentError(ChangeCodecErrorCode.invalid, `change descriptor: ${msg}`);
+}
+
+function bad(msg: string): never {
+  throw new DecodeError(ChangeCodecErrorCode.field, `change descriptor: ${msg}`);
+}
+
+class Reader {
+  private off = 0;
+  private readonly v: DataView;
+  constructor(private readonly b: Uint8Array) {
+    this.v = dataView(b);
+  }
+  private need(n: number): void {
+    if (this.off + n > this.b.length) throw new DecodeError(ChangeCodecErrorCode.truncated, `change descriptor truncated at byte ${this.off} (needs ${n} more)`);
+  }
+  u8(): number {
+    this.need(1);
+    return this.v.getUint8(this.off++);
+  }
+  u16(): number {
+    this.need(2);
+    const x = this.v.getUint16(this.off, true);
+    this.off += 2;
+    return x;
+  }
+  u32(): number {
+    this.need(4);
+    const x = this.v.getUint32(this.off, true);
+    this.off += 4;
+    return x;
+  }
+  u64(what: string): number {
+    this.need(8);
+    const x = this.v.getUint32(this.off, true) + this.v.getUint32(this.off + 4, true) * 2 ** 32;
+    this.off += 8;
+    if (!Number.isSafeInteger(x)) bad(`${what} beyond 2^53`);
+    return x;
+  }
+  bytes(n: number): Uint8Array {
+    this.need(n);
+    const out = this.b.slice(this.off, this.off + n);
+    this.off += n;
+    return out;
+  }
+  end(): void {
+    if (this.off !== this.b.length) throw new DecodeError(ChangeCodecErrorCode.trailing, `change descriptor has ${this.b.length - this.off} trailing bytes`);
+  }
+}
+
+// ---- field codecs ---------------------------------------------------------------------------
+
+function wTime(w: Writer, t: Time, what: string): void {
+  if (!Number.isInteger(t.nsec) || t.nsec < 0 || t.nsec >= 1e9) invalid(`${what}.nsec ${t.nsec} out of range`);
+  w.u64(t.sec, `${what}.sec`);
+  w.u32(t.nsec, `${what}.nsec`);
+}
+function rTime(r: Reader, what: string): Time {
+  const sec = r.u64(`${what}.sec`);
+  const nsec = r.u32();
+  if (nsec >= 1e9) bad(`${what}.nsec ${nsec} out of range`);
+  return { sec, nsec };
+}
+
+function wRef(w: Writer, x: InodeRef, what: string): void {
+  w.u64(x.ino, `${what}.ino`);
+  w.u32(x.gen, `${what}.gen`);
+}
+function rRef(r: Reader, what: string): InodeRef {
+  return { ino: r.u64(`${what}.ino`), gen: r.u32() };
+}
+
+function wString(w: Writer, s: string, max: number, what: string, allowEmpty = false): void {
+  const b = utf8Encode(s);
+  if (b.length > max || (!allowEmpty && b.length === 0)) invalid(`${what} of ${b.length} bytes (1..${max})`);
+  w.u16(b.length);
+  w.bytes(b);
+}
+function rString(r: Reader, max: number, what: string, allowEmpty = false): string {
+  const n = r.u16();
+  if (n > max || (!allowEmpty && n === 0)) bad(`${what} of ${n} bytes (1..${max})`);
+  const b = r.bytes(n);
+  try {
+    return utf8Decode(b);
+  } catch {
+    bad(`${what} is not valid UTF-8`);
+  }
+}
+
+function wCred(w: Writer, c: Cred): void {
+  w.u32(c.uid, 'cred.uid');
+  w.u32(c.gid, 'cred.gid');
+  if (c.gids.length > changeCodecLimits.credGroupsMax) invalid(`${c.gids.length} groups (max ${changeCodecLimits.credGroupsMax})`);
+  w.u8(c.gids.length);
+  for (const g of c.gids) w.u32(g, 'cred.gids');
+}
+function rCred(r: Reader): Cred {
+  const uid = r.u32();
+  const gid = r.u32();
+  const n = r.u8();
+  if (n > changeCodecLimits.credGroupsMax) bad(`${n} groups (max ${changeCodecLimits.credGroupsMax})`);
+  const gids: number[] = [];
+  for (let i = 0; i < n; i++) gids.push(r.u32());
+  return { uid, gid, gids };
+}
+
+function wAttrs(w: Writer, a: SetAttr): void {
+  let mask = 0;
+  if (a.mode !== undefined) mask |= A_MODE;
+  if (a.uid !== undefined) mask |= A_UID;
+  if (a.gid !== undefined) mask |= A_GID;
+  if (a.size !== undefined) mask |= A_SIZE;
+  if (a.atime !== undefined) mask |= A_ATIME;
+  if (a.mtime !== undefined) mask |= A_MTIME;
+  w.u8(mask);
+  if (a.mode !== undefined) {
+    if (a.mode > 0o7777) invalid(`mode 0${a.mode.toString(8)} has bits beyond 07777`);
+    w.u32(a.mode, 'attrs.mode');
+  }
+  if (a.uid !== undefined) w.u32(a.uid, 'attrs.uid');
+  if (a.gid !== undefined) w.u32(a.gid, 'attrs.gid');
+  if (a.size !== undefined) {
+    if (a.size > fsLimits.fileSizeBytesMax) invalid(`size ${a.size} beyond the file size limit`);
+    w.u64(a.size, 'attrs.size');
+  }
+  if (a.atime !== undefined) wTime(w, a.atime, 'attrs.atime');
+  if (a.mtime !== undefined) wTime(w, a.mtime, 'attrs.mtime');
+}
+function rAttrs(r: Reader): SetAttr {
+  const mask = r.u8();
+  if ((mask & ~63) !== 0) bad(`attribute mask 0x${mask.toString(16)} has unknown bits`);
+  const a: SetAttr = {};
+  if (mask & A_MODE) {
+    a.mode = r.u32();
+    if (a.mode > 0o7777) bad(`mode 0${a.mode.toString(8)} has bits beyond 07777`);
+  }
+  if (mask & A_UID) a.uid = r.u32();
+  if (mask & A_GID) a.gid = r.u32();
+  if (mask & A_SIZE) {
+    a.size = r.u64('attrs.size');
+    if (a.size > fsLimits.fileSizeBytesMax) bad(`size ${a.size} beyond the file size limit`);
+  }
+  if (mask & A_ATIME) a.atime = rTime(r, 'attrs.atime');
+  if (mask & A_MTIME) a.mtime = rTime(r, 'attrs.mtime');
+  return a;
+}
+
+function wNewInode(w: Writer, ino: number, gen: number): void {
+  w.u64(ino, 'newIno');
+  w.u32(gen, 'newGen');
+}
+
+// ---- the descriptor ---------------------------------------------------------------------------
+
+/** Encodes a change descriptor; throws InvalidArgumentError (ERR_CHANGE_INVALID) if it breaks a limit. */
+export function encodeChangeOp(c: ChangeOp): Uint8Array {
+  const w = new Writer();
+  w.u8(CHANGE_CODEC_VERSION);
+  w.u8(opcodes.indexOf(c.op) + 1);
+  w.u16(0);
+  wTime(w, c.time, 'time');
+  wCred(w, c.cred);
+  const name = (s: string, what = 'name'): void => wString(w, s, fsLimits.nameBytesMax, what);
+  switch (c.op) {
+    case 'setattr':
+      wRef(w, c.target, 'target');
+      wAttrs(w, c.attrs);
+      w.u8(c.guardCtime === undefined ? 0 : 1);
+      if (c.guardCtime !== undefined) wTime(w, c.guardCtime, 'guardCtime');
+      break;
+    case 'write':
+      wRef(w, c.target, 'target');
+      if (c.data.length > fsLimits.writeBytesMax) invalid(`write of ${c.data.length} bytes (max ${fsLimits.writeBytesMax})`);
+      if (c.offset + c.data.length > fsLimits.fileSizeBytesMax) invalid(`write beyond the file size limit`);
+      w.u64(c.offset, 'offset');
+      w.u32(c.data.length, 'count');
+      w.bytes(c.data);
+      break;
+    case 'create': {
+      wRef(w, c.dir, 'dir');
+      name(c.name);
+      w.u8(createModes.indexOf(c.how));
+      wAttrs(w, c.attrs);
+      const hasVerifier = c.verifier !== undefined;
+      if (hasVerifier !== (c.how === 'exclusive')) invalid('an exclusive create, and only it, carries a verifier');
+      if (c.verifier !== undefined) {
+        if (c.verifier.length !== changeCodecLimits.verifierBytes) invalid(`verifier of ${c.verifier.length} bytes`);
+        w.u8(1);
+        w.bytes(c.verifier);
+      } else w.u8(0);
+      wNewInode(w, c.newIno, c.newGen);
+      break;
+    }
+    case 'mkdir':
+      wRef(w, c.dir, 'dir');
+      name(c.name);
+      wAttrs(w, c.attrs);
+      wNewInode(w, c.newIno, c.newGen);
+      break;
+    case 'symlink':
+      wRef(w, c.dir, 'dir');
+      name(c.name);
+      wString(w, c.target, fsLimits.pathBytesMax, 'symlink target', true);
+      wAttrs(w, c.attrs);
+      wNewInode(w, c.newIno, c.newGen);
+      break;
+    case 'mknod':
+      wRef(w, c.dir, 'dir');
+      name(c.name);
+      if (!(mknodTypes as readonly number[]).includes(c.type)) invalid(`mknod of type ${c.type}`);
+      w.u8(c.type);
+      wAttrs(w, c.attrs);
+      w.u32(c.rdev.major, 'rdev.major');
+      w.u32(c.rdev.minor, 'rdev.minor');
+      wNewInode(w, c.newIno, c.newGen);
+      break;
+    case 'remove':
+    case 'rmdir':
+      wRef(w, c.dir, 'dir');
+      name(c.name);
+      break;
+    case 'rename':
+      wRef(w, c.fromDir, 'fromDir');
+      name(c.fromName, 'fromName');
+      wRef(w, c.toDir, 'toDir');
+      name(c.toName, 'toName');
+      break;
+    case 'link':
+      wRef(w, c.target, 'target');
+      wRef(w, c.dir, 'dir');
+      name(c.name);
+      break;
+  }
+  return w.done();
+}
+
+/** Decodes a change descriptor; throws DecodeError with a stable ERR_CHANGE_* code on bad input. */
+export function decodeChangeOp(b: Uint8Array): ChangeOp {
+  const r = new Reader(b);
+  const version = r.u8();
+  if (version !== CHANGE_CODEC_VERSION) throw new DecodeError(ChangeCodecErrorCode.version, `change descriptor version ${version} is not ${CHANGE_CODEC_VERSION}`);
+  const opc = r.u8();
+  const op = opcodes[opc - 1];
+  if (op === undefined) throw new DecodeError(ChangeCodecErrorCode.opcode, `unknown change opcode ${opc}`);
+  if (r.u16() !== 0) bad('reserved field is not zero');
+  const time = rTime(r, 'time');
+  const cred = rCred(r);
+  const name = (what = 'name'): string => rString(r, fsLimits.nameBytesMax, what);
+  const newInode = (): { newIno: number; newGen: number } => ({ newIno: r.u64('newIno'), newGen: r.u32() });
+  let c: ChangeOp;
+  switch (op) {
+    case 'setattr': {
+      const target = rRef(r, 'target');
+      const attrs = rAttrs(r);
+      const g = r.u8();
+      if (g > 1) bad('guard flag is not 0 or 1');
+      c = g === 1 ? { op, time, cred, target, attrs, guardCtime: rTime(r, 'guardCtime') } : { op, time, cred, target, attrs };
+      break;
+    }
+    case 'write': {
+      const target = rRef(r, 'target');
+      const offset = r.u64('offset');
+      const count = r.u32();
+      if (count > fsLimits.writeBytesMax) bad(`write of ${count} bytes (max ${fsLimits.writeBytesMax})`);
+      if (offset + count > fsLimits.fileSizeBytesMax) bad('write beyond the file size limit');
+      c = { op, time, cred, target, offset, data: r.bytes(count) };
+      break;
+    }
+    case 'create': {
+      const dir = rRef(r, 'dir');
+      const nm = name();
+      const how = createModes[r.u8()];
+      if (how === undefined) bad('unknown create mode');
+      const attrs = rAttrs(r);
+      const hv = r.u8();
+      if (hv > 1 || (hv === 1) !== (how === 'exclusive')) bad('an exclusive create, and only it, carries a verifier');
+      const verifier = hv === 1 ? r.bytes(changeCodecLimits.verifierBytes) : undefined;
+      const ni = newInode();
+      c = verifier !== undefined ? { op, time, cred, dir, name: nm, how, attrs, verifier, ...ni } : { op, time, cred, dir, name: nm, how, attrs, ...ni };
+      break;
+    }
+    case 'mkdir': {
+      const dir = rRef(r, 'dir');
+      const nm = name();
+      c = { op, time, cred, dir, name: nm, attrs: rAttrs(r), ...newInode() };
+      break;
+    }
+    case 'symlink': {
+      const dir = rRef(r, 'dir');
+      const nm = name();
+      const target = rString(r, fsLimits.pathBytesMax, 'symlink target', true);
+      c = { op, time, cred, dir, name: nm, target, attrs: rAttrs(r), ...newInode() };
+      break;
+    }
+    case 'mknod': {
+      const dir = rRef(r, 'dir');
+      const nm = name();
+      const type = r.u8();
+      if (!(mknodTypes as readonly number[]).includes(type)) bad(`mknod of type ${type}`);
+      const attrs = rAttrs(r);
+      const rdev = { major: r.u32(), minor: r.u32() };
+      c = { op, time, cred, dir, name: nm, type: type as (typeof mknodTypes)[number], attrs, rdev, ...newInode() };
+      break;
+    }
+    case 'remove':
+    case 'rmdir': {
+      const dir = rRef(r, 'dir');
+      c = { op, time, cred, dir, name: name() };
+      break;
+    }
+    case 'rename': {
+      const fromDir = rRef(r, 'fromDir');
+      const fromName = name('fromName');
+      const toDir = rRef(r, 'toDir');
+      c = { op, time, cred, fromDir, fromName, toDir, toName: name('toName') };
+      break;
+    }
+    case 'link': {
+      const target = rRef(r, 'target');
+      const dir = rRef(r, 'dir');
+      c = { op, time, cred, target, dir, name: name() };
+      break;
+    }
+  }
+  r.end();
+  return c;
+}
