@@ -196,3 +196,35 @@ describe('opening a board\'s devices', () => {
     expect(closed).toEqual(['powerFail', 'partnerReset']);
   });
 });
+
+describe('board parsing robustness (property)', () => {
+  it('any mutation of a valid descriptor either parses or throws a BoardError with issues, never anything else', async () => {
+    const fc = (await import('fast-check')).default;
+    const base = await example('raspberry-pi-pair-a');
+    // Every path to a leaf or container in the example.
+    const paths: (string | number)[][] = [];
+    const walk = (v: unknown, p: (string | number)[]): void => {
+      paths.push(p);
+      if (Array.isArray(v)) v.forEach((x, i) => walk(x, [...p, i]));
+      else if (v !== null && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, [...p, k]);
+    };
+    walk(base, []);
+    fc.assert(
+      fc.property(fc.constantFrom(...paths.filter((p) => p.length > 0)), fc.jsonValue({ maxDepth: 2 }), fc.boolean(), (path, value, remove) => {
+        const doc = structuredClone(base) as Record<string | number, unknown>;
+        let parent: Record<string | number, unknown> = doc;
+        for (const k of path.slice(0, -1)) parent = parent[k] as Record<string | number, unknown>;
+        const last = path[path.length - 1] as string | number;
+        if (remove) delete parent[last];
+        else parent[last] = value;
+        try {
+          parseBoard(doc);
+        } catch (e) {
+          expect(e).toBeInstanceOf(BoardError);
+          expect((e as BoardError).issues.length).toBeGreaterThan(0);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});

@@ -145,3 +145,47 @@ describe('SimI2cBus back door and timing', () => {
     expect(bus.transactions).toBe(1);
   });
 });
+
+describe('SimFram (property)', () => {
+  it('behaves like a byte array with a wrapping address pointer under any mix of writes and reads', async () => {
+    const fc = (await import('fast-check')).default;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.oneof(
+            fc.record({ kind: fc.constant('write' as const), at: fc.integer({ min: 0, max: 0xffff }), data: fc.uint8Array({ minLength: 0, maxLength: 40 }) }),
+            fc.record({ kind: fc.constant('read' as const), at: fc.integer({ min: 0, max: 0xffff }), n: fc.integer({ min: 1, max: 40 }) }),
+            fc.record({ kind: fc.constant('continue' as const), n: fc.integer({ min: 1, max: 40 }) }),
+          ),
+          { maxLength: 30 },
+        ),
+        async (ops) => {
+          const bus = new SimI2cBus();
+          bus.attach(0x50, new SimFram());
+          const model = new Uint8Array(8192);
+          let ptr = 0;
+          for (const op of ops) {
+            if (op.kind === 'write') {
+              await bus.i2cWrite(0x50, Uint8Array.of(op.at >> 8, op.at & 0xff, ...op.data));
+              ptr = op.at % 8192;
+              for (const b of op.data) {
+                model[ptr] = b;
+                ptr = (ptr + 1) % 8192;
+              }
+            } else {
+              const got = op.kind === 'read' ? await bus.writeThenRead(0x50, Uint8Array.of(op.at >> 8, op.at & 0xff), op.n) : await bus.i2cRead(0x50, op.n);
+              if (op.kind === 'read') ptr = op.at % 8192;
+              const want = new Uint8Array(op.n);
+              for (let i = 0; i < op.n; i++) {
+                want[i] = model[ptr] as number;
+                ptr = (ptr + 1) % 8192;
+              }
+              expect(got).toEqual(want);
+            }
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});
