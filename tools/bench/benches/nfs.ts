@@ -266,7 +266,7 @@ export const bench: Bench = {
       const t = await start();
       try {
         // Warm-up pass (JIT, caches, connection pools) whose figures are thrown away.
-        await measure(t, 0.5, qd, 16);
+        await measure(t, 1, qd, 64);
         results[t.name] = await measure(t, seconds, qd, fileMiB);
       } finally {
         await t.stop();
