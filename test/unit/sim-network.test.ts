@@ -103,6 +103,44 @@ describe('SimNetwork', () => {
     expect(got).toEqual([2]);
   });
 
+  it('a line rate queues messages for their transmission time', async () => {
+    // 921600 baud 8N1 = 92.16 bytes/ms: a 9216-byte message takes 100 ms on the wire.
+    const { sim, a, b, got } = setup(9, { defaultProfile: { latency: { minMs: 0, maxMs: 0 }, bytesPerMs: 92.16, fifo: true } });
+    const at: number[] = [];
+    b.onMessage(() => at.push(sim.nowMs));
+    a.send('b', new Uint8Array(9216).fill(1));
+    a.send('b', new Uint8Array(9216).fill(2));
+    await sim.runUntil(() => got.length === 2);
+    expect(got).toEqual([1, 2]);
+    expect(at[0]).toBeCloseTo(100, 6);
+    expect(at[1]).toBeCloseTo(200, 6);
+  });
+
+  it('corrupts delivered copies by one bit at the configured rate', async () => {
+    const { sim, net, a, b } = setup(10, { defaultProfile: { corruptProbability: 0.5 } });
+    const payload = new Uint8Array(64).fill(0x55);
+    let flipped = 0;
+    let bitsOff = 0;
+    b.onMessage((_from, data) => {
+      let diff = 0;
+      for (let i = 0; i < data.length; i++) {
+        let x = (data[i] as number) ^ 0x55;
+        while (x !== 0) {
+          diff += x & 1;
+          x >>= 1;
+        }
+      }
+      if (diff > 0) flipped++;
+      bitsOff += diff;
+    });
+    for (let i = 0; i < 400; i++) a.send('b', payload);
+    await sim.runUntil(100);
+    expect(flipped).toBe(net.stats.corrupted);
+    expect(bitsOff).toBe(flipped);
+    expect(flipped).toBeGreaterThan(150);
+    expect(flipped).toBeLessThan(250);
+  });
+
   it('a down endpoint neither sends nor receives', async () => {
     const { sim, net, a, got } = setup(7);
     net.setUp('b', false);

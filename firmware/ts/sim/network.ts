@@ -21,6 +21,13 @@ export interface LinkProfile {
   reorderDelay: LatencyRange;
   /** When true, messages on this direction are delivered in send order (a serial cable). */
   fifo: boolean;
+  /** Chance that a delivered copy has one random bit flipped (a noisy UART; checksums must catch it). */
+  corruptProbability: number;
+  /**
+   * Line rate in bytes per virtual millisecond (e.g. 92.16 for 921600 baud 8N1); messages on
+   * a direction queue behind each other for their transmission time. Infinity: no limit.
+   */
+  bytesPerMs: number;
 }
 
 export const defaultLinkProfile: LinkProfile = {
@@ -30,6 +37,8 @@ export const defaultLinkProfile: LinkProfile = {
   reorderProbability: 0,
   reorderDelay: { minMs: 1, maxMs: 5 },
   fifo: false,
+  corruptProbability: 0,
+  bytesPerMs: Number.POSITIVE_INFINITY,
 };
 
 /** Spacing between deliveries on a FIFO direction when latencies would collide. */
@@ -42,6 +51,7 @@ export interface NetworkStats {
   delivered: number;
   dropped: number;
   duplicated: number;
+  corrupted: number;
 }
 
 /** One node's attachment to the network. */
@@ -88,7 +98,8 @@ export class SimNetwork {
   private readonly lastDeliveryMs = new Map<string, number>();
   private groups: Map<string, number> | undefined;
   private readonly defaultProfile: LinkProfile;
-  readonly stats: NetworkStats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0 };
+  private readonly lineBusyUntilMs = new Map<string, number>();
+  readonly stats: NetworkStats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0, corrupted: 0 };
 
   constructor(
     private readonly env: { timers: Timers; prng: Prng; clock: Clock },
@@ -194,6 +205,15 @@ export class SimNetwork {
   private schedule(from: string, to: string, data: Uint8Array, p: LinkProfile): void {
     const prng = this.env.prng;
     let delay = drawLatencyMs(prng, p.latency);
+    if (Number.isFinite(p.bytesPerMs) && p.bytesPerMs > 0) {
+      // The message occupies the line for its transmission time, after those queued before it.
+      const k = key(from, to);
+      const now = this.env.clock.nowMs();
+      const start = Math.max(now, this.lineBusyUntilMs.get(k) ?? 0);
+      const done = start + data.length / p.bytesPerMs;
+      this.lineBusyUntilMs.set(k, done);
+      delay += done - now;
+    }
     // On a FIFO direction a "reorder" is a stall: later messages wait behind the held one.
     if (prng.chance(p.reorderProbability)) delay += drawLatencyMs(prng, p.reorderDelay);
     if (p.fifo) {
@@ -212,7 +232,14 @@ export class SimNetwork {
         return;
       }
       this.stats.delivered++;
-      dest.deliver(from, data);
+      let payload = data;
+      if (data.length > 0 && prng.chance(p.corruptProbability)) {
+        payload = data.slice();
+        const bit = prng.int(data.length * 8);
+        payload[bit >> 3] = (payload[bit >> 3] as number) ^ (1 << (bit & 7));
+        this.stats.corrupted++;
+      }
+      dest.deliver(from, payload);
     });
   }
 }
