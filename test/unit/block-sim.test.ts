@@ -197,6 +197,42 @@ describe('SimBlockDevice: injected faults', () => {
     expect(() => dev.peek(dev.sizeBytes, 1)).toThrow(TwinbladeError);
   });
 
+  it('misdirects armed writes to another aligned offset, leaving their own range unchanged', async () => {
+    for (let seed = 1; seed <= 10; seed++) await misdirectScenario(seed);
+  });
+
+  async function misdirectScenario(seed: number): Promise<void> {
+    const { dev, run } = setup(seed, 512);
+    await run(dev.write(0, new Uint8Array(1024).fill(1)));
+    dev.misdirectWrites(1);
+    await run(dev.write(0, new Uint8Array(1024).fill(2)));
+    expect(dev.stats.misdirectedWrites).toBe(1);
+    expect(dev.peek(0, 1024).every((b) => b === 1)).toBe(true);
+    const image = dev.peek(0, dev.sizeBytes);
+    const at = image.indexOf(2);
+    expect(at).toBeGreaterThanOrEqual(1024);
+    expect(at % 512).toBe(0);
+    expect(image.subarray(at, at + 1024).every((b) => b === 2)).toBe(true);
+    await run(dev.write(4096, new Uint8Array(512).fill(3)));
+    expect(dev.peek(4096, 1)[0]).toBe(3);
+    expect(() => dev.misdirectWrites(-1)).toThrow(TwinbladeError);
+  }
+
+  it('changes latency at run time', async () => {
+    const timers = new ManualTimers();
+    const dev = new SimBlockDevice({ timers, prng: new Prng(3), sizeBytes: 1 << 16, latency: { readMs: 1, jitterMs: 0 } });
+    dev.setLatency({ readMs: 50 });
+    let done = false;
+    void dev.read(0, 4096).then(() => {
+      done = true;
+    });
+    await timers.run(49);
+    expect(done).toBe(false);
+    await timers.run(50);
+    expect(done).toBe(true);
+    expect(() => dev.setLatency({ flushMs: Number.NaN })).toThrow(TwinbladeError);
+  });
+
   it('applies latency from the injected timers', async () => {
     const timers = new ManualTimers();
     const dev = new SimBlockDevice({ timers, prng: new Prng(3), sizeBytes: 1 << 16, latency: { readMs: 5, writeMs: 7, flushMs: 20, jitterMs: 0 } });

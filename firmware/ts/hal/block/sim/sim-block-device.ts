@@ -68,6 +68,7 @@ export interface SimPowerCutReport {
 }
 
 export interface SimBlockStats {
+  misdirectedWrites: number;
   reads: number;
   writes: number;
   flushes: number;
@@ -135,9 +136,11 @@ export class SimDisk {
   readonly sectorSize: number;
   readonly timers: Timers;
   readonly prng: Prng;
-  readonly latency: SimBlockLatency;
+  latency: SimBlockLatency;
   failed = false;
-  readonly stats: SimBlockStats = { reads: 0, writes: 0, flushes: 0, bytesRead: 0, bytesWritten: 0, errorsInjected: 0, powerCuts: 0 };
+  // Writes still to be misdirected (TigerBeetle's fault): they land at another offset.
+  misdirectRemaining = 0;
+  readonly stats: SimBlockStats = { misdirectedWrites: 0, reads: 0, writes: 0, flushes: 0, bytesRead: 0, bytesWritten: 0, errorsInjected: 0, powerCuts: 0 };
 
   // What reads see: pages never written are absent (zero).
   readonly current = new Map<number, Uint8Array>();
@@ -231,6 +234,23 @@ export class SimDisk {
       k++;
     }
     if (k > 0) this.journal = this.journal.slice(k);
+  }
+
+  /** Where a write lands: its own offset, or (while misdirection is armed) a random other aligned one. */
+  misdirect(offset: number, length: number): number {
+    if (this.misdirectRemaining <= 0) return offset;
+    const slots = (this.sizeBytes - length) / this.sectorSize + 1;
+    // A target not overlapping the intended range, found by a few seeded draws (a disk too
+    // small for one is left alone).
+    for (let attempt = 0; attempt < 16; attempt++) {
+      const target = this.prng.int(slots) * this.sectorSize;
+      if (target + length <= offset || target >= offset + length) {
+        this.misdirectRemaining--;
+        this.stats.misdirectedWrites++;
+        return target;
+      }
+    }
+    return offset;
   }
 
   /** Writes bytes straight to the medium, durable at once (back door). */
@@ -373,7 +393,7 @@ export class SimBlockDevice implements BlockDevice {
     return this.schedule('write', offset, data.length, this.disk.latency.writeMs, write, () => {
       this.disk.stats.writes++;
       this.disk.stats.bytesWritten += copy.length;
-      if (copy.length > 0) this.disk.completeWrite(offset, copy);
+      if (copy.length > 0) this.disk.completeWrite(this.disk.misdirect(offset, copy.length), copy);
     });
   }
 
@@ -429,6 +449,25 @@ export class SimBlockDevice implements BlockDevice {
     const e: InjectedError = { offset: spec.offset, end: spec.offset + spec.length, op: spec.op ?? 'any', error: spec.error ?? 'io', remaining: count };
     this.disk.errors.add(e);
     return { remove: () => void this.disk.errors.delete(e) };
+  }
+
+  /**
+   * Arms misdirected writes: the next `count` writes (through any handle) report success but
+   * land at a random other sector-aligned offset, leaving their own range unchanged. Only a
+   * format that records each block's own address (or checksums it with the address) notices.
+   */
+  misdirectWrites(count = 1): void {
+    if (!Number.isSafeInteger(count) || count < 0) throw new InvalidArgumentError(BlockErrorCode.outOfRange, `${this.name}: count must be a non-negative integer`);
+    this.disk.misdirectRemaining = count;
+  }
+
+  /** Changes the latency from the next operation on (a disk slowing down, a path failing over). */
+  setLatency(latency: Partial<SimBlockLatency>): void {
+    const next = { ...this.disk.latency, ...latency };
+    for (const [k, v] of Object.entries(next)) {
+      if (!(typeof v === 'number' && v >= 0 && Number.isFinite(v))) throw new InvalidArgumentError(BlockErrorCode.outOfRange, `${this.name}: latency.${k} must be a non-negative number`);
+    }
+    this.disk.latency = next;
   }
 
   /** Removes every injected error. */
