@@ -38,6 +38,27 @@ describe('LinuxSerialPort', () => {
     expect(() => new LinuxSerialPort({ path: '/dev/null', highWaterMark: -1 })).toThrow(TwinbladeError);
   });
 
+  it('carries 1 MiB each way at the same time, far more than the tty buffers hold', async () => {
+    const master = PtyMasterPort.create({ highWaterMark: 1 << 20 });
+    const blade = new LinuxSerialPort({ path: master.slavePath, highWaterMark: 1 << 20 });
+    await blade.open();
+    await master.open();
+    try {
+      const atBlade = collect(blade);
+      const atMaster = collect(master);
+      const up = new Uint8Array(1 << 20).map((_, i) => (i * 7) & 0xff);
+      const down = new Uint8Array(1 << 20).map((_, i) => (i * 13 + 1) & 0xff);
+      blade.write(up);
+      master.write(down);
+      await waitUntil(() => atMaster.length() === up.length && atBlade.length() === down.length, '1 MiB in each direction', 20_000);
+      expect(Buffer.compare(atMaster.bytes(), up)).toBe(0);
+      expect(Buffer.compare(atBlade.bytes(), down)).toBe(0);
+    } finally {
+      await blade.close();
+      await master.close();
+    }
+  });
+
   it('reports the disconnect when the blade side closes, on the master', async () => {
     const master = PtyMasterPort.create({ keepSlaveOpen: false });
     const blade = new LinuxSerialPort({ path: master.slavePath });

@@ -1,10 +1,7 @@
 // The Linux serial driver: a UART (/dev/ttyAMA0, /dev/ttyS0, /dev/ttyUSB0) or a pty slave
 // through the `serialport` library, with its errors mapped to the HAL's stable codes and kinds.
-import { write as fsWrite } from 'node:fs';
 import { SerialPort as SerialPortLib } from 'serialport';
 import type { SerialEvents, SerialPort } from '../serial-port.ts';
-import type { Timers } from '../../../core/clock.ts';
-import { realTimers } from '../../clock/real.ts';
 import { SerialEmitter } from '../sim/serial-emitter.ts';
 import { checkSerialData, serialCanceledError, serialClosedError, serialDisconnectedError, serialInvalidArgument, serialIoError } from '../sim/serial-errors.ts';
 
@@ -12,8 +9,6 @@ import { checkSerialData, serialCanceledError, serialClosedError, serialDisconne
 export const serialDefaultBaudRate = 115_200;
 /** Bytes queued in the driver above which `write` returns false. */
 export const serialHighWaterMarkBytes = 16 * 1024;
-/** Longest wait between retries of a write the kernel's tty buffer refused (EAGAIN). */
-export const serialWriteRetryDelayMsMax = 16;
 
 export interface LinuxSerialPortOptions {
   /** Device path: /dev/ttyAMA0, /dev/ttyUSB0, or a pty slave such as /dev/pts/3. */
@@ -25,74 +20,6 @@ export interface LinuxSerialPortOptions {
   rtscts?: boolean;
   /** Name for logs; default the path. */
   name?: string;
-  /** Timers for the write retry backoff (default: real timers). */
-  timers?: Timers;
-}
-
-/** The part of serialport's Linux binding that the write workaround touches. */
-interface LinuxBindingPort {
-  fd: number | null;
-  readonly isOpen: boolean;
-  writeOperation: Promise<void> | null;
-  write(buffer: Buffer): Promise<void>;
-}
-
-interface BindingLike {
-  open(options: unknown): Promise<unknown>;
-  list(): Promise<unknown[]>;
-}
-
-function writeOnce(fd: number, buffer: Buffer, offset: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    fsWrite(fd, buffer, offset, buffer.length - offset, null, (err, n) => (err ? reject(err) : resolve(n)));
-  });
-}
-
-/**
- * serialport's Linux binding waits for EAGAIN to clear by polling the descriptor for
- * "writable", but its poller restarts with only the latest requested event, so a pending
- * read poll cancels the write poll: a write larger than the tty buffer then stalls until the
- * other side sends something. This binding keeps serialport's open, read and close and
- * replaces `write` with a loop that retries EAGAIN after a short, growing delay; with a 4 KiB
- * UART buffer draining in ~350 ms at 115200 baud, a few milliseconds of retry delay is noise.
- */
-function retryingBinding(timers: Timers): BindingLike {
-  const base = SerialPortLib.binding as unknown as BindingLike;
-  return {
-    list: () => base.list(),
-    async open(options: unknown): Promise<unknown> {
-      const port = (await base.open(options)) as LinuxBindingPort;
-      port.write = (buffer: Buffer): Promise<void> => {
-        if (!port.isOpen) return Promise.reject(new Error('Port is not open'));
-        const op = (async () => {
-          let offset = 0;
-          let delayMs = 1;
-          while (offset < buffer.length) {
-            const fd = port.fd;
-            // Closed under us: the stream treats a canceled error as "not a disconnect".
-            if (fd === null || !port.isOpen) throw Object.assign(new Error('Canceled'), { canceled: true });
-            try {
-              offset += await writeOnce(fd, buffer, offset);
-              delayMs = 1;
-            } catch (e) {
-              const code = (e as { code?: string }).code;
-              if (code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'EINTR') {
-                await timers.sleep(delayMs);
-                delayMs = Math.min(delayMs * 2, serialWriteRetryDelayMsMax);
-                continue;
-              }
-              if (code === 'EBADF' || code === 'ENXIO' || code === 'EIO') Object.assign(e as object, { disconnect: true });
-              throw e;
-            }
-          }
-          port.writeOperation = null;
-        })();
-        port.writeOperation = op;
-        return op;
-      };
-      return port;
-    },
-  };
 }
 
 type State = 'new' | 'opening' | 'open' | 'closing' | 'closed';
@@ -103,7 +30,6 @@ export class LinuxSerialPort implements SerialPort {
   readonly baudRate: number;
   private readonly highWaterMark: number;
   private readonly rtscts: boolean;
-  private readonly timers: Timers;
   private readonly emitter = new SerialEmitter();
   private port: SerialPortLib | undefined;
   private state: State = 'new';
@@ -119,7 +45,6 @@ export class LinuxSerialPort implements SerialPort {
     if (!Number.isSafeInteger(this.baudRate) || this.baudRate <= 0) throw serialInvalidArgument(this.name, 'baudRate must be a positive integer');
     if (!Number.isSafeInteger(this.highWaterMark) || this.highWaterMark <= 0) throw serialInvalidArgument(this.name, 'highWaterMark must be a positive integer');
     this.rtscts = options.rtscts ?? false;
-    this.timers = options.timers ?? realTimers;
   }
 
   get isOpen(): boolean {
@@ -130,14 +55,7 @@ export class LinuxSerialPort implements SerialPort {
   async open(): Promise<void> {
     if (this.state !== 'new') throw serialInvalidArgument(this.name, `open() in state ${this.state}`);
     this.state = 'opening';
-    const port = new SerialPortLib({
-      path: this.path,
-      baudRate: this.baudRate,
-      autoOpen: false,
-      highWaterMark: this.highWaterMark,
-      rtscts: this.rtscts,
-      binding: retryingBinding(this.timers),
-    } as ConstructorParameters<typeof SerialPortLib>[0]);
+    const port = new SerialPortLib({ path: this.path, baudRate: this.baudRate, autoOpen: false, highWaterMark: this.highWaterMark, rtscts: this.rtscts });
     try {
       await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(err) : resolve())));
     } catch (e) {

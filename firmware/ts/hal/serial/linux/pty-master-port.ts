@@ -9,7 +9,7 @@ import { realTimers } from '../../clock/real.ts';
 import { openPty } from '../../../native/index.ts';
 import { SerialEmitter } from '../sim/serial-emitter.ts';
 import { checkSerialData, serialCanceledError, serialClosedError, serialDisconnectedError, serialInvalidArgument, serialIoError } from '../sim/serial-errors.ts';
-import { serialHighWaterMarkBytes, serialWriteRetryDelayMsMax } from './linux-serial-port.ts';
+import { serialHighWaterMarkBytes } from './linux-serial-port.ts';
 
 export interface PtyMasterPortOptions {
   name?: string;
@@ -28,6 +28,9 @@ export interface PtyMasterPortOptions {
 }
 
 type State = 'new' | 'open' | 'closed';
+
+/** Longest wait between retries of a write the pty refused (EAGAIN). */
+export const ptyWriteRetryDelayMsMax = 16;
 
 /** How long close() lets a write in the thread pool finish before closing the descriptor. */
 export const ptyCloseWaitMs = 100;
@@ -180,7 +183,7 @@ export class PtyMasterPort implements SerialPort {
         const code = (e as { code?: string }).code;
         if (code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'EINTR') {
           await this.timers.sleep(delayMs);
-          delayMs = Math.min(delayMs * 2, serialWriteRetryDelayMsMax);
+          delayMs = Math.min(delayMs * 2, ptyWriteRetryDelayMsMax);
           continue;
         }
         if (this.state === 'open') {
