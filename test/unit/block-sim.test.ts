@@ -218,6 +218,21 @@ describe('SimBlockDevice: injected faults', () => {
     expect(() => dev.misdirectWrites(-1)).toThrow(TwinbladeError);
   }
 
+  it('schedules a handle on its own timers when attached with them (a blade failure domain)', async () => {
+    const { dev, run } = setup();
+    const bladeTimers = new ManualTimers();
+    const blade = dev.attach({ name: 'd0@a', timers: bladeTimers });
+    let done = false;
+    void blade.write(0, new Uint8Array(4096).fill(6)).then(() => {
+      done = true;
+    });
+    await run(dev.flush());
+    expect(done).toBe(false);
+    await bladeTimers.run();
+    expect(done).toBe(true);
+    expect(dev.peek(0, 1)[0]).toBe(6);
+  });
+
   it('changes latency at run time', async () => {
     const timers = new ManualTimers();
     const dev = new SimBlockDevice({ timers, prng: new Prng(3), sizeBytes: 1 << 16, latency: { readMs: 1, jitterMs: 0 } });

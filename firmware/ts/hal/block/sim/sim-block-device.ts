@@ -340,6 +340,7 @@ export class SimBlockDevice implements BlockDevice {
   readonly sectorSize: number;
   readonly readOnly: boolean;
   private readonly disk: SimDisk;
+  private readonly timers: Timers;
   private closed = false;
   private fenced = false;
   private closing: Promise<void> | undefined;
@@ -362,12 +363,17 @@ export class SimBlockDevice implements BlockDevice {
     this.sizeBytes = this.disk.sizeBytes;
     this.sectorSize = this.disk.sectorSize;
     this.readOnly = options.readOnly ?? false;
+    this.timers = options.timers;
   }
 
-  /** Another handle on the same disk (its own closed and fenced state). */
-  attach(options: { name?: string; readOnly?: boolean } = {}): SimBlockDevice {
+  /**
+   * Another handle on the same disk (its own closed and fenced state). `timers` (default the
+   * disk's) schedule this handle's completions: pass a blade's failure-domain timers so that
+   * its operations die with it.
+   */
+  attach(options: { name?: string; readOnly?: boolean; timers?: Timers } = {}): SimBlockDevice {
     return new SimBlockDevice(
-      { timers: this.disk.timers, prng: this.disk.prng, name: options.name ?? this.name, readOnly: options.readOnly ?? false, sizeBytes: this.sizeBytes, sectorSize: this.sectorSize },
+      { timers: options.timers ?? this.disk.timers, prng: this.disk.prng, name: options.name ?? this.name, readOnly: options.readOnly ?? false, sizeBytes: this.sizeBytes, sectorSize: this.sectorSize },
       this.disk,
     );
   }
@@ -531,7 +537,7 @@ export class SimBlockDevice implements BlockDevice {
     const p = new Promise<T>((resolve, reject) => {
       const pending: PendingOp = { timer: undefined, reject, write };
       this.disk.pending.add(pending);
-      pending.timer = this.disk.timers.after(this.disk.delayMs(baseMs), () => {
+      pending.timer = this.timers.after(this.disk.delayMs(baseMs), () => {
         if (!this.disk.pending.delete(pending)) return;
         if (this.disk.failed) {
           reject(ioError(this.name, 'disk failed'));
