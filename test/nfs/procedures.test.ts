@@ -349,3 +349,20 @@ describe('exports policy', () => {
     }
   });
 });
+
+describe('registration with a portmapper', () => {
+  it('FS-1 a server on unprivileged ports registers with a portmapper and unregisters at close', async () => {
+    const { startNfsServer } = await import('../../firmware/ts/nfs/server.ts');
+    const { realClock } = await import('../../firmware/ts/hal/clock/real.ts');
+    const pm = await PortmapClient.connect('127.0.0.1', rig.server.portmapPort as number);
+    const other = await startNfsServer({ exports: [{ path: '/export', fs: rig.fs }], clock: realClock, registerWith: { host: '127.0.0.1', port: rig.server.portmapPort as number } });
+    try {
+      expect(await pm.getport(NFS_PROGRAM_FOR_TESTS, 3, IPPROTO_TCP)).toBe(other.nfsPort);
+      expect(await pm.getport(MOUNT_PROGRAM, MOUNT_V3, IPPROTO_TCP)).toBe(other.mountPort);
+    } finally {
+      await other.close();
+    }
+    expect(await pm.getport(NFS_PROGRAM_FOR_TESTS, 3, IPPROTO_TCP)).toBe(0);
+    await pm.close();
+  });
+});

@@ -1,8 +1,9 @@
 // An ONC RPC client over TCP: record marking, xid matching, many calls in flight on one
-// connection, AUTH_SYS or AUTH_NONE credentials. Used by the NFS client, the tests, the
-// benchmarks and the power-fail harness.
+// connection, AUTH_SYS or AUTH_NONE credentials. Used by the NFS client library
+// (tools/nfs-client), the tests, the benchmarks, and the server itself to register with a
+// portmapper, which is why it lives here rather than in tools/.
 import net from 'node:net';
-import { TwinbladeError } from '../../firmware/ts/core/errors.ts';
+import { TwinbladeError } from '../core/errors.ts';
 import {
   AcceptStat,
   AuthFlavor,
@@ -14,8 +15,8 @@ import {
   encodeAuthSys,
   encodeCall,
   frameForTcp,
-} from '../../firmware/ts/nfs/core/rpc.ts';
-import type { XdrReader, XdrWriter } from '../../firmware/ts/nfs/core/xdr.ts';
+} from './core/rpc.ts';
+import type { XdrReader, XdrWriter } from './core/xdr.ts';
 
 export const rpcClientLimits = {
   /** Largest reply record accepted (a 1 MiB READ plus headers). */

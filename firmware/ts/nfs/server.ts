@@ -6,7 +6,9 @@ import type { Clock } from '../core/clock.ts';
 import type { FileSystem } from '../fsapi/ops.ts';
 import { ExportPolicy, type ExportOptions } from './core/exports.ts';
 import { type DuplicateRequestCache, MemoryDrc } from './core/drc.ts';
-import { IPPROTO_TCP, IPPROTO_UDP, MOUNT_PROGRAM, MOUNT_V3 } from './core/mount.ts';
+import { IPPROTO_TCP, IPPROTO_UDP, MOUNT_PROGRAM, MOUNT_V3, type Mapping, PORTMAP_PROGRAM, PORTMAP_V2, PmapProc, mapping } from './core/mount.ts';
+import { TwinbladeError } from '../core/errors.ts';
+import { RpcClient } from './rpc-client.ts';
 import { NFS_PROGRAM, NFS_V3 } from './core/nfs3.ts';
 import { FileHandleCodec } from './fh.ts';
 import { type ChangeLog, DirectChangeLog, Nfs3Service, type NfsExport } from './nfs3-service.ts';
@@ -38,6 +40,12 @@ export interface NfsServerOptions {
   writeVerifier?: Uint8Array;
   limits?: Partial<RpcServerLimits>;
   onError?: DispatcherOptions['onError'];
+  /**
+   * Registers NFS 3 and MOUNT 3 with an existing portmapper (e.g. the host's rpcbind on
+   * 127.0.0.1:111) at start and unregisters them at close, so that clients that discover
+   * ports through port 111 find a server on unprivileged ports.
+   */
+  registerWith?: { host: string; port: number };
 }
 
 export interface NfsServer {
@@ -100,6 +108,8 @@ export async function startNfsServer(o: NfsServerOptions): Promise<NfsServer> {
         portmap.set({ prog: portmap.prog, vers: portmap.versLow, prot, port: portmapPort });
       }
     }
+    let unregister = async (): Promise<void> => undefined;
+    if (o.registerWith !== undefined) unregister = await registerWithPortmapper(o.registerWith, nfsPort, mountPort, udp);
     return {
       nfsPort,
       mountPort,
@@ -108,6 +118,7 @@ export async function startNfsServer(o: NfsServerOptions): Promise<NfsServer> {
       mount,
       dispatcher,
       close: async () => {
+        await unregister().catch(() => undefined);
         await Promise.all(listeners.map((l) => l.close()));
       },
     };
@@ -115,4 +126,36 @@ export async function startNfsServer(o: NfsServerOptions): Promise<NfsServer> {
     await Promise.all(listeners.map((l) => l.close()));
     throw e;
   }
+}
+
+/** SETs our mappings at a portmapper; returns the function that UNSETs them. */
+async function registerWithPortmapper(at: { host: string; port: number }, nfsPort: number, mountPort: number, udp: boolean): Promise<() => Promise<void>> {
+  const rpc = await RpcClient.connect(at.host, at.port, { auth: 'none' });
+  const call = async (proc: number, m: Mapping): Promise<boolean> => {
+    const r = await rpc.call(PORTMAP_PROGRAM, PORTMAP_V2, proc, (w) => mapping.enc(w, m));
+    return r.u32() === 1;
+  };
+  try {
+    const maps: Mapping[] = [];
+    for (const prot of udp ? [IPPROTO_TCP, IPPROTO_UDP] : [IPPROTO_TCP]) {
+      maps.push({ prog: NFS_PROGRAM, vers: NFS_V3, prot, port: nfsPort }, { prog: MOUNT_PROGRAM, vers: MOUNT_V3, prot, port: mountPort });
+    }
+    // Drop stale registrations of a previous run first (UNSET covers every protocol).
+    await call(PmapProc.UNSET, { prog: NFS_PROGRAM, vers: NFS_V3, prot: 0, port: 0 });
+    await call(PmapProc.UNSET, { prog: MOUNT_PROGRAM, vers: MOUNT_V3, prot: 0, port: 0 });
+    for (const m of maps) {
+      if (!(await call(PmapProc.SET, m))) throw new TwinbladeError('ERR_NFS_PORTMAP_SET', 'io', `portmapper refused ${m.prog}/${m.vers}/${m.prot} -> ${m.port}`);
+    }
+  } catch (e) {
+    await rpc.close();
+    throw e;
+  }
+  return async () => {
+    try {
+      await call(PmapProc.UNSET, { prog: NFS_PROGRAM, vers: NFS_V3, prot: 0, port: 0 });
+      await call(PmapProc.UNSET, { prog: MOUNT_PROGRAM, vers: MOUNT_V3, prot: 0, port: 0 });
+    } finally {
+      await rpc.close();
+    }
+  };
 }
