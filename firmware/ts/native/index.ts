@@ -58,8 +58,19 @@ interface NativeBinding {
   pageSize: number;
 }
 
-const require = createRequire(import.meta.url);
-const binding = require('../../native/build/Release/twinblade_native.node') as NativeBinding;
+const addonPath = '../../native/build/Release/twinblade_native.node';
+
+function loadBinding(): NativeBinding {
+  const require = createRequire(import.meta.url);
+  try {
+    return require(addonPath) as NativeBinding;
+  } catch (e) {
+    // The usual cause is an install with scripts disabled, or a Node upgrade since the build.
+    throw new Error(`cannot load the native addon (${addonPath}): build it with \`npm run postinstall\` (see docs/native-addon.md)`, { cause: e });
+  }
+}
+
+const binding = loadBinding();
 
 /** Default alignment of buffers for O_DIRECT: the largest logical sector size in use. */
 export const directIoAlignmentBytes = 4096;
