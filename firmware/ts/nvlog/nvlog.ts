@@ -236,7 +236,7 @@ export class NvLog {
     };
     const nextSeq = Math.max(opts.cpSeq, lastLive?.seq ?? 0) + 1;
     const log = new NvLog(nvram, opts, layout, header, nextCopy, nextSeq);
-    await log.adopt(plan.live, recovered);
+    await log.adopt(plan.live, recovered, localRegion);
     await log.writeHeader();
     if (opts.mode === 'after-giveback') log.sm.restore(plan.live, opts.cpSeq, opts.clock.nowMs());
     const report: RecoveryReport = {
@@ -256,8 +256,7 @@ export class NvLog {
   }
 
   /** Takes over the recovered live records: writes back any that came from the partner's copy. */
-  private async adopt(live: readonly LogRecord[], recovered: RecoveredLog): Promise<void> {
-    const localRegion = this.nvram.read(this.layout.localOffset, 2 * this.layout.halfBytes);
+  private async adopt(live: readonly LogRecord[], recovered: RecoveredLog, localRegion: Uint8Array): Promise<void> {
     let wrote = false;
     for (const r of live) {
       const half: 0 | 1 = r.position < this.layout.halfBytes ? 0 : 1;

@@ -103,7 +103,7 @@ export function decodeEntry(bytes: Uint8Array, position = 0): LogRecord {
   const h = hc.header;
   if (bytes.length !== paddedEntryBytes(h.payloadBytes)) throw new DecodeError(NvlogErrorCode.entryTruncated, 'entry length does not match its header');
   if (!checkEntryBody(bytes, 0, h)) throw new DecodeError(NvlogErrorCode.entryCorrupt, 'entry payload checksum mismatch');
-  return { ...h, payload: bytes.slice(ENTRY_HEADER_BYTES, ENTRY_HEADER_BYTES + h.payloadBytes), position, bytes };
+  return { ...h, payload: bytes.subarray(ENTRY_HEADER_BYTES, ENTRY_HEADER_BYTES + h.payloadBytes), position, bytes };
 }
 
 // ---- payloads ------------------------------------------------------------------------
