@@ -13,6 +13,7 @@
 // - An exclusive create stores the verifier in atime.sec (first 4 bytes) and mtime.sec
 //   (last 4), as Linux does, and a retry with the same verifier succeeds.
 import { assert } from '../core/assert.ts';
+import { utf8Encode } from '../core/bytes.ts';
 import {
   type Attr,
   type ChangeOp,
@@ -277,7 +278,7 @@ export class MemFs implements FileSystem {
       }
       fail(FsStatus.EXIST);
     }
-    if (c.op === 'symlink' && new TextEncoder().encode(c.target).length > fsLimits.pathBytesMax) fail(FsStatus.NAMETOOLONG);
+    if (c.op === 'symlink' && utf8Encode(c.target).length > fsLimits.pathBytesMax) fail(FsStatus.NAMETOOLONG);
     if (c.op === 'mknod' && (c.type === FileType.BLK || c.type === FileType.CHR) && c.cred.uid !== 0) fail(FsStatus.PERM);
     if (this.inodes.size >= this.totalFiles) fail(FsStatus.NOSPC);
     assert(!this.inodes.has(c.newIno), `memfs: inode ${c.newIno} is in use`);
@@ -291,7 +292,7 @@ export class MemFs implements FileSystem {
     const probe = { uid: c.cred.uid, gid: c.cred.gid } as Inode;
     this.checkSetAttr(c.cred, probe, ownerCheck, true, fail);
     const f = this.newInode(c.newIno, c.newGen, type, (c.attrs.mode ?? defaultMode) & 0o7777, c.attrs.uid ?? c.cred.uid, c.attrs.gid ?? c.cred.gid, c.time);
-    if (c.op === 'symlink') f.size = new TextEncoder().encode(c.target).length;
+    if (c.op === 'symlink') f.size = utf8Encode(c.target).length;
     if (c.op === 'symlink') f.target = c.target;
     if (c.op === 'mknod') f.rdev = { ...c.rdev };
     if (c.op === 'mkdir') {
@@ -523,7 +524,7 @@ export class MemFs implements FileSystem {
 
 function checkName(name: string, fail: (s: FsStatus) => never): void {
   if (name.length === 0 || name.includes('/') || name.includes('\0')) fail(FsStatus.INVAL);
-  if (new TextEncoder().encode(name).length > fsLimits.nameBytesMax) fail(FsStatus.NAMETOOLONG);
+  if (utf8Encode(name).length > fsLimits.nameBytesMax) fail(FsStatus.NAMETOOLONG);
 }
 
 /** Unix permission check of `want` (bits of rwx: 4 read, 2 write, 1 exec) for `cred`. */

@@ -45,7 +45,7 @@ export class FileHandleCodec {
 
   /** Decodes and authenticates a handle; anything malformed or forged is BADHANDLE. */
   decode(b: Uint8Array): FileHandleRef {
-    const s = String.fromCharCode(...b);
+    const s = Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
     const hit = this.verified.get(s);
     if (hit !== undefined) return hit;
     if (b.length !== FH_BYTES) throw new FsError(FsStatus.BADHANDLE, `file handle of ${b.length} bytes`);

@@ -3,7 +3,7 @@
 // In the blade the entries live in the state-machine log in NVRAM (nvlog/), mirrored to the
 // partner, so a retransmission after takeover still finds its reply.
 import type { Attr, ChangeResult, FsStatus, WccAttr } from '../../fsapi/ops.ts';
-import { XdrReader, XdrWriter } from './xdr.ts';
+import { XdrReader, XdrWriter, copyBytes } from './xdr.ts';
 
 /**
  * Identifies one call: the client's address (not its port: clients reconnect from a new
@@ -80,7 +80,7 @@ export class MemoryDrc implements DuplicateRequestCache {
   complete(key: RequestKey, reply: Uint8Array): void {
     const k = requestKeyString(key);
     this.entries.delete(k);
-    this.entries.set(k, { state: 'replied', reply: reply.slice() });
+    this.entries.set(k, { state: 'replied', reply: copyBytes(reply) });
     this.evict();
   }
 

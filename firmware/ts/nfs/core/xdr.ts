@@ -99,6 +99,34 @@ export class XdrReader {
   }
 }
 
+/**
+ * Small buffers are carved out of shared 64 KiB slabs (as node's Buffer pool does): creating
+ * an ArrayBuffer per reply costs more than encoding the reply. A slab region is never handed
+ * out twice; a slab is freed by the garbage collector once no view of it is alive.
+ */
+const SLAB_BYTES = 64 * 1024;
+const SLAB_ALLOC_BYTES_MAX = 4096;
+let slab = new Uint8Array(SLAB_BYTES);
+let slabOffset = 0;
+
+function allocBytes(n: number): Uint8Array {
+  if (n > SLAB_ALLOC_BYTES_MAX) return new Uint8Array(n);
+  if (slabOffset + n > SLAB_BYTES) {
+    slab = new Uint8Array(SLAB_BYTES);
+    slabOffset = 0;
+  }
+  const b = slab.subarray(slabOffset, slabOffset + n);
+  slabOffset += (n + 7) & ~7;
+  return b;
+}
+
+/** A copy of `b` in slab memory (for small buffers kept for a while, such as cached replies). */
+export function copyBytes(b: Uint8Array): Uint8Array {
+  const out = allocBytes(b.length);
+  out.set(b);
+  return out;
+}
+
 /** Writes XDR items into a growing buffer. `reserve` leaves room at the front (a record mark). */
 export class XdrWriter {
   private buf: Uint8Array;
@@ -106,8 +134,8 @@ export class XdrWriter {
   pos: number;
 
   constructor(initialBytes = 512, reserve = 0) {
-    this.buf = new Uint8Array(Math.max(initialBytes, reserve + 16));
-    this.view = new DataView(this.buf.buffer);
+    this.buf = allocBytes(Math.max(initialBytes, reserve + 16));
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
     this.pos = reserve;
   }
 
@@ -116,10 +144,10 @@ export class XdrWriter {
     if (this.pos + n <= this.buf.length) return;
     let size = this.buf.length * 2;
     while (size < this.pos + n) size *= 2;
-    const next = new Uint8Array(size);
+    const next = allocBytes(size);
     next.set(this.buf.subarray(0, this.pos));
     this.buf = next;
-    this.view = new DataView(next.buffer);
+    this.view = new DataView(next.buffer, next.byteOffset, next.byteLength);
   }
 
   u32(v: number): void {
