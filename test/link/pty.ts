@@ -1,83 +1,85 @@
-// Real serial plumbing for link tests and the link benchmark: a pty pair made by socat (a
-// null-modem cable in software), opened through the `serialport` library exactly as a UART
-// would be, and adapted to the link's ByteStream shape. When the HAL's Linux serial driver
-// (firmware/ts/hal/serial/linux) lands it can replace serialPortStream().
+// Real serial plumbing for link tests and the link benchmark, through the HAL's own drivers:
+// a pty (native openpty) whose master side is a PtyMasterPort and whose slave side is opened
+// by the blade's LinuxSerialPort, or two blades on a relayed cable (two ptys and a relay that
+// can cut, drop and corrupt, like a flaky null-modem cable).
 
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { SerialPort as NodeSerialPort } from 'serialport';
-import type { ByteStream } from '../../firmware/ts/link/stream-path.ts';
+import { LinuxSerialPort } from '../../firmware/ts/hal/serial/linux/linux-serial-port.ts';
+import { PtyMasterPort } from '../../firmware/ts/hal/serial/linux/pty-master-port.ts';
+import type { SerialPort } from '../../firmware/ts/hal/serial/serial-port.ts';
 
-export interface PtyPair {
-  paths: [string, string];
+export interface SerialPair {
+  a: SerialPort;
+  b: SerialPort;
   close(): Promise<void>;
 }
 
-/** Starts `socat pty,raw,echo=0 pty,raw,echo=0` and resolves with the two device paths. */
-export function openSocatPtyPair(): Promise<PtyPair> {
-  return new Promise((resolve, reject) => {
-    const child: ChildProcess = spawn('socat', ['-d', '-d', 'pty,raw,echo=0', 'pty,raw,echo=0'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const paths: string[] = [];
-    let stderr = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`socat did not report two ptys: ${stderr}`));
-    }, 5000);
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.stderr?.on('data', (b: Buffer) => {
-      stderr += b.toString();
-      for (const m of stderr.matchAll(/PTY is (\S+)/g)) if (m[1] !== undefined && !paths.includes(m[1])) paths.push(m[1]);
-      if (paths.length === 2 && /starting data transfer loop/.test(stderr)) {
-        clearTimeout(timer);
-        resolve({
-          paths: [paths[0] as string, paths[1] as string],
-          close: () =>
-            new Promise<void>((res) => {
-              if (child.exitCode !== null || child.signalCode !== null) return res();
-              child.once('exit', () => res());
-              child.kill('SIGTERM');
-            }),
-        });
-      }
-    });
-  });
-}
-
-/** Opens `path` with the serialport library and adapts it to a ByteStream. */
-export async function serialPortStream(path: string, baudRate = 115200): Promise<ByteStream> {
-  const port = new NodeSerialPort({ path, baudRate, autoOpen: false });
-  await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(err) : resolve())));
-  type Listener = (...args: unknown[]) => void;
-  const wrapped = new Map<Listener, Listener>();
-  const stream: ByteStream = {
-    get isOpen() {
-      return port.isOpen;
-    },
-    write(data) {
-      return port.write(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
-    },
-    on(event, listener) {
-      const l = listener as Listener;
-      const w: Listener = event === 'data' ? (b) => (listener as (c: Uint8Array) => void)(new Uint8Array((b as Buffer).buffer, (b as Buffer).byteOffset, (b as Buffer).length)) : l;
-      wrapped.set(l, w);
-      port.on(event, w);
-      return stream as never;
-    },
-    off(event, listener) {
-      const w = wrapped.get(listener as Listener);
-      if (w !== undefined) port.off(event, w);
-      wrapped.delete(listener as Listener);
-      return stream as never;
-    },
-    close() {
-      return new Promise<void>((resolve) => {
-        if (!port.isOpen) return resolve();
-        port.close(() => resolve());
-      });
+/** One pty: blade A holds the master side, blade B opens the slave path with the Linux driver. */
+export async function openPtyPair(): Promise<SerialPair> {
+  const master = PtyMasterPort.create();
+  const slave = new LinuxSerialPort({ path: master.slavePath });
+  await slave.open();
+  await master.open();
+  return {
+    a: master,
+    b: slave,
+    close: async () => {
+      await Promise.all([master.close(), slave.close()]);
     },
   };
-  return stream;
+}
+
+export interface CableFaults {
+  cut: boolean;
+  /** Chance that a chunk is lost in transit. */
+  dropProbability: number;
+  /** Chance that a chunk has one bit flipped. */
+  corruptProbability: number;
+}
+
+export interface RelayPair extends SerialPair {
+  faults: CableFaults;
+  stats: { chunksDropped: number; chunksCorrupted: number; bytesRelayed: number };
+}
+
+/**
+ * Two blades on a relayed cable: two ptys, each blade opening its slave path with the Linux
+ * driver, and a relay between the master sides that can cut, drop and corrupt. (The rig's
+ * SerialRelay does the same in the rig process; it writes to the masters through tty streams,
+ * whose writes block the event loop when a slave's input queue is full, which deadlocks when
+ * the blades live in the same process, as they do here. PtyMasterPort writes off-thread.)
+ */
+export async function openRelayPair(random: () => number): Promise<RelayPair> {
+  const masters = [PtyMasterPort.create({ name: 'relay-a' }), PtyMasterPort.create({ name: 'relay-b' })] as const;
+  const blades = [new LinuxSerialPort({ path: masters[0].slavePath }), new LinuxSerialPort({ path: masters[1].slavePath })] as const;
+  await Promise.all(blades.map((b) => b.open()));
+  await Promise.all(masters.map((m) => m.open()));
+  const faults: CableFaults = { cut: false, dropProbability: 0, corruptProbability: 0 };
+  const stats = { chunksDropped: 0, chunksCorrupted: 0, bytesRelayed: 0 };
+  const forward = (to: PtyMasterPort) => (chunk: Uint8Array): void => {
+    if (faults.cut) return;
+    if (random() < faults.dropProbability) {
+      stats.chunksDropped++;
+      return;
+    }
+    let out = chunk;
+    if (random() < faults.corruptProbability) {
+      out = chunk.slice();
+      const i = Math.floor(random() * out.length);
+      out[i] = (out[i] as number) ^ (1 << Math.floor(random() * 8));
+      stats.chunksCorrupted++;
+    }
+    stats.bytesRelayed += out.length;
+    to.write(out);
+  };
+  masters[0].on('data', forward(masters[1]));
+  masters[1].on('data', forward(masters[0]));
+  return {
+    a: blades[0],
+    b: blades[1],
+    faults,
+    stats,
+    close: async () => {
+      await Promise.all([...blades.map((b) => b.close()), ...masters.map((m) => m.close())]);
+    },
+  };
 }

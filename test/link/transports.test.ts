@@ -1,5 +1,5 @@
 // The link endpoint over real transports: TCP loopback (with a reconnect), UDP loopback, and a
-// real pty pair opened through the serialport library, plus fail-over between real paths.
+// serial cable made of two ptys, a relay and the HAL's Linux serial driver, with fail-over.
 import { afterEach, describe, expect, it } from 'vitest';
 import { MultipathEndpoint } from '../../firmware/ts/link/multipath.ts';
 import { StreamPathTransport, TcpPathTransport } from '../../firmware/ts/link/stream-path.ts';
@@ -7,8 +7,9 @@ import { UdpPathTransport } from '../../firmware/ts/link/udp-path.ts';
 import { hmacSha256Mac } from '../../firmware/ts/link/mac.ts';
 import type { LinkEndpoint, PathTransport } from '../../firmware/ts/link/endpoint.ts';
 import { realClock, realTimers } from '../../firmware/ts/hal/clock/real.ts';
-import { openSocatPtyPair, serialPortStream } from './pty.ts';
-import type { PtyPair } from './pty.ts';
+import { openRelayPair } from './pty.ts';
+import type { RelayPair } from './pty.ts';
+import { Prng } from '../../firmware/ts/core/prng.ts';
 import { FrameErrorCode } from '../../firmware/ts/link/core/frame.ts';
 
 const mac = hmacSha256Mac(new Uint8Array(32).fill(0x5a));
@@ -126,20 +127,19 @@ describe('link over real transports', () => {
     expect(ub.foreignDatagrams).toBe(0);
   });
 
-  let pty: PtyPair | undefined;
+  let serial: RelayPair | undefined;
   afterEach(async () => {
-    await pty?.close();
-    pty = undefined;
+    await serial?.close();
+    serial = undefined;
   });
 
-  it('pty pair through the serialport library: reliable messages both ways, and fail-over to UDP when the serial path dies', async () => {
-    pty = await openSocatPtyPair();
-    const sa = await serialPortStream(pty.paths[0]);
-    const sb = await serialPortStream(pty.paths[1]);
+  it('serial cable (Linux serial driver on ptys, relayed): in order over a noisy line, fail-over to UDP when cut, back when healed', async () => {
+    const rng = new Prng(99);
+    serial = await openRelayPair(() => rng.float());
     const ua = new UdpPathTransport({ name: 'udp', localHost: '127.0.0.1', localPort: 0 });
     const ub = new UdpPathTransport({ name: 'udp', localHost: '127.0.0.1', localPort: 0 });
-    const a = endpoint('a', 100, [new StreamPathTransport('serial', sa), ua]);
-    const b = endpoint('b', 200, [new StreamPathTransport('serial', sb), ub]);
+    const a = endpoint('a', 100, [new StreamPathTransport('serial', serial.a), ua]);
+    const b = endpoint('b', 200, [new StreamPathTransport('serial', serial.b), ub]);
     await Promise.all([ua.whenBound(), ub.whenBound()]);
     ua.setRemote('127.0.0.1', ub.address().port);
     ub.setRemote('127.0.0.1', ua.address().port);
@@ -147,18 +147,36 @@ describe('link over real transports', () => {
     const back = collect(a);
     const downs: string[] = [];
     a.on('pathDown', (_p, name) => downs.push(name));
+    const active: number[] = [];
+    a.on('activePath', (p) => active.push(p));
     await until(() => a.activePath === 0 && b.activePath === 0);
+    // A noisy cable: chunks dropped and bits flipped. Everything still arrives, in order.
+    serial.faults.dropProbability = 0.02;
+    serial.faults.corruptProbability = 0.02;
     for (let i = 0; i < 200; i++) a.sendReliable(1, msg(i, 1024));
     for (let i = 0; i < 50; i++) b.sendReliable(1, msg(i, 32));
-    await until(() => got.length === 200 && back.length === 50, 10_000);
+    await until(() => got.length === 200 && back.length === 50, 20_000);
     expect(got.map((m) => idOf(m.payload))).toEqual([...Array(200).keys()]);
-    expect(a.stats().paths[0]?.channel.dataFramesSent).toBeGreaterThanOrEqual(200);
-    // The cable is pulled: the socat relay dies, and both serial ends go quiet.
-    await pty.close();
+    expect(back.map((m) => idOf(m.payload))).toEqual([...Array(50).keys()]);
+    const serialStats = b.stats().paths[0];
+    expect(serialStats?.framesIn).toBeGreaterThan(0);
+    if (serial.stats.chunksCorrupted + serial.stats.chunksDropped > 0) {
+      expect(Object.values(serialStats?.rejects ?? {}).reduce((x, y) => x + y, 0) + (a.stats().paths[0]?.channel.retransmits ?? 0)).toBeGreaterThan(0);
+    }
+    serial.faults.dropProbability = 0;
+    serial.faults.corruptProbability = 0;
+    // The cable is pulled: traffic moves to the network.
+    serial.faults.cut = true;
     for (let i = 200; i < 300; i++) a.sendReliable(1, msg(i, 1024));
     await until(() => got.length === 300, 10_000);
-    expect(got.map((m) => idOf(m.payload))).toEqual([...Array(300).keys()]);
     expect(a.activePath).toBe(1);
     expect(downs).toContain('serial');
+    // Healed: traffic returns to the preferred serial path.
+    serial.faults.cut = false;
+    await until(() => a.activePath === 0, 5000);
+    for (let i = 300; i < 350; i++) a.sendReliable(1, msg(i, 1024));
+    await until(() => got.length === 350, 10_000);
+    expect(got.map((m) => idOf(m.payload))).toEqual([...Array(350).keys()]);
+    expect(active.slice(-2)).toEqual([1, 0]);
   });
 });

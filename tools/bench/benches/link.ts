@@ -1,5 +1,5 @@
 // Link benchmark: reliable-channel round-trip latency (p50/p99) and throughput over a real
-// pty pair (socat, opened through the serialport library) and over TCP and UDP loopback, and
+// pty pair (native openpty; the HAL's Linux serial driver on the slave) and over TCP and UDP loopback, and
 // the framing overhead as a fraction of payload for 64-byte and 4 KiB messages.
 import { parseArgs } from 'node:util';
 import { MultipathEndpoint } from '../../../firmware/ts/link/multipath.ts';
@@ -10,7 +10,7 @@ import { frameWireBytes } from '../../../firmware/ts/link/core/frame.ts';
 import { reliableEnvelopeBytes } from '../../../firmware/ts/link/core/multipath.ts';
 import type { PathTransport } from '../../../firmware/ts/link/endpoint.ts';
 import { realClock, realTimers } from '../../../firmware/ts/hal/clock/real.ts';
-import { openSocatPtyPair, serialPortStream } from '../../../test/link/pty.ts';
+import { openPtyPair } from '../../../test/link/pty.ts';
 import type { Bench, BenchReport, BenchRow } from '../bench.ts';
 
 const mac = hmacSha256Mac(new Uint8Array(32).map((_, i) => i * 13 + 1));
@@ -35,9 +35,8 @@ function pairOf(ta: PathTransport, tb: PathTransport, extraClose: () => Promise<
 }
 
 async function ptyPair(): Promise<Pair> {
-  const pty = await openSocatPtyPair();
-  const [sa, sb] = await Promise.all([serialPortStream(pty.paths[0]), serialPortStream(pty.paths[1])]);
-  return pairOf(new StreamPathTransport('pty', sa), new StreamPathTransport('pty', sb), () => pty.close());
+  const pty = await openPtyPair();
+  return pairOf(new StreamPathTransport('pty', pty.a), new StreamPathTransport('pty', pty.b), async () => undefined);
 }
 
 async function tcpPair(): Promise<Pair> {
@@ -200,7 +199,7 @@ async function runAll(pings: number, mib: number, only: readonly string[]): Prom
         await tpPair.close();
       }
     }
-    notes.push('Both blades run in this one process (2 cores shared); the pty is a socat pair opened through the serialport library, so the figures include the relay.');
+    notes.push('Both blades run in this one process (2 cores shared). The pty is one native openpty pair: blade A on the master side (PtyMasterPort), blade B on the slave with the HAL Linux serial driver; no baud-rate limit applies to a pty.');
     notes.push('Overhead per reliable message = 36-byte header + 16-byte MAC tag + 4-byte message id.');
     return { rows, figures, notes };
 }
