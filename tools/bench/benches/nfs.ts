@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -276,6 +276,7 @@ export const bench: Bench = {
     const qd = Number(values.qd);
     const fileMiB = Number(values['file-mib']);
     const rounds = Number(values.rounds);
+    const loadStart = loadavg()[0] ?? 0;
     const results: Record<string, Figures> = {};
     const targets: Target[] = [];
     try {
@@ -326,6 +327,10 @@ export const bench: Bench = {
         figures[`${who}.${k}`] = f[k];
       }
     }
+    // The host's 1-minute load average: the figures mean little when other work competes
+    // for the cores (our server is one thread; ganesha has a pool of them).
+    figures['hostLoadAvg1Start'] = loadStart;
+    figures['hostLoadAvg1End'] = loadavg()[0] ?? 0;
     const ours = results['ours'];
     const gan = results['ganesha'];
     if (ours !== undefined && gan !== undefined) {
