@@ -53,6 +53,22 @@ describe('state-machine log', () => {
     expect(sm.metrics()).toMatchObject({ requests: 3, requestsHighWater: 3 });
   });
 
+  it('SM-3 at capacity the oldest finished request inside a consistency point gives way', () => {
+    const sm = new StateMachineLog({ smRequestsMax: 2, replyRetentionMs: 1e9 });
+    for (let i = 1; i <= 2; i++) {
+      sm.receive(key(i));
+      sm.logged(key(i), i);
+      sm.applied(key(i), new Uint8Array([i]));
+      sm.replied(key(i), 0);
+    }
+    expect(() => sm.receive(key(3))).toThrow(expect.objectContaining({ code: 'ERR_NVLOG_SM_FULL' }));
+    sm.release(1, 0);
+    expect(sm.receive(key(3)).kind).toBe('new');
+    expect(sm.get(key(1))).toBeUndefined();
+    expect(sm.get(key(2))?.state).toBe('replied');
+    expect(sm.metrics().evictions).toBe(1);
+  });
+
   it('SM-3 releases requests inside the consistency point once their retention passed', () => {
     const sm = new StateMachineLog({ smRequestsMax: 10, replyRetentionMs: 10 });
     for (let i = 1; i <= 3; i++) {
@@ -64,7 +80,7 @@ describe('state-machine log', () => {
     expect(sm.release(2, 105)).toBe(0);
     expect(sm.release(2, 110)).toBe(2);
     expect(sm.get(key(3))?.state).toBe('replied');
-    expect(sm.metrics()).toMatchObject({ requests: 1, requestsHighWater: 3, replied: 1 });
+    expect(sm.metrics()).toMatchObject({ requests: 1, requestsHighWater: 3, replied: 1, evictions: 0 });
   });
 
   it('SM-3 names the replies a released log half must carry forward', () => {

@@ -87,6 +87,7 @@ export interface NvLogMetrics {
   logBytesHighWater: number;
   smRequests: number;
   smRequestsHighWater: number;
+  smEvictions: number;
   appends: number;
   halfSwitches: number;
   fullRejections: number;
@@ -655,6 +656,7 @@ export class NvLog {
       logBytesHighWater: this.counters.logBytesHighWater,
       smRequests: sm.requests,
       smRequestsHighWater: sm.requestsHighWater,
+      smEvictions: sm.evictions,
       appends: this.counters.appends,
       halfSwitches: this.counters.halfSwitches,
       fullRejections: this.counters.fullRejections,

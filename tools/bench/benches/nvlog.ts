@@ -98,6 +98,7 @@ async function measure(log: NvLog, count: number, window: number, size: number, 
       const n = issued++;
       const start = performance.now();
       const key = new Uint8Array([n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, 1]);
+      log.sm.receive(key);
       log.appendChange(key, desc).then(
         (r) => {
           const now = performance.now();

@@ -34,11 +34,16 @@ export interface SmMetrics {
   requests: number;
   requestsHighWater: number;
   replied: number;
+  /** Finished requests dropped before their retention ended because the table was full. */
+  evictions: number;
 }
 
 export class StateMachineLog {
   private readonly byKey = new Map<string, SmRecord>();
   private highWater = 0;
+  /** The newest consistency point seen by `release`: records inside it may be evicted. */
+  private cpSeq = 0;
+  private evictions = 0;
 
   constructor(private readonly limits: { smRequestsMax: number; replyRetentionMs: number } = nvlogLimits) {}
 
@@ -51,7 +56,9 @@ export class StateMachineLog {
     const k = StateMachineLog.keyOf(key);
     const have = this.byKey.get(k);
     if (have !== undefined) return have.state === 'applied' || have.state === 'replied' ? { kind: 'done', record: have } : { kind: 'in-progress', record: have };
-    if (this.byKey.size >= this.limits.smRequestsMax) throw new TwinbladeError(NvlogErrorCode.smFull, 'busy', `state-machine log holds ${this.byKey.size} requests`);
+    if (this.byKey.size >= this.limits.smRequestsMax && !this.evictOldest()) {
+      throw new TwinbladeError(NvlogErrorCode.smFull, 'busy', `state-machine log holds ${this.byKey.size} requests, none of them finished and inside a consistency point`);
+    }
     this.byKey.set(k, newRecord(k));
     this.highWater = Math.max(this.highWater, this.byKey.size);
     return { kind: 'new' };
@@ -119,6 +126,7 @@ export class StateMachineLog {
    * retention has passed (SM-3). Returns how many were released.
    */
   release(cpSeq: number, nowMs: number): number {
+    this.cpSeq = Math.max(this.cpSeq, cpSeq);
     let n = 0;
     for (const [k, r] of this.byKey) {
       if (r.changeSeq <= cpSeq && (r.state === 'replied' || r.state === 'applied') && r.repliedAtMs !== undefined && nowMs - r.repliedAtMs >= this.limits.replyRetentionMs) {
@@ -154,7 +162,24 @@ export class StateMachineLog {
   metrics(): SmMetrics {
     let replied = 0;
     for (const r of this.byKey.values()) if (r.state === 'replied') replied++;
-    return { requests: this.byKey.size, requestsHighWater: this.highWater, replied };
+    return { requests: this.byKey.size, requestsHighWater: this.highWater, replied, evictions: this.evictions };
+  }
+
+  /**
+   * At capacity, the oldest finished request whose change is inside a consistency point gives
+   * way before its retention ends (like a duplicate-request cache evicting its oldest entry):
+   * the bound on the pipeline wins over a very late retransmission. Unfinished requests are
+   * never evicted.
+   */
+  private evictOldest(): boolean {
+    for (const [k, r] of this.byKey) {
+      if ((r.state === 'replied' || r.state === 'applied') && r.changeSeq <= this.cpSeq) {
+        this.byKey.delete(k);
+        this.evictions++;
+        return true;
+      }
+    }
+    return false;
   }
 
   private ensure(k: string): SmRecord {
