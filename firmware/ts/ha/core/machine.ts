@@ -92,7 +92,7 @@ export type HaAction =
   /** Write `message` into this blade's slot on the mailbox disks of `sets` (those it holds), first one then the next. */
   | { type: 'write-mailbox'; message: StatusMessage; sets: number }
   /** Apply a fence command to every disk of `set`; answer with a `fence-result` event. */
-  | { type: 'fence'; op: FenceOp; set: SetIndex }
+  | { type: 'fence'; op: FenceOp; set: SetIndex; token: number }
   /** Pulse the partner's reset line for `durationMs`; answer with `reset-done`. */
   | { type: 'pulse-reset'; durationMs: number }
   /** Start or stop serving a disk set (file systems, client addresses). Stopping means no further writes to it. */
@@ -118,7 +118,8 @@ export type HaEvent =
   | { type: 'rejected'; path: string; code: string }
   /** The link layer reports a path up or down (down makes it silent at once). */
   | { type: 'path'; path: string; up: boolean }
-  | { type: 'fence-result'; op: FenceOp; set: SetIndex; ok: boolean; code?: string }
+  /** The outcome of the `fence` action with the same `token`. */
+  | { type: 'fence-result'; op: FenceOp; set: SetIndex; token: number; ok: boolean; code?: string }
   /** A write of ours to a disk of `set` was refused with a reservation conflict. */
   | { type: 'write-fenced'; set: SetIndex }
   | { type: 'reset-done' }
@@ -159,6 +160,8 @@ interface PathState {
   corruptCount: number;
   /** Consecutive good decodes (a bad path needs `mailboxCorruptCountMax` of them to recover). */
   goodCount: number;
+  /** Since when consecutive, closely spaced good reads have shown the same record (undefined: no such streak). */
+  staleSinceMs: number | undefined;
   bad: boolean;
   /** Last reported up/down (for alerts on transitions). */
   reportedUp: boolean;
@@ -229,6 +232,11 @@ export class HaMachine {
   private seizeSets = 0;
   private pendingFences = 0;
   private probeRetryMs: number | undefined;
+  /** Earliest time a blade waiting for giveback may try its own disks again. */
+  private reprobeAtMs = 0;
+  private fenceToken = 0;
+  /** Fence commands of this boot still waiting for their result. */
+  private readonly outstandingFences = new Set<number>();
   private partnerDownAlerted = false;
   private onlyMailboxSinceMs: number | undefined;
   private onlyMailboxAlerted = false;
@@ -252,7 +260,7 @@ export class HaMachine {
     this.bootMs = nowMs;
     for (const p of config.paths) {
       if (this.paths.has(p.id)) throw new InvalidArgumentError('ERR_HA_CONFIG', `duplicate path ${p.id}`);
-      this.paths.set(p.id, { id: p.id, kind: p.kind, lastAdvanceMs: undefined, lastReadOkMs: undefined, linkDown: false, corruptCount: 0, goodCount: 0, bad: false, reportedUp: false });
+      this.paths.set(p.id, { id: p.id, kind: p.kind, lastAdvanceMs: undefined, lastReadOkMs: undefined, linkDown: false, corruptCount: 0, goodCount: 0, staleSinceMs: undefined, bad: false, reportedUp: false });
     }
     // Step 251: a new instantiation, so a new generation (HA-2), persisted before any message carries it.
     this.generation = (persisted?.generation ?? 0) + 1;
@@ -266,6 +274,8 @@ export class HaMachine {
     this.nextSendMs = nowMs;
     this.nextMailboxMs = nowMs;
     this.enterProbe();
+    // The first REBOOTING report (HA-11) goes out with the first Ready.
+    this.evaluate();
   }
 
   // ---------------------------------------------------------------------------------------
@@ -287,7 +297,8 @@ export class HaMachine {
         break;
       }
       case 'fence-result':
-        this.onFenceResult(event.op, event.set, event.ok, event.code);
+        if (!this.outstandingFences.delete(event.token)) this.onStaleFenceResult(event.op, event.set, event.ok);
+        else this.onFenceResult(event.op, event.set, event.ok, event.code);
         break;
       case 'write-fenced':
         this.onWriteFenced(event.set);
@@ -387,6 +398,7 @@ export class HaMachine {
     if (code === 'ERR_MAILBOX_EMPTY') return;
     p.corruptCount++;
     p.goodCount = 0;
+    p.staleSinceMs = undefined;
     if (p.kind === 'mailbox' && !p.bad && p.corruptCount >= this.t.mailboxCorruptCountMax) {
       p.bad = true;
       this.alert(HaCode.mailboxBad, `mailbox path ${p.id}: ${p.corruptCount} undecodable records in a row (last ${code}); path marked bad`);
@@ -406,12 +418,19 @@ export class HaMachine {
     }
     p.corruptCount = 0;
     p.goodCount++;
+    // A disk heartbeat proves life by changing between two reads in a row. A record read
+    // after a gap (reads failing, a fresh boot) may have been written long ago, even if it
+    // is newer than anything the stream has seen: it earns no credit until the next read.
+    const watched = p.kind !== 'mailbox' || (p.lastReadOkMs !== undefined && this.nowMs - p.lastReadOkMs <= 2 * this.t.mailboxPollIntervalMs + this.t.tickIntervalMs);
     p.lastReadOkMs = this.nowMs;
     const { isNew, pathAdvanced, witnessMs } = this.stream.offer(pathId, m, this.nowMs);
     // A path marked bad proves nothing about the partner until it has recovered. A record
     // that is new for its path but old for the stream (a mailbox read after a gap) only
     // proves the partner was alive when the stream first saw that far.
-    if (pathAdvanced && !p.bad && witnessMs > (p.lastAdvanceMs ?? -Infinity)) p.lastAdvanceMs = witnessMs;
+    if (pathAdvanced && watched && !p.bad && witnessMs > (p.lastAdvanceMs ?? -Infinity)) p.lastAdvanceMs = witnessMs;
+    // Evidence that the partner stopped writing: the same record, read again and again
+    // without a gap. Any change, gap or bad read starts the streak over.
+    if (pathAdvanced || !watched) p.staleSinceMs = this.nowMs;
     // Hysteresis: one lucky read of a flaky disk must not make it a trusted path again.
     if (p.bad && p.goodCount >= this.t.mailboxCorruptCountMax) {
       p.bad = false;
@@ -430,7 +449,7 @@ export class HaMachine {
     // The partner (re)joined NORMAL: renew our registration on its disks, which its own
     // recovery may have preempted, so that a later takeover can preempt them (SCSI-3 PR).
     if (m.phase === HaPhase.normal && previous?.phase !== HaPhase.normal && (this.claimed & bit(this.other)) === 0) {
-      this.actions.push({ type: 'fence', op: 'register', set: this.other });
+      this.fence('register', this.other);
     }
     this.onPartnerProgress(m);
   }
@@ -456,10 +475,13 @@ export class HaMachine {
         }
         break;
       case 'await-giveback':
-        // The partner serves normally and says it holds nothing of ours: it gave our disks
-        // back, or its reservation is a stale one left by a crash mid-giveback. Either way
-        // nobody writes them: take them back (preempt clears a stale holder too).
-        if (this.partnerGaveBack(m)) this.enterProbe();
+        // The partner says it holds nothing of ours: it gave our disks back (or never had
+        // them, or holds a stale reservation it does not know of). Try again (step 252),
+        // at most once per retry interval.
+        if (this.partnerDisclaims(m) && this.nowMs >= this.reprobeAtMs) {
+          this.reprobeAtMs = this.nowMs + this.t.takeoverGraceMs;
+          this.enterProbe();
+        }
         break;
       case 'listen':
         this.decideAfterListen();
@@ -469,8 +491,9 @@ export class HaMachine {
     }
   }
 
-  private partnerGaveBack(m: StatusMessage): boolean {
-    return m.phase === HaPhase.normal && m.indicator !== StateIndicator.takeover && (m.claimedSets & bit(this.own)) === 0;
+  /** The partner neither holds nor is taking our disks. */
+  private partnerDisclaims(m: StatusMessage): boolean {
+    return m.indicator !== StateIndicator.takeover && (m.claimedSets & bit(this.own)) === 0;
   }
 
   private partnerTakingUs(m: StatusMessage): boolean {
@@ -505,9 +528,10 @@ export class HaMachine {
           this.stepDeadlineMs = this.nowMs + this.t.rebootListenMs;
           this.broadcastNow = true;
           if (this.partnerHeardMs !== undefined) this.decideAfterListen();
-        } else if (code === 'ERR_FENCE_CONFLICT' && this.partner !== undefined && this.partnerAlive() && this.partnerGaveBack(this.partner)) {
-          // The partner runs NORMAL and says it holds nothing of ours, yet the reservation is
-          // its: a stale one, left by a crash between giveback steps. Nobody writes these disks.
+        } else if (code === 'ERR_FENCE_CONFLICT' && this.partner !== undefined && this.partnerAlive() && this.partnerDisclaims(this.partner)) {
+          // The live partner says it holds nothing of ours, yet the reservation is its: a
+          // stale one (a crash between giveback steps, a command that completed after its
+          // restart). It writes only what it claims, so nobody writes these disks: take them.
           this.startSeize(bit(this.own), true);
         } else if (code === 'ERR_FENCE_CONFLICT') {
           this.step_ = 'await-giveback';
@@ -535,6 +559,7 @@ export class HaMachine {
         if (op !== 'preempt' || set !== this.other) return;
         if (ok) {
           this.step_ = 'resetting';
+          this.stepDeadlineMs = this.nowMs + this.t.resetPulseMs + this.t.tickIntervalMs;
           this.actions.push({ type: 'pulse-reset', durationMs: this.t.resetPulseMs });
         } else if (code === 'ERR_FENCE_NOT_REGISTERED' || code === 'ERR_FENCE_CONFLICT') {
           // The partner preempted us first: it won the race; we are the one taken over.
@@ -561,6 +586,24 @@ export class HaMachine {
       default:
         return;
     }
+  }
+
+  private fence(op: FenceOp, set: SetIndex): void {
+    const token = ++this.fenceToken;
+    this.outstandingFences.add(token);
+    this.actions.push({ type: 'fence', op, set, token });
+  }
+
+  /**
+   * The result of a command issued before our last restart: whatever step wanted it is
+   * gone. A reservation of the partner's disks that it took anyway must not linger, or the
+   * partner would wait for a giveback we do not know we owe.
+   */
+  private onStaleFenceResult(op: FenceOp, set: SetIndex, ok: boolean): void {
+    if (!ok || (op !== 'reserve' && op !== 'preempt')) return;
+    if (set === this.other && (this.claimed & bit(this.other)) === 0) this.fence('release', this.other);
+    // Our own disks turned out to be ours after all: a waiting blade can stop waiting.
+    if (set === this.own && this.step_ === 'await-giveback') this.enterProbe();
   }
 
   private onWriteFenced(set: SetIndex): void {
@@ -651,7 +694,7 @@ export class HaMachine {
       case 'probe':
         if (this.probeRetryMs !== undefined && this.nowMs >= this.probeRetryMs) {
           this.probeRetryMs = undefined;
-          this.actions.push({ type: 'fence', op: 'reserve', set: this.own });
+          this.fence('reserve', this.own);
         }
         break;
       case 'await-giveback':
@@ -682,7 +725,7 @@ export class HaMachine {
       case 'announce':
         if (this.nowMs >= this.stepDeadlineMs) {
           this.step_ = 'fencing';
-          this.actions.push({ type: 'fence', op: 'preempt', set: this.other });
+          this.fence('preempt', this.other);
         }
         break;
       case 'resetting':
@@ -748,12 +791,12 @@ export class HaMachine {
     return this.nowMs - this.bootMs >= longest;
   }
 
-  /** Some mailbox path still reads the partner's record, and it has not advanced for a mailbox timeout. */
+  /** Some mailbox path has read the same partner record, without a gap, for a mailbox timeout. */
   private mailboxShowsPartnerStopped(): boolean {
     const fresh = 2 * this.t.mailboxPollIntervalMs + this.t.tickIntervalMs;
     for (const p of this.paths.values()) {
-      if (p.kind !== 'mailbox' || p.bad || p.lastReadOkMs === undefined || this.nowMs - p.lastReadOkMs > fresh) continue;
-      if (p.lastAdvanceMs === undefined || this.nowMs - p.lastAdvanceMs >= pathTimeoutMs(this.t, 'mailbox')) return true;
+      if (p.kind !== 'mailbox' || p.bad || p.lastReadOkMs === undefined || p.staleSinceMs === undefined || this.nowMs - p.lastReadOkMs > fresh) continue;
+      if (this.nowMs - p.staleSinceMs >= pathTimeoutMs(this.t, 'mailbox')) return true;
     }
     return false;
   }
@@ -848,7 +891,7 @@ export class HaMachine {
   private startGiveback(): void {
     this.serve(this.other, false);
     this.step_ = 'giveback-release';
-    this.actions.push({ type: 'fence', op: 'release', set: this.other });
+    this.fence('release', this.other);
   }
 
   private enterProbe(): void {
@@ -857,9 +900,9 @@ export class HaMachine {
     this.broadcastNow = true;
     // Register our key on every shared disk (a preempt needs it; a partner's preempt removed
     // it), then step 252: reserving our own set tells whether the partner holds it.
-    this.actions.push({ type: 'fence', op: 'register', set: this.own });
-    this.actions.push({ type: 'fence', op: 'register', set: this.other });
-    this.actions.push({ type: 'fence', op: 'reserve', set: this.own });
+    this.fence('register', this.own);
+    this.fence('register', this.other);
+    this.fence('reserve', this.own);
   }
 
   /** Step 253: what was the partner doing, and what were we doing before the interruption? */
@@ -892,11 +935,11 @@ export class HaMachine {
     this.pendingFences = 0;
     if ((sets & bit(this.other)) !== 0) {
       this.pendingFences++;
-      this.actions.push({ type: 'fence', op: 'preempt', set: this.other });
+      this.fence('preempt', this.other);
     }
     if (ownNeedsPreempt) {
       this.pendingFences++;
-      this.actions.push({ type: 'fence', op: 'preempt', set: this.own });
+      this.fence('preempt', this.own);
     }
     if (this.pendingFences === 0) this.startRecoveryReplay();
     this.broadcastNow = true;
@@ -923,7 +966,7 @@ export class HaMachine {
     // Let go of the partner's disks if we held them (a no-op if it preempted us). Our own
     // reservation stays: step 252 re-reserves it, and a release racing that reserve could
     // drop the fresh one.
-    if ((this.claimed & bit(this.other)) !== 0) this.actions.push({ type: 'fence', op: 'release', set: this.other });
+    if ((this.claimed & bit(this.other)) !== 0) this.fence('release', this.other);
     // We gave everything up: a crash from here on must not resume an old takeover.
     this.stablePhase = HaPhase.normal;
     this.stableClaimed = this.claimed & bit(this.own);
@@ -939,6 +982,7 @@ export class HaMachine {
 
   /** REBOOT-OPERATION 231: a new generation and the recovery steps from 251. */
   private reboot(): void {
+    this.outstandingFences.clear();
     this.bootMs = this.nowMs;
     this.bootClaimed = this.stableClaimed;
     this.generation++;
@@ -971,6 +1015,8 @@ export class HaMachine {
     if (this.phase === HaPhase.takeover || this.step_ === 'announce' || this.step_ === 'fencing' || this.step_ === 'resetting' || this.step_ === 'replaying') {
       return StateIndicator.takeover;
     }
+    // Step 255 seizes the partner's disks too: say so, as a takeover would.
+    if ((this.step_ === 'seize' || this.step_ === 'replay') && (this.seizeSets & bit(this.other)) !== 0) return StateIndicator.takeover;
     if (this.operatorDisabled || this.versionMismatch()) return StateIndicator.disable;
     if (!this.mirrorSynced) return StateIndicator.noTakeover;
     return StateIndicator.normal;

@@ -473,7 +473,7 @@ export class PairWorld {
             code = isTwinbladeError(e) ? e.code : 'unknown';
           }
           if (a.op !== 'register') this.trace(`${name}: ${a.op} set ${a.set} ${code ?? 'ok'}`);
-          b.machine.step({ type: 'fence-result', op: a.op, set: a.set, ok: code === undefined, ...(code === undefined ? {} : { code }) }, this.nowMs);
+          b.machine.step({ type: 'fence-result', op: a.op, set: a.set, token: a.token, ok: code === undefined, ...(code === undefined ? {} : { code }) }, this.nowMs);
           this.drain(b);
         });
         return;
