@@ -178,3 +178,31 @@ describe('RPC messages', () => {
     expect(decodeCall(Uint8Array.from([0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2])).kind).toBe('deny-auth');
   });
 });
+
+describe('XDR writer buffers', () => {
+  it('writers never share bytes, even when carved from the same slab', () => {
+    const a = new XdrWriter(16);
+    const b = new XdrWriter(16);
+    a.u32(0x11111111);
+    b.u32(0x22222222);
+    for (let i = 0; i < 100; i++) a.u32(i); // grows past its first region
+    expect(new XdrReader(b.bytes()).u32()).toBe(0x22222222);
+    expect(b.bytes().length).toBe(4);
+    expect(new XdrReader(a.bytes()).u32()).toBe(0x11111111);
+  });
+
+  it('a tail opaque is sent by reference, padded, and ends the message', () => {
+    const w = new XdrWriter(16, 4);
+    w.u32(7);
+    const data = Uint8Array.from([1, 2, 3, 4, 5]);
+    w.opaqueTail(data);
+    expect(w.length(4)).toBe(4 + 4 + 8);
+    const segs = w.segments(4);
+    expect(segs[1]).toBe(data);
+    expect([...w.bytes(4)]).toEqual([0, 0, 0, 7, 0, 0, 0, 5, 1, 2, 3, 4, 5, 0, 0, 0]);
+    expect(() => w.u32(1)).toThrow();
+    const r = new XdrReader(w.bytes(4));
+    expect(r.u32()).toBe(7);
+    expect([...r.opaque(8)]).toEqual([1, 2, 3, 4, 5]);
+  });
+});
