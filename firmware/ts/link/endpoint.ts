@@ -3,6 +3,7 @@
 
 import type { MultipathStats } from './core/multipath.ts';
 import type { PathKind } from './core/multipath.ts';
+import type { ChannelLimits } from './core/reliable.ts';
 
 export type { MultipathStats, PathStats, ReliableMessage } from './core/multipath.ts';
 export { reliablePayloadBytesMax } from './core/multipath.ts';
@@ -26,6 +27,24 @@ export const LinkDatagramType = {
   /** Network path beacons (SPEC CF-2). */
   beacon: 2,
 } as const;
+
+/**
+ * Limits for a path over a real UART (115200 baud: about 11.5 KB/s, so a 4 KiB frame spends
+ * some 360 ms on the wire and the driver's 16 KiB queue holds 1.4 s of traffic). A small window
+ * keeps that queue short, and the first retransmit timeout exceeds a full queue's drain time so
+ * that frames which are merely slow are not resent before the first round trip is measured.
+ * Liveness must outlast a few frame times: one damaged 4 KiB frame leaves a 700 ms gap between
+ * good frames, so the 500 ms of HA-5 (a fast interconnect in the seed) would flap the path.
+ */
+export const uartPathLimits: Readonly<Partial<ChannelLimits>> = Object.freeze({
+  windowFramesMax: 4,
+  reorderFramesMax: 4,
+  retransmitTimeoutMsInitial: 2000,
+  retransmitTimeoutMsMin: 200,
+  retransmitTimeoutMsMax: 5000,
+  retransmitBurstFramesMax: 2,
+  livenessTimeoutMs: 2000,
+});
 
 export interface LinkEndpointEvents {
   /** A reliable message, in order, exactly once per peer generation. */
