@@ -63,7 +63,7 @@ describe('mirroring over the link (TCP loopback, mmap NVRAM)', () => {
     l0.onMirrorState((c) => states.push(c.state));
 
     let [a, b] = await linkPair(1);
-    new LinkMirrorTransport(a).bind(l0);
+    const t0link = new LinkMirrorTransport(a).bind(l0);
     new LinkMirrorTransport(b).bind(l1);
     cleanups.push(async () => {
       await a.close();
@@ -83,6 +83,9 @@ describe('mirroring over the link (TCP loopback, mmap NVRAM)', () => {
     expect(decodeChangePayload((mirrorOf0.records[10] as { payload: Uint8Array }).payload).descriptor).toEqual(big);
     expect(l0.recoverPartnerMirror().records.length).toBe(32);
     expect(l0.metrics().mirrorInFlightHighWater).toBeGreaterThan(1);
+    // Entries appended in the same tick share link messages.
+    expect(t0link.linkMessages).toBeLessThan(t0link.mirrorMessages);
+    expect(t0link.rejected).toBe(0);
 
     // The partner goes away: blade 0 keeps answering on its local copy and reports degraded.
     await b.close();
