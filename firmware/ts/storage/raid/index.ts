@@ -156,7 +156,7 @@ export async function openVolume(disks: readonly BlockDevice[], opts: OpenVolume
   }
   const slots = plan.members.map((m, p) => {
     const entry = ref.members[p] as { uuid: string };
-    if (m === undefined) return { disk: undefined, uuid: entry.uuid, state: (plan.tableStates[p] === 'ok' ? 'missing' : 'failed') as 'missing' | 'failed', cursorStripe: 0 };
+    if (m === undefined) return { disk: undefined, uuid: entry.uuid, state: (plan.tableStates[p] === 'failed' ? 'failed' : 'missing') as 'missing' | 'failed', cursorStripe: 0 };
     return { disk: disks[m.disk] as BlockDevice, uuid: m.uuid, state: m.state, cursorStripe: m.rebuildCursorStripe };
   });
   const volume = new RaidVolume(
@@ -171,9 +171,11 @@ export async function openVolume(disks: readonly BlockDevice[], opts: OpenVolume
     },
     opts,
   );
-  // A member listed as current but absent must be recorded as failed before any write is
-  // acknowledged: if it came back later, its data would be stale.
-  if (slots.some((s) => s.state === 'missing')) await volume.persistMembership();
+  // A member listed as current (ok, or rebuilding with a checkpoint) but absent must be
+  // recorded as failed before any write is acknowledged: if it came back later, its data
+  // (below its checkpoint, for a rebuilding one) would be stale.
+  const recorded = (p: number): string => ref.members[p]?.state ?? 'failed';
+  if (slots.some((s, p) => (s.state === 'missing' || s.state === 'failed') && recorded(p) !== 'failed')) await volume.persistMembership();
   if (opts.autoRebuild !== false) volume.startRebuild();
   return volume;
 }

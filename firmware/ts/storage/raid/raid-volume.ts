@@ -682,29 +682,62 @@ export class RaidVolume implements Volume {
       const chunkStripes = this.chunkStripes();
       const checkpointStripes = Math.max(chunkStripes, Math.floor(this.limits.rebuildCheckpointBytes / g.stripeUnitBytes));
       let sinceCheckpoint = 0;
-      while (slot.cursorStripe < g.stripeCount) {
-        const lo = slot.cursorStripe;
-        const hi = Math.min(g.stripeCount, lo + chunkStripes);
-        await bucket.take((hi - lo) * g.stripeUnitBytes);
-        check();
-        const release = await this.locks.acquire(lo, hi);
-        try {
-          check();
-          const data = await this.reconstructOrFail(position, lo * g.unitBlocks, hi * g.unitBlocks - 1, 0);
-          check();
-          await this.writeMember(position, lo * g.unitBlocks, data);
-          check();
-          slot.cursorStripe = hi;
-        } finally {
-          release();
-        }
-        sinceCheckpoint += hi - lo;
+      // Two chunks in flight: the next chunk is read and reconstructed while the previous one
+      // is written to the new disk. Each holds its stripe lock until it is written; the
+      // cursor only ever moves past written chunks, in order.
+      let writing: Promise<void> | undefined;
+      const settle = async (): Promise<void> => {
+        const w = writing;
+        writing = undefined;
+        if (w !== undefined) await w;
+      };
+      const progressed = async (): Promise<void> => {
+        this.emit({ type: 'rebuild-progress', position, progress: slot.cursorStripe / g.stripeCount });
         if (sinceCheckpoint >= checkpointStripes && slot.cursorStripe < g.stripeCount) {
           sinceCheckpoint = 0;
           await this.checkpointRebuild(position);
           check();
         }
-        this.emit({ type: 'rebuild-progress', position, progress: slot.cursorStripe / g.stripeCount });
+      };
+      try {
+        let next = slot.cursorStripe;
+        while (next < g.stripeCount) {
+          const lo = next;
+          const hi = Math.min(g.stripeCount, lo + chunkStripes);
+          await bucket.take((hi - lo) * g.stripeUnitBytes);
+          check();
+          const release = await this.locks.acquire(lo, hi);
+          let data: Uint8Array;
+          try {
+            check();
+            data = await this.reconstructOrFail(position, lo * g.unitBlocks, hi * g.unitBlocks - 1, 0);
+            check();
+            const hadPrevious = writing !== undefined;
+            await settle();
+            if (hadPrevious) await progressed();
+          } catch (e) {
+            release();
+            throw e;
+          }
+          next = hi;
+          sinceCheckpoint += hi - lo;
+          writing = (async () => {
+            try {
+              await this.writeMember(position, lo * g.unitBlocks, data);
+              check();
+              slot.cursorStripe = hi;
+            } finally {
+              release();
+            }
+          })();
+          // Awaited by settle(); this only keeps an early exit from reporting it as unhandled.
+          writing.catch(() => undefined);
+        }
+        await settle();
+        await progressed();
+      } finally {
+        // On an early exit, let the chunk in flight finish (and release its lock) first.
+        await settle().catch(() => undefined);
       }
       try {
         await disk.flush();
