@@ -366,3 +366,26 @@ describe('registration with a portmapper', () => {
     await pm.close();
   });
 });
+
+describe('file-system refusals pass through', () => {
+  it('NOTSUPP from a file system without special files reaches the client', async () => {
+    const { MemFs } = await import('../../firmware/ts/fsapi/memfs.ts');
+    const { FsError } = await import('../../firmware/ts/fsapi/ops.ts');
+    const { startNfsServer } = await import('../../firmware/ts/nfs/server.ts');
+    const { realClock } = await import('../../firmware/ts/hal/clock/real.ts');
+    const fs = new MemFs({ fsid: 4n, rootMode: 0o777 });
+    const plain = Object.assign(Object.create(fs) as typeof fs, {
+      apply: (c: Parameters<typeof fs.apply>[0]) => (c.op === 'mknod' ? Promise.reject(new FsError(FsStatus.NOTSUPP)) : fs.apply(c)),
+    });
+    const s = await startNfsServer({ exports: [{ path: '/p', fs: plain }], clock: realClock });
+    const m = await mountNfs({ host: '127.0.0.1', nfsPort: s.nfsPort, mountPort: s.mountPort, path: '/p' });
+    try {
+      const r = await m.nfs.mknod(m.root, 'fifo', { type: FileType.FIFO, attrs: sattr() });
+      expect(r.status).toBe(FsStatus.NOTSUPP);
+      ok(await m.nfs.mkdir(m.root, 'still-works'));
+    } finally {
+      await m.close();
+      await s.close();
+    }
+  });
+});
