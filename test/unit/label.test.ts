@@ -151,6 +151,19 @@ describe('disk label codec', () => {
     );
   });
 
+  it('fits one 512-byte sector (atomic to write) up to 19 members; a label torn across sectors fails its CRC', () => {
+    expect(labelRecordBytes(19)).toBe(512);
+    const members = (n: number, state: 'ok' | 'failed'): DiskLabel['members'] => Array.from({ length: n }, (_, i) => ({ uuid: i.toString(16).padStart(32, '0'), state }));
+    const before = encodeLabel({ ...sample, memberCount: 24, position: 3, members: members(24, 'ok') });
+    const after = encodeLabel({ ...sample, memberCount: 24, position: 3, generation: 8, members: members(24, 'failed') });
+    const torn = before.slice();
+    torn.set(after.subarray(0, 512)); // the first sector landed, the second did not
+    expect(codeOf(() => decodeLabel(torn))).toBe(LabelErrorCode.crc);
+    const tornOtherWay = after.slice();
+    tornOtherWay.set(before.subarray(0, 512));
+    expect(codeOf(() => decodeLabel(tornOtherWay))).toBe(LabelErrorCode.crc);
+  });
+
   it('names the reason: wrong magic, unknown version, impossible length', () => {
     const slot = encodeLabel(sample);
     const wrongMagic = slot.slice();
