@@ -1,0 +1,67 @@
+// Builds a blade's interconnect endpoint from its board description: the serial UART (path 0,
+// preferred) and a UDP path between the interconnect addresses (path 1), authenticated with
+// a key derived from the pair's shared secret. This is what the composition root calls.
+
+import { createHmac } from 'node:crypto';
+import type { Clock, Timers } from '../core/clock.ts';
+import { utf8Encode } from '../core/bytes.ts';
+import { InvalidArgumentError } from '../core/errors.ts';
+import type { SerialPort } from '../hal/serial/serial-port.ts';
+import type { Board } from '../board/schema.ts';
+import { uartPathLimits } from './endpoint.ts';
+import { hmacSha256Mac, linkKeyFromHex } from './mac.ts';
+import type { Mac } from './core/frame.ts';
+import { MultipathEndpoint } from './multipath.ts';
+import { StreamPathTransport } from './stream-path.ts';
+import { UdpPathTransport } from './udp-path.ts';
+
+/** Line speeds at or above this are treated as fast (no UART limits). */
+export const uartFastBaudMin = 1_000_000;
+
+/**
+ * The link's own key: HMAC-SHA256(pair key, label). The pair key also MACs NFS file handles;
+ * deriving a separate key keeps a tag from one use from ever being valid in the other.
+ */
+export function linkMacFromPairKey(pairKeyHex: string): Mac {
+  const pairKey = linkKeyFromHex(pairKeyHex);
+  const linkKey = createHmac('sha256', pairKey).update(utf8Encode('twinblade link frame v1')).digest();
+  return hmacSha256Mac(new Uint8Array(linkKey));
+}
+
+export interface BladeLinkOptions {
+  board: Pick<Board, 'identity' | 'serial' | 'network' | 'service'>;
+  /** This boot's generation (persistent boot counter, SPEC HA-2). */
+  generation: number;
+  /** The interconnect UART, already opened with the board's driver. */
+  serialPort: SerialPort;
+  clock: Clock;
+  timers: Timers;
+}
+
+/** Opens the blade's link endpoint; resolves once the UDP socket is bound. */
+export async function openBladeLink(o: BladeLinkOptions): Promise<MultipathEndpoint> {
+  const ic = o.board.network.interconnect;
+  const service = o.board.service;
+  if (service === undefined) {
+    // Without the pair secret the link cannot authenticate anything; refusing beats running open.
+    throw new InvalidArgumentError('ERR_LINK_KEY', 'the board description has no service.pairKeyHex for the interconnect');
+  }
+  const udp = new UdpPathTransport({ name: 'interconnect-udp', localHost: ic.self, localPort: ic.port, remoteHost: ic.partner, remotePort: ic.port });
+  const serial = new StreamPathTransport('serial', o.serialPort);
+  const endpoint = new MultipathEndpoint({
+    localGeneration: o.generation,
+    role: o.board.identity.blade,
+    mac: linkMacFromPairKey(service.pairKeyHex),
+    transports: [serial, udp],
+    pathLimits: [o.board.serial.baud < uartFastBaudMin ? uartPathLimits : undefined, undefined],
+    clock: o.clock,
+    timers: o.timers,
+  });
+  try {
+    await udp.whenBound();
+  } catch (e) {
+    await endpoint.close();
+    throw e;
+  }
+  return endpoint;
+}
