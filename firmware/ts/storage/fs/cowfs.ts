@@ -134,10 +134,6 @@ interface PreparedCp {
 
 const pageKey = (level: number, index: number): number => index * 8 + level;
 
-function validationError(e: unknown): boolean {
-  return e instanceof FsError && !(e instanceof FsCorruptError) && e.status !== FsStatus.IO;
-}
-
 function toFsError(e: unknown): FsError {
   if (e instanceof FsError) return e;
   const err = new FsError(FsStatus.IO, e instanceof Error ? e.message : String(e));
@@ -203,6 +199,8 @@ export class CowFs implements FileSystem {
 
   private readonly inodes = new Map<number, Inode>();
   private readonly dirtyInodes = new Set<number>();
+  /** Cached inodes that may be evicted (clean, not the root), oldest first. */
+  private readonly cleanInodes = new Set<number>();
   private readonly pages = new Map<number, Map<number, Page>>();
   private readonly dirtyPages = new Map<number, Set<Page>>();
   private dirtyCount = 0;
@@ -486,7 +484,9 @@ export class CowFs implements FileSystem {
         note();
         return r;
       } catch (e) {
-        if (validationError(e) && !this.opMutated) {
+        if (e instanceof FsError && !this.opMutated) {
+          // Refused before anything changed (a failed check, or a corrupt block met while
+          // looking): the change did nothing, and replay refuses it the same way.
           note();
           throw e;
         }
@@ -927,15 +927,14 @@ export class CowFs implements FileSystem {
   }
 
   private async loadInode(ino: number): Promise<Inode> {
+    // The inode cache evicts clean inodes oldest-loaded first (no reordering on each hit:
+    // re-inserting into a large Map on every access costs more than it saves).
     const cached = this.inodes.get(ino);
-    if (cached !== undefined) {
-      this.inodes.delete(ino);
-      this.inodes.set(ino, cached);
-      return cached;
-    }
+    if (cached !== undefined) return cached;
     const page = await this.getPage(this.ifile, 0, Math.floor(ino / inodesPerBlock));
     const n = page === null ? freeInode(ino) : decodeInode(page.data, ino, page.addr);
     this.inodes.set(ino, n);
+    if (ino !== rootIno && !this.dirtyInodes.has(ino)) this.cleanInodes.add(ino);
     return n;
   }
 
@@ -967,6 +966,7 @@ export class CowFs implements FileSystem {
   async dirtyInode(n: Inode): Promise<void> {
     this.opMutated = true;
     if (n.ino === inodeFileIno || this.dirtyInodes.has(n.ino)) return;
+    this.cleanInodes.delete(n.ino);
     const fbn = Math.floor(n.ino / inodesPerBlock);
     await this.pageForWrite(this.ifile, fbn, 'read');
     this.dirtyInodes.add(n.ino);
@@ -1187,11 +1187,14 @@ export class CowFs implements FileSystem {
    */
   async takeCp(): Promise<CpInfo> {
     this.checkUsable();
+    // With no CP running, the freeze is queued on the lock right now, so the CP holds exactly
+    // the changes applied before this call; otherwise it freezes once the running CP commits.
+    const frozen = this.cpRunning === undefined ? this.locked(async () => this.freeze()) : undefined;
+    frozen?.catch(() => undefined);
     this.cpQueued = true;
     const run = this.cpChain.then(async () => {
       this.cpQueued = false;
-      this.checkUsable();
-      const prepared = await this.locked(async () => this.freeze());
+      const prepared = frozen !== undefined ? await frozen : await this.locked(async () => this.freeze());
       try {
         await this.writeCp(prepared);
       } catch (e) {
@@ -1227,6 +1230,7 @@ export class CowFs implements FileSystem {
 
   /** Synchronous snapshot of every change so far into write buffers (under the lock). */
   private freeze(): PreparedCp {
+    this.checkUsable();
     const cp = this.committedCp + 1;
     const slot = cp % 2;
     const S = this.geometry.stripeBlocks;
@@ -1289,6 +1293,7 @@ export class CowFs implements FileSystem {
       const page = this.cachedPage(inodeFileIno, 0, Math.floor(ino / inodesPerBlock));
       assert(n !== undefined && page !== undefined && page.dirty, () => `cowfs: dirty inode ${ino} without its dirty inode-file block`);
       encodeInode(page.data, n);
+      if (ino !== rootIno) this.cleanInodes.add(ino);
     }
     this.dirtyInodes.clear();
     const ifilePages = this.dirtyPages.get(inodeFileIno);
@@ -1427,12 +1432,11 @@ export class CowFs implements FileSystem {
       if (this.pageCount <= this.opts.cachePagesMax) break;
       this.dropPage(p);
     }
-    if (this.inodes.size > this.opts.inodeCacheMax) {
-      for (const [ino, n] of this.inodes) {
-        if (this.inodes.size <= this.opts.inodeCacheMax) break;
-        if (this.dirtyInodes.has(ino) || this.dirtyPages.has(ino) || n.ino === rootIno) continue;
-        this.inodes.delete(ino);
-      }
+    while (this.inodes.size > this.opts.inodeCacheMax) {
+      const first = this.cleanInodes.values().next();
+      if (first.done === true) break;
+      this.cleanInodes.delete(first.value);
+      this.inodes.delete(first.value);
     }
     for (const [ino, idx] of this.dirs) {
       if (this.dirEntryCount <= this.opts.dirIndexEntriesMax) break;

@@ -57,13 +57,18 @@ export function parseDirBlock(block: Uint8Array, onRecord?: (r: DirRecord) => vo
   return undefined;
 }
 
-/** Largest record (bytes) that `insertRecord` can place in this block. */
+/** Largest record (bytes) that `insertRecord` can place in this block (block assumed well-formed). */
 export function largestFree(block: Uint8Array): number {
+  const v = dataView(block);
   let best = 0;
-  parseDirBlock(block, (r) => {
-    const free = r.ino === 0 ? r.recLen : r.recLen - recordBytesFor(utf8Len(r.name));
+  let off = blockHeaderBytes;
+  while (off < fsBlockBytes) {
+    const recLen = v.getUint16(off, true);
+    if (recLen < dirRecordHeaderBytes) return best;
+    const free = v.getUint32(off + 4, true) === 0 ? recLen : recLen - recordBytesFor(v.getUint8(off + 2));
     if (free > best) best = free;
-  });
+    off += recLen;
+  }
   return best;
 }
 

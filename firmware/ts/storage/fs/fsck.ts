@@ -58,8 +58,10 @@ export interface CpScan {
   blocks: Bitmap;
   /** In-use inodes, plus inode 0 (the inode file). */
   inodes: Bitmap;
-  /** In-use inodes with the data blocks (fbn) each tree holds; directory blocks by fbn. */
-  files: Map<number, { inode: Inode; fbns: number[]; dirBlocks: Map<number, Uint8Array> }>;
+  /** In-use inodes with the data blocks (fbn, and where each is) and their directory blocks by fbn. */
+  files: Map<number, { inode: Inode; fbns: number[]; addrs: Map<number, number>; dirBlocks: Map<number, Uint8Array> }>;
+  /** Inode-file blocks: fbn → address. */
+  inodeFileBlocks: Map<number, number>;
   problems: FsckProblem[];
 }
 
@@ -155,23 +157,21 @@ export async function scanCp(volume: Volume, sb: Superblock): Promise<CpScan> {
       }
       inodes.set(ino);
       const leafType = n.type === FileType.DIR ? BlockType.dir : 'raw';
-      const entry = { inode: n, fbns: [] as number[], dirBlocks: new Map<number, Uint8Array>() };
+      const entry = { inode: n, fbns: [] as number[], addrs: new Map<number, number>(), dirBlocks: new Map<number, Uint8Array>() };
       files.set(ino, entry);
-      const used = await walk(ino, n.root, n.height, leafType, (f, _a, d) => {
+      const used = await walk(ino, n.root, n.height, leafType, (f, a, d) => {
         entry.fbns.push(f);
+        entry.addrs.set(f, a);
         if (d !== undefined) entry.dirBlocks.set(f, d);
       });
       if (used !== n.blocks) problems.push({ code: FsckCode.blockCount, message: `inode ${ino} says ${n.blocks} blocks, its tree has ${used}` });
     }
   }
-  return { blocks, inodes, files, problems };
+  return { blocks, inodes, files, inodeFileBlocks: new Map(ifileBlocks.map((b) => [b.fbn, b.addr])), problems };
 }
 
-/**
- * Checks the committed CP on `volume`. Returns the problems found; an empty list means the
- * file system is consistent.
- */
-export async function fsck(volume: Volume): Promise<FsckProblem[]> {
+/** The valid superblock with the highest CP number (what mount would use), if any. */
+export async function newestSuperblock(volume: Volume): Promise<Superblock | undefined> {
   const S = volume.stripeBlocks;
   const sbs: Superblock[] = [];
   for (const slot of [0, 1]) {
@@ -183,7 +183,15 @@ export async function fsck(volume: Volume): Promise<FsckProblem[]> {
     }
   }
   sbs.sort((a, b) => b.cpNumber - a.cpNumber);
-  const sb = sbs[0];
+  return sbs[0];
+}
+
+/**
+ * Checks the committed CP on `volume`. Returns the problems found; an empty list means the
+ * file system is consistent.
+ */
+export async function fsck(volume: Volume): Promise<FsckProblem[]> {
+  const sb = await newestSuperblock(volume);
   if (sb === undefined) return [{ code: FsckCode.noSuperblock, message: 'no valid superblock' }];
   const geo = makeGeometry(sb.blockCount, sb.stripeBlocks, sb.inodeCountMax);
   const scan = await scanCp(volume, sb);
