@@ -464,13 +464,16 @@ export class HaMachine {
     }
     switch (this.step_) {
       case 'tiebreak':
-        this.alert(HaCode.takeoverAborted, 'partner heard again during the tie-break delay; no takeover');
-        this.step_ = 'steady';
+        if (this.partnerAlive()) {
+          this.alert(HaCode.takeoverAborted, 'partner heard again during the tie-break delay; no takeover');
+          this.step_ = 'steady';
+        }
         break;
       case 'announce':
-        // An automatic takeover is only for a partner that is gone. A message from a partner
-        // that has not stopped means it is alive: abort. A STOPPED one complied with us.
-        if (!this.takeoverPlanned && m.phase !== HaPhase.stopped) {
+        // An automatic takeover is only for a partner that is gone. Fresh life from a partner
+        // that has not stopped means it is alive: abort. A STOPPED one complied with us. (A
+        // new but old record, read from a disk after a gap, is not life: partnerAlive.)
+        if (!this.takeoverPlanned && m.phase !== HaPhase.stopped && this.partnerAlive()) {
           this.abortTakeover('partner alive again before it was fenced');
         }
         break;
