@@ -25,6 +25,7 @@ import {
   pread,
   pwrite,
   storeFence,
+  uncheckedBindingForTests,
 } from '../../firmware/ts/native/index.ts';
 import { crc32c, crc32cPortable } from '../../firmware/ts/core/crc32c.ts';
 import { utf8Encode } from '../../firmware/ts/core/bytes.ts';
@@ -154,6 +155,45 @@ describe('native addon: O_DIRECT I/O', () => {
     expect(() => openDirect(42 as unknown as string, true)).toThrow(TypeError);
     expect(() => openDirect('', true)).toThrow(TypeError);
   });
+});
+
+describe('native addon: C++-side argument checks (bypassing the TypeScript ones)', () => {
+  type Fn = (...args: unknown[]) => unknown;
+  const raw = (name: string): Fn => uncheckedBindingForTests[name] as Fn;
+  const cases: [string, unknown[], typeof TypeError | typeof RangeError][] = [
+    ['allocAligned', [-1], RangeError],
+    ['allocAligned', [4096, 12], RangeError],
+    ['allocAligned', [2 ** 33], RangeError],
+    ['allocAligned', ['4096'], TypeError],
+    ['isAligned', [42, 8], TypeError],
+    ['openDirect', [1, true], TypeError],
+    ['openDirect', ['/x', 'yes'], TypeError],
+    ['blockDeviceInfo', [-3], RangeError],
+    ['pread', [0, 'buffer', 0], TypeError],
+    ['pread', [0, new Uint8Array(8), -1], RangeError],
+    ['pwrite', [2 ** 40, new Uint8Array(8), 0], RangeError],
+    ['pwrite', [0, new Uint8Array(8)], TypeError],
+    ['fdatasync', [1.5], RangeError],
+    ['mmap', [0, 0], RangeError],
+    ['mmap', [0, 4096, 'rw'], TypeError],
+    ['munmap', [new Uint8Array(8)], TypeError],
+    ['msync', [new ArrayBuffer(8), 0, 1, true], TypeError],
+    ['crc32c', [null], TypeError],
+    ['crc32c', [new Uint8Array(1), 2 ** 32], RangeError],
+    ['crc32cPortable', [new Uint8Array(1), -1], RangeError],
+  ];
+  for (const [name, args, cls] of cases) {
+    it(`${name}(${args.map((a) => (ArrayBuffer.isView(a) ? 'view' : a instanceof ArrayBuffer ? 'ArrayBuffer' : JSON.stringify(a))).join(', ')}) throws ${cls.name}`, () => {
+      let thrown: unknown;
+      try {
+        raw(name)(...args);
+      } catch (e) {
+        thrown = e;
+      }
+      expect(thrown).toBeInstanceOf(cls);
+      expect((thrown as { code: string }).code).toBe(cls === TypeError ? 'ERR_INVALID_ARG_TYPE' : 'ERR_OUT_OF_RANGE');
+    });
+  }
 });
 
 describe('native addon: mmap', () => {

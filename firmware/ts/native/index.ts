@@ -72,6 +72,40 @@ function loadBinding(): NativeBinding {
 
 const binding = loadBinding();
 
+/**
+ * The unchecked binding, for tests that prove the C++ side rejects bad input on its own.
+ * Firmware uses the typed functions below, which check their arguments first.
+ */
+export const uncheckedBindingForTests: Readonly<Record<string, unknown>> = binding as unknown as Record<string, unknown>;
+
+// Argument checks on the TypeScript side, with the same error classes and codes as the C++
+// side (Node's own): a bad argument is the caller's bug and is reported before any syscall.
+function typeError(message: string): TypeError {
+  return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_TYPE' });
+}
+
+function rangeError(message: string): RangeError {
+  return Object.assign(new RangeError(message), { code: 'ERR_OUT_OF_RANGE' });
+}
+
+function checkUint(value: unknown, what: string): asserts value is number {
+  if (typeof value !== 'number') throw typeError(`${what} must be a number`);
+  if (!Number.isSafeInteger(value) || value < 0) throw rangeError(`${what} must be a non-negative safe integer`);
+}
+
+function checkFd(fd: unknown): asserts fd is number {
+  checkUint(fd, 'fd');
+  if (fd > 0x7fffffff) throw rangeError('fd out of range');
+}
+
+function checkView(view: unknown, what: string): asserts view is ArrayBufferView {
+  if (!ArrayBuffer.isView(view)) throw typeError(`${what} must be a Uint8Array`);
+}
+
+function checkMapping(mapping: unknown): asserts mapping is ArrayBuffer {
+  if (!(mapping instanceof ArrayBuffer)) throw typeError('mapping must be the ArrayBuffer returned by mmap');
+}
+
 /** Default alignment of buffers for O_DIRECT: the largest logical sector size in use. */
 export const directIoAlignmentBytes = 4096;
 
@@ -87,11 +121,15 @@ export const crc32cImplementation: 'sse4.2' | 'armv8-crc' | 'portable' = binding
  * 4096), suitable for O_DIRECT. The memory is freed when the Buffer is garbage collected.
  */
 export function allocAligned(size: number, alignment: number = directIoAlignmentBytes): Buffer {
+  checkUint(size, 'size');
+  checkUint(alignment, 'alignment');
   return binding.allocAligned(size, alignment);
 }
 
 /** Whether the first byte of `view` sits on an `alignment` boundary in memory. */
 export function isAligned(view: ArrayBufferView, alignment: number = directIoAlignmentBytes): boolean {
+  checkView(view, 'view');
+  checkUint(alignment, 'alignment');
   return binding.isAligned(view, alignment);
 }
 
@@ -100,11 +138,14 @@ export function isAligned(view: ArrayBufferView, alignment: number = directIoAli
  * system that refuses O_DIRECT fails with code 'EINVAL'.
  */
 export function openDirect(path: string, writable: boolean): number {
+  if (typeof path !== 'string' || path === '' || path.includes('\0')) throw typeError('path must be a non-empty string');
+  if (typeof writable !== 'boolean') throw typeError('writable must be a boolean');
   return binding.openDirect(path, writable);
 }
 
 /** Size and sector sizes of a block device (BLKGETSIZE64 / BLKSSZGET / BLKPBSZGET). 'ENOTTY' on a regular file. */
 export function blockDeviceInfo(fd: number): BlockDeviceInfo {
+  checkFd(fd);
   return binding.blockDeviceInfo(fd);
 }
 
@@ -114,16 +155,23 @@ export function blockDeviceInfo(fd: number): BlockDeviceInfo {
  * must be sector aligned, otherwise the kernel rejects with 'EINVAL'.
  */
 export function pread(fd: number, buffer: ArrayBufferView, position: number): Promise<number> {
+  checkFd(fd);
+  checkView(buffer, 'buffer');
+  checkUint(position, 'position');
   return binding.pread(fd, buffer, position);
 }
 
 /** Writes all of `buffer` at `position` on the thread pool; resolves with the bytes written. */
 export function pwrite(fd: number, buffer: ArrayBufferView, position: number): Promise<number> {
+  checkFd(fd);
+  checkView(buffer, 'buffer');
+  checkUint(position, 'position');
   return binding.pwrite(fd, buffer, position);
 }
 
 /** fdatasync(2) on the thread pool. */
 export function fdatasync(fd: number): Promise<void> {
+  checkFd(fd);
   return binding.fdatasync(fd);
 }
 
@@ -132,16 +180,25 @@ export function fdatasync(fd: number): Promise<void> {
  * {@link munmap} (which detaches the ArrayBuffer) or, failing that, when it is collected.
  */
 export function mmap(fd: number, length: number, writable = true): ArrayBuffer {
+  checkFd(fd);
+  checkUint(length, 'length');
+  if (length === 0) throw rangeError('length must be positive');
+  if (typeof writable !== 'boolean') throw typeError('writable must be a boolean');
   return binding.mmap(fd, length, writable);
 }
 
 /** Unmaps a mapping from {@link mmap} now; the ArrayBuffer becomes detached (length 0). */
 export function munmap(mapping: ArrayBuffer): void {
+  checkMapping(mapping);
   binding.munmap(mapping);
 }
 
 /** msync(2) of [offset, offset+length) of a mapping (widened to pages), MS_SYNC or MS_ASYNC. */
 export function msync(mapping: ArrayBuffer, offset: number, length: number, sync = true): Promise<void> {
+  checkMapping(mapping);
+  checkUint(offset, 'offset');
+  checkUint(length, 'length');
+  if (typeof sync !== 'boolean') throw typeError('sync must be a boolean');
   return binding.msync(mapping, offset, length, sync);
 }
 
@@ -152,11 +209,17 @@ export function storeFence(): void {
 
 /** CRC32C through the addon's fastest path; same results as core/crc32c.ts. */
 export function crc32cNative(data: Uint8Array, seed = 0): number {
+  checkView(data, 'data');
+  checkUint(seed, 'seed');
+  if (seed > 0xffffffff) throw rangeError('seed must be an unsigned 32-bit integer');
   return binding.crc32c(data, seed);
 }
 
 /** CRC32C through the addon's portable tables (to test the fallback on any CPU). */
 export function crc32cNativePortable(data: Uint8Array, seed = 0): number {
+  checkView(data, 'data');
+  checkUint(seed, 'seed');
+  if (seed > 0xffffffff) throw rangeError('seed must be an unsigned 32-bit integer');
   return binding.crc32cPortable(data, seed);
 }
 
