@@ -114,6 +114,33 @@ export const boardSchema = z
         port,
       }),
     }),
+    /** How the firmware runs on this board: where its control socket lives, its secrets, its cadence. */
+    service: z
+      .strictObject({
+        /** Directory for the control socket (blade.sock, owner-only) and run-time state. */
+        runDir: absolutePath,
+        /** The pair's shared secret (32 bytes, hex): authenticates interconnect frames and MACs file handles. */
+        pairKeyHex: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'),
+        /** Read-only Prometheus metrics endpoint; port 0 picks a free one. */
+        metrics: z.strictObject({ host: ipv4.default('127.0.0.1'), port: z.number().int().min(0).max(65535) }).optional(),
+        logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+        /** Consistency point interval (ms). */
+        cpIntervalMs: z.number().int().min(100).default(10_000),
+        /** The blade adds and removes its client addresses itself (in its own network namespace or host); off in the loopback rig. */
+        manageAddresses: z.boolean().default(false),
+      })
+      .optional(),
+    /** What this blade must know of its partner to serve the partner's clients after a takeover. */
+    partner: z
+      .strictObject({
+        nfs: z.strictObject({ bindAddress: ipv4, ports: z.strictObject({ nfs: port, mount: port }) }),
+        /** The partner's client addresses (taken over with its exports, CF-5). */
+        addresses: z.array(z.strictObject({ interface: z.string().min(1).max(15), address: ipv4Cidr })).default([]),
+        exports: z.array(z.strictObject({ path: absolutePath, clients: z.array(z.union([ipv4, ipv4Cidr, z.literal('*')])).min(1), readOnly: z.boolean().default(false) })).default([]),
+        /** The partner's management socket, when both blades share a host (the process rig). */
+        controlSocket: absolutePath.optional(),
+      })
+      .optional(),
     nfs: z.strictObject({
       bindAddress: ipv4.default('0.0.0.0'),
       ports: z.strictObject({ nfs: port.default(2049), mount: port.default(20048), portmapper: port.default(111) }),
