@@ -263,6 +263,14 @@ export class SimDisk {
       buf.set(data.subarray(dataOff, dataOff + n), pageOff);
       this.durable.set(page, buf);
     });
+    // Completed unflushed writes are older than the poke: patch their bytes too, so that no
+    // power cut or flush can bring back what they held under the poked range.
+    const end = offset + data.length;
+    for (const entry of this.journal) {
+      const from = Math.max(offset, entry.offset);
+      const to = Math.min(end, entry.offset + entry.data.length);
+      if (from < to) entry.data.set(data.subarray(from - offset, to - offset), from - entry.offset);
+    }
   }
 
   /** Rejects and forgets every operation in flight on any handle. */
