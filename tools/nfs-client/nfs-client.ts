@@ -144,8 +144,18 @@ export class Nfs3Client {
   read(fh: Uint8Array, offset: number, count: number) {
     return this.callProc(Nfs3Proc.READ, { fh, offset, count });
   }
-  write(fh: Uint8Array, offset: number, data: Uint8Array, stable: number = StableHow.FILE_SYNC) {
-    return this.callProc(Nfs3Proc.WRITE, { fh, offset, count: data.length, stable, data });
+  /** The data is sent by reference after the header (no copy into the call buffer). */
+  async write(fh: Uint8Array, offset: number, data: Uint8Array, stable: number = StableHow.FILE_SYNC) {
+    const r = await this.rpc.call(NFS_PROGRAM, NFS_V3, Nfs3Proc.WRITE, (w) => {
+      x.fh3.enc(w, fh);
+      w.u64(offset);
+      w.u32(data.length);
+      w.u32(stable);
+      w.opaqueTail(data);
+    });
+    const v = x.writeRes.dec(r);
+    r.done();
+    return v;
   }
   create(dir: Uint8Array, name: string, how: x.CreateHow = { mode: 0, attrs: sattr({ mode: 0o644 }) }) {
     return this.callProc(Nfs3Proc.CREATE, { where: { dir, name }, how });

@@ -14,7 +14,7 @@ import {
   decodeReply,
   encodeAuthSys,
   encodeCall,
-  frameForTcp,
+  frameSegmentsForTcp,
 } from './core/rpc.ts';
 import type { XdrReader, XdrWriter } from './core/xdr.ts';
 
@@ -135,7 +135,10 @@ export class RpcClient {
       }, this.timeoutMs);
       timer.unref();
       this.pending.set(id, { resolve, reject, timer });
-      this.sock.write(frameForTcp(w));
+      const segs = frameSegmentsForTcp(w);
+      if (segs.length > 1) this.sock.cork();
+      for (const seg of segs) this.sock.write(seg);
+      if (segs.length > 1) this.sock.uncork();
     });
   }
 
