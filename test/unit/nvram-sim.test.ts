@@ -142,6 +142,16 @@ describe('SimNvram power model', () => {
     );
   });
 
+  it('never lets a power cut undo a poke (it is stored as persisted)', () => {
+    for (let seed = 1; seed <= 10; seed++) {
+      const nv = new SimNvram({ sizeBytes: 128, prng: new Prng(seed) });
+      nv.write(0, new Uint8Array(64).fill(1));
+      nv.poke(8, new Uint8Array(16).fill(9));
+      nv.powerCut();
+      expect(nv.read(8, 16).every((b) => b === 9)).toBe(true);
+    }
+  });
+
   it('has a back door for checkers and corruption', () => {
     const nv = new SimNvram({ sizeBytes: 128, prng: new Prng(6) });
     nv.poke(10, Uint8Array.of(7, 7));

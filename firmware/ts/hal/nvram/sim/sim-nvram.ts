@@ -85,7 +85,12 @@ export class SimNvram implements Nvram {
   persist(offset?: number, length?: number): Promise<void> {
     const [off, len] = persistRange(this.name, this.sizeBytes, offset, length);
     if (this.closed) return Promise.reject(nvramClosedError(this.name));
-    // Keep only the parts of the last write outside the persisted range.
+    this.trimLast(off, len);
+    return Promise.resolve();
+  }
+
+  // Keeps only the parts of the last unpersisted write outside [off, off+len).
+  private trimLast(off: number, len: number): void {
     const end = off + len;
     const kept: Piece[] = [];
     for (const p of this.mem.last) {
@@ -98,7 +103,6 @@ export class SimNvram implements Nvram {
       if (pEnd > end) kept.push({ offset: end, before: p.before.subarray(end - p.offset), after: p.after.subarray(end - p.offset) });
     }
     this.mem.last = kept;
-    return Promise.resolve();
   }
 
   close(): Promise<void> {
@@ -168,6 +172,7 @@ export class SimNvram implements Nvram {
     checkNvramData(this.name, data);
     checkNvramRange(this.name, this.sizeBytes, offset, data.length);
     this.mem.data.set(data, offset);
+    this.trimLast(offset, data.length);
   }
 
   /** Overwrites a range with prng garbage, as persisted. */
