@@ -118,6 +118,31 @@ export function blockContract(name: string, makeDriver: () => Promise<BlockDrive
         expect((await settle(device.read(device.sizeBytes - ss, ss))).length).toBe(ss);
       }));
 
+    it('answers any offset and length with a result or one of the documented synchronous errors', () =>
+      withDriver(async ({ device, settle }) => {
+        const ss = device.sectorSize;
+        const anyNumber = fc.oneof(
+          fc.integer({ min: -4, max: 20 }).map((k) => k * ss),
+          fc.integer({ min: -10 * ss, max: 10 * ss }),
+          fc.double({ noNaN: false }),
+          fc.constantFrom(device.sizeBytes, device.sizeBytes - ss, device.sizeBytes + ss, 2 ** 53, -0, Number.MAX_VALUE),
+        );
+        await fc.assert(
+          fc.asyncProperty(anyNumber, anyNumber, fc.boolean(), async (offset, length, isWrite) => {
+            let p: Promise<unknown>;
+            try {
+              p = isWrite ? device.write(offset, new Uint8Array(Number.isSafeInteger(length) && length >= 0 && length <= 64 * ss ? length : ss)) : device.read(offset, length);
+            } catch (e) {
+              expect(e).toBeInstanceOf(TwinbladeError);
+              expect([BlockErrorCode.unaligned, BlockErrorCode.outOfRange]).toContain((e as TwinbladeError).code);
+              return;
+            }
+            await settle(p);
+          }),
+          { numRuns: 150 },
+        );
+      }));
+
     it('rejects every operation with ERR_BLOCK_CLOSED once closed; close is idempotent', async () => {
       const d = await makeDriver();
       const { device, settle } = d;

@@ -98,6 +98,29 @@ export function nvramContract(name: string, makeDriver: () => Promise<NvramDrive
         expectCode(() => nvram.persist(0, nvram.sizeBytes + 1), NvramErrorCode.outOfRange);
       }));
 
+    it('answers any offset and length with a result or one of the documented synchronous errors', () =>
+      withDriver(async ({ nvram }) => {
+        const anyNumber = fc.oneof(
+          fc.integer({ min: -16, max: nvram.sizeBytes + 16 }),
+          fc.double({ noNaN: false }),
+          fc.constantFrom(nvram.sizeBytes, 2 ** 53, -0, Number.MAX_VALUE, Number.NEGATIVE_INFINITY),
+        );
+        fc.assert(
+          fc.property(anyNumber, anyNumber, fc.nat(3), (offset, length, which) => {
+            try {
+              if (which === 0) nvram.read(offset, length);
+              else if (which === 1) nvram.write(offset, new Uint8Array(Number.isSafeInteger(length) && length >= 0 && length <= 4096 ? length : 1));
+              else void nvram.persist(offset, length);
+            } catch (e) {
+              expect(e).toBeInstanceOf(TwinbladeError);
+              expect([NvramErrorCode.invalidArgument, NvramErrorCode.outOfRange]).toContain((e as TwinbladeError).code);
+            }
+          }),
+          { numRuns: 200 },
+        );
+        await nvram.persist();
+      }));
+
     it('persists everything or a range', () =>
       withDriver(async ({ nvram }) => {
         nvram.write(100, bytes(50, 7));
