@@ -8,7 +8,7 @@ import { XdrWriter, encode } from '../../firmware/ts/nfs/core/xdr.ts';
 import * as x from '../../firmware/ts/nfs/core/nfs3.ts';
 import { NFS_PROGRAM, NFS_V3, Nfs3Proc } from '../../firmware/ts/nfs/core/nfs3.ts';
 import { FsStatus } from '../../firmware/ts/fsapi/ops.ts';
-import { Nfs3Client, RpcClient, RpcError, ok } from '../../tools/nfs-client/index.ts';
+import { Nfs3Client, RpcClient, RpcError, mountNfs, ok } from '../../tools/nfs-client/index.ts';
 import { type Rig, startRig } from './harness.ts';
 
 let rig: Rig;
@@ -133,6 +133,61 @@ describe('TCP record marking and flow control', () => {
     sock.write(many);
     for (let i = 0; i < 10; i++) ok(await rig.mounted.nfs.getattr(rig.mounted.root));
     sock.destroy();
+  });
+});
+
+describe('back-pressure', () => {
+  it('a client that stops reading stops the server executing its calls, and gets every reply once it reads', async () => {
+    const { MemFs } = await import('../../firmware/ts/fsapi/memfs.ts');
+    const { startNfsServer } = await import('../../firmware/ts/nfs/server.ts');
+    const { realClock } = await import('../../firmware/ts/hal/clock/real.ts');
+    const { FH_KEY } = await import('./harness.ts');
+    const fs = new MemFs({ fsid: 0x99n, rootMode: 0o777 });
+    let reads = 0;
+    const counting = Object.assign(Object.create(fs) as typeof fs, {
+      read: (ref: Parameters<typeof fs.read>[0], off: number, n: number) => {
+        reads++;
+        return fs.read(ref, off, n);
+      },
+    });
+    const s = await startNfsServer({ exports: [{ path: '/bp', fs: counting, rootSquash: false }], clock: realClock, fhKey: FH_KEY });
+    const m = await mountNfs({ host: '127.0.0.1', nfsPort: s.nfsPort, mountPort: s.mountPort, path: '/bp' });
+    try {
+      const fh = ok(await m.nfs.create(m.root, 'big')).fh as Uint8Array;
+      ok(await m.nfs.write(fh, 0, new Uint8Array(64 * 1024)));
+      await m.close();
+      const sock = net.connect(s.nfsPort, '127.0.0.1');
+      await new Promise((r) => sock.once('connect', r));
+      sock.pause();
+      const calls = 1500;
+      const call = frameForTcp(encodeCall(9, NFS_PROGRAM, NFS_V3, Nfs3Proc.READ, RpcClient.credFor({}), encode(x.readArgs, { fh, offset: 0, count: 64 * 1024 })));
+      sock.write(Buffer.concat(Array.from({ length: calls }, () => Buffer.from(call))));
+      await new Promise((r) => setTimeout(r, 500));
+      const executedWhileBlocked = reads;
+      expect(executedWhileBlocked).toBeLessThan(calls);
+      // Now read everything: every call is answered.
+      let bytes = 0;
+      await new Promise<void>((resolve) => {
+        let records = 0;
+        let buf = Buffer.alloc(0);
+        sock.on('data', (d: Buffer) => {
+          bytes += d.length;
+          buf = Buffer.concat([buf, d]);
+          while (buf.length >= 4) {
+            const len = buf.readUInt32BE(0) & 0x7fffffff;
+            if (buf.length < 4 + len) break;
+            buf = buf.subarray(4 + len);
+            if (++records === calls) resolve();
+          }
+        });
+        sock.resume();
+      });
+      expect(reads).toBe(calls);
+      expect(bytes).toBeGreaterThan(calls * 64 * 1024);
+      sock.destroy();
+    } finally {
+      await s.close();
+    }
   });
 });
 

@@ -164,7 +164,9 @@ function serveConnection(dispatcher: RpcDispatcher, sock: net.Socket, limits: Rp
   };
 
   const pump = (): void => {
-    while (!closed && queue.length > 0 && inFlight < limits.connRequestsInFlightMax) {
+    // No new call starts while the client is not reading its replies: what one connection
+    // can hold is then its executing calls' replies, not an unbounded backlog.
+    while (!closed && !waitingDrain && queue.length > 0 && inFlight < limits.connRequestsInFlightMax) {
       const rec = queue.shift() as Uint8Array;
       inFlight++;
       void dispatcher.dispatch(rec, 'tcp', client).then((reply) => {
@@ -185,6 +187,7 @@ function serveConnection(dispatcher: RpcDispatcher, sock: net.Socket, limits: Rp
 
   sock.on('drain', () => {
     waitingDrain = false;
+    pump();
     flowControl();
   });
   sock.on('data', (chunk: Buffer) => {
