@@ -14,7 +14,7 @@ const otherMac = hmacSha256Mac(new Uint8Array(32).fill(8));
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const frameArb = fc.record({
   type: fc.constantFrom<FrameTypeT>(FrameType.hello, FrameType.data, FrameType.ack, FrameType.datagram),
-  flags: fc.constantFrom(0, FrameFlag.fromB),
+  flags: fc.constantFrom(0, FrameFlag.fromB, FrameFlag.more, FrameFlag.fromB | FrameFlag.more),
   channel: fc.integer({ min: 0, max: 255 }),
   srcGeneration: u32,
   dstGeneration: u32,
@@ -104,7 +104,7 @@ describe('link frame codec', () => {
     const cases: Frame[] = [
       { ...sample(), payload: new Uint8Array(framePayloadBytesMax + 1) },
       { ...sample(), channel: 256 },
-      { ...sample(), flags: 2 },
+      { ...sample(), flags: 4 },
       { ...sample(), seq: -1 },
       { ...sample(), type: 99 as FrameTypeT },
     ];

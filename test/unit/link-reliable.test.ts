@@ -6,7 +6,9 @@ import fc from 'fast-check';
 import { LinkSim, cleanPipe, numberOf, payloadOf, testMac } from '../link/harness.ts';
 import type { PipeProfile, Side } from '../link/harness.ts';
 import { ReliableChannel, LinkRejectCode, defaultChannelLimits } from '../../firmware/ts/link/core/reliable.ts';
-import { FrameErrorCode, FrameType, decodeFrame, encodeFrame } from '../../firmware/ts/link/core/frame.ts';
+import type { ChannelEvent } from '../../firmware/ts/link/core/reliable.ts';
+import { FrameErrorCode, FrameFlag, FrameType, decodeFrame, encodeFrame } from '../../firmware/ts/link/core/frame.ts';
+import type { Frame } from '../../firmware/ts/link/core/frame.ts';
 import { hmacSha256Mac } from '../../firmware/ts/link/mac.ts';
 import { isTwinbladeError } from '../../firmware/ts/core/errors.ts';
 
@@ -299,6 +301,57 @@ describe('link reliable channel', () => {
     expect(rejects(sim.a)[LinkRejectCode.reflected]).toBeGreaterThan(0);
   });
 
+  it('splits messages longer than fragmentBytesMax into fragments and joins them, exactly once in order under loss (property over seeds)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 2 ** 31 - 1 }), (seed) => {
+        const sim = new LinkSim({ seed, paths: [{ kind: 'datagram', profile: lossyDatagrams, limits: { fragmentBytesMax: 100, windowFramesMax: 16 } }] });
+        const rng = sim.rng.fork();
+        const sent: Uint8Array[] = [];
+        for (let i = 0; i < 40; i++) {
+          const m = rng.bytes(rng.int(1000));
+          sent.push(m);
+          sim.a.link.sendReliable(1 + (i % 3), m);
+        }
+        sim.flush(sim.a);
+        expect(sim.runUntil(() => sim.b.messages.length >= 40, 60_000), `seed ${seed}`).toBe(true);
+        expect(sim.b.messages.map((m) => m.payload), `seed ${seed}`).toEqual(sent);
+        expect(sim.b.messages.map((m) => m.channel)).toEqual(sent.map((_, i) => 1 + (i % 3)));
+        expect(sim.b.link.stats().paths[0]?.channel.messagesDelivered).toBe(40);
+      }),
+      { numRuns: 6 },
+    );
+  });
+
+  it('a peer restart in the middle of a fragmented message reports that message once', () => {
+    const ch = new ReliableChannel({ localGeneration: 1, role: 'a', mac: testMac, limits: { fragmentBytesMax: 10, windowFramesMax: 2 } });
+    const peer = new ReliableChannel({ localGeneration: 2, role: 'b', mac: testMac });
+    handshake(ch, peer);
+    ch.send(1, new Uint8Array(35), 77);
+    ch.send(1, new Uint8Array(5), 78);
+    const first = ch.ready().frames.map((f) => decodeFrame(f, testMac)).filter((r) => r.ok && r.frame.type === FrameType.data);
+    expect(first.length).toBe(2);
+    const reborn = new ReliableChannel({ localGeneration: 3, role: 'b', mac: testMac });
+    const events = handshake(ch, reborn);
+    const restart = events.find((e) => e.type === 'peerRestart');
+    expect(restart?.type === 'peerRestart' ? restart.undelivered.map((m) => m.tag) : []).toEqual([77, 78]);
+  });
+
+  it('refuses fragments that change channel mid-message (ERR_LINK_FRAGMENT) and carries on', () => {
+    const rx = new ReliableChannel({ localGeneration: 2, role: 'b', mac: testMac });
+    const tx = new ReliableChannel({ localGeneration: 1, role: 'a', mac: testMac });
+    handshake(tx, rx);
+    const data = (seq: number, channel: number, more: boolean, byte: number): Frame => ({
+      type: FrameType.data, flags: more ? FrameFlag.more : 0, channel, srcGeneration: 1, dstGeneration: 2, seq, ack: 0, payload: new Uint8Array([byte]),
+    });
+    rx.receive(data(1, 1, true, 1), 5);
+    rx.receive(data(2, 2, false, 2), 5);
+    rx.receive(data(3, 3, true, 3), 5);
+    rx.receive(data(4, 3, false, 4), 5);
+    const r = rx.ready();
+    expect(r.messages).toEqual([{ channel: 2, payload: new Uint8Array([2]) }, { channel: 3, payload: new Uint8Array([3, 4]) }]);
+    expect(rx.stats.rejects[LinkRejectCode.fragment]).toBe(1);
+  });
+
   it('rejects bad arguments synchronously', () => {
     expect(() => new ReliableChannel({ localGeneration: 0, role: 'a', mac: testMac })).toThrow(/localGeneration/);
     const ch = new ReliableChannel({ localGeneration: 1, role: 'a', mac: testMac });
@@ -320,14 +373,19 @@ describe('link reliable channel', () => {
   });
 });
 
-function handshake(x: ReliableChannel, y: ReliableChannel): void {
+/** Exchanges frames until both sides are established; returns the events x reported meanwhile. */
+function handshake(x: ReliableChannel, y: ReliableChannel): ChannelEvent[] {
+  const events: ChannelEvent[] = [];
   for (let i = 0; i < 4; i++) {
     for (const [from, to] of [[x, y], [y, x]] as const) {
-      for (const f of from.ready().frames) {
+      const r = from.ready();
+      if (from === x) events.push(...r.events);
+      for (const f of r.frames) {
         const r = decodeFrame(f, testMac);
         if (r.ok) to.receive(r.frame, 1);
       }
     }
   }
   expect(x.established && y.established).toBe(true);
+  return events;
 }

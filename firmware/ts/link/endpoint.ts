@@ -39,6 +39,9 @@ export const LinkDatagramType = {
 export const uartPathLimits: Readonly<Partial<ChannelLimits>> = Object.freeze({
   windowFramesMax: 4,
   reorderFramesMax: 4,
+  // 710 ms of line time per frame at most: a 256 KiB mirror message goes as 32 fragments, and
+  // the liveness timeout below never has to outlast one giant frame.
+  fragmentBytesMax: 8192,
   retransmitTimeoutMsInitial: 2000,
   retransmitTimeoutMsMin: 200,
   retransmitTimeoutMsMax: 5000,

@@ -33,11 +33,16 @@ export const FrameType = {
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
-/** Flag bits. Bit 0 names the sender's role so a frame reflected back at its sender is refused. */
+/**
+ * Flag bits. Bit 0 names the sender's role so a frame reflected back at its sender is refused.
+ * Bit 1 (DATA only) says the message continues in the next DATA frame: a message longer than
+ * a path's fragmentBytesMax travels as consecutive fragments.
+ */
 export const FrameFlag = {
   fromB: 0x01,
+  more: 0x02,
 } as const;
-const knownFlagsMask = FrameFlag.fromB;
+const knownFlagsMask = FrameFlag.fromB | FrameFlag.more;
 
 /** Rejection codes, stable: counters and logs are keyed by them. */
 export const FrameErrorCode = {

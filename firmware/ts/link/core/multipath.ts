@@ -46,6 +46,12 @@ export interface MultipathConfig {
   limits?: Partial<MultipathLimits>;
 }
 
+/**
+ * Default fragment size on datagram paths: far below the 65 507-byte UDP limit, and small
+ * enough that one lost IP fragment (six of them at a 1500-byte MTU) costs little to resend.
+ */
+export const datagramFragmentBytesMaxDefault = 8192;
+
 /** Bytes of the message id that prefixes every reliable payload. */
 export const reliableEnvelopeBytes = 4;
 /** Largest payload sendReliable accepts. */
@@ -170,7 +176,11 @@ export class MultipathLink {
         mac: config.mac,
         // The multipath layer bounds reliable traffic itself; a path's own queue must never
         // refuse what it hands down.
-        limits: { ...spec.limits, sendQueueMessagesMax: Math.max(spec.limits?.sendQueueMessagesMax ?? 0, this.limits.reliableMessagesMax * 2) },
+        limits: {
+          ...(spec.kind === 'datagram' ? { fragmentBytesMax: datagramFragmentBytesMaxDefault } : {}),
+          ...spec.limits,
+          sendQueueMessagesMax: Math.max(spec.limits?.sendQueueMessagesMax ?? 0, this.limits.reliableMessagesMax * 2),
+        },
       }),
       deframer: spec.kind === 'stream' ? new Deframer({ mac: config.mac }) : undefined,
       datagramRejects: {},

@@ -22,6 +22,12 @@ export interface ChannelLimits {
   /** Datagrams waiting for the next ready(); beyond it the oldest is dropped (latest wins). */
   datagramQueueMax: number;
   /**
+   * Largest payload of one frame on this path; a longer message is split into consecutive DATA
+   * fragments (flag `more`) and joined by the receiver. A UDP path must stay well under the
+   * 65 507-byte datagram limit (and IP fragmentation), a slow UART under a liveness timeout.
+   */
+  fragmentBytesMax: number;
+  /**
    * Frames resent per ready() at most. After a timeout every unacknowledged frame is marked
    * lost, but they go out a few at a time: if the timeout was spurious (the peer or our event
    * loop was only slow), acks for the originals arrive and cancel the rest of the resends.
@@ -44,6 +50,7 @@ export const defaultChannelLimits: Readonly<ChannelLimits> = Object.freeze({
   sendQueueHighWaterMessages: 256,
   sendQueueMessagesMax: 4096,
   datagramQueueMax: 64,
+  fragmentBytesMax: framePayloadBytesMax,
   retransmitBurstFramesMax: 8,
   retransmitTimeoutMsInitial: 200,
   retransmitTimeoutMsMin: 50,
@@ -69,6 +76,8 @@ export const LinkRejectCode = {
   replay: 'ERR_LINK_REPLAY',
   /** A frame type that makes no sense in this state (e.g. data before the handshake). */
   unexpected: 'ERR_LINK_UNEXPECTED',
+  /** Fragments that do not join into a message (a channel change mid-message, or too long). */
+  fragment: 'ERR_LINK_FRAGMENT',
 } as const;
 export type LinkRejectCode = (typeof LinkRejectCode)[keyof typeof LinkRejectCode];
 
@@ -145,6 +154,9 @@ export interface ChannelStats {
 interface Unacked {
   seq: number;
   msg: OutboundMessage;
+  /** This frame's part of the message, and whether more of it follows. */
+  fragment: Uint8Array;
+  more: boolean;
   firstSentMs: number;
   lastSentMs: number;
   transmissions: number;
@@ -189,6 +201,8 @@ export class ReliableChannel {
   private readonly unacked: Unacked[] = [];
   private queue: OutboundMessage[] = [];
   private queueHead = 0;
+  /** Bytes of the head message already put into fragments. */
+  private headOffset = 0;
   private needDrain = false;
   private rtoMs: number;
   private srttMs = -1;
@@ -200,7 +214,11 @@ export class ReliableChannel {
 
   // Receive side.
   private expectedSeq = 1;
-  private readonly reorder = new Map<number, InboundMessage>();
+  private readonly reorder = new Map<number, { channel: number; payload: Uint8Array; more: boolean }>();
+  /** Fragments of the message being joined. */
+  private partial: Uint8Array[] = [];
+  private partialBytes = 0;
+  private partialChannel = -1;
   private readonly lastDatagramSeq = new Map<number, number>();
   private ackDue = false;
 
@@ -219,6 +237,9 @@ export class ReliableChannel {
     const l = this.limits;
     if (!(l.windowFramesMax >= 1 && l.windowFramesMax < 2 ** 30 && l.reorderFramesMax >= 0 && l.reorderFramesMax < 2 ** 30)) {
       throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', 'window and reorder limits must be positive and far below 2^31');
+    }
+    if (!(Number.isInteger(l.fragmentBytesMax) && l.fragmentBytesMax >= 1 && l.fragmentBytesMax <= framePayloadBytesMax)) {
+      throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', `fragmentBytesMax must be 1..${framePayloadBytesMax}`);
     }
     if (!(l.retransmitBurstFramesMax >= 1)) throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', 'retransmitBurstFramesMax must be at least 1');
     if (!(l.retransmitTimeoutMsMin > 0 && l.retransmitTimeoutMsMin <= l.retransmitTimeoutMsMax)) {
@@ -397,8 +418,16 @@ export class ReliableChannel {
         }
         while (this.queuedCount() > 0 && this.unacked.length < this.limits.windowFramesMax) {
           const msg = this.queue[this.queueHead] as OutboundMessage;
-          this.queueHead++;
-          const u: Unacked = { seq: this.nextSeq, msg, firstSentMs: now, lastSentMs: now, transmissions: 1, sacked: false, resend: false };
+          const from = this.headOffset;
+          const to = Math.min(msg.payload.length, from + this.limits.fragmentBytesMax);
+          const more = to < msg.payload.length;
+          if (more) this.headOffset = to;
+          else {
+            this.queueHead++;
+            this.headOffset = 0;
+          }
+          const fragment = from === 0 && !more ? msg.payload : msg.payload.subarray(from, to);
+          const u: Unacked = { seq: this.nextSeq, msg, fragment, more, firstSentMs: now, lastSentMs: now, transmissions: 1, sacked: false, resend: false };
           this.nextSeq = seqAdd(this.nextSeq, 1);
           this.unacked.push(u);
           if (this.unacked.length === 1) this.rtoDeadlineMs = now + this.rtoMs;
@@ -452,10 +481,15 @@ export class ReliableChannel {
   private adopt(peerGen: number): void {
     const previous = this.peerGen;
     if (previous !== 0) {
-      const undelivered = [...this.unacked.map((u) => u.msg), ...this.queue.slice(this.queueHead)];
+      // A message may be partly in the window and partly queued: report each once, in order.
+      const undelivered = [...new Set([...this.unacked.map((u) => u.msg), ...this.queue.slice(this.queueHead)])];
       this.unacked.length = 0;
       this.queue = [];
       this.queueHead = 0;
+      this.headOffset = 0;
+      this.partial = [];
+      this.partialBytes = 0;
+      this.partialChannel = -1;
       this.nextSeq = 1;
       this.nextDatagramSeq = 1;
       this.datagramsOut = [];
@@ -488,7 +522,7 @@ export class ReliableChannel {
       const u = this.unacked[n] as Unacked;
       // Karn's rule: only frames sent once give an unambiguous round-trip sample.
       if (u.transmissions === 1) sample = this.nowMs - u.firstSentMs;
-      this.out.acked.push(u.msg.tag);
+      if (!u.more) this.out.acked.push(u.msg.tag);
       n++;
     }
     this.unacked.splice(0, n);
@@ -539,23 +573,57 @@ export class ReliableChannel {
       return;
     }
     if (d > this.limits.reorderFramesMax) return this.reject(LinkRejectCode.window);
+    const more = (frame.flags & FrameFlag.more) !== 0;
     if (d > 0) {
-      this.reorder.set(frame.seq, { channel: frame.channel, payload: frame.payload });
+      this.reorder.set(frame.seq, { channel: frame.channel, payload: frame.payload, more });
       return;
     }
-    this.deliver({ channel: frame.channel, payload: frame.payload });
+    this.accept(frame.channel, frame.payload, more);
     for (;;) {
       const next = this.reorder.get(this.expectedSeq);
       if (next === undefined) break;
       this.reorder.delete(this.expectedSeq);
-      this.deliver(next);
+      this.accept(next.channel, next.payload, next.more);
     }
   }
 
-  private deliver(m: InboundMessage): void {
-    this.out.messages.push(m);
-    this.stats.messagesDelivered++;
+  /** Takes the next in-order DATA frame: a whole message, or a fragment to join. */
+  private accept(channel: number, payload: Uint8Array, more: boolean): void {
     this.expectedSeq = seqAdd(this.expectedSeq, 1);
+    if (this.partialChannel >= 0 && channel !== this.partialChannel) {
+      // The sender never interleaves messages, so this is a broken peer: drop the half message.
+      this.reject(LinkRejectCode.fragment);
+      this.partial = [];
+      this.partialBytes = 0;
+      this.partialChannel = -1;
+    }
+    if (!more && this.partialChannel < 0) {
+      this.out.messages.push({ channel, payload });
+      this.stats.messagesDelivered++;
+      return;
+    }
+    this.partial.push(payload);
+    this.partialBytes += payload.length;
+    this.partialChannel = channel;
+    if (this.partialBytes > framePayloadBytesMax) {
+      this.reject(LinkRejectCode.fragment);
+      this.partial = [];
+      this.partialBytes = 0;
+      this.partialChannel = -1;
+      return;
+    }
+    if (more) return;
+    const whole = new Uint8Array(this.partialBytes);
+    let off = 0;
+    for (const p of this.partial) {
+      whole.set(p, off);
+      off += p.length;
+    }
+    this.partial = [];
+    this.partialBytes = 0;
+    this.partialChannel = -1;
+    this.out.messages.push({ channel, payload: whole });
+    this.stats.messagesDelivered++;
   }
 
   private onDatagram(frame: Frame): void {
@@ -581,12 +649,12 @@ export class ReliableChannel {
 
   private encodeData(u: Unacked): Uint8Array {
     this.stats.dataFramesSent++;
-    return this.encode({ type: FrameType.data, channel: u.msg.channel, seq: u.seq, dstGeneration: this.peerGen, payload: u.msg.payload });
+    return this.encode({ type: FrameType.data, channel: u.msg.channel, seq: u.seq, dstGeneration: this.peerGen, payload: u.fragment }, u.more ? FrameFlag.more : 0);
   }
 
-  private encode(f: { type: FrameType; channel: number; seq: number; dstGeneration: number; payload: Uint8Array }): Uint8Array {
+  private encode(f: { type: FrameType; channel: number; seq: number; dstGeneration: number; payload: Uint8Array }, extraFlags = 0): Uint8Array {
     return encodeFrame(
-      { ...f, flags: this.flags, srcGeneration: this.gen, ack: seqAdd(this.expectedSeq, -1) },
+      { ...f, flags: this.flags | extraFlags, srcGeneration: this.gen, ack: seqAdd(this.expectedSeq, -1) },
       this.mac,
     );
   }
