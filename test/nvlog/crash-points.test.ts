@@ -80,7 +80,52 @@ const workloads: Array<{ name: string; changes: readonly BladeId[] }> = [
   { name: 'three changes, active-active on A and B', changes: [0, 1, 0] },
 ];
 
+/**
+ * The link is cut while changes are in flight on A; A notices, degrades, announces "no
+ * takeover" and then answers from its local copy. A power cut of A at any step of that
+ * sequence must never let B take over from a mirror that lacks an answered change (HA-8).
+ */
+async function runLinkCutThenDeath(cutAt: number | undefined): Promise<{ violations: string[]; steps: number; label: string; acked: number }> {
+  const { sim, sched, baseSteps } = await build(11);
+  sim.cutLink();
+  submitWorkload(sim, [0, 0]);
+  let label = '(no cut)';
+  if (cutAt !== undefined) {
+    sched.stopBefore = (step, l) => {
+      if (step < baseSteps + cutAt) return false;
+      label = l;
+      return true;
+    };
+  }
+  const finished = await sched.runUntil(workloadUntilMs);
+  sched.stopBefore = undefined;
+  if (!finished) {
+    sim.powerCut(0, 'tear', { takeover: true, detectMs: 1 });
+    await sched.runUntil(sched.nowMs() + 10);
+    void sim.boot(0);
+    await sched.runUntil(sched.nowMs() + 10);
+  }
+  sim.healLink();
+  await sched.runUntil(sched.nowMs() + 30);
+  sim.checkFinal();
+  return { violations: sim.violations, steps: sched.steps - baseSteps, label, acked: sim.acked.size };
+}
+
 describe('crash-point enumeration', () => {
+  it('HA-8 link cut, then a power cut of A at every step: B takes over only from a mirror holding every answered change', async () => {
+    const clean = await runLinkCutThenDeath(undefined);
+    expect(clean.violations).toEqual([]);
+    expect(clean.acked).toBe(2);
+    let tookOver = 0;
+    for (let i = 0; i <= clean.steps; i++) {
+      const r = await runLinkCutThenDeath(i);
+      if (r.violations.length > 0) throw new Error(`cut before step ${i} (${r.label}): ${r.violations.join('; ')}`);
+      tookOver++;
+    }
+    expect(tookOver).toBe(clean.steps + 1);
+  });
+
+
   for (const w of workloads) {
     it(`NV-5 NV-6 ${w.name}: clean run acknowledges every change`, async () => {
       const r = await run({ workload: w.changes, cutAt: undefined, target: 'A', mode: 'tear', recovery: 'own', batteryFailed: false });

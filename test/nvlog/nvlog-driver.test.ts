@@ -14,6 +14,7 @@ import { SimNvram } from '../../firmware/ts/hal/nvram/sim/sim-nvram.ts';
 import type { Nvram } from '../../firmware/ts/hal/nvram/nvram.ts';
 import { decodeChangePayload } from '../../firmware/ts/nvlog/core/entry.ts';
 import { HEADER_COPY_BYTES, computeLayout, encodeHeader } from '../../firmware/ts/nvlog/core/layout.ts';
+import type { MirrorMessage } from '../../firmware/ts/nvlog/core/mirror.ts';
 import { NvLog, type NvLogOptions } from '../../firmware/ts/nvlog/nvlog.ts';
 import { PowerMonitor, type PowerAlert } from '../../firmware/ts/nvlog/power.ts';
 import { StepScheduler } from '../../firmware/ts/nvlog/sim/scheduler.ts';
@@ -194,6 +195,44 @@ describe('NV-7 battery, write-through and the power-fail seal', () => {
     const b = await reopening;
     expect(b.report).toMatchObject({ sealed: true, sealedSeq: 3, sealMismatch: false });
     expect(b.plan.toApply.map((r) => r.seq)).toEqual([1, 2, 3]);
+  });
+});
+
+describe('HA-8 degradation is announced before the local copy alone answers', () => {
+  it('HA-8 appends wait for announceDegraded at boot and after the partner goes away', async () => {
+    const gates: Array<() => void> = [];
+    const reasons: string[] = [];
+    const announceDegraded = (reason: string): Promise<void> => {
+      reasons.push(reason);
+      return new Promise<void>((resolve) => gates.push(resolve));
+    };
+    const { log } = await open(memNvram(), { announceDegraded });
+    const sent: MirrorMessage[] = [];
+    log.attachTransport({ send: (m) => sent.push(m) });
+    let done = 0;
+    const first = log.appendChange(new Uint8Array([1]), new Uint8Array(8)).then(() => done++);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(done).toBe(0);
+    gates.shift()?.();
+    await first;
+    // The partner greets, the mirror resynchronises, then the partner vanishes mid-append.
+    log.onPeerMessage({ kind: 'hello', from: 1, bootGeneration: 1, halfBytes: log.layout.halfBytes });
+    const reset = sent.find((m) => m.kind === 'reset');
+    expect(reset).toBeDefined();
+    const epoch = reset?.kind === 'reset' ? reset.epoch : 0;
+    log.onPeerMessage({ kind: 'ack', origin: 0, epoch, seq: 1 });
+    expect(log.mirrorState).toBe('synced');
+    const second = log.appendChange(new Uint8Array([2]), new Uint8Array(8)).then(() => done++);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(done).toBe(1);
+    log.peerDisconnected();
+    expect(log.mirrorState).toBe('degraded');
+    await new Promise((r) => setTimeout(r, 5));
+    expect(done).toBe(1);
+    gates.shift()?.();
+    await second;
+    expect(done).toBe(2);
+    expect(reasons).toEqual(['boot: the partner has not resynchronised this log yet', 'partner unreachable']);
   });
 });
 

@@ -55,6 +55,14 @@ export interface NvLogOptions {
    * state-machine log (so retransmissions still get their replies).
    */
   mode?: 'recover' | 'after-giveback';
+  /**
+   * Called when the mirror degrades, before any client is answered from the local copy alone.
+   * HA resolves it once the partner can no longer take this blade over (NO-TAKEOVER written to
+   * the mailbox disks and persistent state, HA-8): otherwise a partner that missed the news
+   * (link cut, then this blade dies) could take over from a mirror lacking answered changes.
+   * Without it, degradation waives the mirror at once.
+   */
+  announceDegraded?: (reason: string) => Promise<void>;
 }
 
 export interface RecoveryReport {
@@ -137,6 +145,11 @@ export class NvLog {
   private inFlightPersists = new Set<Promise<void>>();
   private tickTimer: TimerHandle | undefined;
   private receiverPersistScheduled = false;
+  /** False between a degradation and the end of its announcement: no waiver yet. */
+  private waiverAllowed = true;
+  private announceEpoch = 0;
+  /** The mirror watermark already used to answer clients (never goes back). */
+  private mirrorReleasedSeq = 0;
   private pendingAcks: Array<MirrorMessage & { kind: 'ack' }> = [];
   private haCounter = 0;
   private readonly listeners = { mirror: [] as Listener<MirrorStateChange>[], writeThrough: [] as Listener<boolean>[], full: [] as Listener<void>[], sealed: [] as Listener<number>[] };
@@ -160,8 +173,12 @@ export class NvLog {
     this.receiver = new MirrorReceiver(partnerOf(opts.bladeId), 2 * layout.halfBytes);
     this.nextSeq = nextSeq;
     this.localDurableSeq = nextSeq - 1;
+    this.mirrorReleasedSeq = nextSeq - 1;
     this.mirror.startAt(nextSeq - 1);
     this.batteryValue = header.battery;
+    // A booting blade has not reached its partner yet: its mirror starts degraded, which HA
+    // must announce like any other degradation before a client is answered.
+    if (opts.announceDegraded !== undefined) this.announce('boot: the partner has not resynchronised this log yet');
     this.writeThroughValue = header.battery === 'low' || header.battery === 'failed';
   }
 
@@ -402,7 +419,8 @@ export class NvLog {
   private wake(): void {
     // After close (a power cut in the simulator) nothing may be reported durable any more.
     if (this.waiters.length === 0 || this.closed) return;
-    const mirrored = this.mirror.doneSeq;
+    const mirrored = Math.max(this.mirrorReleasedSeq, this.waiverAllowed ? this.mirror.doneSeq : this.mirror.ackedSeq);
+    this.mirrorReleasedSeq = mirrored;
     const keep: typeof this.waiters = [];
     for (const w of this.waiters) {
       if (w.seq <= this.localDurableSeq && (!w.needMirror || w.seq <= mirrored)) w.resolve();
@@ -534,8 +552,24 @@ export class NvLog {
 
   private flushMirror(): void {
     for (const m of this.mirror.takeOutbox()) this.transport?.send(m);
-    for (const c of this.mirror.takeStateChanges()) for (const fn of this.listeners.mirror) fn(c);
+    for (const c of this.mirror.takeStateChanges()) {
+      if (c.state === 'degraded' && this.opts.announceDegraded !== undefined) this.announce(c.reason);
+      for (const fn of this.listeners.mirror) fn(c);
+    }
     this.wake();
+  }
+
+  private announce(reason: string): void {
+    this.waiverAllowed = false;
+    const epoch = ++this.announceEpoch;
+    const done = (): void => {
+      if (epoch !== this.announceEpoch) return;
+      this.waiverAllowed = true;
+      this.wake();
+    };
+    (this.opts.announceDegraded as (r: string) => Promise<void>)(reason).then(done, () => {
+      // Not announced: keep waiting for the partner's acknowledgements (or a later degradation).
+    });
   }
 
   private onReceiverActions(actions: ReturnType<MirrorReceiver['onMessage']>): void {

@@ -55,6 +55,7 @@ export class MirrorOrigin {
   private resyncTargetSeq = 0;
   private lastAppendedSeq = 0;
   private doneSeqValue = 0;
+  private ackedSeqValue = 0;
   private partnerReachable = false;
   private degradedAtMs = 0;
   private outbox: MirrorMessage[] = [];
@@ -73,6 +74,10 @@ export class MirrorOrigin {
   get doneSeq(): number {
     return this.doneSeqValue;
   }
+  /** Every entry at or before this is durable in the partner's mirror (never waived). */
+  get ackedSeq(): number {
+    return this.ackedSeqValue;
+  }
   get inFlightHighWater(): number {
     return this.inFlightHighWaterValue;
   }
@@ -84,6 +89,7 @@ export class MirrorOrigin {
   startAt(lastSeq: number): void {
     this.lastAppendedSeq = lastSeq;
     this.doneSeqValue = lastSeq;
+    this.ackedSeqValue = lastSeq;
   }
 
   /** The partner came up (or asked for it): reset its mirror and resend every live entry. */
@@ -126,6 +132,7 @@ export class MirrorOrigin {
       this.resetAcked = true;
       while (this.inFlight.length > 0 && (this.inFlight[0] as { seq: number }).seq <= msg.seq) this.inFlight.shift();
       if (msg.seq > this.doneSeqValue) this.doneSeqValue = Math.min(msg.seq, this.lastAppendedSeq);
+      if (msg.seq > this.ackedSeqValue) this.ackedSeqValue = Math.min(msg.seq, this.lastAppendedSeq);
       if (this.stateValue === 'resyncing' && this.resetAcked && msg.seq >= this.resyncTargetSeq) {
         this.doneSeqValue = Math.max(this.doneSeqValue, this.resyncTargetSeq);
         this.setState('synced', 'mirror resynchronised');

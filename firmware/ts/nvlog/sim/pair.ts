@@ -108,6 +108,12 @@ export class PairSim {
   readonly clientAcked = new Set<number>();
   readonly violations: string[] = [];
   linkUp = true;
+  /**
+   * What HA would read from the mailbox disks: may the partner take blade i over? False from
+   * the moment a degradation of i's mirror is announced (before i answers from its local copy
+   * alone) until i reports its mirror synced again (HA-8).
+   */
+  readonly takeoverAllowed: [boolean, boolean] = [false, false];
   private session = 0;
   private lastDelivery: [number, number] = [0, 0];
   private readonly opts: Required<Omit<PairOptions, 'trace' | 'limits'>> & Pick<PairOptions, 'trace' | 'limits'>;
@@ -167,6 +173,11 @@ export class PairSim {
         timers: this.sched,
         cpSeq: fs.disk.lastSeq,
         mode: giveback ? 'after-giveback' : 'recover',
+        announceDegraded: async () => {
+          // The mailbox write that tells the partner "no takeover" takes a moment.
+          await this.sched.sleep(0.5 + this.prng.float());
+          this.takeoverAllowed[id] = false;
+        },
         ...(partnerCopy !== undefined ? { partnerCopy } : {}),
         ...(this.opts.limits !== undefined ? { limits: this.opts.limits } : {}),
       });
@@ -203,6 +214,7 @@ export class PairSim {
     b.mirrorState = log.mirrorState;
     log.onMirrorState((c) => {
       b.mirrorState = c.state;
+      if (c.state === 'synced') this.takeoverAllowed[id] = true;
       this.trace(`blade ${id} mirror ${c.state}: ${c.reason}`);
     });
     log.onFull(() => this.startCp(id));
@@ -247,7 +259,7 @@ export class PairSim {
   /** Cuts a blade's power. The partner notices after `detectMs` and may take it over. */
   powerCut(id: BladeId, mode: TearMode, opts: { takeover: boolean; detectMs?: number }): void {
     const b = this.blades[id];
-    const wasSynced = b.mirrorState === 'synced';
+    const mayTakeOver = this.takeoverAllowed[id];
     this.trace(`power cut blade ${id} (${mode}${b.nvram.batteryFailed ? ', battery failed' : ''}, mirror ${b.mirrorState})`);
     b.log?.close();
     b.log = undefined;
@@ -269,7 +281,7 @@ export class PairSim {
     this.sched.at(opts.detectMs ?? 5, `detect-death-${id}`, () => {
       if (!p.alive || p.incarnation !== pInc || b.alive || b.booting) return;
       p.log?.peerDisconnected();
-      if (opts.takeover && wasSynced && this.linkUp) void this.takeover(p.id, id);
+      if (opts.takeover && mayTakeOver) void this.takeover(p.id, id);
     });
   }
 

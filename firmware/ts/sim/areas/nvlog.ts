@@ -56,6 +56,9 @@ export const area: SimArea = {
       sched.at(20 + prng.float() * (workloadMs - 40), 'fault', () => {
         const [a, b] = sim.blades;
         const healthy = a.alive && b.alive && sim.linkUp && !a.batteryFailed && !b.batteryFailed;
+        // A blade may also die while the link is cut: the partner then takes it over only if
+        // it had not announced a degraded mirror (HA-8).
+        const bladesUp = a.alive && b.alive && !a.batteryFailed && !b.batteryFailed;
         const x = prng.int(2) as BladeId;
         const bx = sim.blades[x];
         const kind = prng.pick(['cut', 'cut', 'battery-cut', 'link']);
@@ -63,7 +66,7 @@ export const area: SimArea = {
           faults.push('link');
           sim.cutLink();
           sched.at(5 + prng.float() * 80, 'heal-link', () => sim.healLink());
-        } else if (kind === 'cut' && healthy) {
+        } else if (kind === 'cut' && bladesUp) {
           const mode = prng.pick(['tear', 'drop', 'keep'] as const);
           const takeover = prng.chance(0.6);
           faults.push(`cut-${x}-${mode}${takeover ? '-takeover' : ''}`);
