@@ -8,6 +8,7 @@ import { XdrWriter, encode } from '../../firmware/ts/nfs/core/xdr.ts';
 import * as x from '../../firmware/ts/nfs/core/nfs3.ts';
 import { NFS_PROGRAM, NFS_V3, Nfs3Proc } from '../../firmware/ts/nfs/core/nfs3.ts';
 import { FsStatus } from '../../firmware/ts/fsapi/ops.ts';
+import { mntArgs, mntRes } from '../../firmware/ts/nfs/core/mount.ts';
 import { Nfs3Client, RpcClient, RpcError, mountNfs, ok } from '../../tools/nfs-client/index.ts';
 import { type Rig, startRig } from './harness.ts';
 
@@ -209,6 +210,22 @@ describe('UDP', () => {
       expect(info.status === 0 && info.wtmax).toBe(32 * 1024);
       const bad = decodeReply(await ask(4, 77, new Uint8Array(0)));
       expect(bad).toMatchObject({ kind: 'accepted-error', stat: AcceptStat.PROC_UNAVAIL });
+      // A change over UDP, then its retransmission: the same reply, one directory (SM-2).
+      const mk = encode(x.mkdirArgs, { where: { dir: rig.mounted.root, name: 'udp-dir' }, attrs: x.sattr() });
+      const r1 = await ask(5, Nfs3Proc.MKDIR, mk);
+      const r2 = await ask(5, Nfs3Proc.MKDIR, mk);
+      expect(Buffer.from(r2).equals(Buffer.from(r1))).toBe(true);
+      const d1 = decodeReply(r1);
+      if (d1.kind !== 'success') throw new Error('MKDIR over UDP failed');
+      expect(x.mkdirRes.dec(d1.results).status).toBe(0);
+      // MOUNT answers over UDP too (mount.nfs often asks mountd over UDP).
+      const mnt = await new Promise<Uint8Array>((resolve) => {
+        sock.once('message', (m) => resolve(new Uint8Array(m)));
+        sock.send(replyBody(encodeCall(6, 100005, 3, 1, RpcClient.credFor({}), encode(mntArgs, { path: '/export' }))), rig.server.mountPort, '127.0.0.1');
+      });
+      const md = decodeReply(mnt);
+      if (md.kind !== 'success') throw new Error('MNT over UDP failed');
+      expect(mntRes.dec(md.results)).toMatchObject({ status: 0, fh: rig.mounted.root });
     } finally {
       sock.close();
     }
