@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { blockContract } from '../contract/block.contract.ts';
 import { directIoTempDir } from '../contract/block-helpers.ts';
 import { LinuxBlockDevice, directIoSupported } from '../../firmware/ts/hal/block/linux/linux-block-device.ts';
@@ -118,6 +119,21 @@ describe('LinuxBlockDevice', () => {
     }
     expect((await rejection(dev.read(4 * 4096, 4096))).code).toBe(BlockErrorCode.io);
     await dev.close();
+  });
+
+  it('keeps flushed writes when the blade process is killed (SIGKILL as a power cut)', () => {
+    const path = imagePath();
+    const script = `
+      import { LinuxBlockDevice } from ${JSON.stringify(new URL('../../firmware/ts/hal/block/linux/linux-block-device.ts', import.meta.url).pathname)};
+      const dev = await LinuxBlockDevice.open(${JSON.stringify(path)}, { create: true, sizeBytes: 1 << 20 });
+      await Promise.all([0, 1, 2, 3].map((i) => dev.write(i * 65536, new Uint8Array(65536).fill(0x40 + i))));
+      await dev.flush();
+      process.kill(process.pid, 'SIGKILL');
+    `;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(r.signal).toBe('SIGKILL');
+    const image = readFileSync(path);
+    for (let i = 0; i < 4; i++) expect(image.subarray(i * 65536, (i + 1) * 65536).every((b) => b === 0x40 + i)).toBe(true);
   });
 
   it('knows whether a directory supports O_DIRECT', () => {
