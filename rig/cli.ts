@@ -12,7 +12,7 @@ import path from 'node:path';
 import { mgmtRequest } from '../firmware/ts/blade/mgmt.ts';
 import { runRigForeground } from './service.ts';
 
-export const defaultRigDir = (): string => path.resolve(process.env.TWINBLADE_RIG_DIR ?? '.rig');
+import { defaultRigDir } from './paths.ts';
 
 function usage(): never {
   console.error('usage: rig up [--dir D] | rig status [--json] | rig fault KIND ARGS... | rig heal KIND ARGS... | rig down');

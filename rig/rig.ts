@@ -9,6 +9,8 @@ import { RigControlError, RigControlServer } from './control/server.ts';
 import { SerialRelay } from './serial/relay.ts';
 import { BladeProcess } from './power/blade-process.ts';
 import { RigControlErrorCode, type RigBladeId } from '../firmware/ts/hal/rigctl/protocol.ts';
+import crypto from 'node:crypto';
+import { loopbackPlan, writeRigBoard } from './boards.ts';
 
 export interface RigOptions {
   /** Working directory of the rig (images, NVRAM files, configs, sockets, logs). */
@@ -22,8 +24,10 @@ export interface RigOptions {
    * through tsx (`blade run --config FILE`).
    */
   bladeCommand?: (configPath: string) => string[];
-  /** Writes the blade's board descriptor; the rig passes what it created. */
+  /** Writes the blade's board descriptor; the rig passes what it created. Default: writeRigBoard. */
   writeBladeConfig?: (ctx: BladeConfigContext) => Promise<string>;
+  /** First of the ports the loopback rig uses (NFS and MOUNT per blade, interconnect). Default 12049. */
+  portBase?: number;
 }
 
 export interface BladeConfigContext {
@@ -125,7 +129,7 @@ export class Rig {
       };
       const configPath = this.opts.writeBladeConfig
         ? await this.opts.writeBladeConfig(ctx)
-        : await writeDefaultContext(ctx);
+        : await writeRigBoard(ctx, loopbackPlan(this.opts.portBase ?? 12049), await this.pairKey());
       const command = this.opts.bladeCommand?.(configPath) ?? defaultBladeCommand(configPath);
       this.blades.set(
         blade,
@@ -133,6 +137,18 @@ export class Rig {
       );
     }
     if (options.powerOn !== false) for (const b of this.blades.values()) b.powerOn();
+  }
+
+  /** The pair's shared secret, created once per rig directory (owner-only). */
+  private async pairKey(): Promise<string> {
+    const p = path.join(this.dir, 'pair.key');
+    try {
+      return (await fs.readFile(p, 'utf8')).trim();
+    } catch {
+      const key = crypto.randomBytes(32).toString('hex');
+      await fs.writeFile(p, `${key}\n`, { mode: 0o600 });
+      return key;
+    }
   }
 
   blade(id: RigBladeId): BladeProcess {
@@ -229,8 +245,3 @@ function defaultBladeCommand(configPath: string): string[] {
   return [process.execPath, '--import', 'tsx', path.resolve('firmware/ts/cli/blade.ts'), 'run', '--config', configPath];
 }
 
-async function writeDefaultContext(ctx: BladeConfigContext): Promise<string> {
-  const p = path.join(ctx.dir, 'rig-context.json');
-  await fs.writeFile(p, `${JSON.stringify(ctx, null, 2)}\n`);
-  return p;
-}

@@ -52,8 +52,10 @@ export class BladeProcess extends EventEmitter {
     const [cmd, ...args] = this.opts.command;
     const child = spawn(cmd as string, args, {
       cwd: this.opts.cwd,
-      env: { ...process.env, ...this.opts.env },
-      stdio: ['ignore', log, log],
+      // The blade exits when this pipe closes: a rig that dies takes its blades with it
+      // rather than leaving them running unsupervised.
+      env: { ...process.env, ...this.opts.env, TWINBLADE_EXIT_WITH_PARENT: '1' },
+      stdio: ['pipe', log, log],
       detached: false,
     });
     fs.closeSync(log);

@@ -97,6 +97,12 @@ async function main(): Promise<void> {
       };
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
+      if (process.env.TWINBLADE_EXIT_WITH_PARENT === '1') {
+        // Started by a rig: when the rig goes away, so does this emulated board's power.
+        process.stdin.on('error', () => undefined);
+        process.stdin.on('close', () => process.exit(1));
+        process.stdin.resume();
+      }
       return;
     }
     case 'status': {
