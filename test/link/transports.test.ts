@@ -111,6 +111,12 @@ describe('link over real transports', () => {
     expect(got.map((m) => idOf(m.payload))).toEqual([...Array(300).keys()]);
     expect(got.every((m) => m.channel === 3 && m.payload.length === 4096)).toBe(true);
     await until(() => status.length === 1);
+    // Mirror-sized messages far above the 65 507-byte datagram limit go as 8 KiB fragments.
+    const big = [200_000, 65_536, 100_001].map((n, i) => msg(1000 + i, n));
+    for (const m of big) a.sendReliable(3, m);
+    await until(() => got.length === 303);
+    expect(got.slice(300).map((m) => m.payload.length)).toEqual([200_000, 65_536, 100_001]);
+    expect(got.slice(300).map((m) => idOf(m.payload))).toEqual([1000, 1001, 1002]);
   });
 
   it('UDP: a stranger with the wrong key is counted and dropped', async () => {

@@ -204,5 +204,7 @@ describe('link multipath', () => {
     expect(() => link.receive(5, new Uint8Array(1), 0)).toThrow(/no path/);
     expect(() => new MultipathLink({ localGeneration: 1, role: 'a', mac: testMac, paths: [] })).toThrow(/at least one path/);
     expect(link.sendAll(1, new Uint8Array(1))).toBe(0);
+    const withUdp = new MultipathLink({ localGeneration: 1, role: 'a', mac: testMac, paths: [{ name: 's', kind: 'stream' }, { name: 'u', kind: 'datagram' }] });
+    expect(() => withUdp.sendAll(1, new Uint8Array(9000))).toThrow(/smallest fragmentBytesMax/);
   });
 });

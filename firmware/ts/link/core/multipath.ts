@@ -244,10 +244,16 @@ export class MultipathLink {
   }
 
   /**
-   * Sends an unreliable message of `type` on every path with an established session (SPEC
+   * Sends an unreliable message of `type` (at most the smallest path fragmentBytesMax: 8 KiB
+   * with a UDP path) on every path with an established session (SPEC
    * HA-1). Returns how many paths it went out on; 0 means the peer is unknown on every path.
    */
   sendAll(type: number, payload: Uint8Array): number {
+    // All or nothing: check the size against every path before queueing on any.
+    const max = Math.min(...this.paths.map((p) => p.channel.limits.fragmentBytesMax));
+    if (payload.length > max) {
+      throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', `datagram of ${payload.length} bytes exceeds ${max}, the smallest fragmentBytesMax of the paths`);
+    }
     let n = 0;
     for (const p of this.paths) if (p.channel.sendDatagram(type, payload)) n++;
     return n;

@@ -302,13 +302,15 @@ export class ReliableChannel {
   }
 
   /**
-   * Queues an unreliable datagram (HA status). Returns false (and sends nothing) while no
-   * session is established, because the peer would refuse a frame without its generation.
+   * Queues an unreliable datagram (HA status), at most fragmentBytesMax bytes. Returns false
+   * (and sends nothing) while no session is established, because the peer would refuse a frame
+   * without its generation.
    */
   sendDatagram(channel: number, payload: Uint8Array): boolean {
     checkChannel(channel);
-    if (payload.length > framePayloadBytesMax) {
-      throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', `payload of ${payload.length} bytes exceeds ${framePayloadBytesMax}`);
+    if (payload.length > this.limits.fragmentBytesMax) {
+      // Datagrams are never fragmented: a lost piece would lose the whole, with no resend.
+      throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', `datagram of ${payload.length} bytes exceeds this path's fragmentBytesMax ${this.limits.fragmentBytesMax}`);
     }
     if (!this.established) return false;
     if (this.datagramsOut.length >= this.limits.datagramQueueMax) {
