@@ -29,8 +29,10 @@ export interface RaidLimits {
   rebuildChunkBytes: number;
   /** The rebuild flushes the new disk and records its cursor in that disk's label after this many bytes. */
   rebuildCheckpointBytes: number;
-  /** Read errors (each one repaired) a member may return before it is failed out. */
+  /** Read errors (each one repaired) a member may return within `memberReadErrorWindowMs` before it is failed out. */
   memberReadErrorCountMax: number;
+  /** The window over which a member's read errors are counted: a disk with an occasional bad sector is kept. */
+  memberReadErrorWindowMs: number;
 }
 
 export const defaultRaidLimits: RaidLimits = {
@@ -38,6 +40,7 @@ export const defaultRaidLimits: RaidLimits = {
   rebuildChunkBytes: 1024 * 1024,
   rebuildCheckpointBytes: 64 * 1024 * 1024,
   memberReadErrorCountMax: 16,
+  memberReadErrorWindowMs: 10 * 60 * 1000,
 };
 
 /** What the volume reports as it happens (besides `status()`). */
@@ -92,7 +95,8 @@ interface Slot {
   disk: BlockDevice | undefined;
   uuid: string;
   state: SlotState;
-  readErrors: number;
+  /** Times (clock ms) of this disk's recent read errors, within the window. */
+  readErrorTimes: number[];
   /** While rebuilding: stripes below this are rebuilt (and kept current by writes). */
   cursorStripe: number;
 }
@@ -154,7 +158,7 @@ export class RaidVolume implements Volume {
     this.pairId = init.pairId;
     this.volumeId = init.volumeId;
     this.generation = init.generation;
-    this.slots = init.slots.map((s) => ({ ...s, readErrors: 0 }));
+    this.slots = init.slots.map((s) => ({ ...s, readErrorTimes: [] }));
     this.spares = [...init.spares];
     this.assembly = init.verdicts;
     this.limits = { ...defaultRaidLimits, ...options.limits };
@@ -277,7 +281,7 @@ export class RaidVolume implements Volume {
       slot.uuid = spare.uuid;
       slot.state = 'rebuilding';
       slot.cursorStripe = 0;
-      slot.readErrors = 0;
+      slot.readErrorTimes = [];
     }
     this.rebuildError = undefined;
     const run = { position, stop: false, done: Promise.resolve() };
@@ -422,7 +426,9 @@ export class RaidVolume implements Volume {
       return await disk.read(diskByteOffset(lo), (hi - lo + 1) * raidBlockBytes);
     } catch (e) {
       if (isFenced(e)) throw e;
-      this.memberReadFailed(p, disk, e);
+      // A failed multi-block read only says that some block in it is bad; the block reads
+      // below find (and count) which. A failed one-block read is that block's error.
+      if (lo === hi || errorCode(e) === BlockErrorCode.closed) this.memberReadFailed(p, disk, e);
     }
     // The extent failed: find the bad blocks one by one, so that one bad sector costs one
     // reconstruction, not the whole extent.
@@ -430,7 +436,7 @@ export class RaidVolume implements Volume {
     for (let b = lo; b <= hi; b++) {
       this.checkUsable();
       let block: Uint8Array | undefined;
-      if (this.readable(p, b, b)) {
+      if (this.readable(p, b, b) && lo !== hi) {
         try {
           block = await disk.read(diskByteOffset(b), raidBlockBytes);
         } catch (e) {
@@ -546,12 +552,15 @@ export class RaidVolume implements Volume {
     const slot = this.slots[p] as Slot;
     // An error from a disk that has already been replaced at this position says nothing about the new one.
     if (slot.disk !== disk) return;
-    slot.readErrors++;
+    const now = this.options.clock.nowMs();
+    slot.readErrorTimes = slot.readErrorTimes.filter((t) => t > now - this.limits.memberReadErrorWindowMs);
+    slot.readErrorTimes.push(now);
     this.counters.readErrors++;
     const code = errorCode(e);
-    this.emit({ type: 'read-error', position: p, disk: slot.disk?.name ?? '', code, errorCount: slot.readErrors });
-    if (code === BlockErrorCode.closed || slot.readErrors > this.limits.memberReadErrorCountMax) {
-      this.failMember(p, disk, code, `${slot.readErrors} read errors (last: ${errorMessage(e)})`);
+    const recent = slot.readErrorTimes.length;
+    this.emit({ type: 'read-error', position: p, disk: slot.disk?.name ?? '', code, errorCount: recent });
+    if (code === BlockErrorCode.closed || recent > this.limits.memberReadErrorCountMax) {
+      this.failMember(p, disk, code, `${recent} read errors within ${this.limits.memberReadErrorWindowMs} ms (last: ${errorMessage(e)})`);
     }
   }
 
