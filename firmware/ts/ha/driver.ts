@@ -1,0 +1,199 @@
+// The HA runtime of one blade: drives the pure HA machine (core/machine.ts) with real
+// ports — the link endpoint for status datagrams on every interconnect and network path,
+// the mailbox driver, a fence, the partner-reset GPIO line, persistent memory, a tick timer
+// — and hands serving, log replay and alerts to the composition root.
+import type { Clock, TimerHandle, Timers } from '../core/clock.ts';
+import { isTwinbladeError } from '../core/errors.ts';
+import type { GpioLine } from '../hal/gpio/gpio.ts';
+import { LinkDatagramType, type LinkEndpoint } from '../link/endpoint.ts';
+import { HaMachine, type HaAction, type HaConfig, type HaPathConfig, type HaStatusReport, type OperatorCommand, type OperatorResult, type PersistedHaState, type SetIndex } from './core/machine.ts';
+import { decodeStatus, encodeStatus } from './core/status.ts';
+import { fenceSet, type Fence } from './fence.ts';
+import { MailboxIo, mailboxPathId, type MailboxDisk } from './mailbox-io.ts';
+
+export interface HaDriverOptions {
+  /** `config.paths` must name every link path (by its name) and every mailbox disk (`mbox<i>`): see `haPathsFor`. */
+  config: HaConfig;
+  /** The HA state last persisted in NVRAM (undefined on a blade's first boot). */
+  persisted: PersistedHaState | undefined;
+  clock: Clock;
+  timers: Timers;
+  link: LinkEndpoint | undefined;
+  mailboxDisks: readonly MailboxDisk[];
+  fence: Fence;
+  /** The fence's disk numbers of each set: `setDisks[i]` is the set normally owned by blade i. */
+  setDisks: readonly [readonly number[], readonly number[]];
+  /** Output line that resets the partner (optional: not every board has one). */
+  partnerReset?: GpioLine;
+  /** Makes the state durable (NVRAM). Completes before any action of the same round is carried out. */
+  persist(state: PersistedHaState): void | Promise<void>;
+  /** Start or stop serving a disk set (mount and export, or flush and unexport). */
+  serve(set: SetIndex, on: boolean): void;
+  /** Replay the change log covering `set` (HA-7, NV-5); resolves true when done. */
+  replay(set: SetIndex): Promise<boolean>;
+  alert?(code: string, message: string): void;
+}
+
+/** The HA path list for a link endpoint's paths plus the mailbox disks. */
+export function haPathsFor(link: LinkEndpoint | undefined, mailboxDisks: readonly MailboxDisk[]): HaPathConfig[] {
+  const paths: HaPathConfig[] = (link?.paths ?? []).map((p) => ({ id: p.name, kind: p.kind === 'stream' ? 'interconnect' : 'network' }));
+  for (const d of mailboxDisks) paths.push({ id: mailboxPathId(d.index), kind: 'mailbox' });
+  return paths;
+}
+
+export class HaDriver {
+  private readonly o: HaDriverOptions;
+  private readonly machine: HaMachine;
+  private readonly mailbox: MailboxIo;
+  private tickTimer: TimerHandle | undefined;
+  private pumping = false;
+  private stopped = false;
+  private readonly unsubscribe: (() => void)[] = [];
+  readonly stats = { statusSent: 0, statusReceived: 0, rejected: 0, persists: 0 };
+
+  constructor(opts: HaDriverOptions) {
+    this.o = opts;
+    this.machine = new HaMachine(opts.config, opts.persisted, opts.clock.nowMs());
+    this.mailbox = new MailboxIo({
+      bladeIndex: opts.config.bladeIndex,
+      disks: opts.mailboxDisks,
+      timers: opts.timers,
+      pollIntervalMs: opts.config.timing.mailboxPollIntervalMs,
+      onStatus: (path, message) => this.step({ type: 'status', path, message }),
+      onRejected: (path, code) => this.step({ type: 'rejected', path, code }),
+      onWriteFenced: (set) => this.step({ type: 'write-fenced', set }),
+    });
+  }
+
+  /** Starts the tick timer, the mailbox polling and the link listeners. */
+  start(): void {
+    const link = this.o.link;
+    if (link !== undefined) {
+      const onDatagram = (type: number, payload: Uint8Array, path: number): void => {
+        if (type !== LinkDatagramType.haStatus) return;
+        const id = link.paths[path]?.name;
+        if (id === undefined) return;
+        try {
+          const message = decodeStatus(payload);
+          this.stats.statusReceived++;
+          this.step({ type: 'status', path: id, message });
+        } catch (e) {
+          this.stats.rejected++;
+          this.step({ type: 'rejected', path: id, code: isTwinbladeError(e) ? e.code : 'unknown' });
+        }
+      };
+      const onUp = (_path: number, name: string): void => this.step({ type: 'path', path: name, up: true });
+      const onDown = (_path: number, name: string): void => this.step({ type: 'path', path: name, up: false });
+      link.on('datagram', onDatagram).on('pathUp', onUp).on('pathDown', onDown);
+      this.unsubscribe.push(() => {
+        link.off('datagram', onDatagram).off('pathUp', onUp).off('pathDown', onDown);
+      });
+    }
+    this.mailbox.start();
+    this.tickTimer = this.o.timers.after(this.o.config.timing.tickIntervalMs, () => {
+      if (this.stopped) return;
+      this.machine.tick(this.o.clock.nowMs());
+      this.pump();
+      this.tickTimer?.refresh();
+    });
+    this.pump();
+  }
+
+  /** Stops everything this driver started (the link itself belongs to the caller). */
+  stop(): void {
+    this.stopped = true;
+    this.tickTimer?.cancel();
+    this.mailbox.stop();
+    for (const u of this.unsubscribe.splice(0)) u();
+  }
+
+  operator(command: OperatorCommand): OperatorResult {
+    const r = this.machine.operator(command, this.o.clock.nowMs());
+    this.pump();
+    return r;
+  }
+
+  status(): HaStatusReport {
+    return this.machine.status();
+  }
+
+  /** From the NVRAM mirroring layer (HA-8). */
+  setMirrorSynced(synced: boolean): void {
+    this.step({ type: 'mirror', synced });
+  }
+
+  private step(event: Parameters<HaMachine['step']>[0]): void {
+    if (this.stopped) return;
+    this.machine.step(event, this.o.clock.nowMs());
+    this.pump();
+  }
+
+  /** Carries out the machine's output; persist first, then the actions, round by round. */
+  private pump(): void {
+    if (this.pumping || this.stopped) return;
+    this.pumping = true;
+    void this.pumpAsync().finally(() => {
+      this.pumping = false;
+      if (this.machine.hasReady() && !this.stopped) this.pump();
+    });
+  }
+
+  private async pumpAsync(): Promise<void> {
+    while (this.machine.hasReady() && !this.stopped) {
+      const r = this.machine.ready();
+      if (r.persist !== undefined) {
+        this.stats.persists++;
+        const p = this.o.persist(r.persist);
+        if (p !== undefined) await p;
+      }
+      for (const a of r.actions) this.perform(a);
+    }
+  }
+
+  private perform(a: HaAction): void {
+    switch (a.type) {
+      case 'send':
+        if (this.o.link !== undefined) {
+          this.o.link.sendAll(LinkDatagramType.haStatus, encodeStatus(a.message));
+          this.stats.statusSent++;
+        }
+        return;
+      case 'write-mailbox':
+        void this.mailbox.write(a.message, a.sets);
+        return;
+      case 'fence':
+        fenceSet(this.o.fence, a.op, this.o.setDisks[a.set]).then(
+          () => this.step({ type: 'fence-result', op: a.op, set: a.set, token: a.token, ok: true }),
+          (e: unknown) => this.step({ type: 'fence-result', op: a.op, set: a.set, token: a.token, ok: false, code: isTwinbladeError(e) ? e.code : 'unknown' }),
+        );
+        return;
+      case 'pulse-reset':
+        void this.pulse(a.durationMs).then(() => this.step({ type: 'reset-done' }));
+        return;
+      case 'serve':
+        this.o.serve(a.set, a.on);
+        return;
+      case 'replay':
+        this.o.replay(a.set).then(
+          (ok) => this.step({ type: 'replay-done', set: a.set, ok }),
+          () => this.step({ type: 'replay-done', set: a.set, ok: false }),
+        );
+        return;
+      case 'alert':
+        this.o.alert?.(a.code, a.message);
+        return;
+    }
+  }
+
+  private async pulse(durationMs: number): Promise<void> {
+    const line = this.o.partnerReset;
+    try {
+      if (line !== undefined) await line.write(1);
+      await this.o.timers.sleep(durationMs);
+    } catch (e) {
+      this.o.alert?.('HA_RESET_FAILED', `partner reset pulse failed: ${(e as Error).message}`);
+    } finally {
+      if (line !== undefined) await line.write(0).catch(() => undefined);
+    }
+  }
+}
