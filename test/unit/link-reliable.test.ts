@@ -201,6 +201,27 @@ describe('link reliable channel', () => {
     expect(sim.runUntil(() => sim.b.messages.length === 1, 5000)).toBe(true);
   });
 
+  it('probes a dead path with one frame per timeout instead of resending the whole window', () => {
+    const sim = new LinkSim({ seed: 13, paths: [{ kind: 'datagram' }] });
+    expect(sim.runUntil(() => sim.a.link.peerReachable, 1000)).toBe(true);
+    for (const s of [sim.a, sim.b]) (s.out[0] as { cut: boolean }).cut = true;
+    sendMany(sim, sim.a, 1, 20);
+    expect(sim.runUntil(() => !sim.a.link.isPathUp(0), 2000)).toBe(true);
+    const pipe = sim.a.out[0];
+    const before = pipe?.sent.length ?? 0;
+    sim.run(10_000);
+    const dataAfterDown = (pipe?.sent.slice(before) ?? []).filter((f) => {
+      const r = decodeFrame(f, testMac);
+      return r.ok && r.frame.type === FrameType.data;
+    }).length;
+    // Timeouts back off to 2 s: about 5-7 probes in 10 s, one frame each.
+    expect(dataAfterDown).toBeGreaterThan(2);
+    expect(dataAfterDown).toBeLessThanOrEqual(10);
+    for (const s of [sim.a, sim.b]) (s.out[0] as { cut: boolean }).cut = false;
+    expect(sim.runUntil(() => sim.b.messages.length === 20, 10_000)).toBe(true);
+    expect(numbers(sim.b)).toEqual(range(1, 20));
+  });
+
   it('a peer restart (new generation) resets sequence state, reports undelivered messages, and the link carries on', () => {
     const sim = new LinkSim({ seed: 6, paths: [{ kind: 'stream' }] });
     sendMany(sim, sim.a, 1, 20);

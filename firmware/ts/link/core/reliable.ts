@@ -386,7 +386,14 @@ export class ReliableChannel {
     }
     if (!this.established && nowMs - this.lastHelloMs >= l.helloIntervalMs) this.helloDue = true;
     if (this.transportWritable && this.unacked.length > 0 && nowMs >= this.rtoDeadlineMs) {
-      for (const u of this.unacked) if (!u.sacked) u.resend = true;
+      if (this.up) {
+        for (const u of this.unacked) if (!u.sacked) u.resend = true;
+      } else {
+        // Nothing is coming back: probe with the oldest frame rather than pour the whole
+        // window into a dead path every timeout. The rest follows once the path answers.
+        const first = this.unacked.find((u) => !u.sacked);
+        if (first !== undefined) first.resend = true;
+      }
       // Bounded exponential backoff: a dead path is probed at most every retransmitTimeoutMsMax.
       this.rtoMs = Math.min(this.rtoMs * 2, l.retransmitTimeoutMsMax);
       this.rtoDeadlineMs = nowMs + this.rtoMs;
