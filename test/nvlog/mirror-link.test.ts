@@ -13,7 +13,8 @@ import { MultipathEndpoint } from '../../firmware/ts/link/multipath.ts';
 import { TcpPathTransport } from '../../firmware/ts/link/stream-path.ts';
 import { decodeChangePayload } from '../../firmware/ts/nvlog/core/entry.ts';
 import type { MirrorState } from '../../firmware/ts/nvlog/core/mirror.ts';
-import { LinkMirrorTransport } from '../../firmware/ts/nvlog/link-transport.ts';
+import { LinkMirrorTransport, fetchPartnerCopy } from '../../firmware/ts/nvlog/link-transport.ts';
+import { Prng } from '../../firmware/ts/core/prng.ts';
 import { NvLog } from '../../firmware/ts/nvlog/nvlog.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -104,5 +105,51 @@ describe('mirroring over the link (TCP loopback, mmap NVRAM)', () => {
     await until(() => l0.mirrorState === 'synced');
     expect(states).toEqual(['resyncing', 'synced', 'degraded', 'resyncing', 'synced']);
     expect(l1.recoverPartnerMirror().records.map((r) => r.seq).at(-1)).toBe(66);
+  });
+
+  it('NV-7 NV-5 a blade whose NVRAM was lost (battery failed, then power cut) recovers every answered change from the partner over the link', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'nvlog-fetch-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const nv = await Promise.all([0, 1].map((i) => MmapNvram.open(join(dir, `nvram-${i}`), { sizeBytes: nvramBytes, create: true })));
+    cleanups.push(async () => {
+      for (const n of nv) await n.close();
+    });
+    const open = async (i: 0 | 1, partnerCopy?: Uint8Array) =>
+      NvLog.open(nv[i] as MmapNvram, { bladeId: i, clock: realClock, timers: realTimers, cpSeq: 0, ...(partnerCopy !== undefined ? { partnerCopy } : {}) });
+    const l0 = (await open(0)).log;
+    const l1 = (await open(1)).log;
+    cleanups.push(async () => l1.close());
+    let [a, b] = await linkPair(20);
+    new LinkMirrorTransport(a).bind(l0);
+    new LinkMirrorTransport(b).bind(l1);
+    await until(() => l0.mirrorState === 'synced' && l1.mirrorState === 'synced');
+    const answered = await Promise.all(Array.from({ length: 40 }, (_, i) => l0.appendChange(new Uint8Array([9, i]), new Uint8Array(300).fill(i))));
+    expect(answered.map((r) => r.seq)).toEqual([...Array(40).keys()].map((i) => i + 1));
+
+    // Blade 0's battery had failed: the power cut leaves garbage in its NVRAM.
+    l0.close();
+    await a.close();
+    await b.close();
+    (nv[0] as MmapNvram).write(0, new Prng(4).bytes(nvramBytes));
+    [a, b] = await linkPair(30);
+    cleanups.push(async () => {
+      await a.close();
+      await b.close();
+    });
+    new LinkMirrorTransport(b).bind(l1);
+    await until(() => a.peerReachable);
+    const copy = await fetchPartnerCopy(a, { bladeId: 0, regionBytes: 2 * l1.layout.halfBytes, timers: realTimers, timeoutMs: 2000 });
+    expect(copy).toBeDefined();
+    const reopened = await open(0, copy);
+    cleanups.push(async () => reopened.log.close());
+    expect(reopened.report.header).toMatchObject({ kind: 'error', code: 'ERR_NVLOG_HEADER_CORRUPT' });
+    expect(reopened.report.fromMirror).toBe(40);
+    expect(reopened.plan.toApply.map((r) => r.seq)).toEqual(answered.map((r) => r.seq));
+    expect(decodeChangePayload((reopened.plan.toApply[39] as { payload: Uint8Array }).payload).descriptor).toEqual(new Uint8Array(300).fill(39));
+    // Written back: the local log alone now holds them too.
+    reopened.log.close();
+    const again = await open(0);
+    expect(again.plan.toApply.length).toBe(40);
+    again.log.close();
   });
 });

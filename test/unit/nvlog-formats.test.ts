@@ -161,6 +161,9 @@ describe('mirror messages', () => {
     { kind: 'entry', origin: 1, epoch: 2, position: 4096, bytes: encodeEntry({ type: EntryType.change, origin: 1, seq: 5, bootGeneration: 1 }, new Uint8Array(10)) },
     { kind: 'ack', origin: 0, epoch: 2, seq: 2 ** 40 },
     { kind: 'resync-request', origin: 1, reason: 'expected entry 4, got 6' },
+    { kind: 'fetch', origin: 0 },
+    { kind: 'copy', origin: 0, position: 8, bytes: encodeEntry({ type: EntryType.state, origin: 0, seq: 9, bootGeneration: 2 }, new Uint8Array(3)) },
+    { kind: 'copy-done', origin: 0, count: 12 },
   ];
   it('round-trip', () => {
     for (const m of samples) expect(decodeMirrorMessage(encodeMirrorMessage(m))).toEqual(m);

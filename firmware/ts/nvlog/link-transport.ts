@@ -9,6 +9,11 @@ import { NvlogErrorCode } from './core/limits.ts';
 import { decodeMirrorMessage, encodeMirrorMessage } from './core/mirror-wire.ts';
 import type { MirrorMessage } from './core/mirror.ts';
 import type { MirrorTransport, NvLog } from './nvlog.ts';
+import type { Timers } from '../core/clock.ts';
+import type { BladeId } from './core/layout.ts';
+
+/** What the transport delivers to: the change log, or the fetch of a partner copy at boot. */
+export type MirrorSink = Pick<NvLog, 'bladeId' | 'onPeerMessage' | 'attachTransport' | 'peerConnected' | 'peerDisconnected'>;
 
 const FRAG_WHOLE = 0;
 const FRAG_MORE = 1;
@@ -18,7 +23,7 @@ const BUNDLE = 3;
 export class LinkMirrorTransport implements MirrorTransport {
   private readonly chunkBytes: number;
   private pieces: Uint8Array[] = [];
-  private log: NvLog | undefined;
+  private log: MirrorSink | undefined;
   private pending: Uint8Array[] = [];
   private flushScheduled = false;
   /** Messages the link refused to decode (reported, never applied). */
@@ -40,22 +45,35 @@ export class LinkMirrorTransport implements MirrorTransport {
    * that restarted gets a fresh greeting, so both logs are resynchronised (NV-3, HA-8).
    */
   bind(log: NvLog): this {
+    this.bindSink(log);
+    if (this.endpoint.peerReachable) log.peerConnected();
+    return this;
+  }
+
+  /** Wires any receiver of mirror messages to the endpoint; returns the unbinding function. */
+  bindSink(log: MirrorSink): () => void {
     this.log = log;
     log.attachTransport(this);
-    this.endpoint.on('message', (ch, payload) => {
+    const onMessage = (ch: number, payload: Uint8Array): void => {
       if (ch === this.channel) this.receive(payload);
-    });
-    this.endpoint.on('peerEstablished', () => {
+    };
+    const onEstablished = (): void => {
       this.pieces = [];
       log.peerConnected();
-    });
-    this.endpoint.on('peerRestart', () => {
+    };
+    const onRestart = (): void => {
       this.pieces = [];
       log.peerDisconnected();
       log.peerConnected();
-    });
-    if (this.endpoint.peerReachable) log.peerConnected();
-    return this;
+    };
+    this.endpoint.on('message', onMessage);
+    this.endpoint.on('peerEstablished', onEstablished);
+    this.endpoint.on('peerRestart', onRestart);
+    return () => {
+      this.endpoint.off('message', onMessage);
+      this.endpoint.off('peerEstablished', onEstablished);
+      this.endpoint.off('peerRestart', onRestart);
+    };
   }
 
   send(msg: MirrorMessage): void {
@@ -179,4 +197,43 @@ function concat(parts: Uint8Array[]): Uint8Array {
     o += p.length;
   }
   return out;
+}
+
+/**
+ * Own-reboot recovery over the link (NV-5, NV-7): asks the partner for its copy of this
+ * blade's log and rebuilds the region image (entries at their positions) to pass to
+ * `NvLog.open` as `partnerCopy`. Resolves undefined if the partner does not answer within
+ * `timeoutMs` (it is down, or has no log open): recovery then uses the local copy alone.
+ * Call before binding the log to the endpoint.
+ */
+export function fetchPartnerCopy(endpoint: LinkEndpoint, opts: { bladeId: BladeId; regionBytes: number; timers: Timers; timeoutMs: number }): Promise<Uint8Array | undefined> {
+  return new Promise((resolve) => {
+    const region = new Uint8Array(opts.regionBytes);
+    let received = 0;
+    const sink = {
+      bladeId: opts.bladeId,
+      onPeerMessage: (m: MirrorMessage): void => {
+        if (m.kind === 'copy' && m.origin === opts.bladeId) {
+          if (m.position >= 0 && m.position + m.bytes.length <= region.length) {
+            region.set(m.bytes, m.position);
+            received++;
+          }
+        } else if (m.kind === 'copy-done' && m.origin === opts.bladeId) {
+          finish(received === m.count ? region : undefined);
+        }
+      },
+      attachTransport: (): void => undefined,
+      peerConnected: (): void => undefined,
+      peerDisconnected: (): void => undefined,
+    };
+    const t = new LinkMirrorTransport(endpoint);
+    const unbind = t.bindSink(sink);
+    const timer = opts.timers.after(opts.timeoutMs, () => finish(undefined));
+    function finish(v: Uint8Array | undefined): void {
+      timer.cancel();
+      unbind();
+      resolve(v);
+    }
+    t.send({ kind: 'fetch', origin: opts.bladeId });
+  });
 }

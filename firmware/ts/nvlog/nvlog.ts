@@ -535,6 +535,15 @@ export class NvLog {
       if (msg.origin === partner) this.onReceiverActions(this.receiver.onMessage(msg));
       return;
     }
+    if (msg.kind === 'fetch') {
+      // The partner is recovering its own log and asks for our copy of it.
+      if (msg.origin !== partner) return;
+      const copy = this.recoverPartnerMirror().records;
+      for (const r of copy) this.transport?.send({ kind: 'copy', origin: partner, position: r.position, bytes: r.bytes });
+      this.transport?.send({ kind: 'copy-done', origin: partner, count: copy.length });
+      return;
+    }
+    if (msg.kind === 'copy' || msg.kind === 'copy-done') return;
     this.mirror.onMessage(msg, this.opts.clock.nowMs(), () => this.liveItems());
     this.flushMirror();
   }

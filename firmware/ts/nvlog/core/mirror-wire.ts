@@ -13,7 +13,7 @@ export const MIRROR_MSG_VERSION = 1;
 export const MIRROR_MSG_HEADER_BYTES = 20;
 export const mirrorMessageBytesMax = MIRROR_MSG_HEADER_BYTES + 16 + nvlogLimits.descriptorBytesMax + 256;
 
-const kinds = ['hello', 'reset', 'entry', 'ack', 'resync-request'] as const;
+const kinds = ['hello', 'reset', 'entry', 'ack', 'resync-request', 'fetch', 'copy', 'copy-done'] as const;
 
 export function encodeMirrorMessage(m: MirrorMessage): Uint8Array {
   let body: Uint8Array;
@@ -50,6 +50,21 @@ export function encodeMirrorMessage(m: MirrorMessage): Uint8Array {
     case 'resync-request':
       origin = m.origin;
       body = new TextEncoder().encode(m.reason.slice(0, 200));
+      break;
+    case 'fetch':
+      origin = m.origin;
+      body = new Uint8Array(0);
+      break;
+    case 'copy':
+      origin = m.origin;
+      body = new Uint8Array(8 + m.bytes.length);
+      putU64(dataView(body), 0, m.position);
+      body.set(m.bytes, 8);
+      break;
+    case 'copy-done':
+      origin = m.origin;
+      body = new Uint8Array(8);
+      putU64(dataView(body), 0, m.count);
       break;
   }
   const out = new Uint8Array(MIRROR_MSG_HEADER_BYTES + body.length);
@@ -97,5 +112,13 @@ export function decodeMirrorMessage(b: Uint8Array): MirrorMessage {
       return { kind, origin, epoch, seq: getU64(bv, 0) };
     case 'resync-request':
       return { kind, origin, reason: new TextDecoder().decode(body) };
+    case 'fetch':
+      return { kind, origin };
+    case 'copy':
+      need(8);
+      return { kind, origin, position: getU64(bv, 0), bytes: body.slice(8) };
+    case 'copy-done':
+      need(8);
+      return { kind, origin, count: getU64(bv, 0) };
   }
 }

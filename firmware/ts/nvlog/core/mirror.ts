@@ -19,7 +19,13 @@ export type MirrorMessage =
   /** Cumulative: the mirror of `origin` is durable through `seq` in `epoch` (0: the reset is done). */
   | { kind: 'ack'; origin: BladeId; epoch: number; seq: number }
   /** Receiver to origin: the stream broke (gap, bad bytes); please reset and resend. */
-  | { kind: 'resync-request'; origin: BladeId; reason: string };
+  | { kind: 'resync-request'; origin: BladeId; reason: string }
+  /** A booting origin asks for the partner's copy of its log (own recovery, NV-5/NV-7). */
+  | { kind: 'fetch'; origin: BladeId }
+  /** One entry of that copy, at its position. */
+  | { kind: 'copy'; origin: BladeId; position: number; bytes: Uint8Array }
+  /** The copy is complete: `count` entries were sent. */
+  | { kind: 'copy-done'; origin: BladeId; count: number };
 
 export type MirrorState = 'synced' | 'degraded' | 'resyncing';
 
