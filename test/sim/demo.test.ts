@@ -10,10 +10,12 @@ import { runDemoSeed } from '../../firmware/ts/sim/areas/demo.ts';
 
 const repo = resolve(import.meta.dirname, '../..');
 const tsx = join(repo, 'node_modules/.bin/tsx');
+// Child processes load every area; on a loaded CI machine that takes seconds, not milliseconds.
+const childTimeoutMs = 120_000;
 
 function runSim(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((done) => {
-    execFile(tsx, ['tools/sim/run.ts', ...args], { cwd: repo, timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(tsx, ['tools/sim/run.ts', ...args], { cwd: repo, timeout: childTimeoutMs }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
       done({ code, stdout, stderr });
     });
@@ -35,7 +37,7 @@ afterAll(async () => {
   await rm(fixtureDir, { recursive: true, force: true });
 });
 
-describe('npm run sim', () => {
+describe('npm run sim', { timeout: childTimeoutMs }, () => {
   it('gives byte-identical output when one seed runs twice', async () => {
     const first = await runSim(['--area', 'demo', '--seed', '42', '--verbose']);
     const second = await runSim(['--area', 'demo', '--seed', '42', '--verbose']);

@@ -12,7 +12,7 @@ const tsx = join(repo, 'node_modules/.bin/tsx');
 
 function runBench(args: string[]): Promise<{ code: number; stdout: string }> {
   return new Promise((done) => {
-    execFile(tsx, ['tools/bench/run.ts', ...args], { cwd: repo, timeout: 60_000 }, (err, stdout) => {
+    execFile(tsx, ['tools/bench/run.ts', ...args], { cwd: repo, timeout: 110_000 }, (err, stdout) => {
       done({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout });
     });
   });
@@ -26,7 +26,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-describe('npm run bench', () => {
+describe('npm run bench', { timeout: 120_000 }, () => {
   it('an unknown name lists the available benches and exits 2', async () => {
     const r = await runBench(['no-such-bench']);
     expect(r.code).toBe(2);
