@@ -137,6 +137,27 @@ describe('TCP record marking and flow control', () => {
   });
 });
 
+describe('connection limits', () => {
+  it('refuses connections beyond connectionsMax at once, and closes idle ones later', async () => {
+    const small = await startRig({ limits: { connIdleTimeoutMs: 1000, connectionsMax: 2 } });
+    try {
+      // The NFS listener holds the rig client's connection; one more fits.
+      const closed: string[] = [];
+      const idle = net.connect(small.server.nfsPort, '127.0.0.1');
+      await new Promise((r) => idle.once('connect', r));
+      const idleClosed = new Promise((r) => idle.once('close', () => r(closed.push('idle'))));
+      const extra = net.connect(small.server.nfsPort, '127.0.0.1');
+      extra.on('error', () => undefined);
+      const extraClosed = new Promise((r) => extra.once('close', () => r(closed.push('extra'))));
+      await Promise.all([idleClosed, extraClosed]);
+      // The one beyond the limit is closed on accept, long before the idle one times out.
+      expect(closed).toEqual(['extra', 'idle']);
+    } finally {
+      await small.close().catch(() => undefined);
+    }
+  });
+});
+
 describe('back-pressure', () => {
   it('a client that stops reading stops the server executing its calls, and gets every reply once it reads', async () => {
     const { MemFs } = await import('../../firmware/ts/fsapi/memfs.ts');
