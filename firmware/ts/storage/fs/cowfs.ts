@@ -3,7 +3,7 @@
 // changed block to free full stripes and then flips to the other superblock. The design is
 // in docs/filesystem.md; the on-disk format in format.ts and docs/formats.md.
 import { assert } from '../../core/assert.ts';
-import type { TimerHandle, Timers } from '../../core/clock.ts';
+import type { Clock, TimerHandle, Timers } from '../../core/clock.ts';
 import { dataView, utf8Decode, utf8Encode } from '../../core/bytes.ts';
 import { DecodeError, TwinbladeError } from '../../core/errors.ts';
 import {
@@ -69,6 +69,8 @@ const F = indirectFanout;
 export interface CowFsOptions {
   /** Needed for the CP timer (`startCpTimer`). */
   timers?: Timers;
+  /** When given, each CP's freeze and write times are kept in `lastCpStats`. */
+  clock?: Clock;
   cpIntervalMs?: number;
   dirtyBytesMax?: number;
   cachePagesMax?: number;
@@ -97,6 +99,17 @@ export interface CpInfo {
   appliedSeq: Map<number, bigint>;
 }
 
+/** What the last CP did (times only when a clock was given). */
+export interface CpStats {
+  cpNumber: number;
+  /** Blocks written to the data area (file data and metadata). */
+  blocks: number;
+  /** Map-region blocks rewritten. */
+  mapBlocks: number;
+  freezeMs: number;
+  writeMs: number;
+}
+
 export interface FsProblem {
   code: string;
   message: string;
@@ -123,6 +136,9 @@ interface DirIndex {
 
 interface PreparedCp {
   cp: number;
+  dataBlocks: number;
+  mapBlocks: number;
+  freezeMs: number;
   slot: number;
   writes: Array<{ first: number; data: Uint8Array }>;
   superblock: Uint8Array;
@@ -223,7 +239,9 @@ export class CowFs implements FileSystem {
   private failure: Error | undefined;
   private closed = false;
   private timer: TimerHandle | undefined;
-  private readonly opts: Required<Omit<CowFsOptions, 'timers' | 'onCpCommitted' | 'onProblem'>> & CowFsOptions;
+  private readonly opts: Required<Omit<CowFsOptions, 'timers' | 'clock' | 'onCpCommitted' | 'onProblem'>> & CowFsOptions;
+  /** Figures of the last committed CP. */
+  lastCpStats: CpStats | undefined;
 
   /** @internal use mkfs() and CowFs.mount(). */
   constructor(
@@ -1231,40 +1249,38 @@ export class CowFs implements FileSystem {
   /** Synchronous snapshot of every change so far into write buffers (under the lock). */
   private freeze(): PreparedCp {
     this.checkUsable();
+    const t0 = this.opts.clock?.nowMs() ?? 0;
+    const dataBlocks = this.dirtyCount;
     const cp = this.committedCp + 1;
     const slot = cp % 2;
     const S = this.geometry.stripeBlocks;
     const stripes = this.allocStripes(Math.ceil(this.dirtyCount / S));
-    const writes: Array<{ first: number; data: Uint8Array }> = [];
-    const targets: number[] = [];
-    const runBytesMax = cpRunBlocks(S) * fsBlockBytes;
-    for (const s of stripes) {
-      const first = s * S;
-      const last = writes[writes.length - 1];
-      if (last !== undefined && last.first + last.data.length / fsBlockBytes === first && last.data.length + S * fsBlockBytes <= runBytesMax) {
-        const grown = new Uint8Array(last.data.length + S * fsBlockBytes);
-        last.data = grown;
-      } else {
-        writes.push({ first, data: new Uint8Array(S * fsBlockBytes) });
-      }
-      for (let i = 0; i < S; i++) targets.push(first + i);
+    // Contiguous free stripes become one write of up to `cpRunBlocks` blocks.
+    const runs: Array<{ first: number; blocks: number }> = [];
+    const runBlocksMax = cpRunBlocks(S);
+    for (const st of stripes) {
+      const last = runs[runs.length - 1];
+      if (last !== undefined && last.first + last.blocks === st * S && last.blocks + S <= runBlocksMax) last.blocks += S;
+      else runs.push({ first: st * S, blocks: S });
     }
-    const bufferFor = (addr: number): Uint8Array => {
-      for (const w of writes) {
-        const off = addr - w.first;
-        if (off >= 0 && off < w.data.length / fsBlockBytes) return w.data.subarray(off * fsBlockBytes, (off + 1) * fsBlockBytes);
+    const writes: Array<{ first: number; data: Uint8Array }> = runs.map((r) => ({ first: r.first, data: new Uint8Array(r.blocks * fsBlockBytes) }));
+    const targets: number[] = [];
+    const targetBuf: Uint8Array[] = [];
+    for (const w of writes) {
+      for (let i = 0; i < w.data.length / fsBlockBytes; i++) {
+        targets.push(w.first + i);
+        targetBuf.push(w.data.subarray(i * fsBlockBytes, (i + 1) * fsBlockBytes));
       }
-      throw new Error(`cowfs: block ${addr} is not in this CP`);
-    };
+    }
     let next = 0;
     const pinned: Page[] = [];
     const writeTree = (t: Inode, set: Set<Page>): void => {
       const list = [...set].sort((a, b) => a.level - b.level || a.index - b.index);
       for (const p of list) {
-        const addr = targets[next++];
-        assert(addr !== undefined, 'cowfs: CP ran out of allocated blocks');
+        const addr = targets[next];
+        const buf = targetBuf[next++];
+        assert(addr !== undefined && buf !== undefined, 'cowfs: CP ran out of allocated blocks');
         this.liveBlocks.set(addr);
-        const buf = bufferFor(addr);
         buf.set(p.data);
         const kind = this.kindOf(t, p.level);
         if (kind !== 'raw') sealBlock(buf, { type: kind, owner: t.ino, level: p.level, index: p.index }, cp);
@@ -1345,10 +1361,13 @@ export class CowFs implements FileSystem {
     superblock.set(sb);
     this.freedPrevious = this.freedCurrent;
     this.freedCurrent = 0;
-    return { cp, slot, writes, superblock, pinned, blocks, inodes, applied };
+    const mapBlocks = changedStripes.size * S;
+    const freezeMs = (this.opts.clock?.nowMs() ?? 0) - t0;
+    return { cp, dataBlocks, mapBlocks, freezeMs, slot, writes, superblock, pinned, blocks, inodes, applied };
   }
 
   private async writeCp(p: PreparedCp): Promise<void> {
+    const t0 = this.opts.clock?.nowMs() ?? 0;
     const queue = [...p.writes];
     const worker = async (): Promise<void> => {
       for (let w = queue.shift(); w !== undefined; w = queue.shift()) await this.volume.writeStripes(w.first, w.data);
@@ -1367,6 +1386,7 @@ export class CowFs implements FileSystem {
       page.pinned = false;
       if (!page.dirty && this.cachedPage(page.ino, page.level, page.index) === page) this.lru.add(page);
     }
+    this.lastCpStats = { cpNumber: p.cp, blocks: p.dataBlocks, mapBlocks: p.mapBlocks, freezeMs: p.freezeMs, writeMs: (this.opts.clock?.nowMs() ?? 0) - t0 };
     this.opts.onCpCommitted?.({ cpNumber: p.cp, appliedSeq: new Map(p.applied) });
   }
 

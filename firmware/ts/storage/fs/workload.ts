@@ -85,9 +85,13 @@ export class ModelHarness {
     const cred = this.prng.chance(this.opts.userCredChance) ? userCred : rootCred;
     const cowOp = this.render(a, 'cow', cred);
     const modelOp = this.render(a, 'model', cred);
+    // Logged first, as the change log does before anything is applied: a power cut while
+    // the subject applies it leaves the change to replay. The model stands for what clients
+    // were told, and takes the change at once.
     const seq = ++this.seq;
     this.log.push({ seq, op: cowOp });
-    const [r1, r2] = [await settle(this.subject.applyLogged(this.origin, seq, cowOp)), await settle(this.model.apply(modelOp))];
+    const r2 = await settle(this.model.apply(modelOp));
+    const r1 = await settle(this.subject.applyLogged(this.origin, seq, cowOp));
     const s1 = describeOutcome(r1);
     const s2 = describeOutcome(r2);
     if (s1 !== s2) throw new Error(`step ${this.stepCount} ${describeAbstract(a)}: file system gave ${s1}, model gave ${s2}`);

@@ -1,0 +1,173 @@
+// Storage benchmark on real files with O_DIRECT, in one run on the same files: raw sequential
+// write bandwidth of the data disks, CP write bandwidth of the copy-on-write file system
+// through RAID (and their ratio, cpToRawRatio), small-file creates per second, sequential
+// read bandwidth, and rebuild bandwidth. `npm run bench -- storage [--dir D] [--disk-mib N]`.
+import { parseArgs } from 'node:util';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { installCrc32c } from '../../../firmware/ts/core/crc32c.ts';
+import { Prng } from '../../../firmware/ts/core/prng.ts';
+import { realClock, realTimers } from '../../../firmware/ts/hal/clock/real.ts';
+import { LinuxBlockDevice } from '../../../firmware/ts/hal/block/linux/linux-block-device.ts';
+import type { BlockDevice } from '../../../firmware/ts/hal/block/block-device.ts';
+import { createVolume } from '../../../firmware/ts/storage/raid/index.ts';
+import { measureRebuild, measureSequentialWrite } from '../../../firmware/ts/storage/raid/measure.ts';
+import { CowFs, mkfs } from '../../../firmware/ts/storage/fs/cowfs.ts';
+import type { InodeRef } from '../../../firmware/ts/fsapi/ops.ts';
+import type { Bench, BenchReport, BenchRow } from '../bench.ts';
+
+const MiB = 1024 * 1024;
+const cred = { uid: 0, gid: 0, gids: [] };
+
+export const bench: Bench = {
+  name: 'storage',
+  description: 'raw O_DIRECT disk writes vs CP writes (cpToRawRatio), small-file creates/s, sequential read, rebuild — RAID + CoW FS on files',
+  async run(args): Promise<BenchReport> {
+    const { values } = parseArgs({
+      args: [...args],
+      options: {
+        dir: { type: 'string' },
+        'disk-mib': { type: 'string', default: '384' },
+        members: { type: 'string', default: '4' },
+        'cp-mib': { type: 'string', default: '192' },
+        files: { type: 'string', default: '20000' },
+        'stripe-unit-kib': { type: 'string', default: '64' },
+      },
+      strict: true,
+    });
+    const diskBytes = Number(values['disk-mib']) * MiB;
+    const memberCount = Number(values.members);
+    const cpBytes = Number(values['cp-mib']) * MiB;
+    const fileCount = Number(values.files);
+    const stripeUnitBytes = Number(values['stripe-unit-kib']) * 1024;
+    const notes: string[] = [];
+    const rows: BenchRow[] = [];
+    const figures: BenchReport['figures'] = {};
+
+    let allocate: ((n: number) => Uint8Array) | undefined;
+    try {
+      const native = (await import('../../../firmware/ts/native/index.ts')) as Record<string, unknown>;
+      if (typeof native['crc32cNative'] === 'function') installCrc32c(native['crc32cNative'] as (d: Uint8Array, c: number) => number);
+      if (typeof native['allocAligned'] === 'function') allocate = (n) => (native['allocAligned'] as (n: number) => Uint8Array)(n);
+      figures['crc32c'] = typeof native['crc32cImplementation'] === 'string' ? native['crc32cImplementation'] : 'unknown';
+    } catch (e) {
+      notes.push(`native addon unavailable (${(e as Error).message.split('\n')[0] ?? ''}): portable CRC, unaligned buffers`);
+    }
+
+    const dir = values.dir ?? (await mkdtemp(join(tmpdir(), 'twinblade-storage-bench-')));
+    const owned = values.dir === undefined;
+    const disks: LinuxBlockDevice[] = [];
+    try {
+      for (let i = 0; i <= memberCount; i++) {
+        disks.push(await LinuxBlockDevice.open(join(dir, `disk${i}.img`), { create: true, sizeBytes: diskBytes, direct: 'prefer', name: `disk${i}` }));
+      }
+      const direct = disks.every((d) => d.direct);
+      figures['oDirect'] = direct;
+      if (!direct) notes.push(`${dir} refused O_DIRECT: figures include the page cache`);
+      const members = disks.slice(0, memberCount);
+      const spare = disks[memberCount] as LinuxBlockDevice;
+      const dataDisks = members.slice(0, memberCount - 1);
+      const opt = allocate !== undefined ? { allocate } : {};
+
+      // 1. Raw: every data disk at once, 1 MiB O_DIRECT writes, then a flush.
+      const rawBytesPerDisk = Math.min(cpBytes / dataDisks.length, diskBytes / 2);
+      const raw = await measureSequentialWrite(dataDisks, {
+        clock: realClock,
+        bytesPerDisk: Math.floor(rawBytesPerDisk / MiB) * MiB,
+        parallel: true,
+        queueDepth: 2,
+        ...opt,
+      });
+      const rawMiBps = raw.aggregateBytesPerSec / MiB;
+      rows.push({ metric: `raw sequential write, ${dataDisks.length} data disks at once (O_DIRECT, 1 MiB)`, value: rawMiBps, unit: 'MiB/s' });
+      figures['rawDataDisksMiBps'] = round(rawMiBps);
+
+      // 2. CP: a big file's data written in memory, then one CP writes it (plus metadata) as full stripes.
+      const volume = await createVolume(members, { pairId: 'bench', volumeId: 'fs', clock: realClock, timers: realTimers, prng: new Prng(1), overwrite: true, stripeUnitBytes, autoRebuild: false, ...opt });
+      await mkfs(volume, { fsid: 1n });
+      let fs = await CowFs.mount(volume, { dirtyBytesMax: 2 * cpBytes, cachePagesMax: 4096, clock: realClock });
+      const big = fs.allocInode();
+      await fs.apply({ op: 'create', dir: fs.rootIno, name: 'big', how: 'guarded', attrs: {}, newIno: big.ino, newGen: big.gen, time: { sec: 1, nsec: 0 }, cred });
+      const chunk = new Uint8Array(MiB).map((_, i) => (i * 31 + 7) & 0xff);
+      for (let off = 0; off < cpBytes; off += MiB) await fs.apply({ op: 'write', target: big, offset: off, data: chunk, time: { sec: 2, nsec: 0 }, cred });
+      const cp0 = realClock.nowMs();
+      await fs.takeCp();
+      const cpMs = realClock.nowMs() - cp0;
+      const cpMiBps = cpBytes / MiB / (cpMs / 1000);
+      rows.push({ metric: `CP write of ${cpBytes / MiB} MiB of file data (full stripes through RAID, flushes, superblock)`, value: cpMiBps, unit: 'MiB/s' });
+      figures['cpWriteMiBps'] = round(cpMiBps);
+      figures['cpToRawRatio'] = round(cpMiBps / rawMiBps, 3);
+      rows.push({ metric: 'cpToRawRatio (goal >= 0.7)', value: cpMiBps / rawMiBps, unit: 'x' });
+      const st = fs.lastCpStats;
+      if (st !== undefined) {
+        rows.push({ metric: 'CP freeze (in-memory snapshot into stripe buffers)', value: st.freezeMs, unit: 'ms' });
+        rows.push({ metric: 'CP write (stripes, flush, superblock, flush)', value: st.writeMs, unit: 'ms' });
+        figures['cpFreezeMs'] = round(st.freezeMs);
+        figures['cpWriteMs'] = round(st.writeMs);
+        figures['cpBlocks'] = st.blocks;
+      }
+
+      // 3. Small files: create + 4 KiB write, spread over directories of 1000, then a CP.
+      const t0 = realClock.nowMs();
+      const dirs: InodeRef[] = [];
+      for (let i = 0; i < fileCount; i++) {
+        if (i % 1000 === 0) {
+          const d = fs.allocInode();
+          await fs.apply({ op: 'mkdir', dir: fs.rootIno, name: `d${i / 1000}`, attrs: {}, newIno: d.ino, newGen: d.gen, time: { sec: 3, nsec: 0 }, cred });
+          dirs.push(d);
+        }
+        const n = fs.allocInode();
+        await fs.apply({ op: 'create', dir: dirs[dirs.length - 1] as InodeRef, name: `f${i}`, how: 'guarded', attrs: {}, newIno: n.ino, newGen: n.gen, time: { sec: 3, nsec: i }, cred });
+        await fs.apply({ op: 'write', target: n, offset: 0, data: chunk.subarray(0, 4096), time: { sec: 3, nsec: i }, cred });
+      }
+      const applyMs = realClock.nowMs() - t0;
+      await fs.takeCp();
+      const createMs = realClock.nowMs() - t0;
+      rows.push({ metric: `small-file creates (create + 4 KiB write), ${fileCount} files, including the CP`, value: fileCount / (createMs / 1000), unit: 'files/s' });
+      rows.push({ metric: 'small-file creates, in memory before the CP', value: fileCount / (applyMs / 1000), unit: 'files/s' });
+      figures['smallFileCreatesPerSec'] = round(fileCount / (createMs / 1000));
+
+      // 4. Sequential read of the big file after a remount (cold cache), 1 MiB reads.
+      await fs.close();
+      fs = await CowFs.mount(volume, { cachePagesMax: 4096 });
+      const r0 = realClock.nowMs();
+      for (let off = 0; off < cpBytes; off += MiB) {
+        const r = await fs.read(big, off, MiB);
+        if (r.data.length !== MiB || r.data[5] !== chunk[5]) throw new Error(`storage bench: read back wrong data at ${off}`);
+      }
+      const readMiBps = cpBytes / MiB / ((realClock.nowMs() - r0) / 1000);
+      rows.push({ metric: 'sequential read of the big file after a remount, 1 MiB reads', value: readMiBps, unit: 'MiB/s' });
+      figures['seqReadMiBps'] = round(readMiBps);
+      await fs.close();
+      await volume.close();
+
+      // 5. Rebuild of one data disk onto the spare (overwrites the volume).
+      const rebuild = await measureRebuild({
+        clock: realClock,
+        timers: realTimers,
+        prng: new Prng(2),
+        members,
+        spare,
+        stripeUnitBytes,
+        stripeCountMax: Math.floor((diskBytes / 2) / stripeUnitBytes),
+        ...opt,
+      });
+      const rebuildMiBps = rebuild.bytesPerSec / MiB;
+      rows.push({ metric: `rebuild onto the spare (${rebuild.bytesRebuilt / MiB} MiB)`, value: rebuildMiBps, unit: 'MiB/s' });
+      figures['rebuildMiBps'] = round(rebuildMiBps);
+      figures['fullStripeWriteMiBps'] = round(rebuild.fillBytesPerSec / MiB);
+      rows.push({ metric: 'RAID full-stripe writes alone (1 MiB per disk, one at a time)', value: rebuild.fillBytesPerSec / MiB, unit: 'MiB/s' });
+      notes.push(`disks: ${memberCount} members + 1 spare, ${diskBytes / MiB} MiB files in ${dir}; stripe unit ${stripeUnitBytes / 1024} KiB`);
+    } finally {
+      for (const d of disks as BlockDevice[]) await d.close();
+      if (owned) await rm(dir, { recursive: true, force: true });
+    }
+    return { rows, figures, notes };
+  },
+};
+
+function round(x: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
