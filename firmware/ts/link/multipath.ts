@@ -37,6 +37,7 @@ export class MultipathEndpoint implements LinkEndpoint {
   private readonly emitter = new EventEmitter();
   private readonly tickTimer: TimerHandle;
   private flushQueued = false;
+  private inputFlushQueued = false;
   private closed = false;
   private flushing = false;
 
@@ -63,7 +64,7 @@ export class MultipathEndpoint implements LinkEndpoint {
         data: (bytes) => {
           if (this.closed) return;
           this.core.receive(i, bytes, this.clock.nowMs());
-          this.flush();
+          this.scheduleInputFlush();
         },
         drain: () => {
           if (this.closed) return;
@@ -137,6 +138,20 @@ export class MultipathEndpoint implements LinkEndpoint {
     this.closed = true;
     this.tickTimer.cancel();
     await Promise.all(this.transports.map((t) => t.close()));
+  }
+
+  /**
+   * Input that arrives in one pass of the event loop's poll phase (libuv hands over many UDP
+   * datagrams, or several stream chunks, one callback each) is answered by one flush: one
+   * cumulative ACK for all of it instead of one per frame.
+   */
+  private scheduleInputFlush(): void {
+    if (this.inputFlushQueued || this.closed) return;
+    this.inputFlushQueued = true;
+    setImmediate(() => {
+      this.inputFlushQueued = false;
+      this.flush();
+    });
   }
 
   /** Sends made in one synchronous burst go out together in one write per path. */
