@@ -2,9 +2,14 @@
 // copies bytes between the two masters so that it can cut, delay, corrupt or drop them, as
 // a flaky null-modem cable would. Each blade opens its end's slave path with the Linux serial
 // driver, exactly as it would open /dev/ttyS1 on a board.
-import tty from 'node:tty';
+//
+// Nothing here may block the rig's event loop: a blade that stops reading (powered off, hung,
+// stopped in a debugger) must not stall the loop emulator, the control channel or the other
+// direction of the cable. So the masters are PtyMasterPorts (non-blocking writes retried on
+// EAGAIN, never a blocking tty write), and each direction's queue is bounded: what does not
+// fit is dropped, as bytes are lost on a wire nobody listens to.
 import fs from 'node:fs';
-import { openPty } from '../../firmware/ts/native/index.ts';
+import { PtyMasterPort } from '../../firmware/ts/hal/serial/linux/pty-master-port.ts';
 
 export type SerialEnd = 'a' | 'b';
 
@@ -19,109 +24,172 @@ export interface SerialFaults {
   dropProbability: number;
 }
 
-/** Bytes queued towards an end that is not reading (powered off) beyond this are dropped. */
-const queuedBytesMax = 256 * 1024;
+export interface SerialRelayStats {
+  bytesAtoB: number;
+  bytesBtoA: number;
+  /** Chunks lost to the drop fault. */
+  droppedChunks: number;
+  corruptedChunks: number;
+  /** Bytes dropped because the receiving end was powered off or its queue was full. */
+  discardedBytes: number;
+}
+
+/**
+ * Bytes queued towards one end (in the relay, not yet taken by the pty) above which further
+ * chunks are dropped. 16 KiB is about 180 ms of traffic at 921600 baud: enough to ride out a
+ * busy blade, small enough that a stalled one costs the rig nothing.
+ */
+export const serialRelayQueuedBytesMax = 16 * 1024;
+
+/** How often the input of a powered-off end is discarded (a dead UART reads nothing). */
+export const serialRelayDeadDrainIntervalMs = 20;
 
 interface EndState {
-  master: tty.ReadStream;
-  masterFd: number;
-  /** The rig keeps a slave descriptor open so that a blade's power cut is no hang-up for the master. */
-  slaveFd: number;
-  slavePath: string;
+  end: SerialEnd;
+  port: PtyMasterPort;
   powered: boolean;
+  /** The port said its queue is above the limit; chunks are dropped until it drains. */
+  congested: boolean;
+  /** While powered off: a non-blocking descriptor on the slave whose input we discard. */
+  deadFd: number | undefined;
+  deadTimer: NodeJS.Timeout | undefined;
+  /** Delayed chunks not yet handed to the port (the delay fault). */
+  delayed: Set<NodeJS.Timeout>;
 }
 
 export class SerialRelay {
   readonly faults: SerialFaults = { cut: false, delayMs: 0, corruptProbability: 0, dropProbability: 0 };
-  readonly stats = { bytesAtoB: 0, bytesBtoA: 0, droppedChunks: 0, corruptedChunks: 0 };
+  readonly stats: SerialRelayStats = { bytesAtoB: 0, bytesBtoA: 0, droppedChunks: 0, corruptedChunks: 0, discardedBytes: 0 };
   private ends: Partial<Record<SerialEnd, EndState>> = {};
 
   constructor(private readonly random: () => number = Math.random) {}
 
+  /** Creates both pty pairs and starts relaying; returns the slave paths the blades open. */
   start(): Record<SerialEnd, string> {
     for (const end of ['a', 'b'] as const) {
-      const p = openPty();
-      const master = new tty.ReadStream(p.master);
-      master.setRawMode(true);
-      master.on('error', () => undefined);
-      this.ends[end] = { master, masterFd: p.master, slaveFd: p.slave, slavePath: p.slavePath, powered: true };
+      // The port keeps its own slave descriptor open, so a blade's power cut (its descriptor
+      // closing) is no hang-up for the master and the same path works after the reboot.
+      const port = PtyMasterPort.create({ name: `rig-serial-${end}`, highWaterMark: serialRelayQueuedBytesMax });
+      this.ends[end] = { end, port, powered: true, congested: false, deadFd: undefined, deadTimer: undefined, delayed: new Set() };
     }
     const a = this.ends.a as EndState;
     const b = this.ends.b as EndState;
-    a.master.on('data', (chunk: Buffer) => this.forward(chunk, b, 'bytesAtoB'));
-    b.master.on('data', (chunk: Buffer) => this.forward(chunk, a, 'bytesBtoA'));
-    return { a: a.slavePath, b: b.slavePath };
+    for (const [from, to, counter] of [
+      [a, b, 'bytesAtoB'],
+      [b, a, 'bytesBtoA'],
+    ] as const) {
+      from.port.on('data', (chunk) => this.forward(chunk, to, counter));
+      to.port.on('drain', () => {
+        to.congested = false;
+      });
+      // A write error cannot happen while our slave descriptor is open; if the pty dies anyway
+      // the relay stops carrying towards it rather than taking the rig down.
+      from.port.on('error', () => undefined);
+      void from.port.open();
+    }
+    return { a: a.port.slavePath, b: b.port.slavePath };
   }
 
   slavePath(end: SerialEnd): string {
     const e = this.ends[end];
     if (!e) throw new Error('serial relay not started');
-    return e.slavePath;
+    return e.port.slavePath;
   }
 
-  /** A powered-off blade reads nothing: bytes sent to it are dropped, as on a dead UART. */
+  /**
+   * A powered-off blade reads nothing: bytes sent to it are dropped, as on a dead UART, and
+   * what was already on its way is discarded, so a rebooted blade starts on a quiet line.
+   */
   setPowered(end: SerialEnd, powered: boolean): void {
     const e = this.ends[end];
-    if (!e) return;
+    if (!e || e.powered === powered) return;
     e.powered = powered;
-    if (!powered) this.drainSlave(e);
+    if (!powered) {
+      for (const t of e.delayed) clearTimeout(t);
+      e.delayed.clear();
+      this.startDeadDrain(e);
+    } else {
+      this.stopDeadDrain(e);
+    }
   }
 
   close(): void {
     for (const e of Object.values(this.ends)) {
-      e.master.destroy();
-      try {
-        fs.closeSync(e.slaveFd);
-      } catch {
-        // already closed
-      }
+      for (const t of e.delayed) clearTimeout(t);
+      this.stopDeadDrain(e);
+      void e.port.close();
     }
     this.ends = {};
   }
 
-  private forward(chunk: Buffer, to: EndState, counter: 'bytesAtoB' | 'bytesBtoA'): void {
-    if (this.faults.cut || !to.powered) return;
+  private forward(chunk: Uint8Array, to: EndState, counter: 'bytesAtoB' | 'bytesBtoA'): void {
+    if (this.faults.cut) return;
+    if (!to.powered) {
+      this.stats.discardedBytes += chunk.length;
+      return;
+    }
     if (this.faults.dropProbability > 0 && this.random() < this.faults.dropProbability) {
       this.stats.droppedChunks++;
       return;
     }
     let out = chunk;
     if (this.faults.corruptProbability > 0 && this.random() < this.faults.corruptProbability) {
-      out = Buffer.from(chunk);
+      out = chunk.slice();
       const i = Math.floor(this.random() * out.length);
       out[i] = (out[i] as number) ^ (1 << Math.floor(this.random() * 8));
       this.stats.corruptedChunks++;
     }
-    this.stats[counter] += out.length;
     const send = (): void => {
-      if (this.faults.cut || !to.powered || to.master.destroyed) return;
-      if (to.master.writableLength > queuedBytesMax) {
-        this.stats.droppedChunks++;
+      if (this.faults.cut || !to.powered || !to.port.isOpen) return;
+      if (to.congested) {
+        this.stats.discardedBytes += out.length;
         return;
       }
-      to.master.write(out);
+      this.stats[counter] += out.length;
+      if (!to.port.write(out)) to.congested = true;
     };
-    if (this.faults.delayMs > 0) setTimeout(send, this.faults.delayMs).unref();
-    else send();
+    if (this.faults.delayMs > 0) {
+      const t = setTimeout(() => {
+        to.delayed.delete(t);
+        send();
+      }, this.faults.delayMs);
+      t.unref();
+      to.delayed.add(t);
+    } else send();
   }
 
-  /** Discards bytes waiting in a powered-off end's slave input queue. */
-  private drainSlave(e: EndState): void {
+  private startDeadDrain(e: EndState): void {
+    try {
+      e.deadFd = fs.openSync(e.port.slavePath, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+    } catch {
+      return; // the pty is gone with the rig
+    }
+    this.drainDead(e);
+    e.deadTimer = setInterval(() => this.drainDead(e), serialRelayDeadDrainIntervalMs);
+    e.deadTimer.unref();
+  }
+
+  private stopDeadDrain(e: EndState): void {
+    if (e.deadTimer !== undefined) clearInterval(e.deadTimer);
+    e.deadTimer = undefined;
+    if (e.deadFd === undefined) return;
+    this.drainDead(e);
+    fs.closeSync(e.deadFd);
+    e.deadFd = undefined;
+  }
+
+  /** Discards what waits in a powered-off end's slave input queue (non-blocking reads). */
+  private drainDead(e: EndState): void {
+    if (e.deadFd === undefined) return;
     const buf = Buffer.alloc(4096);
     try {
-      const flags = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK;
-      const fd = fs.openSync(e.slavePath, flags);
-      try {
-        while (fs.readSync(fd, buf, 0, buf.length, null) > 0) {
-          // keep discarding
-        }
-      } catch {
-        // EAGAIN: empty
-      } finally {
-        fs.closeSync(fd);
+      for (;;) {
+        const n = fs.readSync(e.deadFd, buf, 0, buf.length, null);
+        if (n <= 0) break;
+        this.stats.discardedBytes += n;
       }
     } catch {
-      // the slave may be gone with the rig
+      // EAGAIN: empty
     }
   }
 }

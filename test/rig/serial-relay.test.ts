@@ -1,8 +1,10 @@
-// The rig's serial relay between two pty pairs: bytes cross, and the cut/corrupt faults act.
+// The rig's serial relay between two pty pairs: bytes cross, the cut/corrupt/drop/delay
+// faults act, and a blade that stops reading (stalled or powered off) never stalls the rig.
 import { afterEach, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import tty from 'node:tty';
-import { SerialRelay } from '../../rig/serial/relay.ts';
+import { SerialRelay, serialRelayQueuedBytesMax } from '../../rig/serial/relay.ts';
+import { LinuxSerialPort } from '../../firmware/ts/hal/serial/linux/linux-serial-port.ts';
 
 function openEnd(path: string): tty.ReadStream {
   const fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_NOCTTY);
@@ -71,5 +73,91 @@ describe('rig serial relay', () => {
     await settle();
     expect(atB.bytes()[0]).toBe(1);
     expect(relay.stats.corruptedChunks).toBeGreaterThan(0);
+  });
+
+  it('drops chunks when told to and counts them', async () => {
+    relay = new SerialRelay(() => 0);
+    const paths = relay.start();
+    const a = openEnd(paths.a);
+    const b = openEnd(paths.b);
+    opened.push(a, b);
+    const atB = collect(b);
+    relay.faults.dropProbability = 1;
+    a.write(Buffer.from('gone'));
+    await settle();
+    expect(atB.bytes().length).toBe(0);
+    expect(relay.stats.droppedChunks).toBeGreaterThan(0);
+  });
+
+  it('delays bytes by the configured time, in order', async () => {
+    relay = new SerialRelay();
+    const paths = relay.start();
+    const a = openEnd(paths.a);
+    const b = openEnd(paths.b);
+    opened.push(a, b);
+    const atB = collect(b);
+    relay.faults.delayMs = 100;
+    a.write(Buffer.from('one'));
+    a.write(Buffer.from('two'));
+    await settle(20);
+    expect(atB.bytes().length).toBe(0);
+    await settle(300);
+    expect(atB.bytes().toString()).toBe('onetwo');
+  });
+
+  it('a stalled end (never reads) blocks neither the other direction nor the rig\'s event loop', async () => {
+    relay = new SerialRelay();
+    const paths = relay.start();
+    // Blade A is healthy (the HAL's Linux driver); blade B has its end open but never reads.
+    const a = new LinuxSerialPort({ path: paths.a });
+    await a.open();
+    const stalledFd = fs.openSync(paths.b, fs.constants.O_RDWR | fs.constants.O_NOCTTY | fs.constants.O_NONBLOCK);
+    const atA: Uint8Array[] = [];
+    a.on('data', (c) => atA.push(c));
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 5);
+    try {
+      // 2 MiB towards B: far more than the pty and the relay queue hold.
+      const chunk = new Uint8Array(64 * 1024).fill(0x5a);
+      for (let i = 0; i < 32; i++) {
+        if (!a.write(chunk)) await new Promise<void>((r) => a.on('drain', r));
+      }
+      const ticksDuringFlood = ticks;
+      // B still talks to A while its own input is full.
+      fs.writeSync(stalledFd, Buffer.from('still here'));
+      const deadline = Date.now() + 5000;
+      while (Buffer.concat(atA).toString() !== 'still here' && Date.now() < deadline) await settle(20);
+      expect(Buffer.concat(atA).toString()).toBe('still here');
+      expect(ticksDuringFlood).toBeGreaterThan(0);
+      expect(ticks).toBeGreaterThan(ticksDuringFlood);
+      // What did not fit was dropped, not queued without bound.
+      expect(relay.stats.discardedBytes).toBeGreaterThan(0);
+      expect(relay.stats.bytesAtoB).toBeLessThan(2 * 1024 * 1024);
+      expect(relay.stats.bytesAtoB + relay.stats.discardedBytes).toBe(2 * 1024 * 1024);
+      expect(serialRelayQueuedBytesMax).toBeLessThan(2 * 1024 * 1024);
+    } finally {
+      clearInterval(ticker);
+      fs.closeSync(stalledFd);
+      await a.close();
+    }
+  });
+
+  it('a powered-off end gets nothing, and after power-on it starts on a quiet line', async () => {
+    relay = new SerialRelay();
+    const paths = relay.start();
+    const a = openEnd(paths.a);
+    opened.push(a);
+    relay.setPowered('b', false);
+    a.write(Buffer.alloc(10_000, 7));
+    await settle();
+    expect(relay.stats.discardedBytes).toBeGreaterThanOrEqual(10_000);
+    relay.setPowered('b', true);
+    const b = openEnd(paths.b);
+    opened.push(b);
+    const atB = collect(b);
+    await settle(50);
+    a.write(Buffer.from('fresh'));
+    await settle();
+    expect(atB.bytes().toString()).toBe('fresh');
   });
 });
