@@ -6,6 +6,7 @@ import { LinkSim, numberOf, payloadOf } from '../link/harness.ts';
 import type { PipeProfile, Side } from '../link/harness.ts';
 import { MultipathLink, reliablePayloadBytesMax } from '../../firmware/ts/link/core/multipath.ts';
 import { testMac } from '../link/harness.ts';
+import { FrameFlag, FrameType, encodeFrame } from '../../firmware/ts/link/core/frame.ts';
 
 const serial: PipeProfile = { latencyMs: 1, jitterMs: 1, loss: 0.01, duplicate: 0, corrupt: 0.02, garbage: 0.02 };
 const lan: PipeProfile = { latencyMs: 0.5, jitterMs: 3, loss: 0.05, duplicate: 0.05, corrupt: 0, garbage: 0 };
@@ -206,5 +207,60 @@ describe('link multipath', () => {
     expect(link.sendAll(1, new Uint8Array(1))).toBe(0);
     const withUdp = new MultipathLink({ localGeneration: 1, role: 'a', mac: testMac, paths: [{ name: 's', kind: 'stream' }, { name: 'u', kind: 'datagram' }] });
     expect(() => withUdp.sendAll(1, new Uint8Array(9000))).toThrow(/smallest fragmentBytesMax/);
+  });
+});
+
+describe('link multipath under hostile input', () => {
+  it('never throws on random bytes on any path, and counts what it refuses', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 1 }), fc.uint8Array({ maxLength: 300 })), { maxLength: 30 }), (inputs) => {
+        const link = new MultipathLink({ localGeneration: 3, role: 'b', mac: testMac, paths: [{ name: 's', kind: 'stream' }, { name: 'u', kind: 'datagram' }] });
+        let t = 0;
+        for (const [path, bytes] of inputs) {
+          link.receive(path, bytes, (t += 3));
+          link.tick(t);
+          const r = link.ready();
+          expect(r.messages).toEqual([]);
+          expect(r.datagrams).toEqual([]);
+        }
+        const st = link.stats();
+        const udpRejects = Object.values(st.paths[1]?.rejects ?? {}).reduce((a, b) => a + b, 0);
+        const udpInputs = inputs.filter(([p]) => p === 1).length;
+        expect(udpRejects).toBe(udpInputs);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('survives authenticated frames with arbitrary fields (a confused or buggy peer): no throw, no broken invariant', () => {
+    const frameArb = fc.record({
+      type: fc.constantFrom(FrameType.hello, FrameType.data, FrameType.ack, FrameType.datagram),
+      flags: fc.constantFrom(0, FrameFlag.more, FrameFlag.fromB, FrameFlag.fromB | FrameFlag.more),
+      channel: fc.integer({ min: 0, max: 255 }),
+      srcGeneration: fc.constantFrom(0, 6, 7, 8, 0xffffffff),
+      dstGeneration: fc.constantFrom(0, 2, 3, 4),
+      seq: fc.oneof(fc.integer({ min: 0, max: 70 }), fc.integer({ min: 0, max: 0xffffffff })),
+      ack: fc.oneof(fc.integer({ min: 0, max: 70 }), fc.integer({ min: 0, max: 0xffffffff })),
+      payload: fc.oneof(fc.uint8Array({ maxLength: 40 }), fc.constant(new Uint8Array([0, 0, 0, 1, 9]))),
+    });
+    fc.assert(
+      fc.property(fc.array(frameArb, { maxLength: 60 }), fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 60 }), (frames, sends) => {
+        const link = new MultipathLink({ localGeneration: 3, role: 'a', mac: testMac, paths: [{ name: 's', kind: 'stream' }, { name: 'u', kind: 'datagram' }] });
+        let t = 0;
+        const delivered: Uint8Array[] = [];
+        frames.forEach((f, i) => {
+          const bytes = encodeFrame(f, testMac);
+          link.receive(i % 2, bytes, (t += 7));
+          for (let k = 0; k < (sends[i] ?? 0); k++) link.sendReliable(1, new Uint8Array([k]));
+          if (i % 3 === 0) link.sendAll(1, new Uint8Array([i]));
+          link.tick(t);
+          delivered.push(...link.ready().messages.map((m) => m.payload));
+        });
+        expect(link.stats().reliableOutstanding).toBeLessThanOrEqual(link.limits.reliableMessagesMax);
+        // A reliable message is delivered at most once per id within one peer generation.
+        expect(delivered.length).toBeLessThanOrEqual(frames.length);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
