@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { HaMachine, HaCode, type HaAction, type HaConfig, type HaReady } from '../../firmware/ts/ha/core/machine.ts';
-import { HaPhase, StateIndicator, StatusFlag, statusSequenceMax, type StatusMessage } from '../../firmware/ts/ha/core/status.ts';
+import { decodeStatus, HaPhase, StateIndicator, StatusFlag, statusSequenceMax, type StatusMessage } from '../../firmware/ts/ha/core/status.ts';
 import { defaultHaTiming, detectionBoundMs, pathTimeoutMs } from '../../firmware/ts/ha/core/timing.ts';
 import { StatusStream, compareGenSeq } from '../../firmware/ts/ha/core/merge.ts';
 
@@ -309,6 +309,25 @@ describe('HA machine', () => {
     m.step({ type: 'rejected', path: 'serial', code: 'ERR_STATUS_BODY_CRC' }, 32);
     expect(m.status().rejected).toEqual({ [HaCode.foreignSystem]: 1, HA_OWN_MESSAGE: 1, ERR_STATUS_BODY_CRC: 1 });
     expect(m.status().partner.sequence).toBe(1);
+  });
+
+  it('every decoder rejection reaching the machine is counted by code (fuzzed bytes)', () => {
+    const { m } = bootToNormal(0);
+    const expected: Record<string, number> = {};
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 80 }), fc.constantFrom('serial', 'net0', 'mbox2'), (bytes, path) => {
+        try {
+          m.step({ type: 'status', path, message: decodeStatus(bytes) }, 50);
+        } catch (e) {
+          const code = (e as { code: string }).code;
+          expected[code] = (expected[code] ?? 0) + 1;
+          m.step({ type: 'rejected', path, code }, 50);
+        }
+      }),
+      { numRuns: 500 },
+    );
+    expect(m.status().rejected).toEqual(expected);
+    expect(Object.values(expected).reduce((x, y) => x + y, 0)).toBe(500);
   });
 
   it('a mailbox path is marked bad after repeated undecodable records and recovers with hysteresis', () => {

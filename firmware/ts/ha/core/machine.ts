@@ -707,6 +707,7 @@ export class HaMachine {
         // its mailbox records to be readable and stale: it is no longer writing them.
         if (this.partnerSilentSinceBoot() && this.mailboxShowsPartnerStopped() && this.blockers(false) === 0) {
           this.takeoverTimesMs.push(this.nowMs);
+          this.alert(HaCode.takeoverStarted, 'automatic seizure of both disk sets: the partner that holds ours stopped writing its mailboxes (step 255)');
           this.startSeize(bit(this.own) | bit(this.other), true);
         }
         break;
