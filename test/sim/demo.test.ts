@@ -88,6 +88,29 @@ describe('npm run sim', { timeout: childTimeoutMs }, () => {
     }
   });
 
+  it('--jobs spreads seeds over worker processes without changing a byte of the output', async () => {
+    const one = await runSim(['--areas-dir', fixtureDir, '--seeds', '6', '--verbose']);
+    const three = await runSim(['--areas-dir', fixtureDir, '--seeds', '6', '--verbose', '--jobs', '3']);
+    expect(three.code).toBe(1);
+    expect(three.stdout).toBe(one.stdout);
+    expect(three.stdout).toContain('[flaky 5] seed 5');
+  });
+
+  it('--jobs: a worker that dies fails the seeds it had not finished', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'twinblade-sim-dies-'));
+    try {
+      await writeFile(join(dir, 'dies.ts'), `export const area = { name: 'dies', description: 'exits on seed 3', async runSeed(seed) { if (seed === 3) process.exit(3); return { ok: true }; } };\n`);
+      const r = await runSim(['--areas-dir', dir, '--seeds', '4', '--jobs', '2']);
+      expect(r.code).toBe(1);
+      const lines = r.stdout.trimEnd().split('\n');
+      // Worker 0 had seeds 1 and 3; worker 1 had 2 and 4.
+      expect(lines).toContain('FAIL dies seed=3: worker process exited (code 3) before finishing this seed');
+      expect(lines.at(-1)).toBe('sim: 3 passed, 1 failed');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('--list names every area', async () => {
     const r = await runSim(['--list']);
     expect(r.code).toBe(0);
