@@ -99,6 +99,23 @@ describe('link over real transports', () => {
     expect(a.peerGeneration).toBe(2);
   });
 
+  it('TCP listen mode with partnerHost refuses a stranger, so it cannot displace the partner', async () => {
+    const server = new TcpPathTransport({ name: 'tcp', mode: 'listen', host: '127.0.0.1', port: 0, timers: realTimers, partnerHost: '127.0.0.2' });
+    const a = endpoint('a', 1, [server]);
+    await server.whenListening();
+    // A stranger connects from 127.0.0.3 and is refused.
+    const { connect } = await import('node:net');
+    const stranger = connect({ host: '127.0.0.1', port: server.address().port, localAddress: '127.0.0.3' });
+    await new Promise<void>((r) => stranger.once('close', () => r()).once('error', () => r()));
+    expect(server.foreignConnections).toBe(1);
+    expect(server.connections).toBe(0);
+    // The partner connects from its interconnect address, 127.0.0.2, and the link comes up.
+    const partnerSide = new TcpPathTransport({ name: 'tcp', mode: 'connect', host: '127.0.0.1', port: server.address().port, localHost: '127.0.0.2', timers: realTimers });
+    const b = endpoint('b', 2, [partnerSide]);
+    await until(() => a.peerReachable && b.peerReachable);
+    expect(server.connections).toBe(1);
+  });
+
   it('UDP loopback: reliable messages in order and HA status datagrams', async () => {
     const [, , a, b] = await udpPair();
     const got = collect(b);

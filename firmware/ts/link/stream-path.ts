@@ -106,6 +106,14 @@ export interface TcpPathOptions {
   host: string;
   port: number;
   timers: Timers;
+  /**
+   * Listen mode: accept connections only from this address (the partner's interconnect
+   * address). Others are closed at once and counted in `foreignConnections`, so a stray host
+   * cannot displace the partner's connection.
+   */
+  partnerHost?: string;
+  /** Connect mode: the local address to connect from (our interconnect address). */
+  localHost?: string;
   reconnectDelayMsMin?: number;
   reconnectDelayMsMax?: number;
 }
@@ -113,7 +121,8 @@ export interface TcpPathOptions {
 /**
  * A TCP path. Only one connection is live at a time: a newer accepted connection replaces the
  * older one (a partner that rebooted reconnects before our side notices the old one died).
- * Frames are authenticated, so a stranger connecting can disturb the path but inject nothing.
+ * Frames are authenticated, so a stranger connecting can inject nothing; with `partnerHost`
+ * set it cannot even displace the partner's connection.
  */
 export class TcpPathTransport implements PathTransport {
   readonly kind = 'stream' as const;
@@ -128,6 +137,8 @@ export class TcpPathTransport implements PathTransport {
   private listening: Promise<void> | undefined;
   /** Connections made (connect) or accepted (listen), for observability. */
   connections = 0;
+  /** Connections refused in listen mode because they came from another address than partnerHost. */
+  foreignConnections = 0;
 
   constructor(opts: TcpPathOptions) {
     this.opts = opts;
@@ -151,7 +162,15 @@ export class TcpPathTransport implements PathTransport {
     if (this.sink !== undefined) throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', `transport ${this.name} already started`);
     this.sink = sink;
     if (this.opts.mode === 'listen') {
-      const server = net.createServer({ noDelay: true }, (s) => this.adopt(s));
+      const server = net.createServer({ noDelay: true }, (s) => {
+        const partner = this.opts.partnerHost;
+        if (partner !== undefined && !sameHost(s.remoteAddress ?? '', partner)) {
+          this.foreignConnections++;
+          s.destroy();
+          return;
+        }
+        this.adopt(s);
+      });
       this.server = server;
       this.listening = new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -190,7 +209,12 @@ export class TcpPathTransport implements PathTransport {
 
   private connect(): void {
     if (this.closed) return;
-    const s = net.connect({ host: this.opts.host, port: this.opts.port, noDelay: true });
+    const s = net.connect({
+      host: this.opts.host,
+      port: this.opts.port,
+      noDelay: true,
+      ...(this.opts.localHost === undefined ? {} : { localAddress: this.opts.localHost }),
+    });
     s.once('connect', () => {
       this.reconnectDelayMs = this.opts.reconnectDelayMsMin ?? 50;
       this.adopt(s);
@@ -235,4 +259,9 @@ export class TcpPathTransport implements PathTransport {
       if (this.socket === s) this.socket = undefined;
     });
   }
+}
+
+function sameHost(a: string, b: string): boolean {
+  const norm = (h: string): string => (h === 'localhost' ? '127.0.0.1' : h.replace(/^::ffff:/, ''));
+  return norm(a) === norm(b);
 }
