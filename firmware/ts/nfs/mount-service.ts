@@ -4,12 +4,13 @@ import { FileType, FsError } from '../fsapi/ops.ts';
 import { AcceptStat, AuthFlavor, beginAcceptedReply } from './core/rpc.ts';
 import { XdrReader } from './core/xdr.ts';
 import { MOUNT_PROGRAM, MOUNT_V3, MountProc, MountStat, dumpRes, exportRes, mntArgs, mntRes } from './core/mount.ts';
+import type { Nfsstat3Err } from './core/nfs3.ts';
 import type { FileHandleCodec } from './fh.ts';
 import type { NfsExport } from './nfs3-service.ts';
 import type { CallContext, RpcProgram } from './rpc-server.ts';
 import { procUnavail } from './rpc-server.ts';
 
-export const mountLimits = {
+export const mountServiceLimits = {
   /** Entries kept in the advisory mount list (DUMP); the oldest are dropped beyond it. */
   mountListEntriesMax: 4096,
 } as const;
@@ -99,15 +100,16 @@ export class MountService implements RpcProgram {
       const key = `${client}|${path}`;
       this.mounts.delete(key);
       this.mounts.set(key, { hostname: client, directory: path });
-      if (this.mounts.size > mountLimits.mountListEntriesMax) {
+      if (this.mounts.size > mountServiceLimits.mountListEntriesMax) {
         const oldest = this.mounts.keys().next().value;
         if (oldest !== undefined) this.mounts.delete(oldest);
       }
       return { status: 0, fh: this.handles.encode({ fsid: exp.fs.fsid, ino: attr.ino, gen: attr.gen }), authFlavors: [AuthFlavor.SYS, AuthFlavor.NONE] };
     } catch (e) {
       if (e instanceof FsError) {
+        // The MOUNT statuses are a subset of NFSv3's, with the same numbers.
         const known: readonly number[] = Object.values(MountStat);
-        return { status: (known.includes(e.status) ? e.status : MountStat.SERVERFAULT) as 2 };
+        return { status: (known.includes(e.status) ? e.status : MountStat.SERVERFAULT) as Nfsstat3Err };
       }
       throw e;
     }

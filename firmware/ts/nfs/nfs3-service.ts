@@ -66,7 +66,7 @@ export interface NfsExport {
   policy: ExportPolicy;
 }
 
-export const nfs3Limits = {
+export const nfs3ServiceLimits = {
   /** READ and WRITE sizes advertised in FSINFO (TCP): one write descriptor's worth. */
   tcpTransferBytesMax: fsLimits.writeBytesMax,
   /** READ and WRITE sizes advertised in FSINFO (UDP): fits a datagram with headers. */
@@ -234,7 +234,7 @@ export class Nfs3Service implements RpcProgram {
   }
 
   private transferMax(t: Transport): number {
-    return t === 'tcp' ? nfs3Limits.tcpTransferBytesMax : nfs3Limits.udpTransferBytesMax;
+    return t === 'tcp' ? nfs3ServiceLimits.tcpTransferBytesMax : nfs3ServiceLimits.udpTransferBytesMax;
   }
 
   // ---- queries -------------------------------------------------------------------------
@@ -331,7 +331,7 @@ export class Nfs3Service implements RpcProgram {
       const budget = Math.min(a.count, this.transferMax(ctx.transport));
       // Fixed part: status, post_op_attr, cookie verifier, end-of-list bool, eof bool.
       let used = 4 + POST_OP_ATTR_BYTES + 8 + 4 + 4;
-      const want = Math.max(1, Math.min(nfs3Limits.dirEntriesPerCallMax, Math.floor((budget - used) / 24)));
+      const want = Math.max(1, Math.min(nfs3ServiceLimits.dirEntriesPerCallMax, Math.floor((budget - used) / 24)));
       const got = await exp.fs.readdir(ref, a.cookie, want);
       const entries: x.Entry3[] = [];
       let eof = got.eof;
@@ -367,7 +367,7 @@ export class Nfs3Service implements RpcProgram {
       let used = 4 + POST_OP_ATTR_BYTES + 8 + 4 + 4;
       let dirUsed = 0;
       const perEntry = 24 + POST_OP_ATTR_BYTES + 8 + FH_BYTES;
-      const want = Math.max(1, Math.min(nfs3Limits.dirEntriesPerCallMax, Math.floor((budget - used) / perEntry)));
+      const want = Math.max(1, Math.min(nfs3ServiceLimits.dirEntriesPerCallMax, Math.floor((budget - used) / perEntry)));
       const got = await exp.fs.readdir(ref, a.cookie, want);
       const entries: x.Entryplus3[] = [];
       let eof = got.eof;
@@ -433,7 +433,7 @@ export class Nfs3Service implements RpcProgram {
         wtmax: max,
         wtpref: max,
         wtmult: 4096,
-        dtpref: ctx.transport === 'tcp' ? nfs3Limits.dirTransferBytesPref : 8192,
+        dtpref: ctx.transport === 'tcp' ? nfs3ServiceLimits.dirTransferBytesPref : 8192,
         maxfilesize: fsLimits.fileSizeBytesMax,
         timeDelta: { sec: 0, nsec: 1 },
         properties: Fsf3.LINK | Fsf3.SYMLINK | Fsf3.HOMOGENEOUS | Fsf3.CANSETTIME,
@@ -493,7 +493,7 @@ export class Nfs3Service implements RpcProgram {
       // Like Linux nfsd, checksum only the head of the arguments (handles, names, offsets):
       // with the xid and the total length it tells a reused xid from a retransmission,
       // without checksumming every byte of a 1 MiB WRITE.
-      argsCrc: crc32c(args.subarray(0, nfs3Limits.drcChecksumBytes)),
+      argsCrc: crc32c(args.subarray(0, nfs3ServiceLimits.drcChecksumBytes)),
       argsBytes: args.length,
     };
     const prior = this.o.drc.begin(key);
