@@ -148,7 +148,8 @@ export class NbdBlockDevice implements BlockDevice {
     this.queue = undefined;
     const failed = [...this.pending.values()];
     this.pending.clear();
-    for (const p of failed) p.reject(ioError(`${this.name}: connection lost: ${err.message}`, err));
+    // Requests in flight when the device is closed fail ERR_BLOCK_CLOSED (the HAL contract).
+    for (const p of failed) p.reject(this.closed ? new TwinbladeError(BlockErrorCode.closed, 'closed', `${this.name}: closed with the request in flight`) : ioError(`${this.name}: connection lost: ${err.message}`, err));
   }
 
   private async readReplies(sock: net.Socket, q: ByteQueue): Promise<void> {
