@@ -30,6 +30,8 @@ interface RigOptions {
   stripes?: number;
   limits?: Partial<RaidLimits>;
   autoRebuild?: boolean;
+  /** Turn on the simulator's buggify() sites (default off). */
+  buggify?: boolean;
 }
 
 /** A simulation with disks sized for the volume, and a record of the volume's events. */
@@ -46,7 +48,7 @@ class Rig {
   readonly autoRebuild: boolean;
 
   constructor(seed: number, o: RigOptions = {}) {
-    this.sim = new Simulation({ seed, buggify: false });
+    this.sim = new Simulation({ seed, buggify: o.buggify === true ? {} : false });
     this.prng = this.sim.fork();
     this.unitBytes = o.unitBytes ?? 16384;
     this.stripes = o.stripes ?? 32;
@@ -785,6 +787,7 @@ async function chaosRun(seed: number): Promise<string[]> {
     spares: p.range(0, 2),
     unitBytes: unit,
     stripes: p.range(16, 40),
+    buggify: true,
     limits: {
       rebuildBandwidthBytesPerSec: p.pick([Infinity, 4 * 1024 * 1024, 16 * 1024 * 1024]),
       rebuildChunkBytes: unit * p.range(1, 4),

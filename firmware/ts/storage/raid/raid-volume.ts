@@ -3,6 +3,7 @@
 // restartable rebuild. Design and failure handling: docs/raid.md.
 
 import { assert } from '../../core/assert.ts';
+import { buggify } from '../../core/buggify.ts';
 import type { Clock, Timers } from '../../core/clock.ts';
 import { InvalidArgumentError, TwinbladeError, isTwinbladeError } from '../../core/errors.ts';
 import type { Prng } from '../../core/prng.ts';
@@ -638,6 +639,9 @@ export class RaidVolume implements Volume {
   /** Writes the current member table, at a new generation, to every current member, and flushes. */
   persistMembership(): Promise<void> {
     return this.enqueueLabels(async () => {
+      // In simulation, widen the window between a membership change and its durable record:
+      // nothing that depends on it may be acknowledged inside that window.
+      if (buggify('raid.labels.slow', 0.3)) await this.options.timers.sleep(3);
       if (this.offlineError !== undefined) return;
       this.generation++;
       const writable = this.writablePositions();
@@ -714,6 +718,8 @@ export class RaidVolume implements Volume {
           const lo = next;
           const hi = Math.min(g.stripeCount, lo + chunkStripes);
           await bucket.take((hi - lo) * g.stripeUnitBytes);
+          // In simulation, let client I/O overtake the rebuild now and then.
+          if (buggify('raid.rebuild.stall', 0.1)) await this.options.timers.sleep(5);
           check();
           const release = await this.locks.acquire(lo, hi);
           let data: Uint8Array;
