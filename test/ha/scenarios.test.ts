@@ -27,6 +27,7 @@ const proves: Record<string, string> = {
   'operator-takeover': 'HA-6 HA-9 ST-4',
   'partition-everything': 'HA-6 ST-4',
   'takeover-damping': 'HA-11',
+  'one-way-cut': 'HA-4 HA-6',
 };
 
 describe('HA scenarios', () => {

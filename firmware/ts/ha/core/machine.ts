@@ -63,6 +63,8 @@ export const HaCode = {
   mailboxBad: 'HA_MAILBOX_BAD',
   /** Every path but the mailbox disks is down: the partner is alive; no takeover; mirroring needs a path. */
   partnerOnMailboxOnly: 'HA_PARTNER_ON_MAILBOX_ONLY',
+  /** The partner is heard but does not hear us (a one-way path failure). */
+  partnerDeaf: 'HA_PARTNER_DEAF',
   partnerDown: 'HA_PARTNER_DOWN',
   takeoverBlocked: 'HA_TAKEOVER_BLOCKED',
   takeoverStarted: 'HA_TAKEOVER_STARTED',
@@ -185,7 +187,16 @@ export interface HaStatusReport {
   servingSets: number;
   /** Why an automatic takeover is not allowed right now (empty: allowed). */
   blockers: string[];
-  partner: { heard: boolean; alive: boolean; phase: string | undefined; indicator: string | undefined; generation: number; sequence: number };
+  partner: {
+    heard: boolean;
+    alive: boolean;
+    /** The partner's messages echo a recent message of ours (HA-4): it hears us. */
+    hearsUs: boolean;
+    phase: string | undefined;
+    indicator: string | undefined;
+    generation: number;
+    sequence: number;
+  };
   paths: HaPathReport[];
   takeoversInWindow: number;
   rejected: Record<string, number>;
@@ -193,6 +204,9 @@ export interface HaStatusReport {
 }
 
 const bit = (s: SetIndex): number => 1 << s;
+
+/** How many of our own send times are remembered to date the partner's echoes (HA-4). */
+const sentTimesMax = 256;
 
 export class HaMachine {
   private readonly cfg: HaConfig;
@@ -241,6 +255,13 @@ export class HaMachine {
   private onlyMailboxSinceMs: number | undefined;
   private onlyMailboxAlerted = false;
   private versionAlerted = false;
+  /** Send times of our recent messages, to date the partner's echo of them (HA-4). */
+  private readonly sentTimes: { generation: number; sequence: number; atMs: number }[] = [];
+  /** When we sent the newest message of ours that the partner says it received. */
+  private partnerHeardUsMs: number | undefined;
+  private deafAlerted = false;
+  /** Since when some path has been up without interruption. */
+  private partnerAliveSinceMs: number | undefined;
 
   private dirty = true;
   private broadcastNow = true;
@@ -360,6 +381,7 @@ export class HaMachine {
       blockers: reasonNames(this.blockers(false)),
       partner: {
         heard: p !== undefined,
+        hearsUs: !this.partnerDeaf(),
         alive: this.partnerAlive(),
         phase: p && phaseName(p.phase),
         indicator: p && indicatorName(p.indicator),
@@ -441,6 +463,11 @@ export class HaMachine {
     this.partner = m;
     this.partnerHeardMs = this.nowMs;
     this.partnerDownAlerted = false;
+    // HA-4: the partner's echo of our stamp says how far it has followed us.
+    if (m.peerGeneration === this.generation) {
+      const sent = this.sentTimes.find((x) => x.generation === m.peerGeneration && x.sequence === m.peerSequence);
+      if (sent !== undefined && sent.atMs > (this.partnerHeardUsMs ?? -Infinity)) this.partnerHeardUsMs = sent.atMs;
+    }
     if (this.versionMismatch() && !this.versionAlerted) {
       this.versionAlerted = true;
       this.alert(HaCode.versionMismatch, `partner speaks protocol ${m.protocolVersion} firmware ${hex(m.firmwareVersion)}, we ${statusProtocolVersion}/${hex(this.cfg.firmwareVersion)}: takeover disabled`);
@@ -759,6 +786,13 @@ export class HaMachine {
     }
     // Only the mailboxes show the partner alive. Right after a power loss the faster paths
     // time out first, so wait one mailbox timeout before believing it is more than that.
+    // A partner we hear but that does not hear us (a one-way failure) will soon think we
+    // died and try to take over: tell the operator before it happens.
+    if (!anyUp) this.partnerAliveSinceMs = undefined;
+    else if (this.partnerAliveSinceMs === undefined) this.partnerAliveSinceMs = this.nowMs;
+    const deaf = anyUp && this.partnerDeaf();
+    if (deaf && !this.deafAlerted) this.alert(HaCode.partnerDeaf, 'the partner is alive but has not received our status for a path timeout: a one-way path failure');
+    this.deafAlerted = deaf;
     const onlyMailbox = anyUp && !nonMailboxUp && this.hasKind('interconnect');
     if (!onlyMailbox) {
       this.onlyMailboxSinceMs = undefined;
@@ -779,6 +813,19 @@ export class HaMachine {
   private pathUp(p: PathState): boolean {
     if (p.bad || p.linkDown || p.lastAdvanceMs === undefined) return false;
     return this.nowMs - p.lastAdvanceMs < pathTimeoutMs(this.t, p.kind);
+  }
+
+  /**
+   * The partner has been alive for two of the slowest path timeouts without echoing any
+   * message we sent in that time. (Two: right after its death or restart the slowest path
+   * still shows it alive for up to one timeout while its echoes have already stopped.)
+   */
+  private partnerDeaf(): boolean {
+    if (this.partnerAliveSinceMs === undefined) return false;
+    let longest = 0;
+    for (const p of this.paths.values()) longest = Math.max(longest, pathTimeoutMs(this.t, p.kind));
+    const since = Math.max(this.partnerHeardUsMs ?? -Infinity, this.partnerAliveSinceMs, this.bootMs);
+    return this.nowMs - since > 2 * longest;
   }
 
   /** The partner is alive iff some path delivered a fresh message within its timeout (HA-5). */
@@ -1050,6 +1097,8 @@ export class HaMachine {
       this.dirty = true;
     }
     this.sequence++;
+    this.sentTimes.push({ generation: this.generation, sequence: this.sequence, atMs: this.nowMs });
+    if (this.sentTimes.length > sentTimesMax) this.sentTimes.shift();
     const peer = this.stream.latest();
     return {
       protocolVersion: statusProtocolVersion,
