@@ -35,6 +35,7 @@ import {
   removeRecord,
 } from './dir.ts';
 import {
+  type BlockIdentity,
   BlockType,
   CowFsErrorCode,
   FsCorruptError,
@@ -127,6 +128,23 @@ interface Page {
   dirty: boolean;
   /** Written by the CP in flight: it must stay cached until that CP is on disk. */
   pinned: boolean;
+  /** `data` is also the in-flight CP's image of this block: copy it before changing it. */
+  shared: boolean;
+}
+
+/** A block image a CP writes: the frozen data, sealed into the write buffer if metadata. */
+interface CpImage {
+  data: Uint8Array;
+  seal: BlockIdentity | undefined;
+}
+
+interface CpWrite {
+  first: number;
+  blocks: number;
+  /** Ready-made content (map region, superblock). */
+  data?: Uint8Array;
+  /** Or block images, copied into a buffer just before the write (overlapping other writes' I/O). */
+  images?: Array<CpImage | undefined> | undefined;
 }
 
 interface DirIndex {
@@ -140,7 +158,7 @@ interface PreparedCp {
   mapBlocks: number;
   freezeMs: number;
   slot: number;
-  writes: Array<{ first: number; data: Uint8Array }>;
+  writes: CpWrite[];
   superblock: Uint8Array;
   pinned: Page[];
   blocks: Bitmap;
@@ -1068,7 +1086,7 @@ export class CowFs implements FileSystem {
     }
     const addr = await this.ptrOf(t, level, index);
     if (addr === 0) return null;
-    const p: Page = { ino: t.ino, level, index, data: await this.readBlock(t, level, index, addr), addr, dirty: false, pinned: false };
+    const p: Page = { ino: t.ino, level, index, data: await this.readBlock(t, level, index, addr), addr, dirty: false, pinned: false, shared: false };
     this.insertPage(p);
     return p;
   }
@@ -1082,7 +1100,7 @@ export class CowFs implements FileSystem {
         await this.dirtyInode(t);
         continue;
       }
-      const p: Page = { ino: t.ino, level: t.height + 1, index: 0, data: new Uint8Array(fsBlockBytes), addr: 0, dirty: true, pinned: false };
+      const p: Page = { ino: t.ino, level: t.height + 1, index: 0, data: new Uint8Array(fsBlockBytes), addr: 0, dirty: true, pinned: false, shared: false };
       writePtr(p.data, 0, t.root);
       this.insertPage(p);
       this.markDirty(p);
@@ -1118,7 +1136,7 @@ export class CowFs implements FileSystem {
       if (level === t.height) addr = t.root;
       else addr = readPtr((await this.getPageForWrite(t, level + 1, Math.floor(index / F), 'read')).data, index % F);
       const data = addr !== 0 && (fill === 'read' || level > 0) ? await this.readBlock(t, level, index, addr) : new Uint8Array(fsBlockBytes);
-      p = { ino: t.ino, level, index, data, addr, dirty: false, pinned: false };
+      p = { ino: t.ino, level, index, data, addr, dirty: false, pinned: false, shared: false };
       this.insertPage(p);
       if (addr === 0) {
         t.blocks++;
@@ -1132,6 +1150,10 @@ export class CowFs implements FileSystem {
   private async dirtyPage(t: Inode, p: Page): Promise<void> {
     if (p.dirty) return;
     this.opMutated = true;
+    if (p.shared) {
+      p.data = p.data.slice();
+      p.shared = false;
+    }
     this.markDirty(p);
     if (p.addr !== 0) {
       this.freeBlock(p.addr);
@@ -1173,7 +1195,7 @@ export class CowFs implements FileSystem {
     const whole = first >= fromFbn;
     if (level > 0) {
       if (p === undefined) {
-        p = { ino: t.ino, level, index, data: await this.readBlock(t, level, index, ptr), addr: ptr, dirty: false, pinned: false };
+        p = { ino: t.ino, level, index, data: await this.readBlock(t, level, index, ptr), addr: ptr, dirty: false, pinned: false, shared: false };
         this.insertPage(p);
       }
       if (!whole) await this.dirtyPage(t, p);
@@ -1263,13 +1285,13 @@ export class CowFs implements FileSystem {
       if (last !== undefined && last.first + last.blocks === st * S && last.blocks + S <= runBlocksMax) last.blocks += S;
       else runs.push({ first: st * S, blocks: S });
     }
-    const writes: Array<{ first: number; data: Uint8Array }> = runs.map((r) => ({ first: r.first, data: new Uint8Array(r.blocks * fsBlockBytes) }));
+    const writes: CpWrite[] = runs.map((r) => ({ first: r.first, blocks: r.blocks, images: new Array<CpImage | undefined>(r.blocks) }));
     const targets: number[] = [];
-    const targetBuf: Uint8Array[] = [];
+    const targetSlot: Array<{ w: CpWrite; i: number }> = [];
     for (const w of writes) {
-      for (let i = 0; i < w.data.length / fsBlockBytes; i++) {
+      for (let i = 0; i < w.blocks; i++) {
         targets.push(w.first + i);
-        targetBuf.push(w.data.subarray(i * fsBlockBytes, (i + 1) * fsBlockBytes));
+        targetSlot.push({ w, i });
       }
     }
     let next = 0;
@@ -1278,12 +1300,14 @@ export class CowFs implements FileSystem {
       const list = [...set].sort((a, b) => a.level - b.level || a.index - b.index);
       for (const p of list) {
         const addr = targets[next];
-        const buf = targetBuf[next++];
-        assert(addr !== undefined && buf !== undefined, 'cowfs: CP ran out of allocated blocks');
+        const at = targetSlot[next++];
+        assert(addr !== undefined && at !== undefined && at.w.images !== undefined, 'cowfs: CP ran out of allocated blocks');
         this.liveBlocks.set(addr);
-        buf.set(p.data);
         const kind = this.kindOf(t, p.level);
-        if (kind !== 'raw') sealBlock(buf, { type: kind, owner: t.ino, level: p.level, index: p.index }, cp);
+        // No copy here: the CP keeps the block's buffer, and the live page copies it on its
+        // next change (`shared`), so the freeze stays short however much data is dirty.
+        at.w.images[at.i] = { data: p.data, seal: kind !== 'raw' ? { type: kind, owner: t.ino, level: p.level, index: p.index } : undefined };
+        p.shared = true;
         if (p.level === t.height) t.root = addr;
         else {
           const parent = this.cachedPage(t.ino, p.level + 1, Math.floor(p.index / F));
@@ -1341,7 +1365,7 @@ export class CowFs implements FileSystem {
           sealBlock(buf, { type: BlockType.inodeMap, owner: slot, level: 0, index: r - g.blockMapBlocks }, cp);
         }
       }
-      writes.push({ first: g.regionStart[slot as 0 | 1] + rs * S, data });
+      writes.push({ first: g.regionStart[slot as 0 | 1] + rs * S, blocks: S, data });
     }
     const applied = new Map(this.applied);
     const sb = encodeSuperblock({
@@ -1370,7 +1394,7 @@ export class CowFs implements FileSystem {
     const t0 = this.opts.clock?.nowMs() ?? 0;
     const queue = [...p.writes];
     const worker = async (): Promise<void> => {
-      for (let w = queue.shift(); w !== undefined; w = queue.shift()) await this.volume.writeStripes(w.first, w.data);
+      for (let w = queue.shift(); w !== undefined; w = queue.shift()) await this.volume.writeStripes(w.first, materialize(w, p.cp));
     };
     await Promise.all(Array.from({ length: Math.max(1, this.opts.cpWriteConcurrencyMax) }, worker));
     await this.volume.flush();
@@ -1384,6 +1408,7 @@ export class CowFs implements FileSystem {
     this.committedApplied = p.applied;
     for (const page of p.pinned) {
       page.pinned = false;
+      page.shared = false;
       if (!page.dirty && this.cachedPage(page.ino, page.level, page.index) === page) this.lru.add(page);
     }
     this.lastCpStats = { cpNumber: p.cp, blocks: p.dataBlocks, mapBlocks: p.mapBlocks, freezeMs: p.freezeMs, writeMs: (this.opts.clock?.nowMs() ?? 0) - t0 };
@@ -1493,6 +1518,22 @@ export class CowFs implements FileSystem {
     await this.cpChain;
     this.closed = true;
   }
+}
+
+/** The bytes of one CP write: block images copied (and metadata sealed) into one buffer. */
+function materialize(w: CpWrite, cp: number): Uint8Array {
+  if (w.data !== undefined) return w.data;
+  const buf = new Uint8Array(w.blocks * fsBlockBytes);
+  const images = w.images ?? [];
+  for (let i = 0; i < images.length; i++) {
+    const img = images[i];
+    if (img === undefined) continue;
+    const sub = buf.subarray(i * fsBlockBytes, (i + 1) * fsBlockBytes);
+    sub.set(img.data);
+    if (img.seal !== undefined) sealBlock(sub, img.seal, cp);
+  }
+  w.images = undefined;
+  return buf;
 }
 
 /** Blocks per volume write during a CP: whole stripes, about `cpWriteBytesMax`. */
