@@ -52,6 +52,11 @@ export const rpcServerLimits = {
   recordBytesMax: 1024 * 1024 + 64 * 1024,
   /** Calls executing at once per TCP connection; beyond it the socket is paused. */
   connRequestsInFlightMax: 64,
+  /**
+   * Reply bytes a connection may have waiting in user space (the client reads slower than
+   * we answer); beyond it no new call starts on that connection until the socket drains.
+   */
+  connReplyBytesMax: 4 * 1024 * 1024,
   /** TCP connections at once; further ones are closed on accept. */
   connectionsMax: 1024,
   /** An idle TCP connection is closed after this long (frees a slow client's buffers). */
@@ -173,11 +178,12 @@ function serveConnection(dispatcher: RpcDispatcher, sock: net.Socket, limits: Rp
         inFlight--;
         if (!closed && reply !== null) {
           const segs = frameSegmentsForTcp(reply);
-          let writable = true;
           if (segs.length > 1) sock.cork();
-          for (const seg of segs) writable = sock.write(seg);
+          for (const seg of segs) sock.write(seg);
           if (segs.length > 1) sock.uncork();
-          if (!writable) waitingDrain = true;
+          // Not write()'s boolean: it turns false past 16 KiB, so every 64 KiB READ reply
+          // would stop the connection until its drain, serialising pipelined reads.
+          if (sock.writableLength > limits.connReplyBytesMax) waitingDrain = true;
         }
         pump();
         flowControl();
