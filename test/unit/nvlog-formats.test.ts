@@ -157,7 +157,7 @@ describe('log entry', () => {
 describe('mirror messages', () => {
   const samples: MirrorMessage[] = [
     { kind: 'hello', from: 1, bootGeneration: 4, halfBytes: 8192 },
-    { kind: 'reset', origin: 0, epoch: 3 },
+    { kind: 'reset', origin: 0, epoch: 3, fromSeq: 17 },
     { kind: 'entry', origin: 1, epoch: 2, position: 4096, bytes: encodeEntry({ type: EntryType.change, origin: 1, seq: 5, bootGeneration: 1 }, new Uint8Array(10)) },
     { kind: 'ack', origin: 0, epoch: 2, seq: 2 ** 40 },
     { kind: 'resync-request', origin: 1, reason: 'expected entry 4, got 6' },

@@ -19,7 +19,7 @@ function synced(): MirrorOrigin {
   const o = new MirrorOrigin(0, limits);
   o.partnerUp(0, []);
   const out = o.takeOutbox();
-  expect(out).toEqual([{ kind: 'reset', origin: 0, epoch: 1 }]);
+  expect(out).toEqual([{ kind: 'reset', origin: 0, epoch: 1, fromSeq: 1 }]);
   o.onMessage({ kind: 'ack', origin: 0, epoch: 1, seq: 0 }, 1, () => []);
   expect(o.state).toBe('synced');
   o.takeStateChanges();
@@ -77,7 +77,7 @@ describe('mirror origin', () => {
     o.onMessage({ kind: 'hello', from: 1, bootGeneration: 2, halfBytes: 8192 }, 5, () => live);
     expect(o.state).toBe('resyncing');
     const out = o.takeOutbox();
-    expect(out[0]).toEqual({ kind: 'reset', origin: 0, epoch: 1 });
+    expect(out[0]).toEqual({ kind: 'reset', origin: 0, epoch: 1, fromSeq: 2 });
     expect(entries(out)).toEqual([2, 3]);
     // A new append during resync waits for the partner.
     o.append(item(4), 6);
@@ -114,7 +114,7 @@ describe('mirror origin', () => {
 describe('mirror receiver', () => {
   it('NV-3 stores entries in order at their position and acknowledges after persisting', () => {
     const r = new MirrorReceiver(0, 1 << 16);
-    expect(r.onMessage({ kind: 'reset', origin: 0, epoch: 1 })).toEqual([{ kind: 'wipe' }, { kind: 'ack-after-persist', msg: { kind: 'ack', origin: 0, epoch: 1, seq: 0 } }]);
+    expect(r.onMessage({ kind: 'reset', origin: 0, epoch: 1, fromSeq: 5 })).toEqual([{ kind: 'wipe' }, { kind: 'ack-after-persist', msg: { kind: 'ack', origin: 0, epoch: 1, seq: 0 } }]);
     const a = r.onMessage({ kind: 'entry', origin: 0, epoch: 1, ...item(5) });
     expect(a.map((x) => x.kind)).toEqual(['write', 'ack-after-persist']);
     const b = r.onMessage({ kind: 'entry', origin: 0, epoch: 1, ...item(6) });
@@ -123,21 +123,28 @@ describe('mirror receiver', () => {
 
   it('a gap or corrupt bytes stop the stream and ask for a resynchronisation', () => {
     const r = new MirrorReceiver(0, 1 << 16);
-    r.onMessage({ kind: 'reset', origin: 0, epoch: 1 });
+    r.onMessage({ kind: 'reset', origin: 0, epoch: 1, fromSeq: 1 });
     r.onMessage({ kind: 'entry', origin: 0, epoch: 1, ...item(1) });
     const gap = r.onMessage({ kind: 'entry', origin: 0, epoch: 1, ...item(3) });
     expect(gap).toEqual([{ kind: 'send', msg: { kind: 'resync-request', origin: 0, reason: 'expected entry 2, got 3' } }]);
     expect(r.onMessage({ kind: 'entry', origin: 0, epoch: 1, ...item(2) })).toEqual([]);
-    r.onMessage({ kind: 'reset', origin: 0, epoch: 2 });
+    r.onMessage({ kind: 'reset', origin: 0, epoch: 2, fromSeq: 1 });
     const bad = item(1);
     bad.bytes[40] = (bad.bytes[40] as number) ^ 1;
     const c = r.onMessage({ kind: 'entry', origin: 0, epoch: 2, ...bad });
     expect(c[0]?.kind === 'send' && c[0].msg.kind).toBe('resync-request');
   });
 
+  it('a stream that does not start where the reset said is a gap, not a silent hole', () => {
+    const r = new MirrorReceiver(0, 1 << 16);
+    r.onMessage({ kind: 'reset', origin: 0, epoch: 1, fromSeq: 4 });
+    const a = r.onMessage({ kind: 'entry', origin: 0, epoch: 1, ...item(5) });
+    expect(a[0]?.kind === 'send' && a[0].msg.kind).toBe('resync-request');
+  });
+
   it('ignores entries of an old epoch and entries outside the region', () => {
     const r = new MirrorReceiver(1, 4096);
-    r.onMessage({ kind: 'reset', origin: 1, epoch: 3 });
+    r.onMessage({ kind: 'reset', origin: 1, epoch: 3, fromSeq: 1 });
     expect(r.onMessage({ kind: 'entry', origin: 1, epoch: 2, ...item(1, 1) })).toEqual([]);
     const far = r.onMessage({ kind: 'entry', origin: 1, epoch: 3, position: 8192, bytes: item(1, 1).bytes, seq: 1 } as MirrorMessage);
     expect(far[0]?.kind).toBe('send');

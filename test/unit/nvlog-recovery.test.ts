@@ -214,6 +214,16 @@ describe('NV-5 replay plan', () => {
     }
   });
 
+  it('the entry after the consistency point torn, later ones intact: nothing applied, the later ones reported', () => {
+    // Entry 1 (half 0) was torn; 2 and 3 (half 1) persisted first but were never acknowledged.
+    const { bytes, positions } = region([{ seq: 1 }], [{ seq: 2 }, { seq: 3 }]);
+    const p0 = positions[0]?.[0] as number;
+    bytes[p0 + 40] = (bytes[p0 + 40] as number) ^ 1;
+    const p = planReplay(recoverRegion(bytes, halfBytes, 0), 0);
+    expect(p.ok && p.toApply.length).toBe(0);
+    expect(p.ok && seqs(p.discarded)).toEqual([2, 3]);
+  });
+
   it('nothing to apply when the consistency point contains everything', () => {
     const log = recoverRegion(region([{ seq: 1 }, { seq: 2 }]).bytes, halfBytes, 0);
     const p = planReplay(log, 10);
@@ -239,6 +249,19 @@ describe('NV-5 replay plan', () => {
     const p = planReplay(merged, 0);
     if (!p.ok) throw new Error('plan failed');
     expect(p.toApply.map((r) => [r.seq, r.bootGeneration])).toEqual([[1, 1], [2, 1], [3, 2]]);
-    expect(seqs(p.discarded)).toEqual([4]);
+    // Entry 4 of boot 1 lay beyond the tail boot 2 rewrote: not part of the log any more.
+    expect(seqs(merged.records)).toEqual([1, 2, 3]);
+  });
+
+  it("an older lap of a half kept by a lagging copy never joins the log (positions were overwritten)", () => {
+    // Local: half 1 was reused (entries 9..10 from its start) after 5..6 were released there;
+    // half 0 holds 7..8. The partner's copy lagged: it still has the old lap 5..6 in half 1.
+    const local = recoverRegion(region([{ seq: 7 }, { seq: 8 }], [{ seq: 9 }, { seq: 10 }]).bytes, halfBytes, 0);
+    const mirror = recoverRegion(region([], [{ seq: 5 }, { seq: 6 }]).bytes, halfBytes, 0);
+    const merged = mergeWithMirror(local, mirror);
+    expect(seqs(merged.records)).toEqual([7, 8, 9, 10]);
+    expect(merged.fromMirror).toBe(0);
+    const p = planReplay(merged, 8);
+    expect(p.ok && seqs(p.live)).toEqual([7, 8, 9, 10]);
   });
 });

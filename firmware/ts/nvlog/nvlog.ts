@@ -3,6 +3,7 @@
 // through an injected transport, answers "may reply" only when both copies are durable (NV-2),
 // stores the partner's entries (NV-3), keeps the state-machine log, and seals on power failure.
 import type { Clock, TimerHandle, Timers } from '../core/clock.ts';
+import { buggify } from '../core/buggify.ts';
 import { fromHex } from '../core/bytes.ts';
 import { TwinbladeError } from '../core/errors.ts';
 import type { Nvram } from '../hal/nvram/nvram.ts';
@@ -600,7 +601,9 @@ export class NvLog {
   private scheduleReceiverPersist(): void {
     if (this.receiverPersistScheduled) return;
     this.receiverPersistScheduled = true;
-    queueMicrotask(() => {
+    // In simulation, sometimes a partner too slow for the ack timeout: degrade, then resync.
+    const defer = buggify('nvlog.receiver.slow-ack', 0.01) ? (fn: () => void) => void this.opts.timers.after(this.limits.mirrorAckTimeoutMs * 1.5, fn) : queueMicrotask;
+    defer(() => {
       this.receiverPersistScheduled = false;
       const acks = this.pendingAcks;
       this.pendingAcks = [];

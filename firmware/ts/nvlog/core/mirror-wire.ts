@@ -31,7 +31,8 @@ export function encodeMirrorMessage(m: MirrorMessage): Uint8Array {
     case 'reset':
       origin = m.origin;
       epoch = m.epoch;
-      body = new Uint8Array(0);
+      body = new Uint8Array(8);
+      putU64(dataView(body), 0, m.fromSeq);
       break;
     case 'entry': {
       origin = m.origin;
@@ -103,7 +104,8 @@ export function decodeMirrorMessage(b: Uint8Array): MirrorMessage {
       need(8);
       return { kind, from: origin, bootGeneration: bv.getUint32(0, true), halfBytes: bv.getUint32(4, true) };
     case 'reset':
-      return { kind, origin, epoch };
+      need(8);
+      return { kind, origin, epoch, fromSeq: getU64(bv, 0) };
     case 'entry':
       need(8);
       return { kind, origin, epoch, position: getU64(bv, 0), bytes: body.slice(8) };

@@ -12,8 +12,8 @@ import { NvlogErrorCode } from './limits.ts';
 export type MirrorMessage =
   /** Sent when the channel comes up: tells the partner to resynchronise its log to us. */
   | { kind: 'hello'; from: BladeId; bootGeneration: number; halfBytes: number }
-  /** Receiver: wipe your mirror of `origin`; what follows in `epoch` replaces it. */
-  | { kind: 'reset'; origin: BladeId; epoch: number }
+  /** Receiver: wipe your mirror of `origin`; what follows in `epoch` replaces it, starting at `fromSeq`. */
+  | { kind: 'reset'; origin: BladeId; epoch: number; fromSeq: number }
   /** One log entry, stored at `position` in the receiver's mirror region. */
   | { kind: 'entry'; origin: BladeId; epoch: number; position: number; bytes: Uint8Array }
   /** Cumulative: the mirror of `origin` is durable through `seq` in `epoch` (0: the reset is done). */
@@ -108,7 +108,11 @@ export class MirrorOrigin {
     this.resetSentAtMs = nowMs;
     this.resyncTargetSeq = live.length === 0 ? 0 : (live[live.length - 1] as MirrorItem).seq;
     assert(live.length === 0 || this.resyncTargetSeq <= this.lastAppendedSeq, 'resync covers only appended entries');
-    this.outbox.push({ kind: 'reset', origin: this.origin, epoch: this.epoch });
+    live.forEach((it, i) => assert(i === 0 || it.seq === (live[i - 1] as MirrorItem).seq + 1, () => `live entries are contiguous: ${live.map((x) => x.seq).join(',')}`));
+    // The receiver learns where the stream starts, so a lost or overtaken first entry is a
+    // detected gap rather than a silent hole.
+    const fromSeq = live.length === 0 ? this.lastAppendedSeq + 1 : (live[0] as MirrorItem).seq;
+    this.outbox.push({ kind: 'reset', origin: this.origin, epoch: this.epoch, fromSeq });
     this.setState('resyncing', 'partner up: resynchronising the mirror');
     this.pump(nowMs);
   }
@@ -224,7 +228,7 @@ export class MirrorReceiver {
     if (msg.kind === 'reset') {
       if (msg.origin !== this.origin) return [];
       this.epoch = msg.epoch;
-      this.nextSeq = 0;
+      this.nextSeq = msg.fromSeq;
       this.broken = false;
       return [{ kind: 'wipe' }, { kind: 'ack-after-persist', msg: { kind: 'ack', origin: this.origin, epoch: msg.epoch, seq: 0 } }];
     }
@@ -239,7 +243,7 @@ export class MirrorReceiver {
     } catch (e) {
       return this.breakStream(e instanceof Error ? e.message : String(e));
     }
-    if (this.nextSeq !== 0 && seq !== this.nextSeq) return this.breakStream(`expected entry ${this.nextSeq}, got ${seq}`);
+    if (seq !== this.nextSeq) return this.breakStream(`expected entry ${this.nextSeq}, got ${seq}`);
     this.nextSeq = seq + 1;
     return [
       { kind: 'write', position: msg.position, bytes: msg.bytes, seq },

@@ -146,6 +146,7 @@ export interface RecoveredLog {
   /** Every accepted entry of both halves, by ascending sequence number, one per number. */
   records: LogRecord[];
   halves: [HalfScan, HalfScan];
+  halfBytes: number;
   /** Entries taken from the partner's mirror by `mergeWithMirror`. */
   fromMirror: number;
   /** Sequence numbers present in both copies with different contents (the later boot won). */
@@ -160,7 +161,7 @@ export function recoverRegion(region: Uint8Array, halfBytes: number, origin: Bla
   const bySeq = new Map<number, LogRecord>();
   const conflicts: number[] = [];
   for (const r of [...h0.records, ...h1.records]) pickInto(bySeq, r, conflicts);
-  return { origin, records: sortedRecords(bySeq), halves: [h0, h1], fromMirror: 0, conflicts };
+  return { origin, records: sortedRecords(bySeq), halves: [h0, h1], halfBytes, fromMirror: 0, conflicts };
 }
 
 function pickInto(bySeq: Map<number, LogRecord>, r: LogRecord, conflicts: number[]): boolean {
@@ -194,9 +195,34 @@ export function mergeWithMirror(local: RecoveredLog, mirror: RecoveredLog): Reco
   const bySeq = new Map<number, LogRecord>();
   const conflicts = [...local.conflicts];
   for (const r of local.records) bySeq.set(r.seq, r);
-  let fromMirror = 0;
-  for (const r of mirror.records) if (pickInto(bySeq, r, conflicts)) fromMirror++;
-  return { origin: local.origin, records: sortedRecords(bySeq), halves: local.halves, fromMirror, conflicts };
+  for (const r of mirror.records) pickInto(bySeq, r, conflicts);
+  const records = newestLapOnly(sortedRecords(bySeq), local.halfBytes);
+  const localSet = new Set(local.records);
+  const fromMirror = records.filter((r) => !localSet.has(r)).length;
+  return { origin: local.origin, records, halves: local.halves, halfBytes: local.halfBytes, fromMirror, conflicts };
+}
+
+/**
+ * Keeps, in each half, only the run of the newest lap: the last record written and the records
+ * before it back to the start of the half, each ending where the next begins. The two copies
+ * can hold different laps of a half (a mirror left behind while degraded); an older lap's
+ * entries occupy positions the newer lap has overwritten, so they are not part of the log
+ * any more, even if intact in one copy.
+ */
+function newestLapOnly(records: readonly LogRecord[], halfBytes: number): LogRecord[] {
+  const keep = new Set<LogRecord>();
+  for (const half of [0, 1]) {
+    // The last record written into the half: the newest boot's highest sequence number.
+    const inHalf = records.filter((r) => Math.floor(r.position / halfBytes) === half).sort((a, b) => b.bootGeneration - a.bootGeneration || b.seq - a.seq);
+    let next: LogRecord | undefined;
+    for (const r of inHalf) {
+      if (next !== undefined && (r.seq !== next.seq - 1 || r.bootGeneration > next.bootGeneration || r.position + r.bytes.length !== next.position)) continue;
+      keep.add(r);
+      next = r;
+      if (r.position === half * halfBytes) break;
+    }
+  }
+  return records.filter((r) => keep.has(r));
 }
 
 /** Splits records into maximal runs: consecutive numbers with non-decreasing boot generation. */
@@ -245,6 +271,14 @@ export function planReplay(log: RecoveredLog, cpSeq: number): ReplayPlan {
   if (live === undefined) {
     const later = log.records.filter(after);
     const first = later[0];
+    // The entry after the CP is torn where it should be (a half's run ends in a torn entry
+    // right after the CP's last entry, or a half starts with one): it was never durable, so
+    // it and everything after it were never acknowledged. Persists can complete out of order,
+    // so later entries may be intact; they are reported, not applied.
+    const tornAfterCp = log.halves.some(
+      (h) => (h.endRow.end === 'torn-body' || h.endRow.end === 'torn-header') && (h.records.length === 0 || (h.records[h.records.length - 1] as LogRecord).seq === cpSeq),
+    );
+    if (first !== undefined && tornAfterCp) return { ok: true, live: [], toApply: [], discarded: later, lastSeq };
     if (first !== undefined) {
       // Nothing ends at or spans the consistency point, yet later entries exist: some
       // entries between the CP and them are gone. Never guess; report.

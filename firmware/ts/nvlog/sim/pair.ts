@@ -13,7 +13,7 @@ import type { MirrorMessage, MirrorState } from '../core/mirror.ts';
 import { replay, type Applier } from '../core/replay.ts';
 import { StateMachineLog } from '../core/smlog.ts';
 import { NvLog, partnerOf } from '../nvlog.ts';
-import type { StepScheduler } from './scheduler.ts';
+import type { PairScheduler } from './scheduler.ts';
 import { TearingNvram, type TearMode } from './tearing-nvram.ts';
 
 // ---- the test operation set -------------------------------------------------------------
@@ -81,7 +81,7 @@ interface Blade {
 }
 
 export interface PairOptions {
-  sched: StepScheduler;
+  sched: PairScheduler;
   prng: Prng;
   nvramBytes?: number;
   limits?: Partial<NvlogLimits>;
@@ -99,7 +99,7 @@ export interface Request {
 }
 
 export class PairSim {
-  readonly sched: StepScheduler;
+  readonly sched: PairScheduler;
   readonly prng: Prng;
   readonly blades: [Blade, Blade];
   readonly fss: [FsState, FsState];
@@ -374,8 +374,9 @@ export class PairSim {
     const srcInc = src.incarnation;
     const toInc = to.incarnation;
     const [lo, hi] = this.opts.netDelayMs;
-    // One ordered stream per direction.
-    const at = Math.max(this.lastDelivery[from], this.sched.nowMs() + lo + this.prng.float() * (hi - lo));
+    // One ordered stream per direction: strictly later than the previous message, so that a
+    // scheduler breaking ties at random cannot reorder them.
+    const at = Math.max(this.lastDelivery[from] + 1e-6, this.sched.nowMs() + lo + this.prng.float() * (hi - lo));
     this.lastDelivery[from] = at;
     this.sched.at(at - this.sched.nowMs(), `msg-${m.kind}-${from}>${to.id}`, () => {
       if (!this.linkUp || this.session !== session || !to.alive || to.incarnation !== toInc || src.incarnation !== srcInc) return;

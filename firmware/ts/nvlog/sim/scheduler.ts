@@ -16,7 +16,37 @@ export function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-export class StepScheduler implements Clock, Timers {
+/**
+ * What the two-blade harness needs from a simulation: virtual time, timers, and one-shot
+ * events. Implemented by `StepScheduler` (step-granular, for crash-point enumeration) and by
+ * `KernelScheduler` over the project's simulation kernel (sim/kernel.ts).
+ */
+export interface PairScheduler extends Clock, Timers {
+  /** Runs `fn` after `delayMs` of virtual time; `label` names the step in traces. */
+  at(delayMs: number, label: string, fn: () => void): unknown;
+}
+
+/** The project's simulation kernel seen as a PairScheduler (labels are not kept). */
+export class KernelScheduler implements PairScheduler {
+  constructor(private readonly kernel: { clock: Clock; timers: Timers; schedule(atMs: number, fn: () => void): unknown }) {}
+  nowMs(): number {
+    return this.kernel.clock.nowMs();
+  }
+  wallNs(): bigint {
+    return this.kernel.clock.wallNs();
+  }
+  at(delayMs: number, _label: string, fn: () => void): unknown {
+    return this.kernel.schedule(this.kernel.clock.nowMs() + Math.max(0, delayMs), fn);
+  }
+  after(delayMs: number, fn: () => void): TimerHandle {
+    return this.kernel.timers.after(delayMs, fn);
+  }
+  sleep(delayMs: number): Promise<void> {
+    return this.kernel.timers.sleep(delayMs);
+  }
+}
+
+export class StepScheduler implements PairScheduler {
   private now = 0;
   private nextId = 0;
   private queue: Event[] = [];

@@ -4,11 +4,11 @@
 // writes, a failed battery then a cut, takeover and giveback, reboots, link cuts.
 // Checkers: every acknowledged change applied exactly once after every recovery; no change
 // ever applied twice; every client request eventually answered once faults heal.
-import { Prng } from '../../core/prng.ts';
 import type { BladeId } from '../../nvlog/core/layout.ts';
 import { PairSim, makeToken, type Request } from '../../nvlog/sim/pair.ts';
-import { StepScheduler } from '../../nvlog/sim/scheduler.ts';
+import { KernelScheduler } from '../../nvlog/sim/scheduler.ts';
 import type { SimArea, SimOutcome } from '../area.ts';
+import { Simulation } from '../kernel.ts';
 
 const workloadMs = 600;
 const settleMs = 1500;
@@ -19,8 +19,11 @@ export const area: SimArea = {
   name: 'nvlog',
   description: 'change log in NVRAM: mirroring, torn writes, power cuts, battery failure, takeover replay, state-machine log',
   async runSeed(seed: number, log: (line: string) => void): Promise<SimOutcome> {
-    const prng = new Prng(seed);
-    const sched = new StepScheduler();
+    // The project's simulation kernel: virtual time, random order of simultaneous events,
+    // buggify() (the log delays a receiver's persist and ack at one site).
+    const kernel = new Simulation({ seed });
+    const prng = kernel.fork();
+    const sched = new KernelScheduler(kernel);
     const sim = new PairSim({
       sched,
       prng: prng.fork(),
@@ -88,13 +91,13 @@ export const area: SimArea = {
       });
     }
 
-    await sched.runUntil(workloadMs + settleMs);
+    await kernel.runUntil(workloadMs + settleMs);
     for (const b of sim.blades) if (b.batteryFailed && b.alive) sim.healBattery(b.id);
-    await sched.runUntil(workloadMs + settleMs + 200);
+    await kernel.runUntil(workloadMs + settleMs + 200);
     sim.checkFinal();
     const unanswered = clients.filter((c) => c.current !== undefined && !sim.clientAcked.has(c.current.token));
     const m0 = sim.blades[0].log?.metrics();
-    log(`seed ${seed}: faults [${faults.join(' ')}] acked ${sim.acked.size} recoveries ${sim.recoveries} takeovers ${sim.takeovers} steps ${sched.steps} lastSeq ${m0?.lastSeq ?? '-'} smHigh ${m0?.smRequestsHighWater ?? '-'} mirrorInFlightHigh ${m0?.mirrorInFlightHighWater ?? '-'}`);
+    log(`seed ${seed}: faults [${faults.join(' ')}] acked ${sim.acked.size} recoveries ${sim.recoveries} takeovers ${sim.takeovers} steps ${kernel.steps} lastSeq ${m0?.lastSeq ?? '-'} smHigh ${m0?.smRequestsHighWater ?? '-'} mirrorInFlightHigh ${m0?.mirrorInFlightHighWater ?? '-'}`);
     if (sim.violations.length > 0) return { ok: false, reason: sim.violations.slice(0, 5).join('; ') };
     if (unanswered.length > 0) return { ok: false, reason: `liveness: ${unanswered.length} client requests never answered (e.g. token ${unanswered[0]?.current?.token})` };
     return { ok: true };
