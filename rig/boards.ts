@@ -5,6 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { BoardInput } from '../firmware/ts/board/schema.ts';
 import type { BladeConfigContext } from './rig.ts';
+import { rigGauge, rigGpioChip, rigGpioLines } from './hw/wiring.ts';
 
 export interface RigNetworkPlan {
   /** Address the blade's NFS service binds (loopback fallback: 127.0.0.1). */
@@ -27,6 +28,8 @@ export function loopbackPlan(portBase: number): RigNetworkPlan {
   };
 }
 
+const rigLine = (line: number): { chip: string; line: number; activeLow: boolean } => ({ chip: rigGpioChip, line, activeLow: false });
+
 export const rigSystemId = '7477696e626c6164';
 export const rigPairId = 'rig';
 
@@ -43,9 +46,16 @@ export async function writeRigBoard(ctx: BladeConfigContext, plan: RigNetworkPla
       spare: [{ id: ctx.spare, uri: nbd(ctx.spare), role: 'spare' as const }],
     },
     nvram: { driver: 'mmap', path: ctx.nvramPath, sizeBytes: (await fs.stat(ctx.nvramPath)).size, msync: false },
-    serial: { path: ctx.serialPath, baud: 921600 },
-    gpio: { driver: 'none' },
-    i2c: { driver: 'none' },
+    // A pty ignores the line rate; a fast rate also lifts the link layer's UART pacing.
+    serial: { path: ctx.serialPath, baud: 3000000 },
+    // The rig board's lines and gauge (rig/hw/wiring.ts), reached over the rig control channel.
+    gpio: {
+      driver: 'rig',
+      powerFail: rigLine(rigGpioLines.powerFail),
+      partnerReset: rigLine(rigGpioLines.partnerReset),
+      leds: { status: rigLine(rigGpioLines.ledStatus), fault: rigLine(rigGpioLines.ledFault), takeover: rigLine(rigGpioLines.ledTakeover) },
+    },
+    i2c: { driver: 'rig', gauge: { ...rigGauge } },
     rigControl: { path: ctx.controlSocket },
     network: {
       ports: plan.clientAddresses(ctx.blade).map((a, i) => ({ name: `net${i + 1}`, interface: a.interface, address: a.address })),

@@ -10,6 +10,7 @@ import type { ChangeLog } from '../nfs/nfs3-service.ts';
 import { encodeRequestKey, type ChangeOutcome, type DrcEntry, type DuplicateRequestCache, type RequestKey } from '../nfs/core/drc.ts';
 import type { NvLog } from '../nvlog/nvlog.ts';
 import type { Applier, ReplayChange } from '../nvlog/core/replay.ts';
+import { decodeChangePayload, EntryType, type LogRecord } from '../nvlog/core/entry.ts';
 import type { CowFs } from '../storage/fs/cowfs.ts';
 
 /**
@@ -125,6 +126,13 @@ export class ReplayApplier implements Applier {
     this.applied++;
     return encodeStoredOutcome(outcome);
   }
+
+  /** Applies one recovered log record if it is a change (state entries carry replies only). */
+  async applyChangeRecord(r: LogRecord, origin: 0 | 1): Promise<void> {
+    if (r.type !== EntryType.change) return;
+    const p = decodeChangePayload(r.payload);
+    await this.applyChange({ origin, seq: r.seq, key: p.key, descriptor: p.descriptor });
+  }
 }
 
 export interface NvChangeLogHooks {
@@ -146,6 +154,8 @@ const logFullRetryCountMax = 8;
  */
 export class NvChangeLog implements ChangeLog {
   private applyTail: Promise<unknown> = Promise.resolve();
+  /** The last entry applied (applies run in log order, so every earlier one is applied too). */
+  lastAppliedSeq = 0;
 
   constructor(
     private readonly log: NvLog,
@@ -175,7 +185,12 @@ export class NvChangeLog implements ChangeLog {
     });
     const applied = this.applyTail.then(async () => {
       const { seq, writeThrough } = await appended;
-      const result = await fs.applyLogged(this.origin, BigInt(seq), change);
+      let result: ChangeResult;
+      try {
+        result = await fs.applyLogged(this.origin, BigInt(seq), change);
+      } finally {
+        this.lastAppliedSeq = seq;
+      }
       if (writeThrough) await this.hooks.writeThrough(fs);
       return result;
     });

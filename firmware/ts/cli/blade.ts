@@ -15,6 +15,8 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { loadBoard } from '../board/board.ts';
 import { Blade } from '../blade/daemon.ts';
+import { PairBlade } from '../blade/pair.ts';
+import { openFence } from '../blade/fence.ts';
 import { initSingleBlade } from '../blade/init.ts';
 import { mgmtRequest } from '../blade/mgmt.ts';
 import { isTwinbladeError } from '../core/errors.ts';
@@ -81,7 +83,20 @@ async function main(): Promise<void> {
       if (!values.config) usage();
       const board = await loadBoard(values.config);
       const logger = pino({ level: board.service?.logLevel ?? 'info', base: { blade: board.identity.blade } });
-      const blade = await Blade.start({ board, logger });
+      // A board with a partner's disk set runs as half of a pair; without one, standalone.
+      const blade = board.disks.partner.length > 0 ? await PairBlade.start({ board, logger, fence: await openFence(board) }) : await Blade.start({ board, logger });
+      if (blade instanceof PairBlade) {
+        // A pair blade serves once the HA machine has recovered its set; say so when it does.
+        const announced = new Set<string>();
+        const t = setInterval(() => {
+          for (const e of blade.exports()) {
+            if (announced.has(e.url)) continue;
+            announced.add(e.url);
+            process.stderr.write(`blade ${board.identity.blade} serving ${e.path} at ${e.url}\n`);
+          }
+        }, 100);
+        t.unref();
+      }
       for (const e of blade.exports()) process.stderr.write(`blade ${board.identity.blade} serving ${e.path} at ${e.url}\n`);
       let stopping = false;
       const stop = (): void => {

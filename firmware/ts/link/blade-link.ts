@@ -52,8 +52,11 @@ export async function openBladeLink(o: BladeLinkOptions): Promise<MultipathEndpo
     localGeneration: o.generation,
     role: o.board.identity.blade,
     mac: linkMacFromPairKey(service.pairKeyHex),
-    transports: [serial, udp],
-    pathLimits: [o.board.serial.baud < uartFastBaudMin ? uartPathLimits : undefined, undefined],
+    // Reliable traffic (the NVRAM mirror: up to 1 MiB per write) prefers the network path, which
+    // is orders of magnitude faster than a UART; the serial link carries it when the network
+    // path is down, and status datagrams go out on both either way (HA-1).
+    transports: [udp, serial],
+    pathLimits: [undefined, o.board.serial.baud < uartFastBaudMin ? uartPathLimits : undefined],
     clock: o.clock,
     timers: o.timers,
   });

@@ -1,0 +1,452 @@
+// The pair composition: a blade with a partner. Besides what a single blade does (its own
+// disk set, NVRAM log, NFS), it runs the interconnect (serial + network paths), the HA state
+// machine with the mailbox disks and the fence, and mirrors its log to the partner. The HA
+// machine decides when a disk set is replayed and served: its own after the reboot steps
+// (HA-10), its partner's after a takeover (HA-6, HA-7), and gives it back (HA-9).
+import type { Logger } from 'pino';
+import type { Clock, TimerHandle, Timers } from '../core/clock.ts';
+import { Prng } from '../core/prng.ts';
+import { fromHex } from '../core/bytes.ts';
+import type { Time } from '../fsapi/ops.ts';
+import { realClock, realTimers } from '../hal/clock/real.ts';
+import type { BlockDevice } from '../hal/block/block-device.ts';
+import { MmapNvram } from '../hal/nvram/linux/mmap-nvram.ts';
+import { LinuxSerialPort } from '../hal/serial/linux/linux-serial-port.ts';
+import type { Board } from '../board/schema.ts';
+import { bladeIndex } from '../board/board.ts';
+import { NvLog } from '../nvlog/nvlog.ts';
+import { replay } from '../nvlog/core/replay.ts';
+import type { RecoveredLog } from '../nvlog/core/recovery.ts';
+import { LinkMirrorTransport } from '../nvlog/link-transport.ts';
+import { openBladeLink } from '../link/blade-link.ts';
+import type { MultipathEndpoint } from '../link/multipath.ts';
+import { HaDriver, haPathsFor } from '../ha/driver.ts';
+import { HaCode, type SetIndex } from '../ha/core/machine.ts';
+import { defaultHaTiming } from '../ha/core/timing.ts';
+import type { Fence } from '../ha/fence.ts';
+import type { MailboxDisk } from '../ha/mailbox-io.ts';
+import { startNfsServer, type NfsServer } from '../nfs/server.ts';
+import { openDisks } from './disks.ts';
+import { openStorageSet, type StorageSet } from './storage-set.ts';
+import { FileSystems, NvChangeLog, NvDrc, ReplayApplier } from './change-path.ts';
+import { HaStateStore } from './ha-state.ts';
+import { nfsUrl, type ExportInfo } from './daemon.ts';
+import { MgmtServer } from './mgmt.ts';
+import { MetricsRegistry } from './metrics.ts';
+
+export interface PairBladeOptions {
+  board: Board;
+  logger: Logger;
+  /** The fence over the shared disks, numbered as `diskNumbers` below. */
+  fence: Fence;
+  clock?: Clock;
+  timers?: Timers;
+}
+
+/** The firmware's compatibility level (high 16 bits) and release (low 16 bits), HA-8. */
+export const firmwareVersion = 0x0001_0000;
+
+/** See recoverOwn: how long a reachable partner may leave a mirrored entry unacknowledged. */
+export const mirrorAckTimeoutMs = 5000;
+
+interface SetRuntime {
+  set: StorageSet;
+  nfs: NfsServer | undefined;
+}
+
+/**
+ * Disk numbering shared by both blades (mailbox records and fence commands carry it): set 0
+ * (blade a's) first, then set 1, each in board order.
+ */
+export function diskNumbers(board: Board): { set0: number[]; set1: number[] } {
+  const me = bladeIndex(board);
+  const own = board.disks.own.length;
+  const partner = board.disks.partner.length;
+  const first = me === 0 ? own : partner;
+  const second = me === 0 ? partner : own;
+  return { set0: Array.from({ length: first }, (_, i) => i), set1: Array.from({ length: second }, (_, i) => first + i) };
+}
+
+export class PairBlade {
+  private readonly board: Board;
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  private readonly timers: Timers;
+  private readonly me: 0 | 1;
+  private readonly partner: 0 | 1;
+  private readonly filesystems = new FileSystems();
+  private readonly sets: Partial<Record<SetIndex, SetRuntime>> = {};
+  private nvlog: NvLog | undefined;
+  private ownRecovered: RecoveredLog | undefined;
+  private ownReady: Promise<void> | undefined;
+  private changeLog: NvChangeLog | undefined;
+  private drc: NvDrc | undefined;
+  private awaitedGiveback = false;
+  private cpTimer: TimerHandle | undefined;
+  private cpRunning: Promise<void> | undefined;
+  private cpInfo = { last: 0, lastAtMs: 0 };
+  private mgmt: MgmtServer | undefined;
+  private metricsPort: number | undefined;
+  private readonly prng: Prng;
+  private stopped = false;
+
+  private ha!: HaDriver;
+
+  private constructor(
+    private readonly o: PairBladeOptions,
+    private readonly nvram: MmapNvram,
+    private readonly haStore: HaStateStore,
+    private readonly link: MultipathEndpoint,
+    private readonly serial: LinuxSerialPort,
+    private readonly disksBySet: Record<SetIndex, BlockDevice[]>,
+    private readonly spares: BlockDevice[],
+  ) {
+    this.board = o.board;
+    this.log = o.logger;
+    this.clock = o.clock ?? realClock;
+    this.timers = o.timers ?? realTimers;
+    this.me = bladeIndex(o.board);
+    this.partner = this.me === 0 ? 1 : 0;
+    this.prng = new Prng(Number(this.clock.wallNs() % 0x7fffffffn));
+    this.cpInfo.lastAtMs = this.clock.nowMs();
+  }
+
+  static async start(o: PairBladeOptions): Promise<PairBlade> {
+    const board = o.board;
+    const clock = o.clock ?? realClock;
+    const timers = o.timers ?? realTimers;
+    if (board.nvram.driver !== 'mmap') throw new Error(`NVRAM driver ${board.nvram.driver} is not supported by this daemon build`);
+    const nvram = await MmapNvram.open(board.nvram.path, { sizeBytes: board.nvram.sizeBytes, create: true, mode: board.nvram.msync ? 'msync' : 'fence' });
+    const haStore = new HaStateStore(nvram);
+    const persisted = haStore.read();
+    const serial = new LinuxSerialPort({ path: board.serial.path, baudRate: board.serial.baud });
+    await serial.open();
+    const link = await openBladeLink({ board, generation: (persisted?.generation ?? 0) + 1, serialPort: serial, clock, timers });
+    const own = await openDisks(board.disks.own);
+    const theirs = await openDisks(board.disks.partner);
+    const spares = await openDisks(board.disks.spare);
+    const me = bladeIndex(board);
+    const disksBySet: Record<SetIndex, BlockDevice[]> = me === 0 ? { 0: own, 1: theirs } : { 0: theirs, 1: own };
+    const b = new PairBlade(o, nvram, haStore, link, serial, disksBySet, spares);
+    b.startHa(persisted);
+    await b.startMgmt();
+    return b;
+  }
+
+  private startHa(persisted: ReturnType<HaStateStore['read']>): void {
+    const nums = diskNumbers(this.board);
+    const mailboxDisks: MailboxDisk[] = [];
+    ([0, 1] as const).forEach((set) => {
+      const numbers = set === 0 ? nums.set0 : nums.set1;
+      this.disksBySet[set].forEach((device, i) => mailboxDisks.push({ index: numbers[i] as number, set, device }));
+    });
+    this.ha = new HaDriver({
+      config: {
+        systemId: Number.parseInt(this.board.identity.systemId.slice(8), 16),
+        bladeIndex: this.me,
+        firmwareVersion,
+        paths: haPathsFor(this.link, mailboxDisks),
+        timing: defaultHaTiming,
+        autoGiveback: true,
+        mirrorSyncedAtBoot: false,
+      },
+      persisted,
+      clock: this.clock,
+      timers: this.timers,
+      link: this.link,
+      mailboxDisks,
+      fence: this.o.fence,
+      setDisks: [nums.set0, nums.set1],
+      persist: (state) => this.haStore.write(state),
+      serve: (set, on) => {
+        void this.serve(set, on).catch((e: unknown) => this.log.error({ err: e, set, on }, 'serve failed'));
+      },
+      replay: (set) =>
+        this.replaySet(set).then(
+          () => true,
+          (e: unknown) => {
+            this.log.error({ err: e, set }, 'replay failed');
+            return false;
+          },
+        ),
+      alert: (code, message) => {
+        if (code === HaCode.awaitGiveback) this.awaitedGiveback = true;
+        this.log.warn({ alert: code }, message);
+      },
+    });
+    this.ha.start();
+  }
+
+  private now(): Time {
+    const ns = this.clock.wallNs();
+    return { sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) };
+  }
+
+  private bladeOf(set: SetIndex): 'a' | 'b' {
+    return set === 0 ? 'a' : 'b';
+  }
+
+  /** Recovery of a disk set: own (mount + open and replay own log) or the partner's (mount + replay its mirror). */
+  private replaySet(set: SetIndex): Promise<void> {
+    if (set === this.me) {
+      this.ownReady ??= this.recoverOwn();
+      return this.ownReady;
+    }
+    return this.recoverPartner();
+  }
+
+  private async openSet(set: SetIndex, formatIfBlank: boolean): Promise<StorageSet> {
+    const s = await openStorageSet(this.disksBySet[set], set === this.me ? this.spares : [], {
+      pairId: this.board.identity.pairId,
+      blade: this.bladeOf(set),
+      clock: this.clock,
+      timers: this.timers,
+      prng: this.prng,
+      cpIntervalMs: this.board.service?.cpIntervalMs ?? 10_000,
+      formatIfBlank,
+      now: () => this.now(),
+      onProblem: (p) => this.log.warn({ problem: p, set }, 'file system problem'),
+      onRaidEvent: (e) => this.log.info({ raid: e, set }, 'raid event'),
+    });
+    if (s.formatted) this.log.info({ set }, 'formatted a new volume and file system');
+    return s;
+  }
+
+  private async recoverOwn(): Promise<void> {
+    const set = await this.openSet(this.me, true);
+    const cpSeq = Number(set.fs.appliedSeq(this.me));
+    const opened = await NvLog.open(this.nvram, {
+      bladeId: this.me,
+      clock: this.clock,
+      timers: this.timers,
+      cpSeq,
+      // A dead partner is noticed by the link's liveness (the session drops, the mirror turns
+      // degraded at once); the ack timeout only catches a partner that is reachable but stuck.
+      // Short, it would degrade the mirror under a burst of 1 MiB writes on a busy host — and a
+      // degraded mirror forbids takeover (HA-8) exactly when a power cut under load needs it.
+      limits: { mirrorAckTimeoutMs: mirrorAckTimeoutMs },
+      ...(this.awaitedGiveback ? { mode: 'after-giveback' as const } : {}),
+    });
+    const log = opened.log;
+    for (const p of opened.report.problems) this.log.warn({ problem: p }, 'change log recovery');
+    this.nvlog = log;
+    this.haStore.handOver(log);
+    new LinkMirrorTransport(this.link).bind(log);
+    log.onMirrorState((s) => {
+      this.log.info({ mirror: s.state }, 'mirror state');
+      this.ha.setMirrorSynced(s.state === 'synced');
+    });
+    this.ha.setMirrorSynced(log.mirrorState === 'synced');
+    this.filesystems.add(set.fs);
+    this.sets[this.me] = { set, nfs: undefined };
+    const applier = new ReplayApplier(this.filesystems);
+    const rep = await replay(opened.recovered, cpSeq, applier, log.sm, this.clock.nowMs());
+    this.ownRecovered = opened.recovered;
+    this.log.info({ replayed: applier.applied, skipped: applier.skipped, cpSeq, lastSeq: rep.lastSeq ?? null, afterGiveback: this.awaitedGiveback }, 'own change log replayed');
+    this.changeLog = new NvChangeLog(log, this.filesystems, this.me, {
+      makeSpace: () => this.doCp(),
+      writeThrough: () => this.doCp(),
+    });
+    this.drc = new NvDrc(log, (e) => this.log.warn({ err: e }, 'state-machine log reply not recorded'));
+    log.onFull(() => void this.doCp());
+    this.scheduleCp();
+  }
+
+  private async recoverPartner(): Promise<void> {
+    await this.replaySet(this.me);
+    const log = this.nvlog as NvLog;
+    if (this.sets[this.partner]) return;
+    const set = await this.openSet(this.partner, false);
+    this.filesystems.add(set.fs);
+    this.sets[this.partner] = { set, nfs: undefined };
+    const mirror = log.recoverPartnerMirror();
+    const cpSeq = Number(set.fs.appliedSeq(this.partner));
+    const applier = new ReplayApplier(this.filesystems);
+    // HA-7 / NV-5: the partner's acknowledged changes, from our mirror of its log, after its CP.
+    const rep = await replay(mirror, cpSeq, applier, log.sm, this.clock.nowMs());
+    // Changes we logged ourselves for the partner's file system (we served it before a reboot).
+    const own = this.ownRecovered;
+    if (own) {
+      const ownApplier = new ReplayApplier(this.filesystems);
+      for (const r of own.records) {
+        if (r.seq <= Number(set.fs.appliedSeq(this.me))) continue;
+        await ownApplier.applyChangeRecord(r, this.me);
+      }
+    }
+    this.log.info({ replayed: applier.applied, cpSeq, lastSeq: rep.lastSeq ?? null }, 'partner mirror replayed (takeover)');
+  }
+
+  private async serve(set: SetIndex, on: boolean): Promise<void> {
+    const rt = this.sets[set];
+    if (on) {
+      if (!rt) throw new Error(`serve: set ${set} is not recovered`);
+      if (rt.nfs) return;
+      rt.nfs = await this.startNfs(set, rt.set);
+      for (const e of this.exportsOf(set, rt.nfs)) this.log.info({ export: e.path, url: e.url, set }, 'serving');
+      return;
+    }
+    if (!rt) return;
+    const nfs = rt.nfs;
+    rt.nfs = undefined;
+    await nfs?.close();
+    if (set !== this.me) {
+      // Giveback: everything of the partner's file system goes to its disks before release.
+      await this.doCp();
+      await rt.set.close();
+      this.filesystems.remove(rt.set.fs.fsid);
+      delete this.sets[set];
+      this.log.info({ set }, 'partner set handed back');
+    }
+  }
+
+  private async startNfs(set: SetIndex, s: StorageSet): Promise<NfsServer> {
+    const board = this.board;
+    const svc = board.service;
+    const fhKey = svc ? fromHex(svc.pairKeyHex) : undefined;
+    const own = set === this.me;
+    const exportsList = own
+      ? board.nfs.exports.filter((e) => e.set === 'own').map((e) => ({ path: e.path, clients: e.clients, readOnly: e.readOnly }))
+      : (board.partner?.exports ?? []);
+    const host = own ? board.nfs.bindAddress : (board.partner?.nfs.bindAddress ?? board.nfs.bindAddress);
+    const ports = own ? { nfs: board.nfs.ports.nfs, mount: board.nfs.ports.mount } : (board.partner?.nfs.ports ?? { nfs: 0, mount: 0 });
+    return startNfsServer({
+      exports: exportsList.map((e) => ({ ...e, fs: s.fs })),
+      clock: this.clock,
+      host,
+      ports,
+      changeLog: this.changeLog as NvChangeLog,
+      drc: this.drc as NvDrc,
+      ...(fhKey ? { fhKey, writeVerifier: fhKey.slice(0, 8) } : {}),
+      onError: (e) => this.log.error({ err: e }, 'nfs: unexpected error'),
+    });
+  }
+
+  private exportsOf(set: SetIndex, nfs: NfsServer): ExportInfo[] {
+    const own = set === this.me;
+    const board = this.board;
+    const host = (own ? board.nfs.bindAddress : (board.partner?.nfs.bindAddress ?? '127.0.0.1')).replace('0.0.0.0', '127.0.0.1');
+    const paths = own ? board.nfs.exports.filter((e) => e.set === 'own').map((e) => e.path) : (board.partner?.exports ?? []).map((e) => e.path);
+    return paths.map((p) => ({ path: p, url: nfsUrl(host, p, nfs.nfsPort, nfs.mountPort), owner: this.bladeOf(set) }));
+  }
+
+  exports(): ExportInfo[] {
+    const out: ExportInfo[] = [];
+    for (const set of [0, 1] as const) {
+      const rt = this.sets[set];
+      if (rt?.nfs) out.push(...this.exportsOf(set, rt.nfs));
+    }
+    return out;
+  }
+
+  private scheduleCp(): void {
+    if (this.cpTimer) return;
+    this.cpTimer = this.timers.after(this.board.service?.cpIntervalMs ?? 10_000, () => {
+      void this.doCp().finally(() => this.cpTimer?.refresh());
+    });
+  }
+
+  /**
+   * A consistency point of every file system this blade serves, then the release of the log
+   * entries they all contain: applies run in log order across file systems, so everything up
+   * to the last applied entry when the CPs froze is on disk once they commit.
+   */
+  doCp(): Promise<void> {
+    if (this.cpRunning) return this.cpRunning;
+    const log = this.nvlog;
+    if (!log) return Promise.resolve();
+    this.cpRunning = (async () => {
+      log.beginCp();
+      const upTo = this.changeLog?.lastAppliedSeq ?? 0;
+      const infos = await Promise.all(this.filesystems.all().map((fs) => fs.takeCp()));
+      const ownFs = this.sets[this.me]?.set.fs;
+      this.cpInfo.last = ownFs?.cpNumber ?? infos[0]?.cpNumber ?? 0;
+      this.cpInfo.lastAtMs = this.clock.nowMs();
+      const replayed = Math.max(0, ...this.filesystems.all().map((fs) => Number(fs.appliedSeq(this.me))));
+      log.release(Math.max(upTo, replayed));
+    })()
+      .catch((e: unknown) => this.log.error({ err: e }, 'consistency point failed'))
+      .finally(() => {
+        this.cpRunning = undefined;
+      });
+    return this.cpRunning;
+  }
+
+  status(): Record<string, unknown> {
+    const ha = this.ha.status();
+    const own = this.sets[this.me];
+    return {
+      blade: this.board.identity.blade,
+      pairId: this.board.identity.pairId,
+      state: ha.phase,
+      ha,
+      partner: { state: ha.partner.phase ?? 'UNKNOWN', reachable: this.link.peerReachable },
+      paths: ha.paths.map((p) => ({ name: p.id, up: p.up, kind: p.kind, bad: p.bad })),
+      bootGeneration: ha.generation,
+      nvlog: this.nvlog?.metrics() ?? { lastSeq: 0, logBytesUsed: 0, logBytesHighWater: 0, writeThrough: false },
+      mirror: this.nvlog?.mirrorState ?? 'degraded',
+      disks: own?.set.volume.status() ?? { state: 'not mounted', disks: [] },
+      cp: { number: this.cpInfo.last, ageMs: Math.round(this.clock.nowMs() - this.cpInfo.lastAtMs) },
+      exports: this.exports(),
+      metricsPort: this.metricsPort,
+    };
+  }
+
+  private metrics(): MetricsRegistry {
+    const r = new MetricsRegistry();
+    const m = (): ReturnType<NvLog['metrics']> | undefined => this.nvlog?.metrics();
+    r.collect('twinblade_nvlog_used_bytes', 'NVRAM change log bytes in use', 'gauge', () => [{ value: m()?.logBytesUsed ?? 0 }]);
+    r.collect('twinblade_nvlog_used_bytes_high_water', 'High-water mark of NVRAM change log use', 'gauge', () => [{ value: m()?.logBytesHighWater ?? 0 }]);
+    r.collect('twinblade_sm_requests_high_water', 'High-water mark of the state-machine log', 'gauge', () => [{ value: m()?.smRequestsHighWater ?? 0 }]);
+    r.collect('twinblade_mirror_in_flight_high_water', 'High-water mark of mirrored entries in flight', 'gauge', () => [{ value: m()?.mirrorInFlightHighWater ?? 0 }]);
+    r.collect('twinblade_mirror_synced', '1 when the partner holds a synchronised mirror of this log', 'gauge', () => [{ value: this.nvlog?.mirrorState === 'synced' ? 1 : 0 }]);
+    r.collect('twinblade_path_up', 'Interconnect and mailbox paths (1 up)', 'gauge', () => this.ha.status().paths.map((p) => ({ labels: { path: p.id, kind: p.kind }, value: p.up ? 1 : 0 })));
+    r.collect('twinblade_serving_sets', 'Disk sets this blade serves', 'gauge', () => [{ value: Object.values(this.sets).filter((s) => s?.nfs).length }]);
+    r.collect('twinblade_cp_age_seconds', 'Seconds since the last consistency point', 'gauge', () => [{ value: (this.clock.nowMs() - this.cpInfo.lastAtMs) / 1000 }]);
+    return r;
+  }
+
+  private async startMgmt(): Promise<void> {
+    const svc = this.board.service;
+    if (!svc) return;
+    const path = await import('node:path');
+    const fs = await import('node:fs/promises');
+    await fs.mkdir(svc.runDir, { recursive: true, mode: 0o700 });
+    const mgmt = new MgmtServer(path.join(svc.runDir, 'blade.sock'));
+    mgmt.handle('status', () => this.status());
+    mgmt.handle('cp', async () => {
+      await this.doCp();
+      return { cp: this.cpInfo.last };
+    });
+    const op = (c: 'takeover' | 'giveback' | 'disable' | 'enable') => () => {
+      const r = this.ha.operator(c);
+      if (!r.ok) throw Object.assign(new Error(r.message), { code: r.code });
+      return { ok: true };
+    };
+    mgmt.handle('takeover', op('takeover'));
+    mgmt.handle('giveback', op('giveback'));
+    mgmt.handle('takeover.disable', op('disable'));
+    mgmt.handle('takeover.enable', op('enable'));
+    await mgmt.start();
+    this.mgmt = mgmt;
+    if (svc.metrics) this.metricsPort = await mgmt.startMetrics(this.metrics(), svc.metrics.host, svc.metrics.port);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.log.info('blade stopping');
+    this.cpTimer?.cancel();
+    this.ha.stop();
+    await this.mgmt?.close();
+    for (const rt of Object.values(this.sets)) await rt?.nfs?.close();
+    await this.cpRunning;
+    await this.doCp();
+    this.nvlog?.close();
+    for (const rt of Object.values(this.sets)) await rt?.set.close().catch(() => undefined);
+    await this.link.close();
+    await this.serial.close().catch(() => undefined);
+    await Promise.allSettled([...this.disksBySet[0], ...this.disksBySet[1], ...this.spares].map((d) => d.close()));
+    await this.nvram.close();
+    this.log.info('blade stopped');
+  }
+}
