@@ -12,7 +12,7 @@ import { uartPathLimits } from './endpoint.ts';
 import { hmacSha256Mac, linkKeyFromHex } from './mac.ts';
 import type { Mac } from './core/frame.ts';
 import { MultipathEndpoint } from './multipath.ts';
-import { StreamPathTransport } from './stream-path.ts';
+import { ReopeningStreamPathTransport, StreamPathTransport } from './stream-path.ts';
 import { UdpPathTransport } from './udp-path.ts';
 
 /** Line speeds at or above this are treated as fast (no UART limits). */
@@ -32,8 +32,12 @@ export interface BladeLinkOptions {
   board: Pick<Board, 'identity' | 'serial' | 'network' | 'service'>;
   /** This boot's generation (persistent boot counter, SPEC HA-2). */
   generation: number;
-  /** The interconnect UART, already opened with the board's driver. */
-  serialPort: SerialPort;
+  /**
+   * The interconnect UART: either a port already opened with the board's driver, or a
+   * function that opens a fresh one (then the path reopens it whenever the device goes away,
+   * e.g. a USB serial adapter unplugged and plugged back).
+   */
+  serialPort: SerialPort | (() => Promise<SerialPort>);
   clock: Clock;
   timers: Timers;
 }
@@ -47,7 +51,10 @@ export async function openBladeLink(o: BladeLinkOptions): Promise<MultipathEndpo
     throw new InvalidArgumentError('ERR_LINK_KEY', 'the board description has no service.pairKeyHex for the interconnect');
   }
   const udp = new UdpPathTransport({ name: 'interconnect-udp', localHost: ic.self, localPort: ic.port, remoteHost: ic.partner, remotePort: ic.port });
-  const serial = new StreamPathTransport('serial', o.serialPort);
+  const serial =
+    typeof o.serialPort === 'function'
+      ? new ReopeningStreamPathTransport({ name: 'serial', open: o.serialPort, timers: o.timers })
+      : new StreamPathTransport('serial', o.serialPort);
   const endpoint = new MultipathEndpoint({
     localGeneration: o.generation,
     role: o.board.identity.blade,

@@ -59,6 +59,119 @@ export class StreamPathTransport implements PathTransport {
   private readonly onError = (err: Error): void => this.sink?.error(err);
 }
 
+export interface ReopeningStreamPathOptions {
+  name: string;
+  /** Opens a fresh stream: HAL ports are one-shot, so each reopen builds a new port instance. */
+  open: () => Promise<ByteStream>;
+  timers: Timers;
+  reopenDelayMsMin?: number;
+  reopenDelayMsMax?: number;
+}
+
+/**
+ * A serial path that survives its device going away (a USB serial adapter unplugged and
+ * plugged back, a UART driver reset): when the stream closes it reopens it with bounded
+ * backoff. Bytes written meanwhile are lost like bytes on a cut cable; the reliable channel
+ * resends them, and its liveness reports the path down until frames flow again.
+ */
+export class ReopeningStreamPathTransport implements PathTransport {
+  readonly kind = 'stream' as const;
+  readonly name: string;
+  private sink: TransportSink | undefined;
+  private stream: ByteStream | undefined;
+  private timer: TimerHandle | undefined;
+  private delayMs: number;
+  private closed = false;
+  /** Successful opens, and failed attempts, for observability. */
+  opens = 0;
+  openFailures = 0;
+
+  constructor(private readonly opts: ReopeningStreamPathOptions) {
+    this.name = opts.name;
+    this.delayMs = opts.reopenDelayMsMin ?? 100;
+  }
+
+  start(sink: TransportSink): void {
+    if (this.sink !== undefined) throw new InvalidArgumentError('ERR_LINK_INVALID_ARGUMENT', `transport ${this.name} already started`);
+    this.sink = sink;
+    this.attempt();
+  }
+
+  write(bytes: Uint8Array): boolean {
+    const s = this.stream;
+    if (this.closed || s === undefined || !s.isOpen) return true;
+    try {
+      return s.write(bytes);
+    } catch (e) {
+      this.sink?.error(e as Error);
+      return true;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.timer?.cancel();
+    const s = this.stream;
+    this.stream = undefined;
+    if (s !== undefined) {
+      this.detach(s);
+      await s.close();
+    }
+  }
+
+  private attempt(): void {
+    if (this.closed) return;
+    this.opts.open().then(
+      (s) => {
+        if (this.closed) {
+          void s.close();
+          return;
+        }
+        this.opens++;
+        this.delayMs = this.opts.reopenDelayMsMin ?? 100;
+        this.stream = s;
+        s.on('data', this.onData);
+        s.on('drain', this.onDrain);
+        s.on('error', this.onError);
+        s.on('close', this.onClose);
+        // A new stream starts between frames; whatever the old one left half-read is garbage.
+        this.sink?.reset();
+      },
+      (e: unknown) => {
+        this.openFailures++;
+        this.sink?.error(e instanceof Error ? e : new Error(String(e)));
+        this.retryLater();
+      },
+    );
+  }
+
+  private retryLater(): void {
+    if (this.closed) return;
+    this.timer?.cancel();
+    const delay = this.delayMs;
+    this.delayMs = Math.min(this.delayMs * 2, this.opts.reopenDelayMsMax ?? 5000);
+    this.timer = this.opts.timers.after(delay, () => this.attempt());
+  }
+
+  private detach(s: ByteStream): void {
+    s.off('data', this.onData);
+    s.off('drain', this.onDrain);
+    s.off('error', this.onError);
+    s.off('close', this.onClose);
+  }
+
+  private readonly onData = (chunk: Uint8Array): void => this.sink?.data(chunk);
+  private readonly onDrain = (): void => this.sink?.drain();
+  private readonly onError = (err: Error): void => this.sink?.error(err);
+  private readonly onClose = (): void => {
+    const s = this.stream;
+    this.stream = undefined;
+    if (s !== undefined) this.detach(s);
+    this.retryLater();
+  };
+}
+
 type SocketListener = (...args: unknown[]) => void;
 
 /** Adapts a connected node:net socket to the ByteStream shape (Buffer chunks become Uint8Array). */

@@ -41,7 +41,7 @@ export interface MultipathConfig {
   localGeneration: number;
   role: Role;
   mac: Mac;
-  /** Paths in order of preference for reliable traffic (first = preferred, e.g. serial). */
+  /** Paths in order of preference for reliable traffic (first = preferred). */
   paths: readonly PathSpec[];
   limits?: Partial<MultipathLimits>;
 }
