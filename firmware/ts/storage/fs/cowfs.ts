@@ -968,7 +968,12 @@ export class CowFs implements FileSystem {
     const cached = this.inodes.get(ino);
     if (cached !== undefined) return cached;
     const page = await this.getPage(this.ifile, 0, Math.floor(ino / inodesPerBlock));
-    const n = page === null ? freeInode(ino) : decodeInode(page.data, ino, page.addr);
+    let n: Inode;
+    try {
+      n = page === null ? freeInode(ino) : decodeInode(page.data, ino, page.addr);
+    } catch (e) {
+      throw e instanceof FsCorruptError ? this.corrupt(e) : e;
+    }
     this.inodes.set(ino, n);
     if (ino !== rootIno && !this.dirtyInodes.has(ino)) this.cleanInodes.add(ino);
     return n;
