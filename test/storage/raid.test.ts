@@ -601,6 +601,31 @@ describe('RAID-4 volume: hot spare and rebuild', () => {
     });
   });
 
+  it('adopts a blank disk hot-swapped in for a failed one at boot when asked, and only then', async () => {
+    const r = new Rig(46);
+    await r.sim.run(async () => {
+      const v = await r.create();
+      const m = new Model(v);
+      const p = new Prng(15);
+      await m.write(p, 0, r.stripes);
+      await v.flush();
+      await v.close();
+      const replacement = new SimBlockDevice({ timers: r.sim.timers, prng: r.sim.fork(), sizeBytes: r.disks[0]?.sizeBytes ?? 0, name: 'swapped-in' });
+      const set = [replacement, ...r.disks.slice(1)];
+      const plain = await r.open(set);
+      expect(plain.assembly[0]).toMatchObject({ use: 'rejected', code: RaidErrorCode.noLabel });
+      expect(plain.status().state).toBe('degraded');
+      expect((await readLabel(replacement)).kind).toBe('blank');
+      await plain.close();
+      const adopting = await openVolume(set, { ...r.runtime(), pairId, volumeId, adoptBlankDisks: true });
+      expect(adopting.assembly[0]).toMatchObject({ use: 'spare' });
+      await adopting.whenRebuildDone();
+      expect(adopting.status().state).toBe('normal');
+      expect(adopting.status().disks[0]?.name).toBe('swapped-in');
+      await m.checkAll(p, adopting);
+    });
+  });
+
   it('addSpare formats a blank disk and starts the rebuild; it refuses a disk of another volume', async () => {
     const r = new Rig(43);
     await r.sim.run(async () => {

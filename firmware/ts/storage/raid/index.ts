@@ -43,6 +43,12 @@ export interface CreateVolumeOptions extends RaidRuntimeOptions {
 export interface OpenVolumeOptions extends RaidRuntimeOptions {
   pairId: string;
   volumeId: string;
+  /**
+   * Format blank disks among `disks` (all-zero label slot, e.g. a disk hot-swapped in for a
+   * failed one) as hot spares (default false: they are only reported). Disks holding
+   * anything else are never formatted.
+   */
+  adoptBlankDisks?: boolean;
 }
 
 function checkId(id: string, what: string): void {
@@ -176,6 +182,14 @@ export async function openVolume(disks: readonly BlockDevice[], opts: OpenVolume
   // (below its checkpoint, for a rebuilding one) would be stale.
   const recorded = (p: number): string => ref.members[p]?.state ?? 'failed';
   if (slots.some((s, p) => (s.state === 'missing' || s.state === 'failed') && recorded(p) !== 'failed')) await volume.persistMembership();
+  if (opts.adoptBlankDisks === true) {
+    for (const [i, v] of plan.verdicts.entries()) {
+      const d = disks[i] as BlockDevice;
+      if (v.code !== RaidErrorCode.noLabel || d.sizeBytes < geometry.memberBytesMin) continue;
+      await volume.addSpare(d);
+      plan.verdicts[i] = { name: d.name, use: 'spare' };
+    }
+  }
   if (opts.autoRebuild !== false) volume.startRebuild();
   return volume;
 }
