@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Prng } from '../../firmware/ts/core/prng.ts';
 import { MemFs } from '../../firmware/ts/fsapi/memfs.ts';
-import { CowFs, mkfs } from '../../firmware/ts/storage/fs/cowfs.ts';
+import { CowFs, mkfs, type CowFsOptions } from '../../firmware/ts/storage/fs/cowfs.ts';
 import { fsck } from '../../firmware/ts/storage/fs/fsck.ts';
 import { MemVolume } from '../../firmware/ts/storage/fs/mem-volume.ts';
 import { ModelHarness } from '../../firmware/ts/storage/fs/workload.ts';
@@ -14,7 +14,14 @@ async function runScenario(seed: number, steps: number): Promise<void> {
   const prng = new Prng(seed);
   const vol = new MemVolume({ blockCount: 64 * 1024, stripeBlocks: prng.pick([1, 4, 12]) });
   await mkfs(vol.session(), { fsid: 7n, time: { sec: 0, nsec: 0 } });
-  let fs = await CowFs.mount(vol.session(), { dirtyBytesMax: prng.pick([256 * 1024, 64 * 1024 * 1024]), cachePagesMax: prng.pick([64, 4096]) });
+  // Small caches and a small dirty limit exercise eviction and CPs that run while changes arrive.
+  const options = (): CowFsOptions => ({
+    dirtyBytesMax: prng.pick([64 * 1024, 256 * 1024, 64 * 1024 * 1024]),
+    cachePagesMax: prng.pick([8, 64, 4096]),
+    inodeCacheMax: prng.pick([4, 100_000]),
+    dirIndexEntriesMax: prng.pick([5, 1_000_000]),
+  });
+  let fs = await CowFs.mount(vol.session(), options());
   const model = new MemFs({ fsid: 7n });
   const h = new ModelHarness(fs, model, prng.fork());
   for (let i = 0; i < steps; i++) {
@@ -27,7 +34,7 @@ async function runScenario(seed: number, steps: number): Promise<void> {
       // Clean remount after a CP: nothing to replay.
       await fs.takeCp();
       await fs.close();
-      fs = await CowFs.mount(vol.session());
+      fs = await CowFs.mount(vol.session(), options());
       expect(await h.replay(fs)).toBe(0);
     } else if (r < 13) {
       // Power cut, possibly in the middle of a CP: mount the last committed CP, replay the rest.
@@ -37,7 +44,7 @@ async function runScenario(seed: number, steps: number): Promise<void> {
       vol.powerCut(prng.fork());
       vol.powerOn();
       expect(await fsck(vol.session())).toEqual([]);
-      fs = await CowFs.mount(vol.session());
+      fs = await CowFs.mount(vol.session(), options());
       await h.replay(fs);
     }
     if (i % 50 === 49) expect(await h.compare()).toBeUndefined();
