@@ -183,6 +183,22 @@ describe('link multipath', () => {
     expect(sim.runUntil(() => sim.b.messages.length === sent, 5000)).toBe(true);
   });
 
+  it('back-pressure by bytes: big messages reach reliableHighWaterBytes before the message count', () => {
+    const sim = new LinkSim({ seed: 29, paths: [{ kind: 'datagram' }] });
+    const link = sim.a.link;
+    expect(sim.runUntil(() => link.peerReachable, 1000)).toBe(true);
+    let n = 0;
+    while (link.sendReliable(1, payloadOf(n++, 200_000))) {
+      // keep sending until the byte mark says stop
+    }
+    expect(n).toBe(Math.ceil(link.limits.reliableHighWaterBytes / 200_000));
+    expect(link.stats().reliableOutstandingBytes).toBe(n * 200_000);
+    sim.flush(sim.a);
+    expect(sim.runUntil(() => sim.b.messages.length === n, 60_000)).toBe(true);
+    expect(link.stats().reliableOutstandingBytes).toBe(0);
+    expect(link.writable).toBe(true);
+  });
+
   it('counts per-path frames, bytes, retransmits and rejections by code', () => {
     const sim = new LinkSim({ seed: 27, paths: [{ kind: 'stream', profile: { ...serial, loss: 0.03, corrupt: 0.1, garbage: 0.1 } }, { kind: 'datagram', profile: lan }] });
     expect(sim.runUntil(() => sim.a.link.activePath === 0, 5000)).toBe(true);

@@ -29,11 +29,17 @@ export interface MultipathLimits {
   reliableHighWaterMessages: number;
   /** Reliable messages outstanding at which sendReliable() throws ERR_LINK_QUEUE_FULL. */
   reliableMessagesMax: number;
+  /** Payload bytes outstanding at which sendReliable() returns false (messages are up to 256 KiB). */
+  reliableHighWaterBytes: number;
+  /** Payload bytes outstanding at which sendReliable() throws ERR_LINK_QUEUE_FULL. */
+  reliableBytesMax: number;
 }
 
 export const defaultMultipathLimits: Readonly<MultipathLimits> = Object.freeze({
   reliableHighWaterMessages: 256,
   reliableMessagesMax: 4096,
+  reliableHighWaterBytes: 8 * 1024 * 1024,
+  reliableBytesMax: 256 * 1024 * 1024,
 });
 
 export interface MultipathConfig {
@@ -114,6 +120,7 @@ export interface MultipathStats {
   activePath: number;
   peerGeneration: number;
   reliableOutstanding: number;
+  reliableOutstandingBytes: number;
   reliableSent: number;
   reliableDelivered: number;
   /** Copies that arrived twice (over two paths after a fail-over) and were suppressed. */
@@ -152,6 +159,7 @@ export class MultipathLink {
   private nextTag = 1;
   private nextMsgId = 1;
   private readonly outstanding = new Map<number, Outstanding>();
+  private outstandingBytes = 0;
   private needDrain = false;
 
   // Reliable receive side.
@@ -206,9 +214,9 @@ export class MultipathLink {
   isPathUp(path: number): boolean {
     return this.path(path).channel.isUp;
   }
-  /** False once outstanding reliable messages reach reliableHighWaterMessages; `drain` follows. */
+  /** False once outstanding reliable messages reach either high-water mark; `drain` follows. */
   get writable(): boolean {
-    return this.outstanding.size < this.limits.reliableHighWaterMessages;
+    return this.outstanding.size < this.limits.reliableHighWaterMessages && this.outstandingBytes < this.limits.reliableHighWaterBytes;
   }
 
   /** Bytes (a stream chunk, or one whole datagram) that arrived on `path`. Never throws on content. */
@@ -274,6 +282,9 @@ export class MultipathLink {
     if (this.outstanding.size >= this.limits.reliableMessagesMax) {
       throw new TwinbladeError('ERR_LINK_QUEUE_FULL', 'busy', `reliableMessagesMax (${this.limits.reliableMessagesMax}) messages outstanding`);
     }
+    if (this.outstandingBytes + payload.length > this.limits.reliableBytesMax) {
+      throw new TwinbladeError('ERR_LINK_QUEUE_FULL', 'busy', `reliableBytesMax (${this.limits.reliableBytesMax}) bytes outstanding`);
+    }
     const id = this.nextMsgId;
     this.nextMsgId = (this.nextMsgId + 1) >>> 0;
     const wire = new Uint8Array(reliableEnvelopeBytes + payload.length);
@@ -282,6 +293,7 @@ export class MultipathLink {
     const o: Outstanding = { id, channel, wire, user: payload, paths: new Set() };
     const tag = this.nextTag++;
     this.outstanding.set(tag, o);
+    this.outstandingBytes += payload.length;
     this.counters.reliableSent++;
     if (this.active >= 0) this.queueOn(this.active, tag, o);
     const w = this.writable;
@@ -336,6 +348,7 @@ export class MultipathLink {
       activePath: this.active,
       peerGeneration: this.peerGen,
       reliableOutstanding: this.outstanding.size,
+      reliableOutstandingBytes: this.outstandingBytes,
       ...this.counters,
       rejects: { ...this.rejects },
     };
@@ -378,7 +391,12 @@ export class MultipathLink {
           break;
       }
     }
-    for (const tag of r.acked) this.outstanding.delete(tag);
+    for (const tag of r.acked) {
+      const o = this.outstanding.get(tag);
+      if (o === undefined) continue;
+      this.outstanding.delete(tag);
+      this.outstandingBytes -= o.user.length;
+    }
     for (const d of r.datagrams) {
       // A path still on an older peer session carries only late frames of a dead generation.
       if (p.channel.peerGeneration === this.peerGen) this.datagrams.push({ path: i, type: d.channel, payload: d.payload });
@@ -395,6 +413,7 @@ export class MultipathLink {
     if (previous !== 0) {
       const undelivered = [...this.outstanding.values()].map((o) => ({ channel: o.channel, payload: o.user }));
       this.outstanding.clear();
+      this.outstandingBytes = 0;
       this.nextMsgId = 1;
       this.expectedMsgId = 1;
       this.reorder.clear();
