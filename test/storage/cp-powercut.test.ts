@@ -48,6 +48,9 @@ describe('power cut during a consistency point', () => {
           steps = w.vol.ioCount - io0;
           break;
         }
+        // The instance whose CP failed stops taking changes (recovery is mount + replay).
+        const refused = await w.fs.applyLogged(0, lastSeq + 1n, w.h.log[0]!.op).catch((e: unknown) => e);
+        expect((refused as { code: string }).code).toBe('ERR_FS_FAILED');
         w.vol.powerOn();
         expect(await fsck(w.vol.session())).toEqual([]);
         const fs = await CowFs.mount(w.vol.session());
