@@ -65,3 +65,14 @@ describe('export policy', () => {
     expect(new ExportPolicy({}).cred(undefined)).toEqual({ uid: 65534, gid: 65534, gids: [] });
   });
 });
+
+describe('write verifier', () => {
+  it('is the same on both blades for an epoch, changes with the epoch, and does not reveal the key', async () => {
+    const { deriveWriteVerifier } = await import('../../firmware/ts/nfs/fh.ts');
+    const a = deriveWriteVerifier(key, 1n);
+    expect(a.length).toBe(8);
+    expect(deriveWriteVerifier(key.slice(), 1n)).toEqual(a);
+    expect(deriveWriteVerifier(key, 2n)).not.toEqual(a);
+    expect(a).not.toEqual(key.subarray(0, 8));
+  });
+});

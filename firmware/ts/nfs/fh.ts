@@ -67,3 +67,15 @@ export class FileHandleCodec {
     return createHmac('sha256', this.key).update(sealed).digest().subarray(0, MAC_BYTES);
   }
 }
+
+/**
+ * The 8-byte WRITE/COMMIT verifier of a blade pair: HMAC-SHA256(pair key, "twinblade
+ * write verifier" || epoch), truncated. Both blades derive the same value from the shared key
+ * and the pair's boot epoch (raised only when acknowledged unstable data could have been
+ * lost), and the key itself never appears on the wire.
+ */
+export function deriveWriteVerifier(pairKey: Uint8Array, epoch: bigint): Uint8Array {
+  const e = new Uint8Array(8);
+  new DataView(e.buffer).setBigUint64(0, BigInt.asUintN(64, epoch));
+  return new Uint8Array(createHmac('sha256', pairKey).update('twinblade write verifier').update(e).digest().subarray(0, 8));
+}
