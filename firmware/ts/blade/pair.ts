@@ -30,6 +30,7 @@ import { openDisks } from './disks.ts';
 import { openStorageSet, type StorageSet } from './storage-set.ts';
 import { FileSystems, NvChangeLog, NvDrc, ReplayApplier } from './change-path.ts';
 import { HaStateStore } from './ha-state.ts';
+import { AddressManager, type ClientAddress } from './addresses.ts';
 import { nfsUrl, type ExportInfo } from './daemon.ts';
 import { MgmtServer } from './mgmt.ts';
 import { MetricsRegistry } from './metrics.ts';
@@ -88,6 +89,7 @@ export class PairBlade {
   private mgmt: MgmtServer | undefined;
   private metricsPort: number | undefined;
   private readonly prng: Prng;
+  private readonly addresses: AddressManager;
   private stopped = false;
 
   private ha!: HaDriver;
@@ -109,6 +111,13 @@ export class PairBlade {
     this.partner = this.me === 0 ? 1 : 0;
     this.prng = new Prng(Number(this.clock.wallNs() % 0x7fffffffn));
     this.cpInfo.lastAtMs = this.clock.nowMs();
+    this.addresses = new AddressManager(this.log, o.board.service?.manageAddresses ?? false);
+  }
+
+  /** The client addresses that go with serving a set (CF-5): ours, or the partner's after a takeover. */
+  private clientAddresses(set: SetIndex): ClientAddress[] {
+    if (set === this.me) return this.board.network.ports.map((p) => ({ interface: p.interface, address: p.address }));
+    return this.board.partner?.addresses ?? [];
   }
 
   static async start(o: PairBladeOptions): Promise<PairBlade> {
@@ -119,6 +128,11 @@ export class PairBlade {
     const nvram = await MmapNvram.open(board.nvram.path, { sizeBytes: board.nvram.sizeBytes, create: true, mode: board.nvram.msync ? 'msync' : 'fence' });
     const haStore = new HaStateStore(nvram);
     const persisted = haStore.read();
+    const ic = board.network.interconnect;
+    if (board.service?.manageAddresses && ic.interface !== undefined) {
+      // The interconnect address is the blade's own for good (never taken over): up at boot.
+      await new AddressManager(o.logger, true).claim([{ interface: ic.interface, address: `${ic.self}/24` }]);
+    }
     const serial = new LinuxSerialPort({ path: board.serial.path, baudRate: board.serial.baud });
     await serial.open();
     const link = await openBladeLink({ board, generation: (persisted?.generation ?? 0) + 1, serialPort: serial, clock, timers });
@@ -281,6 +295,7 @@ export class PairBlade {
     if (on) {
       if (!rt) throw new Error(`serve: set ${set} is not recovered`);
       if (rt.nfs) return;
+      await this.addresses.claim(this.clientAddresses(set));
       rt.nfs = await this.startNfs(set, rt.set);
       for (const e of this.exportsOf(set, rt.nfs)) this.log.info({ export: e.path, url: e.url, set }, 'serving');
       return;
@@ -289,6 +304,7 @@ export class PairBlade {
     const nfs = rt.nfs;
     rt.nfs = undefined;
     await nfs?.close();
+    await this.addresses.release(this.clientAddresses(set));
     if (set !== this.me) {
       // Giveback: everything of the partner's file system goes to its disks before release.
       await this.doCp();
