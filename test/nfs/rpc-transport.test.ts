@@ -139,7 +139,7 @@ describe('TCP record marking and flow control', () => {
 
 describe('connection limits', () => {
   it('refuses connections beyond connectionsMax at once, and closes idle ones later', async () => {
-    const small = await startRig({ limits: { connIdleTimeoutMs: 1000, connectionsMax: 2 } });
+    const small = await startRig({ limits: { connIdleTimeoutMs: 2000, connectionsMax: 2 } });
     try {
       // The NFS listener holds the rig client's connection; one more fits.
       const closed: string[] = [];
