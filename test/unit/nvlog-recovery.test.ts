@@ -214,16 +214,6 @@ describe('NV-5 replay plan', () => {
     }
   });
 
-  it('the entry after the consistency point torn, later ones intact: nothing applied, the later ones reported', () => {
-    // Entry 1 (half 0) was torn; 2 and 3 (half 1) persisted first but were never acknowledged.
-    const { bytes, positions } = region([{ seq: 1 }], [{ seq: 2 }, { seq: 3 }]);
-    const p0 = positions[0]?.[0] as number;
-    bytes[p0 + 40] = (bytes[p0 + 40] as number) ^ 1;
-    const p = planReplay(recoverRegion(bytes, halfBytes, 0), 0);
-    expect(p.ok && p.toApply.length).toBe(0);
-    expect(p.ok && seqs(p.discarded)).toEqual([2, 3]);
-  });
-
   it('nothing to apply when the consistency point contains everything', () => {
     const log = recoverRegion(region([{ seq: 1 }, { seq: 2 }]).bytes, halfBytes, 0);
     const p = planReplay(log, 10);

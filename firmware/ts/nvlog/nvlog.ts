@@ -387,12 +387,27 @@ export class NvLog {
     this.liveBytes += bytes.length;
     this.counters.appends++;
     this.noteBytes();
-    const p = this.nvram.persist(offset, len).then(() => this.localDurable(seq));
+    const [fenceFrom, fenceBytes] = this.fenceRange(offset + len);
+    const p = this.nvram.persist(fenceFrom, fenceBytes).then(() => this.localDurable(seq));
     this.inFlightPersists.add(p);
     void p.finally(() => this.inFlightPersists.delete(p)).catch(() => undefined);
     this.mirror.append({ seq, position, bytes }, this.opts.clock.nowMs());
     this.flushMirror();
     return seq;
+  }
+
+  /**
+   * The range one entry's persist covers: from the oldest entry not yet durable through this
+   * one. An entry then never becomes durable before an entry written earlier, so what
+   * survives a power cut is always a prefix of the log: a hole after the consistency point
+   * can only be corruption, never a tear (and recovery refuses it). On battery-backed memory
+   * the fence costs the same whatever the range.
+   */
+  private fenceRange(end: number): [number, number] {
+    const oldest = this.live.get(this.localDurableSeq + 1);
+    const start = oldest === undefined ? end : this.layout.localOffset + oldest.position;
+    if (start <= end && oldest?.half === this.activeHalf) return [start, end - start];
+    return [this.layout.localOffset, 2 * this.layout.halfBytes];
   }
 
   private switchTo(half: 0 | 1): void {

@@ -271,14 +271,6 @@ export function planReplay(log: RecoveredLog, cpSeq: number): ReplayPlan {
   if (live === undefined) {
     const later = log.records.filter(after);
     const first = later[0];
-    // The entry after the CP is torn where it should be (a half's run ends in a torn entry
-    // right after the CP's last entry, or a half starts with one): it was never durable, so
-    // it and everything after it were never acknowledged. Persists can complete out of order,
-    // so later entries may be intact; they are reported, not applied.
-    const tornAfterCp = log.halves.some(
-      (h) => (h.endRow.end === 'torn-body' || h.endRow.end === 'torn-header') && (h.records.length === 0 || (h.records[h.records.length - 1] as LogRecord).seq === cpSeq),
-    );
-    if (first !== undefined && tornAfterCp) return { ok: true, live: [], toApply: [], discarded: later, lastSeq };
     if (first !== undefined) {
       // Nothing ends at or spans the consistency point, yet later entries exist: some
       // entries between the CP and them are gone. Never guess; report.
