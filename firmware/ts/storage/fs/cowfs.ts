@@ -78,6 +78,7 @@ export interface CowFsOptions {
   inodeCacheMax?: number;
   dirIndexEntriesMax?: number;
   cpWriteConcurrencyMax?: number;
+  cpWriteBytesMax?: number;
   /** Called after every committed CP (the change log releases the entries it contains). */
   onCpCommitted?: (cp: CpInfo) => void;
   /** Called for every problem found (a corrupt block, a superblock rejected at mount). */
@@ -285,6 +286,7 @@ export class CowFs implements FileSystem {
       inodeCacheMax: opts.inodeCacheMax ?? cowFsDefaults.inodeCacheMax,
       dirIndexEntriesMax: opts.dirIndexEntriesMax ?? cowFsDefaults.dirIndexEntriesMax,
       cpWriteConcurrencyMax: opts.cpWriteConcurrencyMax ?? cowFsDefaults.cpWriteConcurrencyMax,
+      cpWriteBytesMax: opts.cpWriteBytesMax ?? cowFsDefaults.cpWriteBytesMax,
       ...opts,
     };
     this.committedCp = committedCp;
@@ -1284,7 +1286,7 @@ export class CowFs implements FileSystem {
     const stripes = this.allocStripes(Math.ceil(this.dirtyCount / S));
     // Contiguous free stripes become one write of up to `cpRunBlocks` blocks.
     const runs: Array<{ first: number; blocks: number }> = [];
-    const runBlocksMax = cpRunBlocks(S);
+    const runBlocksMax = cpRunBlocks(S, this.opts.cpWriteBytesMax);
     for (const st of stripes) {
       const last = runs[runs.length - 1];
       if (last !== undefined && last.first + last.blocks === st * S && last.blocks + S <= runBlocksMax) last.blocks += S;
@@ -1542,8 +1544,8 @@ function materialize(w: CpWrite, cp: number): Uint8Array {
 }
 
 /** Blocks per volume write during a CP: whole stripes, about `cpWriteBytesMax`. */
-function cpRunBlocks(S: number): number {
-  return Math.max(1, Math.floor(cowFsDefaults.cpWriteBytesMax / fsBlockBytes / S)) * S;
+function cpRunBlocks(S: number, cpWriteBytesMax: number): number {
+  return Math.max(1, Math.floor(cpWriteBytesMax / fsBlockBytes / S)) * S;
 }
 
 async function loadRegion(
