@@ -3,7 +3,7 @@
 import type { Rig } from './rig.ts';
 import type { LoopId } from './loop/loop-emulator.ts';
 
-export const faultKinds = ['power-cut', 'link', 'loop-fail', 'disk-fail', 'battery-fail', 'mux-bypass'] as const;
+export const faultKinds = ['power-cut', 'power-fail', 'link', 'loop-fail', 'disk-fail', 'battery-fail', 'mux-bypass'] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
 export class FaultUsageError extends Error {
@@ -18,6 +18,7 @@ function blade(arg: string | undefined): 'a' | 'b' {
 /**
  * Injects (`heal` false) or heals a fault. Arguments by kind:
  * - power-cut a|b
+ * - power-fail a|b   (the power-fail GPIO input rises, the power goes after the hold-up time)
  * - link cut | corrupt P | drop P | delay MS   (heal link: restores a clean link)
  * - loop-fail a|b
  * - disk-fail DISK
@@ -31,6 +32,12 @@ export async function applyFault(rig: Rig, kind: string, args: string[], heal: b
       if (heal) await rig.powerRestore(b);
       else await rig.powerCut(b);
       return `blade ${b} power ${heal ? 'restored' : 'cut'}`;
+    }
+    case 'power-fail': {
+      const b = blade(args[0]);
+      if (heal) await rig.hardware().healPowerFail(b);
+      else await rig.hardware().powerFail(b);
+      return `blade ${b} ${heal ? 'supply restored' : 'supply failed (power-fail raised, power cut after the hold-up time)'}`;
     }
     case 'link': {
       const f = rig.serialRelay().faults;

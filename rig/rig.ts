@@ -5,12 +5,14 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { LoopEmulator, type LoopId, type MuxState } from './loop/loop-emulator.ts';
-import { RigControlError, RigControlServer } from './control/server.ts';
+import { RigControlServer } from './control/server.ts';
 import { SerialRelay } from './serial/relay.ts';
 import { BladeProcess } from './power/blade-process.ts';
-import { RigControlErrorCode, type RigBladeId } from '../firmware/ts/hal/rigctl/protocol.ts';
+import type { RigBladeId } from '../firmware/ts/hal/rigctl/protocol.ts';
 import crypto from 'node:crypto';
 import { loopbackPlan, writeRigBoard } from './boards.ts';
+import { RigHardware } from './hw/blade-hw.ts';
+import { LoopReservations } from './hw/reservations.ts';
 
 export interface RigOptions {
   /** Working directory of the rig (images, NVRAM files, configs, sockets, logs). */
@@ -50,6 +52,8 @@ export interface RigStatus {
   loop: ReturnType<LoopEmulator['status']>;
   serial: { faults: SerialRelay['faults']; stats: SerialRelay['stats'] };
   batteries: Record<RigBladeId, 'good' | 'failed'>;
+  /** Levels of the emulated GPIO lines per blade (power-fail, partner-reset, LEDs). */
+  gpio: ReturnType<RigHardware['status']> | null;
 }
 
 export class Rig {
@@ -57,6 +61,7 @@ export class Rig {
   private loop: LoopEmulator | undefined;
   private control: RigControlServer | undefined;
   private serial: SerialRelay | undefined;
+  private hw: RigHardware | undefined;
   private readonly blades = new Map<RigBladeId, BladeProcess>();
   private readonly battery: Record<RigBladeId, 'good' | 'failed'> = { a: 'good', b: 'good' };
   private readonly nvramPaths = new Map<RigBladeId, string>();
@@ -99,6 +104,10 @@ export class Rig {
 
     this.control = new RigControlServer(this.controlSocketPath);
     this.registerLoopController(this.control);
+    this.hw = new RigHardware(this.control, {
+      power: { cut: (b) => this.powerCut(b), restore: (b) => this.powerRestore(b) },
+      onError: (e) => console.error(`rig: power relay action failed: ${(e as Error).message}`),
+    });
     await this.control.start();
 
     this.serial = new SerialRelay();
@@ -162,6 +171,12 @@ export class Rig {
     return this.loop;
   }
 
+  /** The emulated board hardware (GPIO lines, I2C gauges) of both blades. */
+  hardware(): RigHardware {
+    if (!this.hw) throw new Error('rig is not up');
+    return this.hw;
+  }
+
   serialRelay(): SerialRelay {
     if (!this.serial) throw new Error('rig is not up');
     return this.serial;
@@ -172,6 +187,7 @@ export class Rig {
     await this.blade(id).cut();
     this.control?.disconnect(id);
     this.serial?.setPowered(id, false);
+    this.hw?.powerLost(id);
     if (this.battery[id] === 'failed') {
       const p = this.nvramPaths.get(id);
       if (p) {
@@ -188,11 +204,13 @@ export class Rig {
 
   async powerRestore(id: RigBladeId): Promise<void> {
     this.serial?.setPowered(id, true);
+    this.hw?.powerRestored(id);
     this.blade(id).powerOn();
   }
 
   setBattery(id: RigBladeId, state: 'good' | 'failed'): void {
     this.battery[id] = state;
+    this.hw?.setBattery(id, state);
   }
 
   batteryState(id: RigBladeId): 'good' | 'failed' {
@@ -210,33 +228,21 @@ export class Rig {
       loop: this.loopEmulator().status(),
       serial: { faults: { ...this.serialRelay().faults }, stats: { ...this.serialRelay().stats } },
       batteries: { ...this.battery },
+      gpio: this.hw?.status() ?? null,
     };
   }
 
   async down(): Promise<void> {
     await Promise.all([...this.blades.values()].map((b) => b.stop(3000)));
     this.serial?.close();
+    this.hw?.close();
     await this.control?.close();
     await this.loop?.close();
   }
 
   private registerLoopController(server: RigControlServer): void {
-    const diskArg = (args: Record<string, unknown>): string => {
-      if (typeof args.disk !== 'string') throw new RigControlError(RigControlErrorCode.badArgs, 'disk must be a string');
-      return args.disk;
-    };
-    const loop = (): LoopEmulator => this.loopEmulator();
-    const wrap = <T>(f: () => T): T => {
-      try {
-        return f();
-      } catch (e) {
-        throw new RigControlError(RigControlErrorCode.badArgs, (e as Error).message);
-      }
-    };
-    server.handle('loop.reserve', (blade, args) => wrap(() => loop().reserve(diskArg(args), blade)));
-    server.handle('loop.release', (blade, args) => wrap(() => loop().release(diskArg(args), blade)));
-    server.handle('loop.preempt', (blade, args) => wrap(() => loop().preempt(diskArg(args), blade)));
-    server.handle('loop.holder', (_blade, args) => wrap(() => loop().holder(diskArg(args))));
+    // loop.register|reserve|release|preempt|holder, with SCSI-3 style registrations.
+    new LoopReservations(() => this.loopEmulator()).registerOps(server);
     server.handle('battery.state', (blade) => this.battery[blade]);
   }
 }
