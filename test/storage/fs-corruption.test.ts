@@ -10,6 +10,9 @@ import { CowFs, mkfs } from '../../firmware/ts/storage/fs/cowfs.ts';
 import { FsckCode, fsck, newestSuperblock, scanCp } from '../../firmware/ts/storage/fs/fsck.ts';
 import { CowFsErrorCode, FsCorruptError, decodeSuperblock, encodeSuperblock, inodesPerBlock, rootIno } from '../../firmware/ts/storage/fs/format.ts';
 import { MemVolume } from '../../firmware/ts/storage/fs/mem-volume.ts';
+import { Simulation } from '../../firmware/ts/sim/kernel.ts';
+import { SimBlockDevice } from '../../firmware/ts/hal/block/sim/sim-block-device.ts';
+import { createVolume, openVolume } from '../../firmware/ts/storage/raid/index.ts';
 import { ModelHarness } from '../../firmware/ts/storage/fs/workload.ts';
 
 const cred = { uid: 0, gid: 0, gids: [] };
@@ -130,6 +133,32 @@ describe('corruption is detected and reported', () => {
     await fs2.takeCp();
     expect(await fsck(vol.session())).toEqual([]);
     expect((await fs2.getattr(file)).size).toBe(14000);
+  });
+
+  it('ST-2 a corrupted RAID label is detected by its checksum; the volume opens degraded and the file system is whole', async () => {
+    const sim = new Simulation({ seed: 9, buggify: false });
+    const disks = [0, 1, 2, 3].map((i) => new SimBlockDevice({ timers: sim.timers, prng: sim.fork(), sizeBytes: 4 * 1024 * 1024, name: `d${i}` }));
+    const runtime = { pairId: 'p', volumeId: 'v', clock: sim.clock, timers: sim.timers, prng: sim.fork(), autoRebuild: false };
+    const vol = await sim.run(() => createVolume(disks, { ...runtime, stripeUnitBytes: 16 * 1024 }));
+    await sim.run(() => mkfs(vol, { fsid: 4n }));
+    const fs = await sim.run(() => CowFs.mount(vol));
+    const n = fs.allocInode();
+    const data = new Uint8Array(50_000).map((_, i) => (i * 13) & 0xff);
+    await sim.run(() => fs.apply({ op: 'create', dir: fs.rootIno, name: 'f', how: 'guarded', attrs: {}, newIno: n.ino, newGen: n.gen, time, cred }));
+    await sim.run(() => fs.apply({ op: 'write', target: n, offset: 0, data, time, cred }));
+    await sim.run(() => fs.takeCp());
+    await sim.run(() => fs.close());
+    await sim.run(() => vol.close());
+    // Flip a byte inside disk 1's label record.
+    disks[1]!.poke(40, new Uint8Array([0xa5]));
+    const reopened = await sim.run(() => openVolume(disks.map((d) => d.attach()), runtime));
+    const verdict = reopened.assembly.find((v) => v.name === 'd1');
+    expect(verdict?.use).toBe('rejected');
+    expect(verdict?.code).toMatch(/LABEL/);
+    expect(reopened.status().state).toBe('degraded');
+    const fs2 = await sim.run(() => CowFs.mount(reopened));
+    expect((await sim.run(() => fs2.read(n, 0, 60_000))).data).toEqual(data);
+    expect(await sim.run(() => fsck(reopened))).toEqual([]);
   });
 
   it('garbage in every metadata block never crashes mount, queries or fsck', async () => {
