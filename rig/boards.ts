@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { BoardInput } from '../firmware/ts/board/schema.ts';
 import type { BladeConfigContext } from './rig.ts';
-import { rigGauge, rigGpioChip, rigGpioLines } from './hw/wiring.ts';
+import { rigGauge, rigGpioActiveLow, rigGpioChip, rigGpioLines } from './hw/wiring.ts';
 
 export interface RigNetworkPlan {
   /** Address the blade's NFS service binds (loopback fallback: 127.0.0.1). */
@@ -28,7 +28,7 @@ export function loopbackPlan(portBase: number): RigNetworkPlan {
   };
 }
 
-const rigLine = (line: number): { chip: string; line: number; activeLow: boolean } => ({ chip: rigGpioChip, line, activeLow: false });
+const rigLine = (line: number): { chip: string; line: number; activeLow: boolean } => ({ chip: rigGpioChip, line, activeLow: rigGpioActiveLow.has(line) });
 
 export const rigSystemId = '7477696e626c6164';
 export const rigPairId = 'rig';

@@ -20,7 +20,9 @@ import {
   rigFramAddress,
   rigGauge,
   rigGpioChip,
+  rigGpioActiveLow,
   rigGpioDirections,
+  rigGpioIdleLevel,
   rigGpioLineCount,
   rigGpioLines,
   rigPowerFailHoldUpMs,
@@ -67,13 +69,26 @@ export class RigBladeHardware {
     this.i2c.attach(rigGauge.address, this.gauge);
     this.i2c.attach(rigFramAddress, this.fram);
     for (const [line, dir] of rigGpioDirections) {
-      const handle = this.gpio.open(line, { direction: dir, name: `${blade}:${line}` });
+      // The rig's handles work in physical levels; outputs start idle (an active-low one high).
+      const handle = this.gpio.open(line, dir === 'out' ? { direction: dir, name: `${blade}:${line}`, initial: rigGpioIdleLevel(line) } : { direction: dir, name: `${blade}:${line}` });
       if (dir === 'out') {
         this.outputs.set(line, handle);
         this.gpio.onOutput(line, (value) => this.outputLog.push({ line, value }));
       } else this.inputs.set(line, handle);
     }
     this.gpio.onOutput(rigGpioLines.jumperOut, (level) => this.gpio.drive(rigGpioLines.jumperIn, level));
+    this.gpio.drive(rigGpioLines.powerFail, rigGpioIdleLevel(rigGpioLines.powerFail));
+  }
+
+  /** Drives the power-fail input: asserted (the supply is failing) or idle. */
+  setPowerFail(asserted: boolean): void {
+    const idle = rigGpioIdleLevel(rigGpioLines.powerFail);
+    this.gpio.drive(rigGpioLines.powerFail, asserted ? ((1 - idle) as GpioValue) : idle);
+  }
+
+  /** Whether a line is asserted (its logical level, whatever its polarity). */
+  asserted(line: number): GpioValue {
+    return rigGpioActiveLow.has(line) ? ((1 - this.level(line)) as GpioValue) : this.level(line);
   }
 
   level(line: number): GpioValue {
@@ -129,7 +144,7 @@ export class RigHardware {
         });
       }
       const partner: RigBladeId = blade === 'a' ? 'b' : 'a';
-      hw.gpio.onOutput(rigGpioLines.partnerReset, (level) => this.onPartnerReset(partner, level));
+      hw.gpio.onOutput(rigGpioLines.partnerReset, () => this.onPartnerReset(partner, hw.asserted(rigGpioLines.partnerReset)));
     }
     this.register(server);
   }
@@ -146,7 +161,7 @@ export class RigHardware {
    */
   powerFail(blade: RigBladeId): Promise<void> {
     this.pendingPowerFail.get(blade)?.cancel();
-    this.boards[blade].gpio.drive(rigGpioLines.powerFail, 1);
+    this.boards[blade].setPowerFail(true);
     return new Promise<void>((resolve, reject) => {
       const h = this.timers.after(this.holdUpMs, () => {
         this.pendingPowerFail.delete(blade);
@@ -167,7 +182,7 @@ export class RigHardware {
     this.pendingPowerFail.delete(blade);
     if (pending !== undefined) {
       pending.cancel();
-      this.boards[blade].gpio.drive(rigGpioLines.powerFail, 0);
+      this.boards[blade].setPowerFail(false);
       return;
     }
     await this.opts.power.restore(blade);
@@ -194,14 +209,14 @@ export class RigHardware {
   powerLost(blade: RigBladeId): void {
     const hw = this.boards[blade];
     hw.watched.clear();
-    for (const out of hw.outputs.values()) void out.write(0).catch(() => undefined);
+    for (const [line, out] of hw.outputs) void out.write(rigGpioIdleLevel(line)).catch(() => undefined);
   }
 
   /** The blade has power again: the power-fail input is low (the supply is good). */
   powerRestored(blade: RigBladeId): void {
     this.pendingPowerFail.get(blade)?.cancel();
     this.pendingPowerFail.delete(blade);
-    this.boards[blade].gpio.drive(rigGpioLines.powerFail, 0);
+    this.boards[blade].setPowerFail(false);
   }
 
   /** Waits until the relay actions started by GPIO edges so far have finished (tests, shutdown). */
@@ -214,16 +229,16 @@ export class RigHardware {
     this.pendingPowerFail.clear();
   }
 
-  /** The level of every wired line, per blade (for `rig status`). */
+  /** Whether each wired line is asserted (logical level, 1 = active), per blade (for `rig status`). */
   status(): Record<RigBladeId, Record<string, GpioValue>> {
-    const one = (b: RigBladeId): Record<string, GpioValue> => Object.fromEntries(Object.entries(rigGpioLines).map(([k, line]) => [k, this.boards[b].level(line)]));
+    const one = (b: RigBladeId): Record<string, GpioValue> => Object.fromEntries(Object.entries(rigGpioLines).map(([k, line]) => [k, this.boards[b].asserted(line)]));
     return { a: one('a'), b: one('b') };
   }
 
-  private onPartnerReset(partner: RigBladeId, level: GpioValue): void {
+  private onPartnerReset(partner: RigBladeId, asserted: GpioValue): void {
     this.relayChain = this.relayChain
       .then(async () => {
-        if (level === 1) {
+        if (asserted === 1) {
           this.heldInReset.add(partner);
           await this.opts.power.cut(partner);
         } else if (this.heldInReset.delete(partner)) {

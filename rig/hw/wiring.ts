@@ -6,11 +6,11 @@ import type { GaugeModel } from '../../firmware/ts/hal/i2c/gauges.ts';
 /** The chip name the rig boards use in their GPIO line specs. */
 export const rigGpioChip = 'rig';
 
-/** Line numbers on each blade's emulated GPIO controller; physical levels are active-high. */
+/** Line numbers on each blade's emulated GPIO controller. */
 export const rigGpioLines = {
-  /** Input, driven by the rig: 1 = the supply is failing (the blade has `rigPowerFailHoldUpMs` left). */
+  /** Input, driven by the rig, active-low: asserted = the supply is failing (the blade has `rigPowerFailHoldUpMs` left). */
   powerFail: 0,
-  /** Output: 1 holds the partner in reset (the rig cuts its power; 0 releases and powers it on). */
+  /** Output, active-low (an nRESET): asserted holds the partner in reset (the rig cuts its power; releasing powers it on). */
   partnerReset: 1,
   /** Output LEDs (the rig only records them). */
   ledStatus: 2,
@@ -33,6 +33,18 @@ export const rigGpioDirections: ReadonlyMap<number, RigLineDirection> = new Map(
   [rigGpioLines.jumperOut, 'out'],
   [rigGpioLines.jumperIn, 'in'],
 ]);
+
+/**
+ * Lines that are active-low on the rig board, as an nRESET and an open-drain power-fail
+ * signal are on real ones: they idle high (pulled up), so a blade that is off or has not
+ * opened them yet leaves them inactive. The board descriptors mark them `activeLow`.
+ */
+export const rigGpioActiveLow: ReadonlySet<number> = new Set([rigGpioLines.powerFail, rigGpioLines.partnerReset]);
+
+/** The physical level of a line when nobody drives it active. */
+export function rigGpioIdleLevel(line: number): 0 | 1 {
+  return rigGpioActiveLow.has(line) ? 1 : 0;
+}
 
 /** Lines on the emulated controller (numbers not in `rigGpioDirections` are unconnected). */
 export const rigGpioLineCount = 8;

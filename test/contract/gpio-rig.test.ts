@@ -99,8 +99,8 @@ describe('rig GPIO driver', () => {
       const board = {
         gpio: {
           driver: 'rig',
-          powerFail: spec(rigGpioLines.powerFail),
-          partnerReset: spec(rigGpioLines.partnerReset),
+          powerFail: spec(rigGpioLines.powerFail, true),
+          partnerReset: spec(rigGpioLines.partnerReset, true),
           leds: { status: spec(rigGpioLines.ledStatus), fault: spec(rigGpioLines.ledFault, true) },
           muxSelect: {},
         },
@@ -111,8 +111,14 @@ describe('rig GPIO driver', () => {
       await g.leds.get('fault')?.write(1);
       expect(s.hw.board('a').level(rigGpioLines.ledStatus)).toBe(1);
       expect(s.hw.board('a').level(rigGpioLines.ledFault)).toBe(0);
+      // Active-low lines idle high: the supply is good and the partner is not held in reset.
       expect(await g.powerFail?.read()).toBe(0);
+      expect(s.hw.board('a').level(rigGpioLines.partnerReset)).toBe(1);
       expect(s.powerLog).toEqual([]);
+      await g.partnerReset?.write(1);
+      await g.partnerReset?.write(0);
+      await s.hw.settled();
+      expect(s.powerLog).toEqual(['cut b', 'restore b']);
       await g.close();
     } finally {
       await s.dispose();

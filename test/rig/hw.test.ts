@@ -54,7 +54,7 @@ describe('rig hardware (GPIO, I2C gauge) in a running rig', () => {
   it('ST-5 power-fail: the input rises at once, the power goes after the hold-up time, the heal brings it back low', async () => {
     const { rig, connect } = await up();
     const a = await connect('a');
-    const pf = await openRigGpio(a, { line: rigGpioLines.powerFail, direction: 'in', name: 'powerFail' });
+    const pf = await openRigGpio(a, { line: rigGpioLines.powerFail, direction: 'in', activeLow: true, name: 'powerFail' });
     expect(await pf.read()).toBe(0);
     const edges: number[] = [];
     pf.watch('rising', (v) => edges.push(v));
@@ -103,7 +103,7 @@ describe('rig hardware (GPIO, I2C gauge) in a running rig', () => {
   it('pulsing the partner-reset output power-cycles the partner; a blade losing power releases the reset it held', async () => {
     const { rig, connect } = await up();
     const a = await connect('a');
-    const reset = await openRigGpio(a, { line: rigGpioLines.partnerReset, direction: 'out', name: 'partnerReset' });
+    const reset = await openRigGpio(a, { line: rigGpioLines.partnerReset, direction: 'out', activeLow: true, name: 'partnerReset' });
     await reset.write(1);
     await rig.hardware().settled();
     expect(rig.blade('b').power).toBe('off');
@@ -139,5 +139,11 @@ describe('rig hardware (GPIO, I2C gauge) in a running rig', () => {
     const gauge = boardGauge(board, new RigI2cBus(client));
     expect(await gauge?.identify()).toBe(0x0012);
     await gpio.close();
+    // The hand-written example descriptor of the process rig agrees with the rig's wiring.
+    const example = boardSchema.parse(JSON.parse(await fs.readFile('boards/process-rig-a.json', 'utf8')));
+    expect(example.gpio.powerFail).toEqual(board.gpio.powerFail);
+    expect(example.gpio.partnerReset).toEqual(board.gpio.partnerReset);
+    for (const [k, spec] of Object.entries(example.gpio.leds)) expect(spec).toEqual(board.gpio.leds[k]);
+    expect(example.i2c.gauge).toEqual(board.i2c.gauge);
   });
 });
