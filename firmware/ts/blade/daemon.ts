@@ -18,6 +18,7 @@ import { bladeIndex } from '../board/board.ts';
 import { NvLog } from '../nvlog/nvlog.ts';
 import { replay } from '../nvlog/core/replay.ts';
 import { startNfsServer, type NfsServer } from '../nfs/server.ts';
+import { deriveWriteVerifier } from '../nfs/fh.ts';
 import { openDisks } from './disks.ts';
 import { openStorageSet, type StorageSet } from './storage-set.ts';
 import { FileSystems, NvChangeLog, NvDrc, ReplayApplier } from './change-path.ts';
@@ -174,8 +175,9 @@ export class Blade {
     });
     const fhKey = svc ? fromHex(svc.pairKeyHex) : undefined;
     // The write verifier changes only when acknowledged unstable data could have been lost;
-    // every WRITE is FILE_SYNC here (logged in NVRAM first), so it is constant per pair.
-    const writeVerifier = fhKey ? fhKey.slice(0, 8) : undefined;
+    // every WRITE is FILE_SYNC here (logged in NVRAM first), so it is constant per pair (epoch
+    // 0), and derived from the key rather than a piece of it (the key never goes on the wire).
+    const writeVerifier = fhKey ? deriveWriteVerifier(fhKey, 0n) : undefined;
     const host = board.nfs.bindAddress;
     const nfs = await startNfsServer({
       exports: board.nfs.exports

@@ -26,6 +26,7 @@ import { defaultHaTiming } from '../ha/core/timing.ts';
 import type { Fence } from '../ha/fence.ts';
 import type { MailboxDisk } from '../ha/mailbox-io.ts';
 import { startNfsServer, type NfsServer } from '../nfs/server.ts';
+import { deriveWriteVerifier } from '../nfs/fh.ts';
 import { openDisks } from './disks.ts';
 import { openStorageSet, type StorageSet } from './storage-set.ts';
 import { FileSystems, NvChangeLog, NvDrc, ReplayApplier } from './change-path.ts';
@@ -332,7 +333,8 @@ export class PairBlade {
       ports,
       changeLog: this.changeLog as NvChangeLog,
       drc: this.drc as NvDrc,
-      ...(fhKey ? { fhKey, writeVerifier: fhKey.slice(0, 8) } : {}),
+      // Constant per pair (every WRITE is FILE_SYNC), the same on both blades (FS-2).
+      ...(fhKey ? { fhKey, writeVerifier: deriveWriteVerifier(fhKey, 0n) } : {}),
       onError: (e) => this.log.error({ err: e }, 'nfs: unexpected error'),
     });
   }
