@@ -248,6 +248,8 @@ export class HaMachine {
   private probeRetryMs: number | undefined;
   /** Earliest time a blade waiting for giveback may try its own disks again. */
   private reprobeAtMs = 0;
+  /** Earliest time an automatic giveback may be tried again after one failed. */
+  private givebackRetryAtMs = 0;
   private fenceToken = 0;
   /** Fence commands of this boot still waiting for their result. */
   private readonly outstandingFences = new Set<number>();
@@ -545,6 +547,12 @@ export class HaMachine {
 
   private onFenceResult(op: FenceOp, set: SetIndex, ok: boolean, code: string | undefined): void {
     if (op === 'register') return;
+    if (ok && op !== 'release' && set === this.other && !this.wantsPartnerSet()) {
+      // We got the partner's disks after we stopped wanting them (a giveback overtook the
+      // command): hand them straight back rather than hold what we do not serve.
+      this.fence('release', this.other);
+      return;
+    }
     if (ok) {
       if (op === 'release') this.claimed &= ~bit(set);
       else this.claimed |= bit(set);
@@ -608,8 +616,11 @@ export class HaMachine {
           this.broadcastNow = true;
           this.alert(HaCode.givebackDone, "partner's disks released; announcing NORMAL");
         } else {
+          // Some disks of the set may be released already: take them back before serving.
           this.alert(HaCode.givebackFailed, `releasing the partner's disks failed (${code ?? 'unknown'}); serving them again`);
           this.step_ = 'steady';
+          this.givebackRetryAtMs = this.nowMs + this.t.takeoverGraceMs;
+          this.fence('reserve', this.other);
           this.serve(this.other, true);
         }
         return;
@@ -929,8 +940,16 @@ export class HaMachine {
     return p !== undefined && p.phase === HaPhase.rebooting && (p.flags & StatusFlag.awaitingGiveback) !== 0 && (p.flags & StatusFlag.mirrorSynced) !== 0;
   }
 
+  /** Whether the current step holds, or is acquiring, the partner's set. */
+  private wantsPartnerSet(): boolean {
+    if (this.phase === HaPhase.takeover && this.step_ !== 'giveback-release') return true;
+    if (this.step_ === 'fencing' || this.step_ === 'resetting' || this.step_ === 'replaying') return true;
+    return (this.step_ === 'seize' || this.step_ === 'replay') && (this.seizeSets & bit(this.other)) !== 0;
+  }
+
   private considerGiveback(): void {
     if (!this.cfg.autoGiveback || (this.claimed & bit(this.other)) === 0) return;
+    if (this.nowMs < this.givebackRetryAtMs) return;
     if (this.nowMs - this.takeoverSinceMs < this.t.givebackDelayMinMs) return;
     const p = this.partner;
     if (!this.partnerAlive() || !this.partnerReadyForGiveback() || p === undefined) return;

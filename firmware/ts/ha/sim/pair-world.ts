@@ -11,6 +11,7 @@ import { decodeStatus, encodeStatus, HaPhase, statusMessageBytes, type StatusMes
 import { decodeMailbox, encodeMailbox, mailboxSectorBytesMin } from '../core/mailbox.ts';
 import { defaultHaTiming, pathTimeoutMs, takeoverBoundMs, type HaTiming, type PathKind } from '../core/timing.ts';
 import { SimFenceArray } from '../fence-sim.ts';
+import { FenceError, FenceErrorCode } from '../fence.ts';
 import { mailboxPathId } from '../mailbox-io.ts';
 
 export type BladeIndex = 0 | 1;
@@ -149,6 +150,7 @@ export class PairWorld {
   private readonly corruptDisks = new Set<number>();
   /** When set, pulsing the partner's reset line does nothing (a broken wire): only the fence stops it. */
   resetLineBroken = false;
+  private fenceFlaky = false;
   /** Last time a mailbox corruption fault started or ended. */
   private corruptEverMs = -Infinity;
   private readonly diskOkSinceMs: number[] = new Array<number>(diskCount).fill(0);
@@ -271,6 +273,14 @@ export class PairWorld {
       b.machine.step({ type: 'mirror', synced }, this.nowMs);
       this.drain(b);
     }
+  }
+
+  /** While set, each fence command fails (ERR_FENCE_IO) on a disk with probability 1/2. */
+  setFenceFlaky(on: boolean): void {
+    this.fenceFlaky = on;
+    this.trace(`fence controller ${on ? 'flaky' : 'healthy'}`);
+    // A takeover may be retried, and so take longer than the bound, while commands fail.
+    if (on) this.liveness.splice(0);
   }
 
   setFirmware(i: BladeIndex, version: number): void {
@@ -468,7 +478,11 @@ export class PairWorld {
           if (!this.alive(b, inc) || b.machine === undefined) return;
           let code: string | undefined;
           try {
-            for (const d of setDisks[a.set]) this.fence[a.op](d, b.index);
+            for (const d of setDisks[a.set]) {
+              // A flaky loop controller: the command never reaches this disk.
+              if (this.fenceFlaky && this.prng.chance(0.5)) throw new FenceError(FenceErrorCode.io, `disk ${d}: fence command lost`);
+              this.fence[a.op](d, b.index);
+            }
           } catch (e) {
             code = isTwinbladeError(e) ? e.code : 'unknown';
           }
@@ -581,7 +595,7 @@ export class PairWorld {
     const m = s.machine;
     if (m === undefined) return;
     const st = m.status();
-    if (st.phase !== 'NORMAL' || st.step !== 'steady' || st.blockers.length > 0 || (st.claimedSets & (1 << dead)) !== 0) return;
+    if (st.phase !== 'NORMAL' || st.step !== 'steady' || st.blockers.length > 0 || (st.claimedSets & (1 << dead)) !== 0 || this.fenceFlaky) return;
     const kinds: PathKind[] = ['interconnect', 'network', 'mailbox'];
     const ioBound = simLatency.fenceMaxMs + simLatency.replayMaxMs + simLatency.diskMaxMs + simLatency.serialMaxMs;
     const bound = takeoverBoundMs(this.timing, kinds, s.index, ioBound, this.corruptDisks.size > 0 || this.corruptEverMs > this.nowMs - 5000);

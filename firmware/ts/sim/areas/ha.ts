@@ -15,11 +15,11 @@ const faultPhaseMs = 40_000;
 const settleMs = 15_000;
 const traceTailMax = 150;
 
-type FaultKind = 'power' | 'serial' | 'net' | 'mailbox' | 'partition' | 'corrupt' | 'mirror' | 'disable';
+type FaultKind = 'power' | 'serial' | 'net' | 'mailbox' | 'partition' | 'corrupt' | 'mirror' | 'disable' | 'fence';
 
 const budgetLimits = {
   // The design survives one blade down at a time; links, mailboxes and the rest may fail together.
-  concurrentMax: { power: 1, serial: 1, net: 1, mailbox: 2, partition: 1, corrupt: 2, mirror: 1, disable: 1 },
+  concurrentMax: { power: 1, serial: 1, net: 1, mailbox: 2, partition: 1, corrupt: 2, mirror: 1, disable: 1, fence: 1 },
   totalConcurrentMax: 3,
 };
 
@@ -130,6 +130,9 @@ export function runHaSeed(seed: number, log: (line: string) => void): SimOutcome
       case 9:
         if (prng.chance(0.3)) world.operator(b, prng.pick(['takeover', 'giveback'] as const));
         break;
+      case 10:
+        if (prng.chance(0.3)) inject('fence', 'controller', () => world.setFenceFlaky(true), () => world.setFenceFlaky(false), prng.range(200, 3000));
+        break;
       default:
         break;
     }
@@ -142,6 +145,7 @@ export function runHaSeed(seed: number, log: (line: string) => void): SimOutcome
   world.powerOn(1);
   world.setMirror(0, true);
   world.setMirror(1, true);
+  world.setFenceFlaky(false);
   world.run(500);
   world.operator(0, 'enable');
   world.operator(1, 'enable');
