@@ -69,16 +69,21 @@ export async function openRelayPair(random: () => number): Promise<RelayPair> {
       stats.chunksCorrupted++;
     }
     stats.bytesRelayed += out.length;
-    to.write(out);
+    // While the pair is being closed one master may already be gone: bytes for it are lost,
+    // as on a cable being unplugged, rather than thrown out of an event handler.
+    if (to.isOpen) to.write(out);
   };
-  masters[0].on('data', forward(masters[1]));
-  masters[1].on('data', forward(masters[0]));
+  const forwards = [forward(masters[1]), forward(masters[0])] as const;
+  masters[0].on('data', forwards[0]);
+  masters[1].on('data', forwards[1]);
   return {
     a: blades[0],
     b: blades[1],
     faults,
     stats,
     close: async () => {
+      masters[0].off('data', forwards[0]);
+      masters[1].off('data', forwards[1]);
       await Promise.all([...blades.map((b) => b.close()), ...masters.map((m) => m.close())]);
     },
   };
