@@ -302,6 +302,65 @@ describe('HA machine', () => {
     expect(m.status().blockers).not.toContain('damped');
   });
 
+  it('a fence result from before a restart is stale: a reservation of the partner set it obtained is released', () => {
+    const { m, d } = bootToNormal(1);
+    // The partner announces a takeover of us; we stop and restart (new generation).
+    m.tick(100);
+    d.drain();
+    const before = d.actions.filter((a) => a.type === 'fence').length;
+    const oldPreempt = { type: 'fence-result' as const, op: 'preempt' as const, set: 0 as const, token: 999_999, ok: true };
+    m.step({ type: 'status', path: 'serial', message: partnerMsg(0, { sequence: 9, indicator: StateIndicator.takeover, flags: StatusFlag.takeoverInProgress }) }, 110);
+    d.drain();
+    expect(m.status().phase).toBe('REBOOTING');
+    m.step(oldPreempt, 120);
+    const after = d.drain();
+    expect(after).toContainEqual(expect.objectContaining({ type: 'fence', op: 'release', set: 0 }));
+    expect(m.status().claimedSets & 1).toBe(0);
+    expect(d.actions.filter((a) => a.type === 'fence').length).toBeGreaterThan(before);
+  });
+
+  it('HA-9 a reservation of the partner set that arrives after a giveback is handed back', () => {
+    const { m, d } = bootToNormal(0);
+    expect(m.operator('takeover', 40)).toEqual({ ok: true });
+    m.tick(40 + defaultHaTiming.takeoverGraceMs);
+    d.fence('preempt', 1, true, 500);
+    m.step({ type: 'reset-done' }, 560);
+    m.step({ type: 'replay-done', set: 1, ok: true }, 600);
+    m.step({ type: 'status', path: 'serial', message: partnerMsg(1, { generation: 2, sequence: 2, phase: HaPhase.rebooting, claimedSets: 0, flags: StatusFlag.awaitingGiveback | StatusFlag.mirrorSynced }) }, 700);
+    expect(m.operator('giveback', 710)).toEqual({ ok: true });
+    d.fence('release', 1, false, 720, 'ERR_FENCE_IO');
+    // The failed giveback re-reserves the set; the operator gives back again at once.
+    const reserve = d.drain().find((a) => a.type === 'fence' && a.op === 'reserve' && a.set === 1);
+    expect(reserve).toBeDefined();
+    expect(m.operator('giveback', 730)).toEqual({ ok: true });
+    d.fence('release', 1, true, 740);
+    expect(m.status().phase).toBe('NORMAL');
+    // Now the re-reserve completes, late: it must not leave us holding the partner's disks.
+    if (reserve?.type !== 'fence') throw new Error('unreachable');
+    m.step({ type: 'fence-result', op: 'reserve', set: 1, token: reserve.token, ok: true }, 750);
+    expect(d.drain()).toContainEqual(expect.objectContaining({ type: 'fence', op: 'release', set: 1 }));
+    expect(m.status().claimedSets).toBe(1);
+  });
+
+  it('HA-4 knows whether the partner hears us from its echo of our stamps', () => {
+    const { m, d } = bootToNormal(0);
+    const mine = d.sends();
+    const last = mine.at(-1);
+    if (last === undefined) throw new Error('no message sent');
+    let t = 30;
+    let seq = 10;
+    // The partner keeps talking but never echoes anything of ours: a one-way failure.
+    for (; t < 2000; t += 50) m.step({ type: 'status', path: 'serial', message: partnerMsg(1, { sequence: seq++ }) }, t);
+    d.drain();
+    expect(m.status().partner.hearsUs).toBe(false);
+    expect(d.alerts()).toContain(HaCode.partnerDeaf);
+    // It echoes our latest message: it hears us.
+    const now = d.sends().at(-1);
+    if (now === undefined) throw new Error('no message sent');
+    m.step({ type: 'status', path: 'serial', message: partnerMsg(1, { sequence: seq++, peerGeneration: now.generation, peerSequence: now.sequence }) }, t);
+    expect(m.status().partner.hearsUs).toBe(true);
+  });
+
   it('rejects foreign and self messages, counting them', () => {
     const { m } = bootToNormal(0);
     m.step({ type: 'status', path: 'serial', message: partnerMsg(1, { systemId: 7, sequence: 99 }) }, 30);
