@@ -15,7 +15,7 @@ export const cowFsDefaults = {
   /** Directory-index entries kept in memory across all directories (rebuilt from blocks on demand). */
   dirIndexEntriesMax: 1_000_000,
   /** Writes a CP keeps in flight to the volume at once. */
-  cpWriteConcurrencyMax: 4,
+  cpWriteConcurrencyMax: 2,
   /** Bytes per volume write call during a CP (rounded to whole stripes). */
   cpWriteBytesMax: 4 * 1024 * 1024,
   /** Inodes per volume byte at mkfs: one inode per 16 KiB of volume by default. */
