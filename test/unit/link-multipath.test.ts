@@ -168,6 +168,30 @@ describe('link multipath', () => {
     expect(numbers(sim.b)).toEqual(range(100, 10));
   });
 
+  it('a partner that lost its boot counter (lower generation) is refused as stale until HA tells the link to forget the old session', () => {
+    const sim = new LinkSim({ seed: 30, paths: [{ kind: 'stream' }, { kind: 'datagram' }] });
+    for (let i = 1; i <= 3; i++) sim.a.link.sendReliable(1, payloadOf(i));
+    sim.flush(sim.a);
+    expect(sim.runUntil(() => sim.b.messages.length === 3, 2000)).toBe(true);
+    // B's NVRAM battery failed: it reboots with generation 1, below the 3 A knows.
+    sim.restart(sim.b, 1);
+    sim.b.messages.length = 0;
+    sim.run(2000);
+    expect(sim.a.link.peerGeneration).toBe(3);
+    expect(sim.a.link.peerReachable).toBe(false);
+    expect(sim.a.link.stats().paths[0]?.rejects['ERR_LINK_STALE_SESSION']).toBeGreaterThan(0);
+    sim.a.link.sendReliable(1, payloadOf(50));
+    // HA learns from the mailbox disks that B rebooted with generation 1.
+    const undelivered = sim.a.link.forgetPeer();
+    expect(undelivered.map((m) => numberOf(m.payload))).toEqual([50]);
+    sim.flush(sim.a);
+    expect(sim.runUntil(() => sim.a.link.peerGeneration === 1 && sim.a.link.peerReachable, 3000)).toBe(true);
+    for (let i = 100; i < 105; i++) sim.a.link.sendReliable(1, payloadOf(i));
+    sim.flush(sim.a);
+    expect(sim.runUntil(() => sim.b.messages.length === 5, 3000)).toBe(true);
+    expect(numbers(sim.b)).toEqual(range(100, 5));
+  });
+
   it('back-pressure: sendReliable returns false at the high-water mark and drain follows', () => {
     const sim = new LinkSim({ seed: 26, paths: [{ kind: 'datagram' }] });
     const link = sim.a.link;

@@ -133,6 +133,17 @@ export class MultipathEndpoint implements LinkEndpoint {
     return this.core.stats();
   }
 
+  /**
+   * Forgets the partner's session, for a partner known (from the shared-disk mailboxes, never
+   * from the link) to have come back with a lower generation than before, which the link would
+   * otherwise refuse as a replay forever. Returns the reliable messages not yet acknowledged.
+   */
+  forgetPeer(): { channel: number; payload: Uint8Array }[] {
+    const undelivered = this.core.forgetPeer();
+    this.scheduleFlush();
+    return undelivered;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -301,6 +301,24 @@ export class MultipathLink {
     return w;
   }
 
+  /**
+   * Forgets the peer's session on every path (see ReliableChannel.forgetPeer: only for a
+   * partner known, from a trusted source, to have come back with a lower generation). Returns
+   * the reliable messages not yet acknowledged; message ids restart. The next handshake is a
+   * first contact.
+   */
+  forgetPeer(): ReliableMessage[] {
+    for (const p of this.paths) p.channel.forgetPeer();
+    const undelivered = [...this.outstanding.values()].map((o) => ({ channel: o.channel, payload: o.user }));
+    this.outstanding.clear();
+    this.outstandingBytes = 0;
+    this.nextMsgId = 1;
+    this.expectedMsgId = 1;
+    this.reorder.clear();
+    this.peerGen = 0;
+    return undelivered;
+  }
+
   /** Collects what to transmit and deliver after a batch of input. */
   ready(): MultipathReady {
     // Two rounds: the first hands up what the paths received (which may establish a session

@@ -487,34 +487,60 @@ export class ReliableChannel {
     }
   }
 
+  /**
+   * Forgets the peer's session (its generation and all sequence state), as if this blade had
+   * just booted, and returns the reliable messages it never acknowledged. This is for the one
+   * case the generation rule cannot handle: a partner that lost its boot counter and came back
+   * with a lower generation, which is refused as stale. Call it only on evidence from a
+   * trusted source (HA: the shared-disk mailboxes), never on the link's own word: to the link a
+   * lower generation looks exactly like a replay of an old session.
+   */
+  forgetPeer(): OutboundMessage[] {
+    const undelivered = this.resetSession();
+    this.peerGen = 0;
+    this.peerGenHeard = 0;
+    this.helloDue = true;
+    if (this.up) {
+      this.up = false;
+      this.out.events.push({ type: 'down' });
+    }
+    return undelivered;
+  }
+
   private adopt(peerGen: number): void {
     const previous = this.peerGen;
     if (previous !== 0) {
-      // A message may be partly in the window and partly queued: report each once, in order.
-      const undelivered = [...new Set([...this.unacked.map((u) => u.msg), ...this.queue.slice(this.queueHead)])];
-      this.unacked.length = 0;
-      this.queue = [];
-      this.queueHead = 0;
-      this.headOffset = 0;
-      this.partial = [];
-      this.partialBytes = 0;
-      this.partialChannel = -1;
-      this.nextSeq = 1;
-      this.nextDatagramSeq = 1;
-      this.datagramsOut = [];
-      this.expectedSeq = 1;
-      this.reorder.clear();
-      this.lastDatagramSeq.clear();
-      this.rtoDeadlineMs = Infinity;
-      this.srttMs = -1;
-      this.rttvarMs = 0;
-      this.rtoMs = clamp(this.limits.retransmitTimeoutMsInitial, this.limits.retransmitTimeoutMsMin, this.limits.retransmitTimeoutMsMax);
+      const undelivered = this.resetSession();
       this.out.events.push({ type: 'peerRestart', previousGeneration: previous, peerGeneration: peerGen, undelivered });
     }
     this.peerGen = peerGen;
     this.out.events.push({ type: 'established', peerGeneration: peerGen });
     // Tell the peer at once that we are here, so its first data need not wait for a keepalive.
     this.ackDue = true;
+  }
+
+  /** Drops all sequence state of the current session; returns the unacknowledged messages. */
+  private resetSession(): OutboundMessage[] {
+    // A message may be partly in the window and partly queued: report each once, in order.
+    const undelivered = [...new Set([...this.unacked.map((u) => u.msg), ...this.queue.slice(this.queueHead)])];
+    this.unacked.length = 0;
+    this.queue = [];
+    this.queueHead = 0;
+    this.headOffset = 0;
+    this.partial = [];
+    this.partialBytes = 0;
+    this.partialChannel = -1;
+    this.nextSeq = 1;
+    this.nextDatagramSeq = 1;
+    this.datagramsOut = [];
+    this.expectedSeq = 1;
+    this.reorder.clear();
+    this.lastDatagramSeq.clear();
+    this.rtoDeadlineMs = Infinity;
+    this.srttMs = -1;
+    this.rttvarMs = 0;
+    this.rtoMs = clamp(this.limits.retransmitTimeoutMsInitial, this.limits.retransmitTimeoutMsMin, this.limits.retransmitTimeoutMsMax);
+    return undelivered;
   }
 
   private onAck(ack: number, sack: Uint8Array | undefined): void {
