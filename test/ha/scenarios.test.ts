@@ -28,6 +28,7 @@ const proves: Record<string, string> = {
   'partition-everything': 'HA-6 ST-4',
   'takeover-damping': 'HA-11',
   'one-way-cut': 'HA-4 HA-6',
+  'survivor-reboot': 'HA-4 HA-10',
 };
 
 describe('HA scenarios', () => {

@@ -3,6 +3,10 @@
 // reads, writes and corruption; the recording fence; reset line; log replay; a disk-write
 // workload), virtual time from one event queue, fault injection, and the safety and
 // liveness checkers. The scenario scripts (test/ha) and the `ha` simulation area drive it.
+// It runs on its own synchronous event queue rather than the async simulation kernel
+// (sim/kernel.ts): the HA machine is synchronous, and this keeps 500 campaign seeds of a
+// minute of virtual time each well under a minute. test/ha/driver.test.ts runs the real
+// runtime (ha/driver.ts over the link endpoint) under the kernel instead.
 import { Prng } from '../../core/prng.ts';
 import { assert } from '../../core/assert.ts';
 import { isTwinbladeError } from '../../core/errors.ts';
