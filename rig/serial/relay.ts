@@ -36,10 +36,11 @@ export interface SerialRelayStats {
 
 /**
  * Bytes queued towards one end (in the relay, not yet taken by the pty) above which further
- * chunks are dropped. 16 KiB is about 180 ms of traffic at 921600 baud: enough to ride out a
- * busy blade, small enough that a stalled one costs the rig nothing.
+ * chunks are dropped, as a UART's receive FIFO overruns when its CPU does not read. 64 KiB is
+ * about 200 ms of traffic at 3 Mbaud: enough to ride out a blade's event-loop hiccup, small
+ * enough that a stalled one costs the rig nothing. The link layer retransmits what is lost.
  */
-export const serialRelayQueuedBytesMax = 16 * 1024;
+export const serialRelayQueuedBytesMax = 64 * 1024;
 
 /** How often the input of a powered-off end is discarded (a dead UART reads nothing). */
 export const serialRelayDeadDrainIntervalMs = 20;

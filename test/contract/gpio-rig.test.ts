@@ -82,6 +82,33 @@ describe('rig GPIO driver', () => {
     }
   });
 
+  it('reports every edge across repeated subscribe / unsubscribe cycles (one watcher per edge)', async () => {
+    const s = await rigGpioSetup();
+    try {
+      const output = await openRigGpio(s.client, { line: rigGpioLines.jumperOut, direction: 'out' });
+      const input = await openRigGpio(s.client, { line: rigGpioLines.jumperIn, direction: 'in' });
+      let missed = 0;
+      for (let i = 0; i < 60; i++) {
+        const v = ((i + 1) & 1) as 0 | 1;
+        const seen = await Promise.race([
+          new Promise<boolean>((resolve) => {
+            const off = input.watch('both', (x) => {
+              if (x !== v) return;
+              off();
+              resolve(true);
+            });
+            void output.write(v);
+          }),
+          new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 2000)),
+        ]);
+        if (!seen) missed++;
+      }
+      expect(missed).toBe(0);
+    } finally {
+      await s.dispose();
+    }
+  });
+
   it('a failed control channel is ERR_GPIO_IO, not a hang', async () => {
     const s = await rigGpioSetup();
     const line = await openRigGpio(s.client, { line: rigGpioLines.ledStatus, direction: 'out' });

@@ -46,8 +46,6 @@ class RigGpioLine implements GpioLine {
   private readonly activeLow: boolean;
   private closed = false;
   private readonly watchers = new Set<{ edge: GpioEdge; listener: (v: GpioValue) => void }>();
-  /** The last logical level seen by the watchers (edges are changes of it). */
-  private lastSeen: GpioValue | undefined;
   private readonly onEvent = (e: RigEvent): void => {
     if (e['line'] !== this.line || (e['value'] !== 0 && e['value'] !== 1)) return;
     this.deliver(this.logical(e['value']));
@@ -104,16 +102,12 @@ class RigGpioLine implements GpioLine {
     if (edge !== 'rising' && edge !== 'falling' && edge !== 'both') throw new InvalidArgumentError(GpioErrorCode.invalidArgument, `bad edge ${String(edge)}`);
     const w = { edge, listener };
     if (this.watchers.size === 0) {
+      // The rig sends one event per level change of a subscribed line, so every event is an
+      // edge. Requests on the channel are handled in order, so an edge caused by any later
+      // request is reported. A failed subscription (the channel went down) leaves the watcher
+      // silent, as an unpowered line would be.
       this.client.on('gpio', this.onEvent);
-      // Subscribing is asynchronous; the level it reports seeds edge detection. A failure
-      // (the channel went down) leaves the watcher silent, as an unpowered line would be.
-      this.call('gpio.watch').then(
-        (r) => {
-          const level = (r as { level?: unknown } | null)?.level;
-          if (this.lastSeen === undefined && (level === 0 || level === 1)) this.lastSeen = this.logical(level);
-        },
-        () => undefined,
-      );
+      this.call('gpio.watch').catch(() => undefined);
     }
     this.watchers.add(w);
     return () => {
@@ -124,13 +118,11 @@ class RigGpioLine implements GpioLine {
 
   private unsubscribe(): void {
     this.client.off('gpio', this.onEvent);
-    this.lastSeen = undefined;
     this.call('gpio.unwatch').catch(() => undefined);
   }
 
   private deliver(level: GpioValue): void {
-    if (this.closed || level === this.lastSeen) return;
-    this.lastSeen = level;
+    if (this.closed) return;
     for (const w of [...this.watchers]) {
       if (w.edge === 'both' || (w.edge === 'rising') === (level === 1)) w.listener(level);
     }
