@@ -100,6 +100,12 @@ export interface LinkEndpoint {
   on<E extends keyof LinkEndpointEvents>(event: E, listener: LinkEndpointEvents[E]): this;
   off<E extends keyof LinkEndpointEvents>(event: E, listener: LinkEndpointEvents[E]): this;
   stats(): MultipathStats;
+  /**
+   * Forgets the partner's session: only for a partner known from a trusted source (the
+   * shared-disk mailboxes) to have come back with a lower generation, which the link refuses
+   * as stale. Returns the reliable messages not yet acknowledged.
+   */
+  forgetPeer(): { channel: number; payload: Uint8Array }[];
   /** Stops timers and closes every transport; idempotent. */
   close(): Promise<void>;
 }

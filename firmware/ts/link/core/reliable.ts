@@ -270,7 +270,7 @@ export class ReliableChannel {
   get writable(): boolean {
     return this.queuedCount() < this.limits.sendQueueHighWaterMessages;
   }
-  /** Messages sent and not yet acknowledged, plus those queued behind the window. */
+  /** Frames in the window (fragments count one each) plus messages queued behind it. */
   get pendingMessages(): number {
     return this.unacked.length + this.queuedCount();
   }
