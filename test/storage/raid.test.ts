@@ -32,6 +32,8 @@ interface RigOptions {
   autoRebuild?: boolean;
   /** Turn on the simulator's buggify() sites (default off). */
   buggify?: boolean;
+  /** Disk sector size (default 4096). */
+  sectorSize?: number;
 }
 
 /** A simulation with disks sized for the volume, and a record of the volume's events. */
@@ -55,7 +57,8 @@ class Rig {
     this.limits = { rebuildBandwidthBytesPerSec: Infinity, rebuildChunkBytes: 4 * this.unitBytes, ...o.limits };
     this.autoRebuild = o.autoRebuild ?? true;
     const sizeBytes = diskLayout.raidDataOffsetBytes + this.stripes * this.unitBytes;
-    const disk = (name: string): SimBlockDevice => new SimBlockDevice({ timers: this.sim.timers, prng: this.sim.fork(), sizeBytes, name });
+    const sectorSize = o.sectorSize ?? 4096;
+    const disk = (name: string): SimBlockDevice => new SimBlockDevice({ timers: this.sim.timers, prng: this.sim.fork(), sizeBytes, name, sectorSize });
     this.disks = Array.from({ length: o.members ?? 4 }, (_, i) => disk(`d${i}`));
     this.spares = Array.from({ length: o.spares ?? 0 }, (_, i) => disk(`s${i}`));
   }
@@ -173,7 +176,7 @@ if (seedScale > 1) vi.setConfig({ testTimeout: 30_000 * seedScale });
 describe('RAID-4 volume: reads and full-stripe writes', () => {
   it('ST-2 returns exactly what was written, for any block range and any stripe unit', async () => {
     for (const seed of seeds(6)) {
-      const r = new Rig(seed, { members: 2 + (seed % 4), unitBytes: 4096 * (1 + (seed % 3)), stripes: 24 });
+      const r = new Rig(seed, { members: 2 + (seed % 4), unitBytes: 4096 * (1 + (seed % 3)), stripes: 24, sectorSize: seed % 2 === 0 ? 512 : 4096 });
       await r.sim.run(async () => {
         const v = await r.create();
         expect(v.status().state).toBe('normal');
