@@ -1,6 +1,6 @@
-// Builds a blade's interconnect endpoint from its board description: the serial UART (path 0,
-// preferred) and a UDP path between the interconnect addresses (path 1), authenticated with
-// a key derived from the pair's shared secret. This is what the composition root calls.
+// Builds a blade's interconnect endpoint from its board description: a UDP path between the
+// interconnect addresses (path 0, preferred for reliable traffic) and the serial UART (path 1),
+// authenticated with a key derived from the pair's shared secret. The composition root calls it.
 
 import { createHmac } from 'node:crypto';
 import type { Clock, Timers } from '../core/clock.ts';
