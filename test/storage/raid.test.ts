@@ -19,6 +19,7 @@ import {
   type RaidLimits,
   type RaidVolume,
 } from '../../firmware/ts/storage/raid/index.ts';
+import { inspectDisks, previewAssembly } from '../../firmware/ts/storage/raid/inspect.ts';
 
 const pairId = 'pair-ab';
 const volumeId = 'blade-a';
@@ -687,6 +688,30 @@ describe('RAID-4 volume: power cuts and the write hole', () => {
 });
 
 describe('RAID volume assembly and labels', () => {
+  it('inspects labels and previews an assembly without writing anything', async () => {
+    const r = new Rig(56, { spares: 1 });
+    await r.sim.run(async () => {
+      const v = await r.create();
+      await v.close();
+      r.disks[2]?.corrupt(50, 4);
+      const blank = new SimBlockDevice({ timers: r.sim.timers, prng: r.sim.fork(), name: 'blank' });
+      const all = [...r.disks, ...r.spares, blank];
+      const writes = writeCount(all);
+      const rows = await inspectDisks(all);
+      expect(rows.map((x) => x.kind)).toEqual(['label', 'label', 'invalid', 'label', 'label', 'blank']);
+      expect(rows[0]?.summary).toMatch(/^d0: pair-ab\/blade-a data position 0 of 4, generation 1, unit 16 KiB x 32 stripes, uuid [0-9a-f]{32}$/);
+      expect(rows[3]?.summary).toContain('parity position 3 of 4');
+      expect(rows[4]?.summary).toContain('spare');
+      expect(rows[2]).toMatchObject({ code: LabelErrorCode.crc });
+      const preview = await previewAssembly(all, pairId, volumeId);
+      expect(preview).toMatchObject({ ok: true, state: 'degraded', generation: 1 });
+      expect(preview.disks.map((d) => d.use)).toEqual(['member', 'member', 'rejected', 'member', 'spare', 'rejected']);
+      const refused = await previewAssembly([r.disks[0] as SimBlockDevice, r.disks[2] as SimBlockDevice], pairId, volumeId);
+      expect(refused).toMatchObject({ ok: false, code: RaidErrorCode.membersMissing });
+      expect(writeCount(all)).toBe(writes);
+    });
+  });
+
   it('records a half-rebuilt disk that is absent at boot as failed, so that it is stale when it comes back', async () => {
     const r = new Rig(55, { spares: 1, stripes: 64, limits: { rebuildBandwidthBytesPerSec: 512 * 1024, rebuildCheckpointBytes: 4 * 16384 } });
     await r.sim.run(async () => {
