@@ -1046,7 +1046,7 @@ export class HaMachine {
     this.claimed = 0;
     this.dirty = true;
     // Publish STOPPED once so a partner part-way through its takeover sees us comply.
-    this.emitStatus(false);
+    this.actions.push({ type: 'send', message: this.nextMessage() });
     this.reboot();
   }
 
@@ -1134,11 +1134,6 @@ export class HaMachine {
       firmwareVersion: this.cfg.firmwareVersion,
       claimedSets: this.claimed,
     };
-  }
-
-  private emitStatus(mailboxToo: boolean): void {
-    this.actions.push({ type: 'send', message: this.nextMessage() });
-    if (mailboxToo && this.claimed !== 0) this.actions.push({ type: 'write-mailbox', message: this.nextMessage(), sets: this.claimed });
   }
 
   private heartbeat(): void {
