@@ -34,9 +34,17 @@ export interface HaDriverOptions {
   alert?(code: string, message: string): void;
 }
 
-/** The HA path list for a link endpoint's paths plus the mailbox disks. */
-export function haPathsFor(link: LinkEndpoint | undefined, mailboxDisks: readonly MailboxDisk[]): HaPathConfig[] {
-  const paths: HaPathConfig[] = (link?.paths ?? []).map((p) => ({ id: p.name, kind: p.kind === 'stream' ? 'interconnect' : 'network' }));
+/**
+ * The HA path list for a link endpoint's paths plus the mailbox disks. By default a stream
+ * path (the serial cable) is the interconnect and a datagram path a network; `kindOf` can
+ * say otherwise (a TCP path over the network, from the board description).
+ */
+export function haPathsFor(
+  link: LinkEndpoint | undefined,
+  mailboxDisks: readonly MailboxDisk[],
+  kindOf: (name: string, linkKind: 'stream' | 'datagram') => 'interconnect' | 'network' = (_n, k) => (k === 'stream' ? 'interconnect' : 'network'),
+): HaPathConfig[] {
+  const paths: HaPathConfig[] = (link?.paths ?? []).map((p) => ({ id: p.name, kind: kindOf(p.name, p.kind) }));
   for (const d of mailboxDisks) paths.push({ id: mailboxPathId(d.index), kind: 'mailbox' });
   return paths;
 }
