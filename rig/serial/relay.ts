@@ -30,7 +30,7 @@ export interface SerialRelayStats {
   /** Chunks lost to the drop fault. */
   droppedChunks: number;
   corruptedChunks: number;
-  /** Bytes dropped because the receiving end was powered off or its queue was full. */
+  /** Bytes dropped because the link was cut, the receiving end was powered off, or its queue was full. */
   discardedBytes: number;
 }
 
@@ -124,8 +124,7 @@ export class SerialRelay {
   }
 
   private forward(chunk: Uint8Array, to: EndState, counter: 'bytesAtoB' | 'bytesBtoA'): void {
-    if (this.faults.cut) return;
-    if (!to.powered) {
+    if (this.faults.cut || !to.powered) {
       this.stats.discardedBytes += chunk.length;
       return;
     }

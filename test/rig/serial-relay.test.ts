@@ -21,6 +21,12 @@ function collect(s: tty.ReadStream): { bytes: () => Buffer } {
 
 const settle = (ms = 150): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Polls until `cond` holds (bytes cross several processes' queues; a loaded host is slow). */
+async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond() && Date.now() < deadline) await settle(10);
+}
+
 describe('rig serial relay', () => {
   let relay: SerialRelay | undefined;
   const opened: tty.ReadStream[] = [];
@@ -40,7 +46,7 @@ describe('rig serial relay', () => {
     const payload = Buffer.from(Array.from({ length: 3000 }, (_, i) => i & 0xff));
     a.write(payload);
     b.write(Buffer.from('pong'));
-    await settle(300);
+    await until(() => atB.bytes().length >= payload.length && atA.bytes().length >= 4);
     expect(atB.bytes().equals(payload)).toBe(true);
     expect(atA.bytes().toString()).toBe('pong');
   });
@@ -54,10 +60,11 @@ describe('rig serial relay', () => {
     const atB = collect(b);
     relay.faults.cut = true;
     a.write(Buffer.from('lost'));
-    await settle();
+    await until(() => relay?.stats.discardedBytes === 4);
+    expect(relay.stats.discardedBytes).toBe(4);
     relay.faults.cut = false;
     a.write(Buffer.from('kept'));
-    await settle();
+    await until(() => atB.bytes().length >= 4);
     expect(atB.bytes().toString()).toBe('kept');
   });
 
@@ -70,7 +77,7 @@ describe('rig serial relay', () => {
     const atB = collect(b);
     relay.faults.corruptProbability = 1;
     a.write(Buffer.from([0, 0, 0, 0]));
-    await settle();
+    await until(() => atB.bytes().length >= 4);
     expect(atB.bytes()[0]).toBe(1);
     expect(relay.stats.corruptedChunks).toBeGreaterThan(0);
   });
@@ -84,7 +91,7 @@ describe('rig serial relay', () => {
     const atB = collect(b);
     relay.faults.dropProbability = 1;
     a.write(Buffer.from('gone'));
-    await settle();
+    await until(() => (relay?.stats.droppedChunks ?? 0) > 0);
     expect(atB.bytes().length).toBe(0);
     expect(relay.stats.droppedChunks).toBeGreaterThan(0);
   });
@@ -101,7 +108,7 @@ describe('rig serial relay', () => {
     a.write(Buffer.from('two'));
     await settle(20);
     expect(atB.bytes().length).toBe(0);
-    await settle(300);
+    await until(() => atB.bytes().length >= 6);
     expect(atB.bytes().toString()).toBe('onetwo');
   });
 
@@ -131,6 +138,8 @@ describe('rig serial relay', () => {
       expect(ticksDuringFlood).toBeGreaterThan(0);
       expect(ticks).toBeGreaterThan(ticksDuringFlood);
       // What did not fit was dropped, not queued without bound.
+      const r = relay;
+      await until(() => r.stats.bytesAtoB + r.stats.discardedBytes >= 2 * 1024 * 1024);
       expect(relay.stats.discardedBytes).toBeGreaterThan(0);
       expect(relay.stats.bytesAtoB).toBeLessThan(2 * 1024 * 1024);
       expect(relay.stats.bytesAtoB + relay.stats.discardedBytes).toBe(2 * 1024 * 1024);
@@ -149,7 +158,7 @@ describe('rig serial relay', () => {
     opened.push(a);
     relay.setPowered('b', false);
     a.write(Buffer.alloc(10_000, 7));
-    await settle();
+    await until(() => (relay?.stats.discardedBytes ?? 0) >= 10_000);
     expect(relay.stats.discardedBytes).toBeGreaterThanOrEqual(10_000);
     relay.setPowered('b', true);
     const b = openEnd(paths.b);
@@ -157,7 +166,7 @@ describe('rig serial relay', () => {
     const atB = collect(b);
     await settle(50);
     a.write(Buffer.from('fresh'));
-    await settle();
+    await until(() => atB.bytes().length >= 5);
     expect(atB.bytes().toString()).toBe('fresh');
   });
 });
