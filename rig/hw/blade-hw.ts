@@ -53,8 +53,12 @@ export class RigBladeHardware {
   readonly outputs = new Map<number, GpioLine>();
   /** The rig's handles on the input lines (it watches them to forward edges). */
   readonly inputs = new Map<number, GpioLine>();
-  /** Input lines the blade asked edge events for. */
-  readonly watched = new Set<number>();
+  /**
+   * Input lines the blade asked edge events for, with the number of subscriptions: a blade may
+   * hold several connections (its GPIO drivers, its fence), and one unsubscribing must not
+   * silence another. Handlers only know the blade, not the connection, hence a count.
+   */
+  readonly watched = new Map<number, number>();
   /** What the outputs were last set to, for `rig status` and tests: line -> level. */
   readonly outputLog: Array<{ line: number; value: GpioValue }> = [];
 
@@ -278,11 +282,14 @@ export class RigHardware {
     server.handle('gpio.watch', (blade, args) => {
       const line = lineArg(args);
       if (!hw(blade).inputs.has(line)) throw new TwinbladeError(GpioErrorCode.direction, 'invalid-argument', `rig GPIO line ${line} is an output`);
-      hw(blade).watched.add(line);
+      hw(blade).watched.set(line, (hw(blade).watched.get(line) ?? 0) + 1);
       return { level: hw(blade).level(line) };
     });
     server.handle('gpio.unwatch', (blade, args) => {
-      hw(blade).watched.delete(lineArg(args));
+      const line = lineArg(args);
+      const n = (hw(blade).watched.get(line) ?? 0) - 1;
+      if (n > 0) hw(blade).watched.set(line, n);
+      else hw(blade).watched.delete(line);
       return null;
     });
     server.handle('i2c.readByte', (blade, args) => hw(blade).i2c.readByte(num(args, 'address'), num(args, 'register')));

@@ -18,6 +18,7 @@ interface RigGpioSetup {
   hw: RigHardware;
   client: RigControlClient;
   powerLog: string[];
+  socketPath: string;
   dispose(): Promise<void>;
 }
 
@@ -39,6 +40,7 @@ async function rigGpioSetup(): Promise<RigGpioSetup> {
     hw,
     client,
     powerLog,
+    socketPath: path.join(dir, 'control.sock'),
     dispose: async () => {
       await client.close();
       hw.close();
@@ -105,6 +107,31 @@ describe('rig GPIO driver', () => {
       }
       expect(missed).toBe(0);
     } finally {
+      await s.dispose();
+    }
+  });
+
+  it('two drivers of one blade watching the same input (two connections): one unsubscribing leaves the other its edges', async () => {
+    const s = await rigGpioSetup();
+    const second = new RigControlClient({ socketPath: s.socketPath, blade: 'a' });
+    await second.connect();
+    try {
+      const output = await openRigGpio(s.client, { line: rigGpioLines.jumperOut, direction: 'out' });
+      const first = await openRigGpio(s.client, { line: rigGpioLines.jumperIn, direction: 'in' });
+      const other = await openRigGpio(second, { line: rigGpioLines.jumperIn, direction: 'in' });
+      const seen: number[] = [];
+      const offFirst = first.watch('both', () => undefined);
+      other.watch('both', (v) => seen.push(v));
+      await second.request('ping');
+      offFirst();
+      await first.close();
+      await output.write(1);
+      await settleEdges(second);
+      await settleEdges(s.client);
+      expect(seen).toEqual([1]);
+      await other.close();
+    } finally {
+      await second.close();
       await s.dispose();
     }
   });
