@@ -97,5 +97,8 @@ describe('state-machine log', () => {
     expect(sm.carryCandidates(1, 2, 10).map((r) => r.changeSeq)).toEqual([1]);
     expect(sm.carryCandidates(3, 9, 10).map((r) => r.changeSeq)).toEqual([3]);
     expect(sm.carryCandidates(1, 9, 60)).toEqual([]);
+    // Capped: the newest replies win.
+    sm.replied(key(2), 5);
+    expect(sm.carryCandidates(1, 9, 10, 1).map((r) => r.changeSeq)).toEqual([3]);
   });
 });

@@ -498,7 +498,7 @@ export class NvLog {
    */
   private releaseHalf(half: 0 | 1, now: number): number {
     const h = this.halves[half];
-    const carry = this.sm.carryCandidates(h.firstSeq, h.maxSeq, now);
+    const carry = this.sm.carryCandidates(h.firstSeq, h.maxSeq, now, this.limits.carryForwardMax);
     const payloads = carry.map((r) => ({ r, p: encodeStatePayload({ key: fromHexKey(r.key), changeSeq: r.changeSeq, reply: r.reply ?? new Uint8Array(0) }) }));
     const need = payloads.reduce((s, x) => s + paddedEntryBytes(x.p.length), 0);
     if (this.writePos + need > this.layout.halfBytes) return 0;

@@ -109,7 +109,7 @@ async function measure(log: NvLog, count: number, window: number, size: number, 
           if (n >= warmup) lat.push(now - start);
           completed++;
           // Consistency points keep up: release everything acknowledged so far.
-          if (completed % 256 === 0) {
+          if (completed % 1024 === 0) {
             log.beginCp();
             log.release(r.seq);
           }

@@ -12,6 +12,12 @@ export const nvlogLimits = {
   smRequestsMax: 4096,
   /** How long a reply is kept for retransmissions after it was sent. */
   replyRetentionMs: 30_000,
+  /**
+   * Replies re-logged when a half is released, at most (the newest first): the ones a client
+   * may still retransmit after a crash are the recent ones; re-logging all of a large table
+   * at every release would cost more than the changes themselves.
+   */
+  carryForwardMax: 256,
   /** Largest request key (client address, port, xid...) kept with a change. */
   requestKeyBytesMax: 64,
   /** Largest reply kept for a retransmission. */

@@ -149,14 +149,16 @@ export class StateMachineLog {
    * them forward as new state entries, so a reply survives as long as it is retained while
    * the log depth stays bounded by the consistency points (SM-3).
    */
-  carryCandidates(firstSeq: number, lastSeq: number, nowMs: number): SmRecord[] {
+  carryCandidates(firstSeq: number, lastSeq: number, nowMs: number, max = Number.MAX_SAFE_INTEGER): SmRecord[] {
     const out: SmRecord[] = [];
     for (const r of this.byKey.values()) {
       if (r.reply === undefined || (r.state !== 'applied' && r.state !== 'replied')) continue;
       if (r.repliedAtMs !== undefined && nowMs - r.repliedAtMs >= this.limits.replyRetentionMs) continue;
       if (r.stateSeq === 0 ? r.changeSeq <= lastSeq : r.stateSeq >= firstSeq && r.stateSeq <= lastSeq) out.push(r);
     }
-    return out;
+    if (out.length <= max) return out;
+    // The newest replies first: they are the ones a retransmission may still ask for.
+    return out.sort((a, b) => (b.repliedAtMs ?? nowMs) - (a.repliedAtMs ?? nowMs) || b.changeSeq - a.changeSeq).slice(0, max).sort((a, b) => a.changeSeq - b.changeSeq);
   }
 
   metrics(): SmMetrics {
