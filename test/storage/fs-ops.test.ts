@@ -2,6 +2,7 @@
 // blocks, directories of 100,000 entries with readdir cookies that stay valid across CPs and
 // remounts, inode reservation, limits, the dirty-data and timer CP triggers.
 import { describe, expect, it } from 'vitest';
+import { bytesEqual } from '../../firmware/ts/core/bytes.ts';
 import { Prng } from '../../firmware/ts/core/prng.ts';
 import { VirtualTime } from '../../firmware/ts/hal/clock/sim/virtual.ts';
 import type { FsError} from '../../firmware/ts/fsapi/ops.ts';
@@ -152,6 +153,46 @@ describe('CoW file system operations', () => {
     const mid = before[before.length >> 1]!;
     const rest = await partner.readdir(d, mid.cookie, 1000);
     expect(rest.entries.map((e) => e.name)).toEqual(before.slice((before.length >> 1) + 1).map((e) => e.name));
+  });
+
+  it('a fragmented volume (every other small file removed) still takes CPs, using partly used stripes', async () => {
+    const vol = new MemVolume({ blockCount: 3072, stripeBlocks: 8 });
+    await mkfs(vol.session(), { fsid: 6n, inodeCountMax: 4096 });
+    const fs = await CowFs.mount(vol.session());
+    const files: InodeRef[] = [];
+    const block = (i: number): Uint8Array => new Uint8Array(4096).fill(i & 0xff);
+    // Fill most of the volume with one-block files, a CP every 100 files.
+    for (let i = 0; (await fs.fsstat()).availBytes > 40 * 4096; i++) {
+      const f = await create(fs, fs.rootIno, `f${i}`);
+      await fs.apply({ op: 'write', target: f, offset: 0, data: block(i), time: now(), cred });
+      files.push(f);
+      if (i % 100 === 99) await fs.takeCp();
+    }
+    await fs.takeCp();
+    for (let i = 0; i < files.length; i += 2) await fs.apply({ op: 'remove', dir: fs.rootIno, name: `f${i}`, time: now(), cred });
+    await fs.takeCp();
+    await fs.takeCp();
+    // Half the data blocks are free again, but hardly any stripe is wholly free.
+    const more: InodeRef[] = [];
+    let partial = 0;
+    for (let i = 0; i < files.length / 3; i++) {
+      const f = await create(fs, fs.rootIno, `g${i}`);
+      await fs.apply({ op: 'write', target: f, offset: 0, data: block(i + 7), time: now(), cred });
+      more.push(f);
+      if (i % 50 === 49) {
+        await fs.takeCp();
+        partial += fs.lastCpStats?.partialStripes ?? 0;
+      }
+    }
+    expect(partial).toBeGreaterThan(0);
+    await fs.takeCp();
+    expect(await fsck(vol.session())).toEqual([]);
+    await fs.close();
+    const fs2 = await CowFs.mount(vol.session());
+    let wrong = 0;
+    for (let i = 1; i < files.length; i += 2) if (!bytesEqual((await fs2.read(files[i]!, 0, 4096)).data, block(i))) wrong++;
+    for (let i = 0; i < more.length; i++) if (!bytesEqual((await fs2.read(more[i]!, 0, 4096)).data, block(i + 7))) wrong++;
+    expect(wrong).toBe(0);
   });
 
   it('allocInode never hands out the same inode and generation twice', async () => {

@@ -108,6 +108,8 @@ export interface CpStats {
   blocks: number;
   /** Map-region blocks rewritten. */
   mapBlocks: number;
+  /** Partly used stripes the CP had to read and rewrite (free space is fragmented). */
+  partialStripes: number;
   freezeMs: number;
   writeMs: number;
 }
@@ -146,6 +148,8 @@ interface CpWrite {
   data?: Uint8Array;
   /** Or block images, copied into a buffer just before the write (overlapping other writes' I/O). */
   images?: Array<CpImage | undefined> | undefined;
+  /** A partly used stripe: read it first, so its live blocks are rewritten unchanged. */
+  readFirst?: boolean;
 }
 
 interface DirIndex {
@@ -156,6 +160,7 @@ interface DirIndex {
 interface PreparedCp {
   cp: number;
   dataBlocks: number;
+  partialStripes: number;
   mapBlocks: number;
   freezeMs: number;
   slot: number;
@@ -551,6 +556,9 @@ export class CowFs implements FileSystem {
           throw new FsError(FsStatus.NOT_SYNC, 'ctime guard mismatch');
         }
         checkSetAttr(c.cred, f, c.attrs, false);
+        this.checkMetadataRoom((s: FsStatus): never => {
+          throw new FsError(s);
+        });
         await this.setAttrs(f, c.attrs, c.time);
         return { op: 'setattr', pre, post: attrOf(f) };
       }
@@ -595,6 +603,7 @@ export class CowFs implements FileSystem {
         if (c.op === 'rmdir' && f.type !== FileType.DIR) fail(FsStatus.NOTDIR);
         if (c.op === 'rmdir' && (await this.dirIndex(f)).names.size > 0) fail(FsStatus.NOTEMPTY);
         if (!stickyAllows(c.cred, d, f)) fail(FsStatus.ACCES);
+        this.checkMetadataRoom(fail);
         await this.dirRemove(d, c.name);
         await this.unlinkInode(f, d, c.time);
         d.mtime = { ...c.time };
@@ -617,6 +626,7 @@ export class CowFs implements FileSystem {
         if (!may(c.cred, d, 3)) fail(FsStatus.ACCES);
         if ((await this.dirIndex(d)).names.has(c.name)) fail(FsStatus.EXIST);
         if (f.nlink >= fsLimits.linkCountMax) fail(FsStatus.MLINK);
+        this.checkMetadataRoom(fail);
         await this.dirAdd(d, c.name, f.ino, f.type as FileType);
         f.nlink++;
         f.ctime = { ...c.time };
@@ -750,6 +760,7 @@ export class CowFs implements FileSystem {
       if (t.type === FileType.DIR && (await this.dirIndex(t)).names.size > 0) fail(FsStatus.NOTEMPTY);
       victim = t;
     }
+    this.checkMetadataRoom(fail);
     if (victim !== undefined) {
       await this.dirRemove(to, c.toName);
       await this.unlinkInode(victim, to, c.time);
@@ -1283,11 +1294,11 @@ export class CowFs implements FileSystem {
     const cp = this.committedCp + 1;
     const slot = cp % 2;
     const S = this.geometry.stripeBlocks;
-    const stripes = this.allocStripes(Math.ceil(this.dirtyCount / S));
+    const room = this.allocate(this.dirtyCount);
     // Contiguous free stripes become one write of up to `cpRunBlocks` blocks.
     const runs: Array<{ first: number; blocks: number }> = [];
     const runBlocksMax = cpRunBlocks(S, this.opts.cpWriteBytesMax);
-    for (const st of stripes) {
+    for (const st of room.full) {
       const last = runs[runs.length - 1];
       if (last !== undefined && last.first + last.blocks === st * S && last.blocks + S <= runBlocksMax) last.blocks += S;
       else runs.push({ first: st * S, blocks: S });
@@ -1297,6 +1308,14 @@ export class CowFs implements FileSystem {
     const targetSlot: Array<{ w: CpWrite; i: number }> = [];
     for (const w of writes) {
       for (let i = 0; i < w.blocks; i++) {
+        targets.push(w.first + i);
+        targetSlot.push({ w, i });
+      }
+    }
+    for (const p of room.partial) {
+      const w: CpWrite = { first: p.stripe * S, blocks: S, images: new Array<CpImage | undefined>(S), readFirst: true };
+      writes.push(w);
+      for (const i of p.free) {
         targets.push(w.first + i);
         targetSlot.push({ w, i });
       }
@@ -1394,14 +1413,17 @@ export class CowFs implements FileSystem {
     this.freedCurrent = 0;
     const mapBlocks = changedStripes.size * S;
     const freezeMs = (this.opts.clock?.nowMs() ?? 0) - t0;
-    return { cp, dataBlocks, mapBlocks, freezeMs, slot, writes, superblock, pinned, blocks, inodes, applied };
+    return { cp, dataBlocks, partialStripes: room.partial.length, mapBlocks, freezeMs, slot, writes, superblock, pinned, blocks, inodes, applied };
   }
 
   private async writeCp(p: PreparedCp): Promise<void> {
     const t0 = this.opts.clock?.nowMs() ?? 0;
     const queue = [...p.writes];
     const worker = async (): Promise<void> => {
-      for (let w = queue.shift(); w !== undefined; w = queue.shift()) await this.volume.writeStripes(w.first, materialize(w, p.cp));
+      for (let w = queue.shift(); w !== undefined; w = queue.shift()) {
+        const base = w.readFirst === true ? (await this.volume.readBlocks(w.first, w.blocks)).slice() : undefined;
+        await this.volume.writeStripes(w.first, materialize(w, p.cp, base));
+      }
     };
     await Promise.all(Array.from({ length: Math.max(1, this.opts.cpWriteConcurrencyMax) }, worker));
     await this.volume.flush();
@@ -1418,35 +1440,72 @@ export class CowFs implements FileSystem {
       page.shared = false;
       if (!page.dirty && this.cachedPage(page.ino, page.level, page.index) === page) this.lru.add(page);
     }
-    this.lastCpStats = { cpNumber: p.cp, blocks: p.dataBlocks, mapBlocks: p.mapBlocks, freezeMs: p.freezeMs, writeMs: (this.opts.clock?.nowMs() ?? 0) - t0 };
+    this.lastCpStats = { cpNumber: p.cp, blocks: p.dataBlocks, mapBlocks: p.mapBlocks, partialStripes: p.partialStripes, freezeMs: p.freezeMs, writeMs: (this.opts.clock?.nowMs() ?? 0) - t0 };
     this.opts.onCpCommitted?.({ cpNumber: p.cp, appliedSeq: new Map(p.applied) });
   }
 
-  /** Finds `n` fully free stripes (free in the live map and in both committed map regions). */
-  private allocStripes(n: number): number[] {
+  /**
+   * Finds room for `n` blocks: fully free stripes (free in the live map and in both
+   * committed map regions) when there are enough; otherwise, as a last resort against
+   * fragmentation, also the free blocks of partly used stripes, which the CP then writes
+   * by reading the stripe and rewriting its live blocks unchanged.
+   */
+  private allocate(n: number): { full: number[]; partial: Array<{ stripe: number; free: number[] }> } {
     const S = this.geometry.stripeBlocks;
     const firstStripe = Math.ceil(this.geometry.dataStart / S);
     const endStripe = Math.floor(this.geometry.blockCount / S);
     const span = endStripe - firstStripe;
-    const out: number[] = [];
+    const want = Math.ceil(n / S);
+    const full: number[] = [];
     const others = [this.regionBlocks[0], this.regionBlocks[1]];
     let s = this.stripeCursor < firstStripe || this.stripeCursor >= endStripe ? firstStripe : this.stripeCursor;
-    for (let tried = 0; out.length < n && tried < span; tried++) {
-      if (this.liveBlocks.rangeClear(s * S, S, others)) out.push(s);
+    for (let tried = 0; full.length < want && tried < span; tried++) {
+      if (this.liveBlocks.rangeClear(s * S, S, others)) full.push(s);
       s = s + 1 >= endStripe ? firstStripe : s + 1;
     }
-    if (out.length < n) {
-      throw new TwinbladeError(CowFsErrorCode.cpNoSpace, 'no-space', `CP needs ${n} free stripes, found ${out.length}`);
-    }
     this.stripeCursor = s;
-    return out.sort((a, b) => a - b);
+    full.sort((a, b) => a - b);
+    const partial: Array<{ stripe: number; free: number[] }> = [];
+    let missing = n - full.length * S;
+    if (missing > 0) {
+      const taken = new Set(full);
+      for (let st = firstStripe; st < endStripe && missing > 0; st++) {
+        if (taken.has(st)) continue;
+        const free: number[] = [];
+        for (let i = 0; i < S; i++) if (this.liveBlocks.rangeClear(st * S + i, 1, others)) free.push(i);
+        if (free.length === 0) continue;
+        partial.push({ stripe: st, free: free.slice(0, missing) });
+        missing -= Math.min(missing, free.length);
+      }
+      if (missing > 0) {
+        throw new TwinbladeError(CowFsErrorCode.cpNoSpace, 'no-space', `CP needs ${n} blocks, found room for ${n - missing}`);
+      }
+    }
+    return { full, partial };
   }
 
-  /** Blocks a change may still use: free data blocks minus dirty ones and those still protected. */
+  /**
+   * Blocks new data may still use: free blocks minus dirty ones, those still protected, and
+   * a reserve. The reserve (two stripes, 1 % of the data area, and as many blocks as the
+   * inode file uses) is what changes that only rewrite metadata — removes above all, which
+   * in a copy-on-write file system need space before they free any — may dip into.
+   */
   private availableBlocks(): number {
+    return this.unreservedBlocks() - this.metadataReserveBlocks();
+  }
+
+  private metadataReserveBlocks(): number {
     const g = this.geometry;
-    const slack = 2 * g.stripeBlocks + Math.ceil((g.blockCount - g.dataStart) / 100);
-    return g.blockCount - this.liveBlocks.count - this.dirtyCount - this.freedCurrent - this.freedPrevious - slack;
+    return 2 * g.stripeBlocks + Math.ceil((g.blockCount - g.dataStart) / 100) + Math.ceil(this.liveInodes.count / inodesPerBlock) + 8;
+  }
+
+  private unreservedBlocks(): number {
+    return this.geometry.blockCount - this.liveBlocks.count - this.dirtyCount - this.freedCurrent - this.freedPrevious;
+  }
+
+  /** Metadata-only changes (remove, rename, link, setattr) fail with NOSPC only when even the reserve is gone. */
+  private checkMetadataRoom(fail: (s: FsStatus) => never): void {
+    if (this.unreservedBlocks() < this.geometry.stripeBlocks + 8) fail(FsStatus.NOSPC);
   }
 
   // ---- plumbing ------------------------------------------------------------------------
@@ -1528,9 +1587,9 @@ export class CowFs implements FileSystem {
 }
 
 /** The bytes of one CP write: block images copied (and metadata sealed) into one buffer. */
-function materialize(w: CpWrite, cp: number): Uint8Array {
+function materialize(w: CpWrite, cp: number, base: Uint8Array | undefined): Uint8Array {
   if (w.data !== undefined) return w.data;
-  const buf = new Uint8Array(w.blocks * fsBlockBytes);
+  const buf = base ?? new Uint8Array(w.blocks * fsBlockBytes);
   const images = w.images ?? [];
   for (let i = 0; i < images.length; i++) {
     const img = images[i];
