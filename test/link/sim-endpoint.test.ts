@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { Simulation } from '../../firmware/ts/sim/kernel.ts';
 import type { SimDomain } from '../../firmware/ts/sim/kernel.ts';
 import { SimNetwork } from '../../firmware/ts/sim/network.ts';
+import type { BuggifyOptions } from '../../firmware/ts/sim/buggify.ts';
 import { MultipathEndpoint } from '../../firmware/ts/link/multipath.ts';
 import { SimPathTransport } from '../../firmware/ts/link/sim/sim-transport.ts';
 import { hmacSha256Mac } from '../../firmware/ts/link/mac.ts';
@@ -19,8 +20,8 @@ interface World {
   blade(name: 'a' | 'b', generation: number, domain: SimDomain): MultipathEndpoint;
 }
 
-function world(seed: number): World {
-  const sim = new Simulation({ seed, buggify: false });
+function world(seed: number, buggify: BuggifyOptions | false = false): World {
+  const sim = new Simulation({ seed, buggify });
   const env = { timers: sim.timers, prng: sim.fork(), clock: sim.clock };
   const serial = new SimNetwork(env, { name: 'serial', defaultProfile: { fifo: true, latency: { minMs: 0.1, maxMs: 0.3 } } });
   const net = new SimNetwork(env, {
@@ -96,6 +97,31 @@ describe('link endpoint under the simulation kernel', () => {
       expect(status.length, `seed ${seed}`).toBeGreaterThan(0);
       expect(status.every((p) => p === 1), `seed ${seed}`).toBe(true);
       expect(b.stats().reliableDelivered).toBe(n);
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('CF-4 exactly once in order with every link buggify site active (spurious resends, delayed acks, needless path switches)', async () => {
+    for (const seed of [11, 12]) {
+      const w = world(seed, { activationProbability: 1 });
+      const a = w.blade('a', 11, w.sim.domain('a'));
+      const b = w.blade('b', 21, w.sim.domain('b'));
+      const got: number[] = [];
+      b.on('message', (_ch, p) => got.push(id(p)));
+      const switches: number[] = [];
+      a.on('activePath', (p) => switches.push(p));
+      await w.sim.runUntil(() => a.peerReachable && b.peerReachable);
+      for (let i = 0; i < 400; i++) {
+        a.sendReliable(LinkChannel.mirror, msg(i));
+        await w.sim.runUntil(w.sim.nowMs + 1);
+      }
+      await w.sim.runUntil(() => got.length === 400);
+      expect(got, `seed ${seed}`).toEqual([...Array(400).keys()]);
+      expect(switches.length, `seed ${seed}`).toBeGreaterThan(2);
+      const fired = w.sim.buggifyReport().filter((r) => r.site.startsWith('link.') && r.fired > 0).map((r) => r.site);
+      expect(fired.sort(), `seed ${seed}`).toEqual(['link.delay-ack', 'link.early-retransmit', 'link.switch-path']);
+      expect(b.stats().reliableDuplicates + (b.stats().paths[0]?.channel.duplicates ?? 0)).toBeGreaterThan(0);
       await a.close();
       await b.close();
     }

@@ -4,6 +4,7 @@
 // and receiver de-duplication turn at-least-once across fail-over into exactly-once in order.
 
 import { InvalidArgumentError, TwinbladeError } from '../../core/errors.ts';
+import { buggify } from '../../core/buggify.ts';
 import { dataView } from '../../core/bytes.ts';
 import { Deframer } from './deframer.ts';
 import type { DeframerStats } from './deframer.ts';
@@ -483,6 +484,16 @@ export class MultipathLink {
       if (this.usable(i)) {
         best = i;
         break;
+      }
+    }
+    // Simulation only: switch to another healthy path for no reason, so fail-over (resend of
+    // everything unacknowledged, duplicates dropped by id) runs far more often than paths fail.
+    if (best >= 0 && buggify('link.switch-path', 0.02)) {
+      for (let i = this.paths.length - 1; i > best; i--) {
+        if (this.usable(i)) {
+          best = i;
+          break;
+        }
       }
     }
     if (best === this.active) return;

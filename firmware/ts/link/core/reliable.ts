@@ -5,6 +5,7 @@
 // collect what to transmit and what was delivered with ready().
 
 import { assert } from '../../core/assert.ts';
+import { buggify } from '../../core/buggify.ts';
 import { InvalidArgumentError, TwinbladeError } from '../../core/errors.ts';
 import { FrameFlag, FrameType, encodeFrame, framePayloadBytesMax } from './frame.ts';
 import type { Frame, Mac } from './frame.ts';
@@ -442,6 +443,9 @@ export class ReliableChannel {
           if (this.unacked.length === 1) this.rtoDeadlineMs = now + this.rtoMs;
           frames.push(this.encodeData(u));
           dataSent = true;
+          // Simulation only: resend this frame at the next flush as if its timer fired early,
+          // so receivers meet duplicates on ordered paths too.
+          if (buggify('link.early-retransmit', 0.02)) u.resend = true;
         }
         this.compactQueue();
       }
@@ -454,9 +458,17 @@ export class ReliableChannel {
       // Data frames carry the cumulative ack; a separate ACK is needed when none went out, or
       // when out-of-order frames are held (only an ACK carries the selective bitmap).
       if (this.ackDue && (!dataSent || this.reorder.size > 0)) {
-        frames.push(this.encode({ type: FrameType.ack, channel: 0, seq: 0, dstGeneration: this.peerGen, payload: this.sackBitmap() }));
+        // Simulation only: hold the ACK until a later flush (a slow receiver), which widens the
+        // sender's RTT estimate and exercises timeouts with acks in flight.
+        if (buggify('link.delay-ack', 0.1)) {
+          this.ackDue = true;
+        } else {
+          frames.push(this.encode({ type: FrameType.ack, channel: 0, seq: 0, dstGeneration: this.peerGen, payload: this.sackBitmap() }));
+          this.ackDue = false;
+        }
+      } else {
+        this.ackDue = false;
       }
-      this.ackDue = false;
     }
     if (frames.length > 0) this.lastTxMs = now;
     for (const f of frames) this.stats.bytesSent += f.length;
