@@ -1,5 +1,5 @@
 // The RAID layer's pure parts: geometry, parity arithmetic, stripe locks, the rebuild
-// token bucket, and the assembly decision table over disk labels.
+// token bucket, the assembly decision table over disk labels, and the write-intent record.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { VirtualTime } from '../../firmware/ts/hal/clock/sim/virtual.ts';
@@ -11,6 +11,8 @@ import { diskByteOffset, locateBlock, makeGeometry, stripesThatFit, volumeBlockO
 import { StripeLocks } from '../../firmware/ts/storage/raid/stripe-lock.ts';
 import { TokenBucket } from '../../firmware/ts/storage/raid/token-bucket.ts';
 import { xorAll, xorInto } from '../../firmware/ts/storage/raid/xor.ts';
+import { IntentErrorCode, decodeIntent, encodeIntent, intentRegionCountMax, intentRegionStripes } from '../../firmware/ts/storage/raid/intent.ts';
+import { DecodeError } from '../../firmware/ts/core/errors.ts';
 
 describe('RAID-4 geometry', () => {
   it('maps volume blocks unit by unit across the data disks, one stripe unit per disk per stripe', () => {
@@ -358,5 +360,51 @@ describe('assembly from labels', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('write-intent record', () => {
+  it('round-trips any bitmap that fits, in a 4 KiB slot', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 2 ** 32 - 1 }), fc.array(fc.boolean(), { maxLength: 2000 }), (regionStripes, dirty) => {
+        const slot = encodeIntent({ regionStripes, dirty });
+        expect(slot.length).toBe(diskLayout.raidIntentBytes);
+        expect(decodeIntent(slot)).toEqual({ regionStripes, dirty });
+      }),
+      { numRuns: 200 },
+    );
+    const full = Array.from({ length: intentRegionCountMax }, (_, i) => i % 3 === 0);
+    expect(decodeIntent(encodeIntent({ regionStripes: 7, dirty: full })).dirty).toEqual(full);
+    expect(() => encodeIntent({ regionStripes: 1, dirty: [...full, true] })).toThrow(expect.objectContaining({ code: IntentErrorCode.invalid }));
+    expect(() => encodeIntent({ regionStripes: 0, dirty: [] })).toThrow(expect.objectContaining({ code: IntentErrorCode.invalid }));
+  });
+
+  it('detects corruption by its checksum and rejects garbage with stable codes only', () => {
+    const slot = encodeIntent({ regionStripes: 16, dirty: [true, false, true, true, false, false, false, false, true] });
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 16 + 2 + 4 - 1 }), fc.integer({ min: 0, max: 7 }), (byte, bit) => {
+        const bad = slot.slice();
+        bad[byte] = (bad[byte] as number) ^ (1 << bit);
+        expect(() => decodeIntent(bad)).toThrow(DecodeError);
+      }),
+      { numRuns: 200 },
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 4096 }), (bytes) => {
+        try {
+          decodeIntent(bytes);
+        } catch (e) {
+          expect(e).toBeInstanceOf(DecodeError);
+          expect(Object.values(IntentErrorCode)).toContain((e as DecodeError).code);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('sizes regions to the target bytes per member, with few enough regions for one record', () => {
+    expect(intentRegionStripes(1000, 65536, 64 * 1024 * 1024)).toBe(1024);
+    expect(intentRegionStripes(1000, 65536, 1)).toBe(1);
+    expect(intentRegionStripes(10 * intentRegionCountMax, 65536, 1)).toBe(10);
   });
 });

@@ -10,6 +10,9 @@ export const diskLayout = {
   mailboxOffsetBytes: 64 * 1024,
   mailboxSlotBytes: 4096,
   mailboxSlotCount: 2,
+  /** The RAID write-intent record (storage/raid/intent.ts): one 4 KiB record. */
+  raidIntentOffsetBytes: 128 * 1024,
+  raidIntentBytes: 4096,
   /** First byte of the RAID data area. */
   raidDataOffsetBytes: 1024 * 1024,
 } as const;

@@ -7,6 +7,8 @@ import { labelIdBytesMax, labelMemberCountMax, readLabel, sparePosition, writeLa
 import type { DiskLabel } from '../label.ts';
 import { utf8Encode } from '../../core/bytes.ts';
 import { planAssembly } from './assemble.ts';
+import { encodeIntent } from './intent.ts';
+import { diskLayout } from '../layout.ts';
 import { RaidError, RaidErrorCode } from './errors.ts';
 import { diskByteOffset, makeGeometry, stripesThatFit } from './geometry.ts';
 import { RaidVolume, newDiskUuid } from './raid-volume.ts';
@@ -113,8 +115,10 @@ export async function createVolume(members: readonly BlockDevice[], opts: Create
     ...members.map((_, p) => ({ ...base, diskUuid: uuids[p] as string, role: p === members.length - 1 ? ('parity' as const) : ('data' as const), position: p })),
     ...spares.map(() => ({ ...base, diskUuid: newDiskUuid(opts.prng), role: 'spare' as const, position: sparePosition })),
   ];
+  const cleanIntent = encodeIntent({ regionStripes: 1, dirty: [] });
   await Promise.all(
     all.map(async (d, i) => {
+      await d.write(diskLayout.raidIntentOffsetBytes, cleanIntent);
       await writeLabel(d, labels[i] as DiskLabel);
       await d.flush();
     }),
@@ -182,6 +186,7 @@ export async function openVolume(disks: readonly BlockDevice[], opts: OpenVolume
   // (below its checkpoint, for a rebuilding one) would be stale.
   const recorded = (p: number): string => ref.members[p]?.state ?? 'failed';
   if (slots.some((s, p) => (s.state === 'missing' || s.state === 'failed') && recorded(p) !== 'failed')) await volume.persistMembership();
+  await volume.resyncAfterUncleanShutdown();
   if (opts.adoptBlankDisks === true) {
     for (const [i, v] of plan.verdicts.entries()) {
       const d = disks[i] as BlockDevice;

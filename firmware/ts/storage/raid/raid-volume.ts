@@ -21,6 +21,8 @@ import type { RaidGeometry } from './geometry.ts';
 import { StripeLocks } from './stripe-lock.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { xorAll } from './xor.ts';
+import { decodeIntent, encodeIntent, intentRegionStripes } from './intent.ts';
+import { diskLayout } from '../layout.ts';
 
 /** Named limits of the RAID layer. */
 export interface RaidLimits {
@@ -34,6 +36,8 @@ export interface RaidLimits {
   memberReadErrorCountMax: number;
   /** The window over which a member's read errors are counted: a disk with an occasional bad sector is kept. */
   memberReadErrorWindowMs: number;
+  /** Per-member bytes one write-intent bit covers: a bigger region means fewer intent updates, a longer resync. */
+  intentRegionBytes: number;
 }
 
 export const defaultRaidLimits: RaidLimits = {
@@ -42,6 +46,7 @@ export const defaultRaidLimits: RaidLimits = {
   rebuildCheckpointBytes: 64 * 1024 * 1024,
   memberReadErrorCountMax: 16,
   memberReadErrorWindowMs: 10 * 60 * 1000,
+  intentRegionBytes: 64 * 1024 * 1024,
 };
 
 /** What the volume reports as it happens (besides `status()`). */
@@ -55,7 +60,11 @@ export type RaidEvent =
   | { type: 'rebuild-progress'; position: number; progress: number }
   | { type: 'rebuild-done'; position: number; disk: string }
   | { type: 'rebuild-failed'; position: number; code: string; message: string }
-  | { type: 'offline'; code: string; message: string };
+  | { type: 'offline'; code: string; message: string }
+  /** After an unclean shutdown: parity recomputed in the regions with writes in flight. */
+  | { type: 'resync-done'; stripes: number; repairedStripes: number }
+  /** After an unclean shutdown on a degraded volume: those regions cannot be checked (see docs/raid.md). */
+  | { type: 'resync-skipped'; stripes: number; code: string; message: string };
 
 export interface RaidRuntimeOptions {
   clock: Clock;
@@ -148,6 +157,13 @@ export class RaidVolume implements Volume {
   private labelChain: Promise<void> = Promise.resolve();
   private rebuildRun: { position: number; stop: boolean; done: Promise<void> } | undefined;
   private rebuildError: { code: string; message: string } | undefined;
+  /** Write intent (see intent.ts): stripes per region, and per region what the next record says, what the last flushed one said, writes in flight, and the last completed write. */
+  private readonly regionStripes: number;
+  private readonly intentDirty: boolean[];
+  private readonly intentDurable: boolean[];
+  private readonly intentInFlight: number[];
+  private readonly intentLastWrite: number[];
+  private writeSeq = 0;
 
   constructor(
     init: RaidVolumeInit,
@@ -163,6 +179,12 @@ export class RaidVolume implements Volume {
     this.spares = [...init.spares];
     this.assembly = init.verdicts;
     this.limits = { ...defaultRaidLimits, ...options.limits };
+    this.regionStripes = intentRegionStripes(this.geometry.stripeCount, this.geometry.stripeUnitBytes, this.limits.intentRegionBytes);
+    const regions = Math.ceil(this.geometry.stripeCount / this.regionStripes);
+    this.intentDirty = new Array<boolean>(regions).fill(false);
+    this.intentDurable = new Array<boolean>(regions).fill(false);
+    this.intentInFlight = new Array<number>(regions).fill(0);
+    this.intentLastWrite = new Array<number>(regions).fill(0);
     assert(this.slots.length === this.geometry.memberCount, 'one slot per member');
     assert(this.unavailablePositions().length <= 1, 'a volume is assembled with at most one position unavailable');
   }
@@ -189,6 +211,7 @@ export class RaidVolume implements Volume {
 
   async flush(): Promise<void> {
     this.checkUsable();
+    const flushSeq = this.writeSeq;
     const writable = this.writablePositions();
     const disks = writable.map((p) => this.slots[p]?.disk as BlockDevice);
     const results = await Promise.allSettled(disks.map((d) => d.flush()));
@@ -201,6 +224,17 @@ export class RaidVolume implements Volume {
     await this.labelsDurable();
     this.checkUsable();
     if (fenced !== undefined) throw fenced;
+    // Regions whose every write is now durable need no resync: record them clean (the
+    // record itself need not be flushed: a stale dirty bit only costs a resync).
+    let cleared = false;
+    this.intentDirty.forEach((dirty, r) => {
+      if (dirty && this.intentInFlight[r] === 0 && (this.intentLastWrite[r] ?? 0) <= flushSeq) {
+        this.intentDirty[r] = false;
+        cleared = true;
+      }
+    });
+    if (cleared) await this.persistIntent(false);
+    this.checkUsable();
   }
 
   status(): RaidStatus {
@@ -337,7 +371,12 @@ export class RaidVolume implements Volume {
         }
         if (opts.repair === true && mismatched.some((s) => s >= lo)) {
           const parity = xorAll(parts.slice(0, g.dataDisks));
-          await this.writeMember(g.parityPosition, lo * g.unitBlocks, parity);
+          const regions = await this.beginIntent(lo, hi);
+          try {
+            await this.writeMember(g.parityPosition, lo * g.unitBlocks, parity);
+          } finally {
+            this.endIntent(regions);
+          }
         }
       } finally {
         release();
@@ -493,7 +532,12 @@ export class RaidVolume implements Volume {
       this.checkUsable();
       const perMember = this.splitStripes(data, stripes);
       perMember.push(xorAll(perMember, this.allocate(perMember[0]?.length ?? 0)));
-      await this.writeMembers(firstStripe * g.unitBlocks, perMember);
+      const regions = await this.beginIntent(firstStripe, firstStripe + stripes);
+      try {
+        await this.writeMembers(firstStripe * g.unitBlocks, perMember);
+      } finally {
+        this.endIntent(regions);
+      }
     } finally {
       release();
     }
@@ -671,6 +715,149 @@ export class RaidVolume implements Volume {
       seen = this.labelChain;
       await seen;
     }
+  }
+
+  // ---------------------------------------------------------------- write intent
+
+  /**
+   * Marks stripes [lo, hi) as having a write in flight, first making that durable on every
+   * member if the record does not say so yet. Returns the regions, for endIntent.
+   */
+  private async beginIntent(lo: number, hi: number): Promise<number[]> {
+    const regions: number[] = [];
+    for (let r = Math.floor(lo / this.regionStripes); r <= Math.floor((hi - 1) / this.regionStripes); r++) regions.push(r);
+    for (const r of regions) this.intentInFlight[r] = (this.intentInFlight[r] ?? 0) + 1;
+    if (regions.every((r) => this.intentDurable[r] === true)) return regions;
+    for (const r of regions) this.intentDirty[r] = true;
+    try {
+      await this.persistIntent(true);
+      this.checkUsable();
+    } catch (e) {
+      this.endIntent(regions);
+      throw e;
+    }
+    return regions;
+  }
+
+  private endIntent(regions: readonly number[]): void {
+    this.writeSeq++;
+    for (const r of regions) {
+      this.intentInFlight[r] = (this.intentInFlight[r] ?? 1) - 1;
+      this.intentLastWrite[r] = this.writeSeq;
+    }
+  }
+
+  /** Writes the intent record to every current member (and flushes it when setting bits). */
+  private persistIntent(flush: boolean): Promise<void> {
+    return this.enqueueLabels(async () => {
+      if (this.offlineError !== undefined) return;
+      const snapshot = this.intentDirty.slice();
+      const record = encodeIntent({ regionStripes: this.regionStripes, dirty: snapshot });
+      const writable = this.writablePositions();
+      const disks = writable.map((p) => this.slots[p]?.disk as BlockDevice);
+      const results = await Promise.allSettled(
+        disks.map(async (disk) => {
+          await disk.write(diskLayout.raidIntentOffsetBytes, record);
+          if (flush) await disk.flush();
+        }),
+      );
+      results.forEach((r, i) => {
+        if (r.status === 'rejected' && isFenced(r.reason)) this.fencedError ??= r.reason;
+        else if (r.status === 'rejected') this.memberWriteFailed(writable[i] as number, disks[i] as BlockDevice, r.reason);
+      });
+      snapshot.forEach((dirty, r) => {
+        if (!dirty) this.intentDurable[r] = false;
+        else if (flush) this.intentDurable[r] = true;
+      });
+    });
+  }
+
+  /**
+   * After an unclean shutdown: recomputes parity in every region a member's intent record
+   * marks dirty (a record that cannot be read marks everything dirty), then records the
+   * volume clean. A degraded volume cannot be checked: the regions are reported and cleared.
+   * Called by openVolume before anything else runs.
+   */
+  async resyncAfterUncleanShutdown(): Promise<void> {
+    const g = this.geometry;
+    const dirtyStripes = new Array<boolean>(g.stripeCount).fill(false);
+    const ok = this.slots.flatMap((s, p) => (s.state === 'ok' ? [p] : []));
+    await Promise.all(
+      ok.map(async (p) => {
+        const disk = this.slots[p]?.disk as BlockDevice;
+        let record: { regionStripes: number; dirty: boolean[] } | undefined;
+        try {
+          record = decodeIntent(await disk.read(diskLayout.raidIntentOffsetBytes, diskLayout.raidIntentBytes));
+        } catch (e) {
+          if (isFenced(e)) throw e;
+        }
+        if (record === undefined) {
+          dirtyStripes.fill(true);
+          return;
+        }
+        const rs = record.regionStripes;
+        record.dirty.forEach((d, r) => {
+          if (d) dirtyStripes.fill(true, Math.min(g.stripeCount, r * rs), Math.min(g.stripeCount, (r + 1) * rs));
+        });
+      }),
+    );
+    const count = dirtyStripes.filter((d) => d).length;
+    if (count === 0) {
+      this.intentDurable.fill(false);
+      return;
+    }
+    const lost = this.unavailablePositions();
+    if (lost.length > 0) {
+      const parityLost = lost[0] === g.parityPosition;
+      this.emit({
+        type: 'resync-skipped',
+        stripes: count,
+        code: VolumeErrorCode.io,
+        message: parityLost
+          ? 'the parity disk is missing: the rebuild recomputes it from the data'
+          : `position ${lost.join(', ')} is missing: ${count} stripes written when the power failed cannot be checked, and blocks of that position in them are reconstructed from parity that may be stale`,
+      });
+    } else {
+      let repaired = 0;
+      const chunk = this.chunkStripes();
+      for (let lo = 0; lo < g.stripeCount; lo += chunk) {
+        const hi = Math.min(g.stripeCount, lo + chunk);
+        if (!dirtyStripes.slice(lo, hi).some((d) => d)) continue;
+        const release = await this.locks.acquire(lo, hi);
+        try {
+          this.checkUsable();
+          const parts = await Promise.all(this.slots.map((_, p) => this.readExtent(p, lo * g.unitBlocks, hi * g.unitBlocks - 1, 0)));
+          const parity = xorAll(parts.slice(0, g.dataDisks), this.allocate((hi - lo) * g.stripeUnitBytes));
+          const old = parts[g.parityPosition] as Uint8Array;
+          let differs = false;
+          for (let s = lo; s < hi; s++) {
+            const at = (s - lo) * g.stripeUnitBytes;
+            const a = parity.subarray(at, at + g.stripeUnitBytes);
+            const b = old.subarray(at, at + g.stripeUnitBytes);
+            if (a.some((x, i) => x !== b[i])) {
+              repaired++;
+              differs = true;
+            }
+          }
+          if (differs) await this.writeMember(g.parityPosition, lo * g.unitBlocks, parity);
+        } finally {
+          release();
+        }
+      }
+      const parityDisk = this.slots[g.parityPosition]?.disk as BlockDevice;
+      try {
+        await parityDisk.flush();
+      } catch (e) {
+        if (isFenced(e)) throw e;
+        this.memberWriteFailed(g.parityPosition, parityDisk, e);
+      }
+      this.checkUsable();
+      this.emit({ type: 'resync-done', stripes: count, repairedStripes: repaired });
+    }
+    // Whatever could be done is done: the record starts clean.
+    this.intentDirty.fill(false);
+    await this.persistIntent(true);
+    this.checkUsable();
   }
 
   // ---------------------------------------------------------------- rebuild
