@@ -146,6 +146,23 @@ export interface NvChangeLogHooks {
 const logFullRetryCountMax = 8;
 
 /**
+ * When consistency points start, in log bytes appended since the last one this log started,
+ * as fractions of one log half (the filer's "CP when half the NVRAM is used"). Waiting for
+ * the log to be full livelocks: a CP releases the other half only after carrying its
+ * still-retained replies (SM-3) into the active half, and a full active half has no room for
+ * them, so every request then waited for reply retention (30 s) to pass (measured: 4 KiB
+ * FILE_SYNC writes at 214 ops/s with 6,108 NFS3ERR_JUKEBOX in 93 s; 1 MiB writes after such a
+ * burst failed 124 of 128). So: a CP starts at `cpStartHalfFraction` (it switches appends to
+ * the other half when that one is free), and while it runs, appends beyond
+ * `cpAdmitHalfFraction` of the active half wait for it, which keeps the rest of each half free
+ * for the replies the next release carries into it. A CP that could not switch (the other
+ * half still held changes its predecessor did not contain) leaves the count running, so the
+ * active half is held to the same share.
+ */
+const cpStartHalfFraction = 0.5;
+const cpAdmitHalfFraction = 0.75;
+
+/**
  * The NFS service's ChangeLog port over the NVRAM log and the file systems. Appends are
  * pipelined (many changes in flight, mirrored in a window); applies run strictly in log
  * order, each after its own entry is durable on both blades. A full log holds the request
@@ -156,6 +173,10 @@ export class NvChangeLog implements ChangeLog {
   private applyTail: Promise<unknown> = Promise.resolve();
   /** The last entry applied (applies run in log order, so every earlier one is applied too). */
   lastAppliedSeq = 0;
+  /** Bytes appended into the active log half, as far as this log knows (see cpStartHalfFraction). */
+  private bytesSinceCpStart = 0;
+  /** The consistency point this log started, while it runs. */
+  private cpRunning: Promise<void> | undefined;
 
   constructor(
     private readonly log: NvLog,
@@ -167,9 +188,18 @@ export class NvChangeLog implements ChangeLog {
   async commit(change: ChangeOp, key: RequestKey, fsid: bigint): Promise<ChangeResult> {
     const fs = this.filesystems.get(fsid);
     if (fs === undefined) throw new FsError(FsStatus.STALE, `no file system ${fsid} on this blade`);
+    const envelope = encodeEnvelope(fsid, change);
     for (let attempt = 0; ; attempt++) {
+      // No await between this check and the append inside commitOnce: concurrent commits
+      // cannot all pass the check before any of them is counted.
+      // Bounded: if consistency points cannot free the other half, the append goes ahead
+      // and meets the log-full path below.
+      for (let held = 0; held < logFullRetryCountMax && !this.admissible(envelope.length); held++) {
+        await this.cpRunning;
+        this.startCpIfDue();
+      }
       try {
-        return await this.commitOnce(fs, change, key, fsid);
+        return await this.commitOnce(fs, change, key, envelope);
       } catch (e) {
         if (!(e instanceof LogFull) || attempt >= logFullRetryCountMax) throw e instanceof LogFull ? e.cause : e;
         await this.hooks.makeSpace();
@@ -177,12 +207,14 @@ export class NvChangeLog implements ChangeLog {
     }
   }
 
-  private commitOnce(fs: CowFs, change: ChangeOp, key: RequestKey, fsid: bigint): Promise<ChangeResult> {
+  private commitOnce(fs: CowFs, change: ChangeOp, key: RequestKey, envelope: Uint8Array): Promise<ChangeResult> {
     // The entry is written synchronously inside appendChange, so the order of these calls is
     // the log order, and the apply chain below follows it. A refused append wrote nothing.
-    const appended = this.log.appendChange(encodeRequestKey(key), encodeEnvelope(fsid, change)).catch((e: unknown) => {
+    const appended = this.log.appendChange(encodeRequestKey(key), envelope).catch((e: unknown) => {
       throw isTwinbladeError(e) && e.kind === 'busy' ? new LogFull(e) : e;
     });
+    this.bytesSinceCpStart += envelope.length;
+    this.startCpIfDue();
     const applied = this.applyTail.then(async () => {
       const { seq, writeThrough } = await appended;
       let result: ChangeResult;
@@ -196,6 +228,33 @@ export class NvChangeLog implements ChangeLog {
     });
     this.applyTail = applied.catch(() => undefined);
     return applied;
+  }
+
+  /**
+   * Whether an append of `bytes` may go ahead now: not while a consistency point runs and the
+   * active half already took its share since that CP started. The first append after a CP
+   * starts is always admitted, so an entry larger than the share still goes through.
+   */
+  private admissible(bytes: number): boolean {
+    if (this.cpRunning === undefined || this.bytesSinceCpStart === 0) return true;
+    return this.bytesSinceCpStart + bytes <= this.log.layout.halfBytes * cpAdmitHalfFraction;
+  }
+
+  private startCpIfDue(): void {
+    if (this.cpRunning !== undefined || this.bytesSinceCpStart < this.log.layout.halfBytes * cpStartHalfFraction) return;
+    // makeSpace may join a CP already running (taken on the timer or for a full log); the
+    // next append past the mark after it starts another. A CP switches halves synchronously
+    // as it starts (NvLog.beginCp), so the switch counter tells whether appends now go to an
+    // empty half. (metrics() walks the state-machine table: once per CP, not per append.)
+    const switchesBefore = this.log.metrics().halfSwitches;
+    const running: Promise<void> = this.hooks
+      .makeSpace()
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.cpRunning === running) this.cpRunning = undefined;
+      });
+    this.cpRunning = running;
+    if (this.log.metrics().halfSwitches !== switchesBefore) this.bytesSinceCpStart = 0;
   }
 }
 

