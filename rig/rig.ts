@@ -11,6 +11,10 @@ import { BladeProcess } from './power/blade-process.ts';
 import type { RigBladeId } from '../firmware/ts/hal/rigctl/protocol.ts';
 import crypto from 'node:crypto';
 import { loopbackPlan, writeRigBoard } from './boards.ts';
+import { createTopology, destroyTopology, inNamespace, setBladePort, setBladePorts, topology, type RigNet, type Topology } from './net/topology.ts';
+import { namespacePlan } from './net/plan.ts';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { RigHardware } from './hw/blade-hw.ts';
 import { LoopReservations } from './hw/reservations.ts';
 
@@ -30,6 +34,14 @@ export interface RigOptions {
   writeBladeConfig?: (ctx: BladeConfigContext) => Promise<string>;
   /** First of the ports the loopback rig uses (NFS and MOUNT per blade, interconnect). Default 12049. */
   portBase?: number;
+  /**
+   * `netns`: a network namespace per blade and one for clients, veth ports on net1/net2 and the
+   * interconnect, the blades own their client addresses (needs root). `loopback` (default):
+   * every blade on 127.0.0.1 with its own ports.
+   */
+  network?: 'loopback' | 'netns';
+  /** Which of the rig network slots (0..60) a netns rig uses: names and subnets differ per slot. */
+  netSlot?: number;
 }
 
 export interface BladeConfigContext {
@@ -54,6 +66,7 @@ export interface RigStatus {
   batteries: Record<RigBladeId, 'good' | 'failed'>;
   /** Levels of the emulated GPIO lines per blade (power-fail, partner-reset, LEDs). */
   gpio: ReturnType<RigHardware['status']> | null;
+  network: { mode: 'loopback' } | { mode: 'netns'; id: string; namespaces: Topology['namespaces']; subnets: Topology['subnet'] };
 }
 
 export class Rig {
@@ -62,6 +75,8 @@ export class Rig {
   private control: RigControlServer | undefined;
   private serial: SerialRelay | undefined;
   private hw: RigHardware | undefined;
+  /** The namespace topology of a netns rig (undefined in loopback mode). */
+  private net: Topology | undefined;
   private readonly blades = new Map<RigBladeId, BladeProcess>();
   private readonly battery: Record<RigBladeId, 'good' | 'failed'> = { a: 'good', b: 'good' };
   private readonly nvramPaths = new Map<RigBladeId, string>();
@@ -99,7 +114,16 @@ export class Rig {
         disks.push({ name, path: p, sizeBytes: diskBytes });
       }
     }
-    this.loop = new LoopEmulator({ disks });
+    let nbdHost = '127.0.0.1';
+    if (this.opts.network === 'netns') {
+      const t = topology(this.opts.netSlot ?? 0);
+      await createTopology(t);
+      this.net = t;
+      // The storage loops reach the blades' namespaces through the interconnect bridge.
+      nbdHost = `${t.subnet.ic}.254`;
+      await promisify(execFile)('ip', ['addr', 'add', `${nbdHost}/24`, 'dev', t.bridges.ic]);
+    }
+    this.loop = new LoopEmulator({ disks, host: nbdHost });
     const ports = await this.loop.start();
 
     this.control = new RigControlServer(this.controlSocketPath);
@@ -128,7 +152,7 @@ export class Rig {
       const ctx: BladeConfigContext = {
         blade,
         dir: bdir,
-        nbd: { host: '127.0.0.1', port: ports[blade] },
+        nbd: { host: nbdHost, port: ports[blade] },
         ownDisks: [...own.data, own.parity],
         partnerDisks: [...theirs.data, theirs.parity],
         spare: own.spare,
@@ -138,8 +162,10 @@ export class Rig {
       };
       const configPath = this.opts.writeBladeConfig
         ? await this.opts.writeBladeConfig(ctx)
-        : await writeRigBoard(ctx, loopbackPlan(this.opts.portBase ?? 12049), await this.pairKey());
-      const command = this.opts.bladeCommand?.(configPath) ?? defaultBladeCommand(configPath);
+        : await writeRigBoard(ctx, this.net ? namespacePlan(this.net) : loopbackPlan(this.opts.portBase ?? 12049), await this.pairKey());
+      const bare = this.opts.bladeCommand?.(configPath) ?? defaultBladeCommand(configPath);
+      // In netns mode the blade runs inside its own namespace, as on its own board.
+      const command = this.net ? inNamespace(this.net, blade, bare) : bare;
       this.blades.set(
         blade,
         new BladeProcess({ id: blade, command, cwd: process.cwd(), logPath: path.join(bdir, 'blade.log') }),
@@ -188,6 +214,8 @@ export class Rig {
     this.control?.disconnect(id);
     this.serial?.setPowered(id, false);
     this.hw?.powerLost(id);
+    // A powered-off NIC: no carrier, and no addresses when it comes back.
+    if (this.net) await setBladePorts(this.net, id, false);
     if (this.battery[id] === 'failed') {
       const p = this.nvramPaths.get(id);
       if (p) {
@@ -203,6 +231,7 @@ export class Rig {
   }
 
   async powerRestore(id: RigBladeId): Promise<void> {
+    if (this.net) await setBladePorts(this.net, id, true);
     this.serial?.setPowered(id, true);
     this.hw?.powerRestored(id);
     this.blade(id).powerOn();
@@ -229,6 +258,7 @@ export class Rig {
       serial: { faults: { ...this.serialRelay().faults }, stats: { ...this.serialRelay().stats } },
       batteries: { ...this.battery },
       gpio: this.hw?.status() ?? null,
+      network: this.net ? { mode: 'netns', id: this.net.id, namespaces: this.net.namespaces, subnets: this.net.subnet } : { mode: 'loopback' },
     };
   }
 
@@ -238,6 +268,18 @@ export class Rig {
     this.hw?.close();
     await this.control?.close();
     await this.loop?.close();
+    if (this.net) await destroyTopology(this.net);
+  }
+
+  /** The namespace topology (netns mode), for clients and tests. */
+  topology(): Topology | undefined {
+    return this.net;
+  }
+
+  /** Fails or restores one network port of a blade (netns mode): the cable is pulled. */
+  async setPort(id: RigBladeId, net: RigNet, up: boolean): Promise<void> {
+    if (!this.net) throw new Error('port faults need the netns rig network');
+    await setBladePort(this.net, id, net, up);
   }
 
   private registerLoopController(server: RigControlServer): void {

@@ -33,7 +33,10 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   console.log(`twinblade: bringing up the blade pair on the process rig in ${dir} ...`);
   const portBase = process.env.TWINBLADE_RIG_PORT_BASE ? Number(process.env.TWINBLADE_RIG_PORT_BASE) : undefined;
-  const running = await startRigService({ dir, ...(portBase ? { portBase } : {}) });
+  // Namespaces (real addresses, address takeover, gratuitous ARP) when root; else loopback.
+  const network = process.env.TWINBLADE_RIG_NET === 'loopback' || process.getuid?.() !== 0 ? 'loopback' : 'netns';
+  const netSlot = process.env.TWINBLADE_RIG_NET_SLOT ? Number(process.env.TWINBLADE_RIG_NET_SLOT) : 0;
+  const running = await startRigService({ dir, network, netSlot, ...(portBase ? { portBase } : {}) });
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;

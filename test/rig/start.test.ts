@@ -10,7 +10,7 @@ import path from 'node:path';
 
 const run = promisify(execFile);
 
-describe('npm start (process rig, loopback)', () => {
+describe('npm start (process rig; namespaces as root)', () => {
   let dir: string | undefined;
   let child: ChildProcess | undefined;
   afterAll(async () => {
@@ -20,7 +20,7 @@ describe('npm start (process rig, loopback)', () => {
 
   it('serves both exports, survives a power cut of blade a, and stops on Ctrl-C', async () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tb-start-'));
-    const env = { ...process.env, TWINBLADE_RIG_DIR: dir, TWINBLADE_RIG_PORT_BASE: String(20000 + (process.pid % 20000)) };
+    const env = { ...process.env, TWINBLADE_RIG_DIR: dir, TWINBLADE_RIG_PORT_BASE: String(20000 + (process.pid % 20000)), TWINBLADE_RIG_NET_SLOT: '58' };
     child = spawn(process.execPath, ['--import', 'tsx', 'rig/start.ts'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout?.setEncoding('utf8').on('data', (c: string) => (out += c));

@@ -63,8 +63,8 @@ function urlHost(bind: string): string {
 }
 
 export function nfsUrl(host: string, exportPath: string, nfsPort: number, mountPort: number): string {
-  const std = nfsPort === 2049 && mountPort === 20048;
-  return `nfs://${host}${exportPath}${std ? '?version=3' : `?nfsport=${nfsPort}&mountport=${mountPort}&version=3`}`;
+  // Explicit ports even when standard: libnfs then needs no portmapper on the blade.
+  return `nfs://${host}${exportPath}?nfsport=${nfsPort}&mountport=${mountPort}&version=3`;
 }
 
 export class Blade {
