@@ -133,6 +133,23 @@ describe('NvLog open and recovery', () => {
     expect(b.report.problems.some((p) => /2 intact entries after a torn-body/.test(p))).toBe(true);
   });
 
+  it('NV-5 after giveback past entries this copy lacks, new entries start a new run (no gap written into a half)', async () => {
+    const nv = memNvram();
+    const a = await open(nv);
+    await appendN(a.log, 4);
+    a.log.close();
+    // The partner replayed 1..8 from its mirror (5..8 never became durable here) and wrote CP 8.
+    const b = await open(nv, { cpSeq: 8, mode: 'after-giveback' });
+    expect(b.plan.toApply).toEqual([]);
+    expect(b.log.sm.get(new Uint8Array([2]))?.state).toBe('applied');
+    expect((await b.log.appendChange(new Uint8Array([9]), new Uint8Array(16))).seq).toBe(9);
+    expect((await b.log.appendChange(new Uint8Array([10]), new Uint8Array(16))).seq).toBe(10);
+    b.log.close();
+    const c = await open(nv, { cpSeq: 8 });
+    expect(c.plan.toApply.map((r) => r.seq)).toEqual([9, 10]);
+    expect(c.report.problems.filter((p) => /R10|gap/.test(p))).toEqual([]);
+  });
+
   it('recovers on the HAL simulated NVRAM driver too (power cut tears the last unpersisted write)', async () => {
     const nv = new SimNvram({ sizeBytes: size, prng: new Prng(3) });
     const a = await open(nv);

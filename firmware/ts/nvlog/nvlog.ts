@@ -29,7 +29,7 @@ import {
 } from './core/layout.ts';
 import { NvlogErrorCode, nvlogLimits, type NvlogLimits } from './core/limits.ts';
 import { MirrorOrigin, MirrorReceiver, type MirrorItem, type MirrorMessage, type MirrorState, type MirrorStateChange } from './core/mirror.ts';
-import { decideHeader, mergeWithMirror, planReplay, recoverRegion, type RecoveredLog, type ReplayPlan } from './core/recovery.ts';
+import { decideHeader, mergeWithMirror, planReplay, recoverRegion, segments, type RecoveredLog, type ReplayPlan } from './core/recovery.ts';
 import { StateMachineLog } from './core/smlog.ts';
 
 /** Sends mirroring messages to the partner (the link layer, or a small adapter in tests). */
@@ -227,18 +227,26 @@ export class NvLog {
     }
     if (recovered.conflicts.length > 0) problems.push(`entries ${recovered.conflicts.join(',')} exist in two versions (local log or partner copy); the later boot's version was used`);
     let plan = planReplay(recovered, opts.cpSeq);
+    let smOnly: LogRecord[] = [];
     if (opts.mode === 'after-giveback') {
-      const live = plan.ok ? plan.live.filter((r) => r.seq <= opts.cpSeq) : [];
+      // The run holding the newest entry at or before the CP (the partner may have replayed
+      // further than this copy reaches).
+      const upToCp = (segments(recovered.records.filter((r) => r.seq <= opts.cpSeq)).at(-1) ?? []).filter((r) => r.seq <= opts.cpSeq);
       const dropped = recovered.records.filter((r) => r.seq > opts.cpSeq);
       if (dropped.length > 0) problems.push(`after giveback: ${dropped.length} entries after the partner's consistency point ${opts.cpSeq} dropped (never acknowledged)`);
-      plan = { ok: true, live, toApply: [], discarded: dropped, lastSeq: plan.ok ? plan.lastSeq : opts.cpSeq };
+      // New entries continue right after these only if they end exactly at the CP; otherwise
+      // (the partner replayed entries this copy lacks) a new run starts, so that no sequence
+      // gap is ever written inside a half. Either way they restore the state-machine log.
+      const contiguous = upToCp.length > 0 && (upToCp[upToCp.length - 1] as LogRecord).seq === opts.cpSeq;
+      smOnly = upToCp;
+      plan = { ok: true, live: contiguous ? upToCp : [], toApply: [], discarded: dropped, lastSeq: plan.ok ? plan.lastSeq : opts.cpSeq };
     }
     if (!plan.ok) throw new TwinbladeError(plan.code, 'corrupt', `change log recovery refused: ${plan.detail}`);
     if (plan.discarded.length > 0 && opts.mode !== 'after-giveback') problems.push(`${plan.discarded.length} entries after a break were not applied (never acknowledged)`);
 
     let maxBoot = prev?.bootGeneration ?? 0;
     for (const r of recovered.records) maxBoot = Math.max(maxBoot, r.bootGeneration);
-    for (const h of recovered.halves) for (const r of h.records) maxBoot = Math.max(maxBoot, r.bootGeneration);
+    for (const h of recovered.halves) maxBoot = Math.max(maxBoot, h.maxBootSeen);
     const lastLive = plan.live[plan.live.length - 1];
     const sealed = prev?.sealed ?? false;
     const sealedSeq = prev?.sealedSeq ?? 0;
@@ -257,7 +265,7 @@ export class NvLog {
     const log = new NvLog(nvram, opts, layout, header, nextCopy, nextSeq);
     await log.adopt(plan.live, recovered, localRegion);
     await log.writeHeader();
-    if (opts.mode === 'after-giveback') log.sm.restore(plan.live, opts.cpSeq, opts.clock.nowMs());
+    if (opts.mode === 'after-giveback') log.sm.restore(smOnly, opts.cpSeq, opts.clock.nowMs());
     const report: RecoveryReport = {
       header: reportHeader,
       bootGeneration: header.bootGeneration,

@@ -73,6 +73,11 @@ export interface HalfScan {
   endPosition: number;
   /** Intact entries found after the break with a higher sequence number (never acknowledged). */
   beyondBreak: number;
+  /**
+   * The highest boot generation of any intact entry of this origin in the half, used or not:
+   * the next boot must be above it, or a leftover entry could pass for a new one.
+   */
+  maxBootSeen: number;
 }
 
 /**
@@ -122,21 +127,25 @@ export function scanHalf(region: Uint8Array, halfBytes: number, half: 0 | 1, ori
     }
   }
   const last = records[records.length - 1];
-  return { half, records, endRow: row, endPosition: pos, beyondBreak: row.end === 'half-end' || row.end === 'empty' ? 0 : countBeyond(region, pos, end, origin, last) };
+  let maxBootSeen = 0;
+  for (const r of records) maxBootSeen = Math.max(maxBootSeen, r.bootGeneration);
+  const beyond = row.end === 'half-end' || row.end === 'empty' ? { n: 0, maxBoot: 0 } : countBeyond(region, pos, end, origin, last);
+  return { half, records, endRow: row, endPosition: pos, beyondBreak: beyond.n, maxBootSeen: Math.max(maxBootSeen, beyond.maxBoot) };
 }
 
 /** Counts intact entries after a break that would have continued the run (for the report). */
-function countBeyond(region: Uint8Array, from: number, end: number, origin: BladeId, last: LogRecord | undefined): number {
+function countBeyond(region: Uint8Array, from: number, end: number, origin: BladeId, last: LogRecord | undefined): { n: number; maxBoot: number } {
   let n = 0;
+  let maxBoot = 0;
   for (let p = from; p + ENTRY_HEADER_BYTES <= end; p += ENTRY_ALIGN) {
     const hc = checkEntryHeader(region, p, end - p);
     if (hc.kind !== 'valid' || hc.header.origin !== origin) continue;
-    if (last !== undefined && (hc.header.seq <= last.seq || hc.header.bootGeneration < last.bootGeneration)) continue;
     if (!checkEntryBody(region, p, hc.header)) continue;
-    n++;
+    maxBoot = Math.max(maxBoot, hc.header.bootGeneration);
+    if (last === undefined || (hc.header.seq > last.seq && hc.header.bootGeneration >= last.bootGeneration)) n++;
     p += paddedEntryBytes(hc.header.payloadBytes) - ENTRY_ALIGN;
   }
-  return n;
+  return { n, maxBoot };
 }
 
 // ---- a whole region ---------------------------------------------------------------------
