@@ -1,0 +1,126 @@
+// SM-2 through the real blade: the duplicate-request cache lives in the NVRAM state-machine
+// log, so a retransmission that reaches a blade restarted after a power cut (SIGKILL of
+// `blade run`) gets the original reply, byte for byte, instead of executing again: a
+// re-executed GUARDED CREATE would answer NFS3ERR_EXIST, a re-executed REMOVE NFS3ERR_NOENT.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { initSingleBlade } from '../../firmware/ts/blade/init.ts';
+import { RpcClient, type RawResult } from '../../firmware/ts/nfs/rpc-client.ts';
+import { encode } from '../../firmware/ts/nfs/core/xdr.ts';
+import * as x from '../../firmware/ts/nfs/core/nfs3.ts';
+import { NFS_PROGRAM, NFS_V3, Nfs3Proc, sattr } from '../../firmware/ts/nfs/core/nfs3.ts';
+import { FsStatus } from '../../firmware/ts/fsapi/ops.ts';
+import { mountNfs, ok } from '../../tools/nfs-client/index.ts';
+
+const bladeCli = path.resolve('firmware/ts/cli/blade.ts');
+
+interface Running {
+  child: ChildProcess;
+  host: string;
+  nfsPort: number;
+  mountPort: number;
+  path: string;
+}
+
+async function startBlade(config: string): Promise<Running> {
+  const child = spawn(process.execPath, ['--import', 'tsx', bladeCli, 'run', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr?.setEncoding('utf8');
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`blade did not start:\n${err}`)), 30_000);
+    child.stderr?.on('data', (c: string) => {
+      err += c;
+      const m = /serving \S+ at (nfs:\/\/\S+)/.exec(err);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1] as string);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`blade exited with ${code}:\n${err}`));
+    });
+  });
+  const u = new URL(url);
+  return { child, host: u.hostname, nfsPort: Number(u.searchParams.get('nfsport')), mountPort: Number(u.searchParams.get('mountport')), path: u.pathname };
+}
+
+function killHard(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  const gone = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGKILL');
+  return gone;
+}
+
+function status(r: RawResult): number {
+  if (r.reply.kind !== 'success') throw new Error(`RPC not accepted: ${r.reply.kind}`);
+  return r.reply.results.u32();
+}
+
+describe('duplicate-request cache in NVRAM, across a blade power cut', () => {
+  let dir: string;
+  let config: string;
+  let blade: Running | undefined;
+
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tb-blade-drc-'));
+    config = await initSingleBlade(path.join(dir, 'one'));
+  });
+  afterAll(async () => {
+    if (blade) await killHard(blade.child);
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('SM-2 a retransmitted CREATE, REMOVE and RENAME after SIGKILL + restart get their original replies and execute once', async () => {
+    blade = await startBlade(config);
+    const m = await mountNfs({ host: blade.host, nfsPort: blade.nfsPort, mountPort: blade.mountPort, path: blade.path, auth: { uid: 0, gid: 0 } });
+    const root = m.root;
+    ok(await m.nfs.create(root, 'victim'), 'CREATE');
+    ok(await m.nfs.create(root, 'old-name'), 'CREATE');
+    await m.close();
+
+    // The calls a client will retransmit, each with its own fixed xid.
+    const calls = [
+      { xid: 0x5eed0001, proc: Nfs3Proc.CREATE, args: encode(x.createArgs, { where: { dir: root, name: 'once' }, how: { mode: 1, attrs: sattr({ mode: 0o644 }) } }) },
+      { xid: 0x5eed0002, proc: Nfs3Proc.REMOVE, args: encode(x.removeArgs, { dir: root, name: 'victim' }) },
+      { xid: 0x5eed0003, proc: Nfs3Proc.RENAME, args: encode(x.renameArgs, { from: { dir: root, name: 'old-name' }, to: { dir: root, name: 'new-name' } }) },
+    ];
+    const first = await RpcClient.connect(blade.host, blade.nfsPort, { auth: { uid: 0, gid: 0 } });
+    const originals: RawResult[] = [];
+    try {
+      for (const c of calls) originals.push(await first.rawCall(NFS_PROGRAM, NFS_V3, c.proc, c.args, c.xid));
+    } finally {
+      await first.close();
+    }
+    for (const r of originals) expect(status(r)).toBe(FsStatus.OK);
+
+    // Power cut: no orderly stop, no final consistency point. The replies exist only in NVRAM.
+    await killHard(blade.child);
+    blade = await startBlade(config);
+
+    // The client reconnects (a new TCP connection from the same address) and retransmits.
+    const again = await RpcClient.connect(blade.host, blade.nfsPort, { auth: { uid: 0, gid: 0 } });
+    try {
+      for (const [i, c] of calls.entries()) {
+        const r = await again.rawCall(NFS_PROGRAM, NFS_V3, c.proc, c.args, c.xid);
+        expect(Buffer.from(r.record).equals(Buffer.from((originals[i] as RawResult).record)), `retransmission of xid ${c.xid.toString(16)}`).toBe(true);
+      }
+      // The same CREATE under a new xid is a new request: it executes, and finds the file.
+      const fresh = await again.rawCall(NFS_PROGRAM, NFS_V3, Nfs3Proc.CREATE, calls[0]?.args as Uint8Array);
+      expect(status(fresh)).toBe(FsStatus.EXIST);
+    } finally {
+      await again.close();
+    }
+
+    // Each change happened once: the directory is what one execution of each leaves.
+    const after = await mountNfs({ host: blade.host, nfsPort: blade.nfsPort, mountPort: blade.mountPort, path: blade.path, auth: { uid: 0, gid: 0 } });
+    try {
+      expect((await after.nfs.listDir(after.root)).sort()).toEqual(['new-name', 'once']);
+    } finally {
+      await after.close();
+    }
+  });
+});
