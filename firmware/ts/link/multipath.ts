@@ -64,7 +64,10 @@ export class MultipathEndpoint implements LinkEndpoint {
         data: (bytes) => {
           if (this.closed) return;
           this.core.receive(i, bytes, this.clock.nowMs());
-          this.scheduleInputFlush();
+          // A stream chunk usually holds many frames already; answering it at once keeps the
+          // sender's window moving. Datagrams come one frame per callback: batch those.
+          if (t.kind === 'stream') this.flush();
+          else this.scheduleInputFlush();
         },
         drain: () => {
           if (this.closed) return;
@@ -152,9 +155,9 @@ export class MultipathEndpoint implements LinkEndpoint {
   }
 
   /**
-   * Input that arrives in one pass of the event loop's poll phase (libuv hands over many UDP
-   * datagrams, or several stream chunks, one callback each) is answered by one flush: one
-   * cumulative ACK for all of it instead of one per frame.
+   * Datagrams that arrive in one pass of the event loop's poll phase (libuv hands over many,
+   * one callback each) are answered by one flush: one cumulative ACK for all of them instead of
+   * one per frame.
    */
   private scheduleInputFlush(): void {
     if (this.inputFlushQueued || this.closed) return;
