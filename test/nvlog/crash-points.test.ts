@@ -8,6 +8,7 @@ import { Prng } from '../../firmware/ts/core/prng.ts';
 import type { BladeId } from '../../firmware/ts/nvlog/core/layout.ts';
 import { PairSim, makeToken } from '../../firmware/ts/nvlog/sim/pair.ts';
 import { StepScheduler } from '../../firmware/ts/nvlog/sim/scheduler.ts';
+import type { NvLog } from '../../firmware/ts/nvlog/nvlog.ts';
 import type { TearMode } from '../../firmware/ts/nvlog/sim/tearing-nvram.ts';
 
 type Target = 'A' | 'B' | 'both';
@@ -111,7 +112,66 @@ async function runLinkCutThenDeath(cutAt: number | undefined): Promise<{ violati
   return { violations: sim.violations, steps: sched.steps - baseSteps, label, acked: sim.acked.size };
 }
 
+/**
+ * Three 6 KiB changes on A with a consistency point after the first: the log switches halves,
+ * the CP completes as its own step and releases a half (carrying replies forward), so crash
+ * points also fall inside release and half reuse.
+ */
+async function runWithCp(
+  cutAt: number | undefined,
+  mode: TearMode,
+  recovery: Recovery,
+): Promise<{ violations: string[]; steps: number; label: string; acked: number; halfSwitches: number; released: number }> {
+  const { sim, sched, baseSteps } = await build(23);
+  let label = '(no cut)';
+  if (cutAt !== undefined) {
+    sched.stopBefore = (step, l) => {
+      if (step < baseSteps + cutAt) return false;
+      label = l;
+      return true;
+    };
+  }
+  sim.submit({ client: 1, xid: 1, fs: 0, token: makeToken(0, 1), filler: 6000 });
+  sched.at(3, 'start-cp', () => sim.startCp(0));
+  sched.at(3.5, 'more', () => {
+    sim.submit({ client: 2, xid: 2, fs: 0, token: makeToken(0, 2), filler: 6000 });
+    sim.submit({ client: 3, xid: 3, fs: 0, token: makeToken(0, 3), filler: 6000 });
+  });
+  // A second CP containing all three releases the first half (its reply is carried forward).
+  sched.at(12, 'second-cp', () => sim.startCp(0));
+  const finished = await sched.runUntil(workloadUntilMs);
+  sched.stopBefore = undefined;
+  if (!finished) {
+    sim.powerCut(0, mode, { takeover: recovery === 'takeover', detectMs: 1 });
+    await sched.runUntil(sched.nowMs() + 10);
+    void sim.boot(0);
+    await sched.runUntil(sched.nowMs() + 10);
+  }
+  const m = sim.blades[0].log?.metrics();
+  const released = m === undefined ? 0 : m.appends - (sim.blades[0].log as NvLog)['live'].size;
+  await sched.runUntil(sched.nowMs() + 30);
+  sim.checkFinal();
+  return { violations: sim.violations, steps: sched.steps - baseSteps, label, acked: sim.acked.size, halfSwitches: m?.halfSwitches ?? 0, released };
+}
+
 describe('crash-point enumeration', () => {
+  for (const recovery of ['own', 'takeover'] as const) {
+    it(`NV-4 NV-5 SM-3 a consistency point and a half switch between changes: power cut on A before every step, ${recovery === 'own' ? 'own reboot' : 'partner takeover'}`, async () => {
+      const clean = await runWithCp(undefined, 'tear', recovery);
+      expect(clean.violations).toEqual([]);
+      expect(clean.acked).toBe(3);
+      expect(clean.halfSwitches).toBe(1);
+      expect(clean.released).toBeGreaterThan(0);
+      for (let i = 0; i <= clean.steps; i++) {
+        for (const mode of ['drop', 'tear'] as const) {
+          const r = await runWithCp(i, mode, recovery);
+          if (r.violations.length > 0) throw new Error(`cut before step ${i} (${r.label}), ${mode}: ${r.violations.join('; ')}`);
+        }
+      }
+    });
+  }
+
+
   it('HA-8 link cut, then a power cut of A at every step: B takes over only from a mirror holding every answered change', async () => {
     const clean = await runLinkCutThenDeath(undefined);
     expect(clean.violations).toEqual([]);
