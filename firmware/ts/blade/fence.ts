@@ -7,7 +7,7 @@ import { RigLoopFence } from '../ha/fence-rig.ts';
 import type { Fence } from '../ha/fence.ts';
 import { bladeIndex } from '../board/board.ts';
 
-export async function openFence(board: Board): Promise<Fence> {
+export async function openFence(board: Board, rig?: RigControlClient): Promise<Fence> {
   const me = bladeIndex(board);
   const set0 = me === 0 ? board.disks.own : board.disks.partner;
   const set1 = me === 0 ? board.disks.partner : board.disks.own;
@@ -16,8 +16,11 @@ export async function openFence(board: Board): Promise<Fence> {
     return m ? (m[1] as string) : d.id;
   });
   if (board.rigControl) {
-    const client = new RigControlClient({ socketPath: board.rigControl.path, blade: board.identity.blade });
-    await client.connect();
+    let client = rig;
+    if (client === undefined) {
+      client = new RigControlClient({ socketPath: board.rigControl.path, blade: board.identity.blade });
+      await client.connect();
+    }
     return new RigLoopFence({ client, disks: names });
   }
   throw new Error('this board names no fence: a pair needs one (rigControl for the emulated rigs; SCSI-3 reservations and GPIO MUX fences are configured per board)');

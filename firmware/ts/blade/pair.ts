@@ -32,6 +32,8 @@ import { openStorageSet, type StorageSet } from './storage-set.ts';
 import { FileSystems, NvChangeLog, NvDrc, ReplayApplier } from './change-path.ts';
 import { HaStateStore } from './ha-state.ts';
 import { AddressManager, type ClientAddress } from './addresses.ts';
+import type { BoardDevices } from './board-devices.ts';
+import { PowerMonitor } from '../nvlog/power.ts';
 import { nfsUrl, type ExportInfo } from './daemon.ts';
 import { MgmtServer } from './mgmt.ts';
 import { MetricsRegistry } from './metrics.ts';
@@ -41,6 +43,8 @@ export interface PairBladeOptions {
   logger: Logger;
   /** The fence over the shared disks, numbered as `diskNumbers` below. */
   fence: Fence;
+  /** GPIO lines (power-fail, partner reset) and the battery gauge, when the board has them. */
+  devices?: BoardDevices;
   clock?: Clock;
   timers?: Timers;
 }
@@ -91,6 +95,7 @@ export class PairBlade {
   private metricsPort: number | undefined;
   private readonly prng: Prng;
   private readonly addresses: AddressManager;
+  private power: PowerMonitor | undefined;
   private stopped = false;
 
   private ha!: HaDriver;
@@ -171,6 +176,7 @@ export class PairBlade {
       link: this.link,
       mailboxDisks,
       fence: this.o.fence,
+      ...(this.o.devices?.gpio?.partnerReset ? { partnerReset: this.o.devices.gpio.partnerReset } : {}),
       setDisks: [nums.set0, nums.set1],
       persist: (state) => this.haStore.write(state),
       serve: (set, on) => {
@@ -265,6 +271,19 @@ export class PairBlade {
     this.drc = new NvDrc(log, (e) => this.log.warn({ err: e }, 'state-machine log reply not recorded'));
     log.onFull(() => void this.doCp());
     this.scheduleCp();
+    // NV-7 / ST-5: a low or failed battery means write-through; a power-fail edge seals the log.
+    const gauge = this.o.devices?.gauge;
+    const powerFailLine = this.o.devices?.gpio?.powerFail;
+    if (gauge || powerFailLine) {
+      this.power = new PowerMonitor({
+        log,
+        timers: this.timers,
+        ...(gauge ? { gauge } : {}),
+        ...(powerFailLine ? { powerFailLine } : {}),
+        onAlert: (a) => this.log.warn({ alert: a.code, writeThrough: a.writeThrough }, a.message),
+      });
+      await this.power.start();
+    }
   }
 
   private async recoverPartner(): Promise<void> {
@@ -454,6 +473,7 @@ export class PairBlade {
     this.stopped = true;
     this.log.info('blade stopping');
     this.cpTimer?.cancel();
+    this.power?.stop();
     this.ha.stop();
     await this.mgmt?.close();
     for (const rt of Object.values(this.sets)) await rt?.nfs?.close();
@@ -465,6 +485,7 @@ export class PairBlade {
     await this.serial.close().catch(() => undefined);
     await Promise.allSettled([...this.disksBySet[0], ...this.disksBySet[1], ...this.spares].map((d) => d.close()));
     await this.nvram.close();
+    await this.o.devices?.close();
     this.log.info('blade stopped');
   }
 }

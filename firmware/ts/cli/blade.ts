@@ -17,6 +17,7 @@ import { loadBoard } from '../board/board.ts';
 import { Blade } from '../blade/daemon.ts';
 import { PairBlade } from '../blade/pair.ts';
 import { openFence } from '../blade/fence.ts';
+import { openBoardDevices } from '../blade/board-devices.ts';
 import { initSingleBlade } from '../blade/init.ts';
 import { mgmtRequest } from '../blade/mgmt.ts';
 import { isTwinbladeError } from '../core/errors.ts';
@@ -84,7 +85,13 @@ async function main(): Promise<void> {
       const board = await loadBoard(values.config);
       const logger = pino({ level: board.service?.logLevel ?? 'info', base: { blade: board.identity.blade } });
       // A board with a partner's disk set runs as half of a pair; without one, standalone.
-      const blade = board.disks.partner.length > 0 ? await PairBlade.start({ board, logger, fence: await openFence(board) }) : await Blade.start({ board, logger });
+      let blade: Blade | PairBlade;
+      if (board.disks.partner.length > 0) {
+        const devices = await openBoardDevices(board);
+        blade = await PairBlade.start({ board, logger, fence: await openFence(board, devices.rig), devices });
+      } else {
+        blade = await Blade.start({ board, logger });
+      }
       if (blade instanceof PairBlade) {
         // A pair blade serves once the HA machine has recovered its set; say so when it does.
         const announced = new Set<string>();
