@@ -157,7 +157,10 @@ const logFullRetryCountMax = 8;
  * `cpAdmitHalfFraction` of the active half wait for it, which keeps the rest of each half free
  * for the replies the next release carries into it. A CP that could not switch (the other
  * half still held changes its predecessor did not contain) leaves the count running, so the
- * active half is held to the same share.
+ * active half is held to the same share. The same two marks apply to the number of changes
+ * against `smRequestsMax`: the state-machine log can make room for a new request only by
+ * evicting a finished one that a consistency point contains, so a stream of small changes
+ * (creates) with no CP for 10 s filled it, and the NFS service then dropped calls unanswered.
  */
 const cpStartHalfFraction = 0.5;
 const cpAdmitHalfFraction = 0.75;
@@ -175,6 +178,8 @@ export class NvChangeLog implements ChangeLog {
   lastAppliedSeq = 0;
   /** Bytes appended into the active log half, as far as this log knows (see cpStartHalfFraction). */
   private bytesSinceCpStart = 0;
+  /** Changes appended since the last consistency point this log started. */
+  private changesSinceCpStart = 0;
   /** The consistency point this log started, while it runs. */
   private cpRunning: Promise<void> | undefined;
 
@@ -214,6 +219,7 @@ export class NvChangeLog implements ChangeLog {
       throw isTwinbladeError(e) && e.kind === 'busy' ? new LogFull(e) : e;
     });
     this.bytesSinceCpStart += envelope.length;
+    this.changesSinceCpStart++;
     this.startCpIfDue();
     const applied = this.applyTail.then(async () => {
       const { seq, writeThrough } = await appended;
@@ -236,12 +242,16 @@ export class NvChangeLog implements ChangeLog {
    * starts is always admitted, so an entry larger than the share still goes through.
    */
   private admissible(bytes: number): boolean {
-    if (this.cpRunning === undefined || this.bytesSinceCpStart === 0) return true;
-    return this.bytesSinceCpStart + bytes <= this.log.layout.halfBytes * cpAdmitHalfFraction;
+    if (this.cpRunning === undefined) return true;
+    if (this.changesSinceCpStart + 1 > this.log.limits.smRequestsMax * cpAdmitHalfFraction) return false;
+    return this.bytesSinceCpStart === 0 || this.bytesSinceCpStart + bytes <= this.log.layout.halfBytes * cpAdmitHalfFraction;
   }
 
   private startCpIfDue(): void {
-    if (this.cpRunning !== undefined || this.bytesSinceCpStart < this.log.layout.halfBytes * cpStartHalfFraction) return;
+    if (this.cpRunning !== undefined) return;
+    const due = this.bytesSinceCpStart >= this.log.layout.halfBytes * cpStartHalfFraction || this.changesSinceCpStart >= this.log.limits.smRequestsMax * cpStartHalfFraction;
+    if (!due) return;
+    this.changesSinceCpStart = 0;
     // makeSpace may join a CP already running (taken on the timer or for a full log); the
     // next append past the mark after it starts another. A CP switches halves synchronously
     // as it starts (NvLog.beginCp), so the switch counter tells whether appends now go to an

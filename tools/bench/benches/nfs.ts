@@ -1,14 +1,19 @@
-// NFSv3 benchmark: our server and nfs-ganesha (VFS FSAL on a directory of the real disk),
-// started in one run and driven by the same TypeScript client with the same workload:
-// 4 KiB FILE_SYNC writes, 1 MiB UNSTABLE writes + COMMIT, 64 KiB sequential reads, creates.
-//   npm run bench -- nfs [--seconds S] [--qd N] [--file-mib M] [--rounds R] [--only ours|ganesha]
+// NFSv3 benchmark: the real blade daemon (`blade init` + `blade run`: RAID-4 over image files
+// opened O_DIRECT, copy-on-write FS, NVRAM change log and DRC), our NFS server alone over the
+// in-memory file system (protocol cost without storage cost), and nfs-ganesha (VFS FSAL on a
+// directory of the real disk), started in one run and driven by the same TypeScript client with
+// the same workload: 4 KiB FILE_SYNC writes, 1 MiB UNSTABLE writes + COMMIT, 64 KiB sequential
+// reads, creates.
+//   npm run bench -- nfs [--seconds S] [--qd N] [--file-mib M] [--rounds R]
+//                        [--only ours,memfs,ganesha] [--cpu-prof-dir DIR]
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, statfs, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { initSingleBlade } from '../../../firmware/ts/blade/init.ts';
 import { StableHow } from '../../../firmware/ts/nfs/core/nfs3.ts';
 import { type MountedNfs, mountNfs, ok } from '../../nfs-client/index.ts';
 import type { Bench, BenchReport, BenchRow } from '../bench.ts';
@@ -17,6 +22,8 @@ const repo = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 
 interface Target {
   name: string;
+  /** Warnings and errors the server logged (shown when a run fails). */
+  problems?(): Promise<string>;
   nfsPort: number;
   mountPort: number;
   path: string;
@@ -74,25 +81,93 @@ function stopChild(c: ChildProcess): Promise<void> {
   });
 }
 
-async function startOurs(): Promise<Target> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(repo, 'firmware/ts/nfs/standalone.ts'), '--no-udp'], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
-  const line = await new Promise<string>((res, rej) => {
+/** tmpfs's statfs magic: disk images there would not be opened O_DIRECT nor touch a disk. */
+const tmpfsMagic = 0x01021994;
+
+/** A temp directory on a real disk: the OS temp dir unless that is tmpfs, else /var/tmp. */
+async function diskTempDir(prefix: string): Promise<string> {
+  for (const base of [tmpdir(), '/var/tmp']) {
+    if ((await statfs(base)).type !== tmpfsMagic) return mkdtemp(join(base, prefix));
+  }
+  throw new Error('bench nfs: no temp directory on a real disk (both tmpdir and /var/tmp are tmpfs)');
+}
+
+/** Resolves with the first match of `re` on the child's stream (rejects if it exits first). */
+function awaitLine(child: ChildProcess, stream: 'stdout' | 'stderr', re: RegExp, what: string, ms: number): Promise<RegExpExecArray> {
+  return new Promise((res, rej) => {
     let buf = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) res(buf.slice(0, nl));
+    const t = setTimeout(() => rej(new Error(`bench nfs: ${what} did not start in ${ms} ms:\n${buf.slice(-2000)}`)), ms);
+    child[stream]?.setEncoding('utf8');
+    child[stream]?.on('data', (d: string) => {
+      buf += d;
+      const m = re.exec(buf);
+      if (m) {
+        clearTimeout(t);
+        res(m);
+      }
     });
-    child.once('exit', (code) => rej(new Error(`our server exited with ${code}`)));
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      rej(new Error(`bench nfs: ${what} exited with ${code}:\n${buf.slice(-2000)}`));
+    });
   });
-  const ports = JSON.parse(line) as { nfsPort: number; mountPort: number };
-  return { name: 'ours', ...ports, path: '/export', stop: () => stopChild(child) };
+}
+
+/** node flags for a server process: the CPU profile of the run when asked for. */
+function nodeFlags(profDir: string | undefined, name: string): string[] {
+  return profDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', `${name}-${process.pid}.cpuprofile`];
+}
+
+/** The blade daemon, as an operator runs it: `blade init` into a disk directory, then `blade run`. */
+async function startBlade(profDir: string | undefined): Promise<Target> {
+  const dir = await diskTempDir('twinblade-bench-blade-');
+  const config = await initSingleBlade(join(dir, 'blade'));
+  // The daemon logs JSON on stdout (to a file here); the URL is on stderr.
+  const logPath = join(dir, 'blade.log');
+  const log = await open(logPath, 'w');
+  const child = spawn(process.execPath, [...nodeFlags(profDir, 'blade'), '--import', 'tsx', join(repo, 'firmware/ts/cli/blade.ts'), 'run', '--config', config], {
+    cwd: repo,
+    stdio: ['ignore', log.fd, 'pipe'],
+  });
+  const stop = async () => {
+    await stopChild(child);
+    await log.close();
+    await rm(dir, { recursive: true, force: true });
+  };
+  const problems = async () =>
+    (await readFile(logPath, 'utf8'))
+      .split('\n')
+      .filter((l) => /"level":(40|50|60)/.test(l))
+      .slice(-20)
+      .join('\n');
+  try {
+    const m = await awaitLine(child, 'stderr', /serving \S+ at (nfs:\/\/\S+)/, 'blade', 60_000);
+    const u = new URL(m[1] as string);
+    return { name: 'ours', nfsPort: Number(u.searchParams.get('nfsport') ?? 2049), mountPort: Number(u.searchParams.get('mountport') ?? 20048), path: u.pathname, stop, problems };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/** Our NFS server alone, over MemFs with the direct change log: the protocol's share of the cost. */
+async function startMemfs(profDir: string | undefined): Promise<Target> {
+  const child = spawn(process.execPath, [...nodeFlags(profDir, 'memfs'), '--import', 'tsx', join(repo, 'firmware/ts/nfs/standalone.ts'), '--no-udp'], {
+    cwd: repo,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const m = await awaitLine(child, 'stdout', /^(\{.*\})\n/, 'memfs server', 30_000).catch(async (e: unknown) => {
+    await stopChild(child);
+    throw e;
+  });
+  const ports = JSON.parse(m[1] as string) as { nfsPort: number; mountPort: number };
+  return { name: 'memfs', ...ports, path: '/export', stop: () => stopChild(child) };
 }
 
 async function startGanesha(): Promise<Target> {
-  const dir = await mkdtemp(join(tmpdir(), 'twinblade-ganesha-'));
+  const dir = await diskTempDir('twinblade-ganesha-');
   const exportDir = join(dir, 'export');
-  await import('node:fs/promises').then((f) => f.mkdir(exportDir));
+  await mkdir(exportDir);
   const nfsPort = await freePort();
   const mountPort = await freePort();
   await writeFile(
@@ -270,20 +345,25 @@ export const bench: Bench = {
         seconds: { type: 'string', default: '3' },
         qd: { type: 'string', default: '8' },
         'file-mib': { type: 'string', default: '128' },
-        only: { type: 'string' },
+        only: { type: 'string', default: 'ours,memfs,ganesha' },
         rounds: { type: 'string', default: '3' },
+        'cpu-prof-dir': { type: 'string' },
       },
     });
     const seconds = Number(values.seconds);
     const qd = Number(values.qd);
     const fileMiB = Number(values['file-mib']);
     const rounds = Number(values.rounds);
+    const profDir = values['cpu-prof-dir'] === undefined ? undefined : resolve(values['cpu-prof-dir']);
+    const starters: Record<string, () => Promise<Target>> = { ours: () => startBlade(profDir), memfs: () => startMemfs(profDir), ganesha: startGanesha };
+    const wanted = values.only.split(',').map((w) => w.trim());
+    for (const w of wanted) if (starters[w] === undefined) throw new Error(`bench nfs: --only ${w}: expected some of ${Object.keys(starters).join(', ')}`);
     const loadStart = loadavg()[0] ?? 0;
     const results: Record<string, Figures> = {};
     const targets: { t: Target; m: MountedNfs | undefined }[] = [];
     try {
-      for (const start of [startOurs, startGanesha]) {
-        if (values.only !== undefined && start !== (values.only === 'ours' ? startOurs : startGanesha)) continue;
+      for (const [name, start] of Object.entries(starters)) {
+        if (!wanted.includes(name)) continue;
         const entry: { t: Target; m: MountedNfs | undefined } = { t: await start(), m: undefined };
         targets.push(entry);
         entry.m = await mountNfs({ host: '127.0.0.1', nfsPort: entry.t.nfsPort, mountPort: entry.t.mountPort, path: entry.t.path, auth: { uid: 0, gid: 0 } });
@@ -299,6 +379,12 @@ export const bench: Bench = {
           results[t.name] = best === undefined ? f : bestOf(best, f);
         }
       }
+    } catch (e) {
+      for (const { t } of targets) {
+        const p = await t.problems?.().catch(() => '');
+        if (p) process.stderr.write(`bench nfs: ${t.name} logged:\n${p}\n`);
+      }
+      throw e;
     } finally {
       for (const { t, m } of targets) {
         await m?.close().catch(() => undefined);
@@ -349,11 +435,21 @@ export const bench: Bench = {
         rows.push({ metric: `${k} (ours / ganesha)`, value: figures[k] as number, unit: 'x' });
       }
     }
+    // How much of the gap to the protocol-only server the storage stack costs.
+    const mem = results['memfs'];
+    if (ours !== undefined && mem !== undefined) {
+      const ratio = (a: number, b: number) => (b > 0 ? a / b : Infinity);
+      figures['bladeVsMemfsFileSyncWriteOpsRatio'] = ratio(ours.fileSyncWriteOps, mem.fileSyncWriteOps);
+      figures['bladeVsMemfsUnstableWriteMiBsRatio'] = ratio(ours.unstableWriteMiBs, mem.unstableWriteMiBs);
+      figures['bladeVsMemfsReadMiBsRatio'] = ratio(ours.readMiBs, mem.readMiBs);
+      figures['bladeVsMemfsCreatesRatio'] = ratio(ours.createsPerSec, mem.createsPerSec);
+    }
     return {
       rows,
       figures,
       notes: [
-        'ours: the standalone NFS server process over the in-memory reference file system (fsapi/memfs.ts) with the direct change log; the blade daemon will put the CoW file system and the mirrored NVRAM log behind the same server',
+        'ours: the single-blade daemon (blade init + blade run --config) on sparse disk images in a temp directory of the host disk, opened O_DIRECT: RAID-4 volume, copy-on-write file system, every change logged in the NVRAM file (mmap) before it is applied and answered, DRC in the state-machine log; no partner, so the mirror is degraded (no interconnect round trip)',
+        'memfs: the same NFS server alone over the in-memory file system (fsapi/memfs.ts) with the direct change log: what the protocol layer costs without storage',
         'ganesha: nfs-ganesha with the VFS FSAL on a temp directory of the host disk (FILE_SYNC means a disk flush there)',
         `same TypeScript client (tools/nfs-client), TCP, AUTH_SYS root, ${seconds} s per timed phase, ${qd} calls in flight (4 for the sequential phases); after a warm-up pass, ${rounds} rounds alternating the servers, best figure of each kept`,
       ],
