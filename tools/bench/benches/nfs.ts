@@ -244,7 +244,8 @@ async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: numb
   {
     const { nfs, root } = m;
     const info = ok(await nfs.fsinfo(root), 'FSINFO');
-    const dir = ok(await nfs.mkdir(root, `bench-${process.pid}-${Date.now()}`), 'MKDIR').fh as Uint8Array;
+    const dirName = `bench-${process.pid}-${Date.now()}`;
+    const dir = ok(await nfs.mkdir(root, dirName), 'MKDIR').fh as Uint8Array;
 
     // 4 KiB FILE_SYNC writes over a 64 MiB region of one file.
     const f1 = ok(await nfs.create(dir, 'sync.dat'), 'CREATE').fh as Uint8Array;
@@ -304,9 +305,18 @@ async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: numb
       ok(await nfs.create(cdir, `f${i}`, { mode: 1, attrs: { mode: 0o644, uid: undefined, gid: undefined, size: undefined, atime: 'dont', mtime: 'dont' } }), 'CREATE');
     });
 
-    // Leave the servers as found (the big files go), so rounds measure the same state.
+    // Leave the servers as found (untimed), so rounds measure the same state and the blade's
+    // file system (inodes sized for its 768 MiB volume) does not run out of inodes.
     ok(await nfs.remove(dir, 'sync.dat'), 'REMOVE');
     ok(await nfs.remove(dir, 'seq.dat'), 'REMOVE');
+    let gone = 0;
+    await Promise.all(
+      Array.from({ length: qd }, async () => {
+        for (let k = gone++; k < c.n; k = gone++) ok(await nfs.remove(cdir, `f${k}`), 'REMOVE');
+      }),
+    );
+    ok(await nfs.rmdir(dir, 'creates'), 'RMDIR');
+    ok(await nfs.rmdir(m.root, dirName), 'RMDIR');
 
     return {
       fileSyncWriteOps: w.n / w.s,
