@@ -730,8 +730,8 @@ describe('RAID-4 volume: partial-stripe updates and the write intent', () => {
     expect(repairedTotal).toBeGreaterThan(0);
   });
 
-  it('records write intent once per region and clears it when a flush makes the writes durable', async () => {
-    const r = new Rig(71, { stripes: 64, limits: { intentRegionBytes: 16 * 16384 } }); // 16 stripes per region
+  it('records write intent once per region and clears it when a flush finds the region durable and idle', async () => {
+    const r = new Rig(71, { stripes: 64, limits: { intentRegionBytes: 16 * 16384, intentClearDelayMs: 100 } }); // 16 stripes per region
     await r.sim.run(async () => {
       const v = await r.create();
       const m = new Model(v);
@@ -748,7 +748,15 @@ describe('RAID-4 volume: partial-stripe updates and the write intent', () => {
       await m.write(p, 40, 1);
       for (const d of r.disks) expect(await intentOf(d)).toEqual([true, false, true, false]);
       await v.flush();
+      // Written just now: kept dirty, so that the next CP into these regions pays no intent flush.
+      for (const d of r.disks) expect(await intentOf(d)).toEqual([true, false, true, false]);
+      await r.sim.timers.sleep(100);
+      await v.flush();
       for (const d of r.disks) expect(await intentOf(d)).toEqual([false, false, false, false]);
+      // Closing after a flush records the volume clean at once, without waiting for the delay.
+      await m.write(p, 60, 1);
+      await v.flush();
+      for (const d of r.disks) expect(await intentOf(d)).toEqual([false, false, false, true]);
       // A clean shutdown needs no resync.
       await v.close();
       await r.open();

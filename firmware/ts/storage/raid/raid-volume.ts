@@ -38,6 +38,12 @@ export interface RaidLimits {
   memberReadErrorWindowMs: number;
   /** Per-member bytes one write-intent bit covers: a bigger region means fewer intent updates, a longer resync. */
   intentRegionBytes: number;
+  /**
+   * A region's bit is cleared by a flush only once the region has had no write for this
+   * long, so that back-to-back CPs into the same region (the superblock's, the current
+   * allocation area) do not pay an intent flush each. A stale bit only costs a resync.
+   */
+  intentClearDelayMs: number;
 }
 
 export const defaultRaidLimits: RaidLimits = {
@@ -47,6 +53,7 @@ export const defaultRaidLimits: RaidLimits = {
   memberReadErrorCountMax: 16,
   memberReadErrorWindowMs: 10 * 60 * 1000,
   intentRegionBytes: 64 * 1024 * 1024,
+  intentClearDelayMs: 5000,
 };
 
 /** What the volume reports as it happens (besides `status()`). */
@@ -163,7 +170,10 @@ export class RaidVolume implements Volume {
   private readonly intentDurable: boolean[];
   private readonly intentInFlight: number[];
   private readonly intentLastWrite: number[];
+  private readonly intentLastWriteMs: number[];
   private writeSeq = 0;
+  /** writeSeq as of the start of the last successful flush: every write up to it is durable. */
+  private flushedSeq = 0;
 
   constructor(
     init: RaidVolumeInit,
@@ -185,6 +195,7 @@ export class RaidVolume implements Volume {
     this.intentDurable = new Array<boolean>(regions).fill(false);
     this.intentInFlight = new Array<number>(regions).fill(0);
     this.intentLastWrite = new Array<number>(regions).fill(0);
+    this.intentLastWriteMs = new Array<number>(regions).fill(0);
     assert(this.slots.length === this.geometry.memberCount, 'one slot per member');
     assert(this.unavailablePositions().length <= 1, 'a volume is assembled with at most one position unavailable');
   }
@@ -226,9 +237,11 @@ export class RaidVolume implements Volume {
     if (fenced !== undefined) throw fenced;
     // Regions whose every write is now durable need no resync: record them clean (the
     // record itself need not be flushed: a stale dirty bit only costs a resync).
+    this.flushedSeq = Math.max(this.flushedSeq, flushSeq);
     let cleared = false;
+    const idleSinceMs = this.options.clock.nowMs() - this.limits.intentClearDelayMs;
     this.intentDirty.forEach((dirty, r) => {
-      if (dirty && this.intentInFlight[r] === 0 && (this.intentLastWrite[r] ?? 0) <= flushSeq) {
+      if (dirty && this.intentInFlight[r] === 0 && (this.intentLastWrite[r] ?? 0) <= flushSeq && (this.intentLastWriteMs[r] ?? 0) <= idleSinceMs) {
         this.intentDirty[r] = false;
         cleared = true;
       }
@@ -343,6 +356,12 @@ export class RaidVolume implements Volume {
     if (this.rebuildRun !== undefined) {
       this.rebuildRun.stop = true;
       await this.rebuildRun.done;
+    }
+    // Closed after a flush that covered every write: a clean shutdown, no resync next time.
+    const idle = this.intentInFlight.every((n) => n === 0) && this.writeSeq === this.flushedSeq;
+    if (idle && this.intentDirty.some((d) => d) && this.offlineError === undefined && this.fencedError === undefined) {
+      this.intentDirty.fill(false);
+      await this.persistIntent(true).catch(() => undefined);
     }
     await this.labelChain;
   }
@@ -741,9 +760,11 @@ export class RaidVolume implements Volume {
 
   private endIntent(regions: readonly number[]): void {
     this.writeSeq++;
+    const now = this.options.clock.nowMs();
     for (const r of regions) {
       this.intentInFlight[r] = (this.intentInFlight[r] ?? 1) - 1;
       this.intentLastWrite[r] = this.writeSeq;
+      this.intentLastWriteMs[r] = now;
     }
   }
 
