@@ -23,6 +23,10 @@ import type { MultipathEndpoint } from '../link/multipath.ts';
 import { HaDriver, haPathsFor } from '../ha/driver.ts';
 import { HaCode, type SetIndex } from '../ha/core/machine.ts';
 import { defaultHaTiming } from '../ha/core/timing.ts';
+import { decodeMailbox } from '../ha/core/mailbox.ts';
+import { HaPhase } from '../ha/core/status.ts';
+import type { PersistedHaState } from '../ha/core/machine.ts';
+import { mailboxSlotOffset, diskLayout } from '../storage/layout.ts';
 import type { Fence } from '../ha/fence.ts';
 import type { MailboxDisk } from '../ha/mailbox-io.ts';
 import { startNfsServer, type NfsServer } from '../nfs/server.ts';
@@ -71,6 +75,31 @@ export function diskNumbers(board: Board): { set0: number[]; set1: number[] } {
   const first = me === 0 ? own : partner;
   const second = me === 0 ? partner : own;
   return { set0: Array.from({ length: first }, (_, i) => i), set1: Array.from({ length: second }, (_, i) => first + i) };
+}
+
+async function stateFromMailboxes(me: 0 | 1, disksBySet: Record<SetIndex, BlockDevice[]>, nums: { set0: number[]; set1: number[] }): Promise<PersistedHaState | undefined> {
+  let best: PersistedHaState & { sequence: number } | undefined;
+  for (const set of [0, 1] as const) {
+    const numbers = set === 0 ? nums.set0 : nums.set1;
+    await Promise.all(
+      disksBySet[set].map(async (d, i) => {
+        try {
+          const bytes = await d.read(mailboxSlotOffset(me), diskLayout.mailboxSlotBytes);
+          const r = decodeMailbox(bytes, me, numbers[i] as number);
+          const st = r.status;
+          if (best === undefined || st.generation > best.generation || (st.generation === best.generation && st.sequence > best.sequence)) {
+            const stable = st.phase === HaPhase.takeover ? HaPhase.takeover : HaPhase.normal;
+            best = { generation: st.generation, sequence: st.sequence, phase: stable, claimedSets: st.claimedSets, operatorDisabled: false };
+          }
+        } catch {
+          // A blank, corrupt or unreadable slot says nothing.
+        }
+      }),
+    );
+  }
+  if (best === undefined) return undefined;
+  const { sequence: _sequence, ...state } = best;
+  return state;
 }
 
 export class PairBlade {
@@ -133,7 +162,7 @@ export class PairBlade {
     if (board.nvram.driver !== 'mmap') throw new Error(`NVRAM driver ${board.nvram.driver} is not supported by this daemon build`);
     const nvram = await MmapNvram.open(board.nvram.path, { sizeBytes: board.nvram.sizeBytes, create: true, mode: board.nvram.msync ? 'msync' : 'fence' });
     const haStore = new HaStateStore(nvram);
-    const persisted = haStore.read();
+    let persisted = haStore.read();
     const ic = board.network.interconnect;
     if (board.service?.manageAddresses && ic.interface !== undefined) {
       // The interconnect address is the blade's own for good (never taken over): up at boot.
@@ -147,6 +176,11 @@ export class PairBlade {
     const spares = await openDisks(board.disks.spare);
     const me = bladeIndex(board);
     const disksBySet: Record<SetIndex, BlockDevice[]> = me === 0 ? { 0: own, 1: theirs } : { 0: theirs, 1: own };
+    // HA-4: the state is also on the mailbox disks. With the NVRAM copy lost (a failed battery),
+    // the newest record in our own slots gives back the generation — a blade must never come
+    // back with an older generation than its partner has seen, or its messages read as stale.
+    persisted ??= await stateFromMailboxes(me, disksBySet, diskNumbers(board));
+    if (persisted !== undefined) await haStore.write(persisted);
     const b = new PairBlade(o, nvram, haStore, link, serial, disksBySet, spares);
     b.startHa(persisted);
     await b.startMgmt();
