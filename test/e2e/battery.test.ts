@@ -12,7 +12,7 @@ describe('e2e: battery failed, then power cut', () => {
   let pr: PairRig | undefined;
   beforeAll(async () => {
     pr = await PairRig.start(3);
-    await pr.bringUp('a');
+    await pr.bringUp();
   });
   afterAll(async () => {
     await pr?.stop();

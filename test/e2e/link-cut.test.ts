@@ -13,7 +13,7 @@ describe('e2e: serial link cut', () => {
   let pr: PairRig | undefined;
   beforeAll(async () => {
     pr = await PairRig.start(2);
-    await pr.bringUp('a');
+    await pr.bringUp();
   });
   afterAll(async () => {
     await pr?.stop();

@@ -22,8 +22,10 @@ export type BladeId = 'a' | 'b';
 export const e2eLimits = {
   /** How long a freshly powered rig may take until both blades serve their exports. */
   bootWaitMs: 45_000,
-  /** How long after both serve a blade's mirror must be synced before bringUp cycles it. */
-  mirrorSyncWaitMs: 6_000,
+  /** How long after both serve the mirrors must be synced before bringUp power-cycles the pair. */
+  mirrorSyncWaitMs: 5_000,
+  /** Power cycles of the pair bringUp tries against the mirror boot race (~40% per boot). */
+  bootRaceAttempts: 6,
   /** A client resends a write answered NFS3ERR_JUKEBOX after this delay. */
   jukeboxRetryMs: 100,
   /** Poll interval for status and NFS NULL probes. */
@@ -156,40 +158,44 @@ export class PairRig {
   }
 
   /**
-   * Waits until both blades see each other and `b`'s change log is mirrored to its partner
-   * (synced): from then on `b` may be taken over (HA-8) without losing an acknowledged change.
+   * Waits until both blades see each other and the change logs of `blades` are mirrored to
+   * the partner (synced): from then on such a blade may be taken over (HA-8) without losing
+   * an acknowledged change.
    */
-  async waitMirrored(b: BladeId, timeoutMs: number = e2eLimits.bootWaitMs): Promise<void> {
+  async waitMirrored(blades: readonly BladeId[], timeoutMs: number = e2eLimits.bootWaitMs): Promise<void> {
     await this.until(
-      `blade ${b} paired with a synced mirror`,
+      `blades ${blades.join(', ')} paired with synced mirrors`,
       async () => {
-        const [sa, sb] = await Promise.all([this.status('a'), this.status('b')]);
-        const s = b === 'a' ? sa : sb;
-        return sa.partner.reachable && sb.partner.reachable && s.mirror === 'synced';
+        const st = { a: await this.status('a'), b: await this.status('b') };
+        return st.a.partner.reachable && st.b.partner.reachable && blades.every((b) => st[b].mirror === 'synced');
       },
       timeoutMs,
     );
   }
 
   /**
-   * Brings a freshly started pair to "both serving, `b`'s log mirrored". Workaround for a
-   * boot race (reported; see docs/e2e.md): the blade that boots second sometimes never starts
-   * its mirror resync, so its mirror stays degraded for good. A power cycle of that blade
-   * before any client has written anything clears it; at most `attempts` cycles.
+   * Brings a freshly started pair to "both serving, both change logs mirrored". Both matter
+   * for a takeover: the survivor needs the failed blade's log (its mirror), and the HA machine
+   * also refuses to take over while the survivor's own log is not mirrored (HA-8).
+   *
+   * Workaround for a boot race (reported; see docs/e2e.md): a blade whose log binds to the
+   * link after the link session came up misses the partner's one `hello`, so its mirror stays
+   * degraded for good. Power-cycling that blade alone makes it the late one again; cutting
+   * and restoring both at once (before any client wrote anything) is a fresh draw of the race.
    */
-  async bringUp(b: BladeId, attempts = 3): Promise<void> {
+  async bringUp(attempts = e2eLimits.bootRaceAttempts): Promise<void> {
     await this.waitBothServing();
     for (let i = 0; ; i++) {
       try {
-        await this.waitMirrored(b, i < attempts ? e2eLimits.mirrorSyncWaitMs : e2eLimits.bootWaitMs);
+        await this.waitMirrored(['a', 'b'], i < attempts ? e2eLimits.mirrorSyncWaitMs : e2eLimits.bootWaitMs);
         return;
       } catch (e) {
         if (i >= attempts) throw e;
       }
       this.bootRaceCycles++;
-      await this.rig.powerCut(b);
-      await this.rig.powerRestore(b);
-      await this.waitServing(b);
+      await Promise.all([this.rig.powerCut('a'), this.rig.powerCut('b')]);
+      await Promise.all([this.rig.powerRestore('a'), this.rig.powerRestore('b')]);
+      await this.waitBothServing();
     }
   }
 

@@ -16,7 +16,7 @@ describe('e2e: pair up on the process rig', () => {
   let scratch: string | undefined;
   beforeAll(async () => {
     pr = await PairRig.start(0);
-    await pr.bringUp('a');
+    await pr.bringUp();
   });
   afterAll(async () => {
     const dir = pr?.dir;

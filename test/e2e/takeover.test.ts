@@ -10,7 +10,7 @@ describe('e2e: power cut of blade a under load', () => {
   let pr: PairRig | undefined;
   beforeAll(async () => {
     pr = await PairRig.start(1);
-    await pr.bringUp('a');
+    await pr.bringUp();
   });
   afterAll(async () => {
     await pr?.stop();

@@ -9,7 +9,7 @@ describe('e2e: whole-rig power cut', () => {
   let pr: PairRig | undefined;
   beforeAll(async () => {
     pr = await PairRig.start(5);
-    await pr.bringUp('a');
+    await pr.bringUp();
   });
   afterAll(async () => {
     await pr?.stop();

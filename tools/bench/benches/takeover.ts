@@ -2,6 +2,8 @@
 // the time from the cut to the first successful NFS reply (MNT + GETATTR of the export root)
 // from the survivor at a's address; then giveback when it works, else a fresh rig per cut.
 // Every write acknowledged across all cuts is read back (ackedWritesLost must be 0).
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { mgmtRequest } from '../../../firmware/ts/blade/mgmt.ts';
 import { mountNfs, ok } from '../../nfs-client/index.ts';
@@ -69,23 +71,39 @@ export const bench: Bench = {
     let bootRaceCycles = 0;
     let givebackWorks = true;
     let rigStarts = 0;
+    let failures = 0;
     let pr: PairRig | undefined;
     try {
       for (let i = 0; i < cuts; i++) {
         if (!pr) {
           pr = await PairRig.start(benchLimits.portSlot);
           rigStarts++;
-          await pr.bringUp('a');
+          await pr.bringUp();
           bootRaceCycles += pr.bootRaceCycles;
         } else {
-          await pr.waitMirrored('a');
+          await pr.waitMirrored(['a', 'b']);
         }
         const target = pr.address('a');
         const load = new WriteLoad({ target, clients, prefix: `tk${i}` }).start();
         await load.waitAcked(benchLimits.ackedBeforeCut);
         const t0 = performance.now();
         await pr.rig.powerCut('a');
-        takeovers.push(await timeUntilServed(target, t0));
+        try {
+          takeovers.push(await timeUntilServed(target, t0));
+        } catch (e) {
+          // No takeover: keep the evidence, count it, and go on with a fresh rig.
+          failures++;
+          const kept = `${pr.dir}-failed`;
+          await fs.mkdir(kept, { recursive: true });
+          for (const b of ['a', 'b'] as const) await fs.copyFile(pr.log(b), path.join(kept, `${b}.log`)).catch(() => undefined);
+          const sb = await pr.statusOrNull('b');
+          await fs.writeFile(path.join(kept, 'status-b.json'), JSON.stringify(sb, null, 2));
+          notes.push(`cut ${i + 1}: ${(e as Error).message}; b is ${sb?.state ?? 'unreachable'} (blockers ${JSON.stringify((sb?.ha as { blockers?: unknown } | undefined)?.blockers)}); logs and status kept in ${kept}`);
+          await load.stop();
+          await pr.stop();
+          pr = undefined;
+          continue;
+        }
         await load.waitAcked(benchLimits.ackedAfterTakeover, benchLimits.takeoverMaxMs);
         const r = await load.stop();
         if (r.errors.length > 0) notes.push(`cut ${i + 1}: client errors: ${r.errors.join('; ')}`);
@@ -144,6 +162,7 @@ export const bench: Bench = {
       takeoverMsMax: round1(s[s.length - 1] ?? NaN),
       ackedWritesChecked: acked,
       ackedWritesLost: lost,
+      takeoverFailures: failures,
       rigStarts,
       bootRaceCycles,
     };
@@ -154,7 +173,7 @@ export const bench: Bench = {
     } else {
       notes.push('givebackMs not measured: giveback did not work, so every cut ran on a fresh rig');
     }
-    if (bootRaceCycles > 0) notes.push(`${bootRaceCycles} power cycles of a before a cut to get past the mirror boot race (docs/e2e.md)`);
+    if (bootRaceCycles > 0) notes.push(`${bootRaceCycles} power power cycles of the pair before a cut to get past the mirror boot race (docs/e2e.md)`);
     notes.push(`${clients} clients writing 4 KiB FILE_SYNC to /vola during each cut; takeover probe = MNT + GETATTR at a's ports every ${benchLimits.probeIntervalMs} ms`);
     return { rows, figures, notes };
   },
