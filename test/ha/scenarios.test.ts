@@ -29,6 +29,7 @@ const proves: Record<string, string> = {
   'takeover-damping': 'HA-11',
   'one-way-cut': 'HA-4 HA-6',
   'survivor-reboot': 'HA-4 HA-10',
+  'nvram-lost': 'HA-2 HA-3 NV-7',
 };
 
 describe('HA scenarios', () => {

@@ -361,6 +361,24 @@ describe('HA machine', () => {
     expect(m.status().partner.hearsUs).toBe(true);
   });
 
+  it('HA-3 follows a partner whose count went backwards (lost NVRAM), but not stale copies from a slow path', () => {
+    const { m, d } = bootToNormal(0);
+    for (let k = 2; k <= 40; k++) m.step({ type: 'status', path: 'serial', message: partnerMsg(1, { generation: 5, sequence: k }) }, 20 + k * 10);
+    // A slow path's stale copies while the newest keeps coming: ignored.
+    m.step({ type: 'status', path: 'mbox2', message: partnerMsg(1, { generation: 5, sequence: 30 }) }, 420);
+    m.step({ type: 'status', path: 'mbox2', message: partnerMsg(1, { generation: 5, sequence: 35 }) }, 425);
+    d.drain();
+    expect(d.alerts()).not.toContain(HaCode.partnerGenerationBack);
+    // The partner restarts without its NVRAM: generation 1 again, increasing.
+    let t = 700;
+    for (let k = 1; k <= 4; k++, t += 100) m.step({ type: 'status', path: 'serial', message: partnerMsg(1, { generation: 1, sequence: k, phase: HaPhase.rebooting }) }, t);
+    d.drain();
+    expect(d.alerts()).toContain(HaCode.partnerGenerationBack);
+    expect(m.status().partner.generation).toBe(1);
+    expect(m.status().partner.phase).toBe('REBOOTING');
+    expect(m.status().partner.alive).toBe(true);
+  });
+
   it('rejects foreign and self messages, counting them', () => {
     const { m } = bootToNormal(0);
     m.step({ type: 'status', path: 'serial', message: partnerMsg(1, { systemId: 7, sequence: 99 }) }, 30);

@@ -5,7 +5,7 @@
 // commands, the partner-reset pulse, serving and replaying disk sets, and alerts.
 import { assert } from '../../core/assert.ts';
 import { InvalidArgumentError } from '../../core/errors.ts';
-import { StatusStream } from './merge.ts';
+import { StatusStream, compareGenSeq, type GenSeq } from './merge.ts';
 import {
   DisableReason,
   HaPhase,
@@ -65,6 +65,8 @@ export const HaCode = {
   partnerOnMailboxOnly: 'HA_PARTNER_ON_MAILBOX_ONLY',
   /** The partner is heard but does not hear us (a one-way path failure). */
   partnerDeaf: 'HA_PARTNER_DEAF',
+  /** The partner's generation went backwards: it lost its persistent memory. */
+  partnerGenerationBack: 'HA_PARTNER_GENERATION_BACK',
   partnerDown: 'HA_PARTNER_DOWN',
   takeoverBlocked: 'HA_TAKEOVER_BLOCKED',
   takeoverStarted: 'HA_TAKEOVER_STARTED',
@@ -208,6 +210,9 @@ const bit = (s: SetIndex): number => 1 << s;
 /** How many of our own send times are remembered to date the partner's echoes (HA-4). */
 const sentTimesMax = 256;
 
+/** Increasing messages below the newest stamp needed before a partner counts as restarted lower. */
+const backwardsCountMin = 3;
+
 export class HaMachine {
   private readonly cfg: HaConfig;
   private readonly t: HaTiming;
@@ -262,6 +267,8 @@ export class HaMachine {
   /** When we sent the newest message of ours that the partner says it received. */
   private partnerHeardUsMs: number | undefined;
   private deafAlerted = false;
+  /** Increasing messages below the newest stamp (a partner that lost its count?). */
+  private readonly backwards = new Map<string, { last: GenSeq; sinceMs: number; count: number }>();
   /** Since when some path has been up without interruption. */
   private partnerAliveSinceMs: number | undefined;
 
@@ -447,6 +454,15 @@ export class HaMachine {
     // is newer than anything the stream has seen: it earns no credit until the next read.
     const watched = p.kind !== 'mailbox' || (p.lastReadOkMs !== undefined && this.nowMs - p.lastReadOkMs <= 2 * this.t.mailboxPollIntervalMs + this.t.tickIntervalMs);
     p.lastReadOkMs = this.nowMs;
+    if (this.partnerCountedBackwards(m, p)) {
+      // The partner lost its persistent memory (a failed NVRAM battery) and counts from
+      // generation 1 again: every message would look old forever and the partner dead.
+      const known = this.stream.latest();
+      this.alert(HaCode.partnerGenerationBack, `partner counts from ${m.generation}/${m.sequence} again, below the ${known?.generation ?? 0}/${known?.sequence ?? 0} we knew: it lost its persistent memory; following the new count`);
+      this.stream.reset();
+      this.backwards.clear();
+      for (const q of this.paths.values()) q.staleSinceMs = undefined;
+    }
     const { isNew, pathAdvanced, witnessMs } = this.stream.offer(pathId, m, this.nowMs);
     // A path marked bad proves nothing about the partner until it has recovered. A record
     // that is new for its path but old for the stream (a mailbox read after a gap) only
@@ -521,6 +537,36 @@ export class HaMachine {
       default:
         break;
     }
+  }
+
+  /**
+   * Messages older than the newest keep arriving, themselves in increasing order, while the
+   * newest has gone silent: not stale copies from a slow path (those stop when the partner
+   * does, and a stale mailbox record does not increase) but a partner whose count went back.
+   */
+  private partnerCountedBackwards(m: StatusMessage, p: PathState): boolean {
+    // Mailboxes are slow and show stale records by nature; an ordered message path never
+    // goes backwards on its own unless the sender's count did.
+    if (p.kind === 'mailbox') return false;
+    const latest = this.stream.latest();
+    if (latest === undefined || compareGenSeq(m, latest) >= 0) {
+      this.backwards.clear();
+      return false;
+    }
+    const c = this.backwards.get(p.id);
+    if (c === undefined || compareGenSeq(m, c.last) < 0 || (this.partnerHeardMs ?? -Infinity) > c.sinceMs) {
+      const pathLast = this.stream.pathLatest(p.id);
+      if (pathLast !== undefined && compareGenSeq(m, pathLast) < 0) this.backwards.set(p.id, { last: { generation: m.generation, sequence: m.sequence }, sinceMs: this.nowMs, count: 1 });
+      else this.backwards.delete(p.id);
+      return false;
+    }
+    if (compareGenSeq(m, c.last) > 0) {
+      c.last = { generation: m.generation, sequence: m.sequence };
+      c.count++;
+    }
+    // A reordering path delays a copy by milliseconds; two heartbeats of silence from the
+    // newest count while the lower one keeps advancing on the same path is no reordering.
+    return c.count >= backwardsCountMin && this.nowMs - (this.partnerHeardMs ?? -Infinity) >= 2 * this.t.heartbeatIntervalMs;
   }
 
   /** The partner neither holds nor is taking our disks. */

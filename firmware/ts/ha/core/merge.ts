@@ -74,6 +74,18 @@ export class StatusStream {
     return e.atMs;
   }
 
+  /** Forgets everything: the partner's count restarted below what we knew (it lost its NVRAM). */
+  reset(): void {
+    this.newest = undefined;
+    this.perPath.clear();
+    this.history.length = 0;
+  }
+
+  /** The newest stamp `path` has delivered. */
+  pathLatest(path: string): GenSeq | undefined {
+    return this.perPath.get(path);
+  }
+
   /** The newest stamp seen (undefined before the first message). */
   latest(): GenSeq | undefined {
     return this.newest;

@@ -240,6 +240,12 @@ export class PairWorld {
     this.expectTakeoverOf(i);
   }
 
+  /** The blade's NVRAM loses its contents (a failed battery at a power cut): it boots as new. */
+  loseNvram(i: BladeIndex): void {
+    this.blades[i].nvram = undefined;
+    this.trace(`${bladeNames[i]}: NVRAM contents lost`);
+  }
+
   isPowered(i: BladeIndex): boolean {
     return this.blades[i].powered;
   }

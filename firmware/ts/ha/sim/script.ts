@@ -115,6 +115,9 @@ export function runScript(blocks: readonly ScriptBlock[]): string[][] {
       case 'repair-mailbox':
         need().corruptMailbox(Number(args[0]), false);
         break;
+      case 'lose-nvram':
+        need().loseNvram(blade(args[0]));
+        break;
       case 'mirror':
         need().setMirror(blade(args[0]), args[1] === 'synced');
         break;
