@@ -116,6 +116,11 @@ export async function runStorageSeed(seed: number, log: (line: string) => void):
       } else {
         await sim.runUntil(sim.nowMs + prng.range(1, L.uptimeMaxMs));
         domain.kill();
+        // A powered-off blade issues no more I/O: its code may still run promise
+        // continuations (an in-flight write rejected by the cut), so its disk handles are
+        // closed here; anything it tries later is refused instead of landing on the disks
+        // at some later cut.
+        for (const h of handles) void h.close();
         let kept = 0;
         let dropped = 0;
         let torn = 0;
