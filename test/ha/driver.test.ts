@@ -89,7 +89,7 @@ function world(seed: number) {
     const mailboxDisks: MailboxDisk[] = disks.map((d, k) => ({ index: k, set: k < 2 ? 0 : 1, device: new FencedDisk(d.attach({ timers: domain.timers }), fence, k, i) }));
     const blade: Blade = { domain, link, ha: undefined as unknown as HaDriver, serving: new Set(), alerts: [] };
     blade.ha = new HaDriver({
-      config: { systemId: 5, bladeIndex: i, firmwareVersion: 0x10000, paths: haPathsFor(link, mailboxDisks), timing: defaultHaTiming, autoGiveback: true, mirrorSyncedAtBoot: true },
+      config: { systemId: 5, bladeIndex: i, firmwareVersion: 0x10000, paths: haPathsFor(link, mailboxDisks), timing: defaultHaTiming, autoGiveback: true, mirrorSyncedAtBoot: true, bootId: 1000 + incarnation },
       persisted: nvram[i],
       clock: sim.clock,
       timers: domain.timers,

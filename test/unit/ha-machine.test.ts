@@ -23,6 +23,7 @@ function config(bladeIndex: 0 | 1, over: Partial<HaConfig> = {}): HaConfig {
     timing: defaultHaTiming,
     autoGiveback: false,
     mirrorSyncedAtBoot: true,
+    bootId: 100 + bladeIndex,
     ...over,
   };
 }
@@ -42,6 +43,7 @@ function partnerMsg(from: 0 | 1, over: Partial<StatusMessage> = {}): StatusMessa
     peerSequence: 0,
     firmwareVersion: fw,
     claimedSets: 1 << from,
+    bootId: 100 + from,
     ...over,
   };
 }
@@ -371,9 +373,12 @@ describe('HA machine', () => {
     expect(d.alerts()).not.toContain(HaCode.partnerGenerationBack);
     // The partner restarts without its NVRAM: generation 1 again, increasing.
     let t = 700;
-    for (let k = 1; k <= 4; k++, t += 100) m.step({ type: 'status', path: 'serial', message: partnerMsg(1, { generation: 1, sequence: k, phase: HaPhase.rebooting }) }, t);
+    for (let k = 1; k <= 4; k++, t += 100) m.step({ type: 'status', path: 'serial', message: partnerMsg(1, { generation: 1, sequence: k, phase: HaPhase.rebooting, bootId: 777 }) }, t);
     d.drain();
     expect(d.alerts()).toContain(HaCode.partnerGenerationBack);
+    // A stale record of the old incarnation, with a higher stamp, no longer counts.
+    m.step({ type: 'status', path: 'mbox2', message: partnerMsg(1, { generation: 5, sequence: 39 }) }, t);
+    expect(m.status().rejected['HA_STALE_INCARNATION']).toBe(1);
     expect(m.status().partner.generation).toBe(1);
     expect(m.status().partner.phase).toBe('REBOOTING');
     expect(m.status().partner.alive).toBe(true);

@@ -25,6 +25,7 @@ function msg(blade: 0 | 1, sequence: number): StatusMessage {
     peerSequence: 0,
     firmwareVersion: 1,
     claimedSets: 1 << blade,
+    bootId: 3,
   };
 }
 

@@ -33,6 +33,7 @@ const arbStatus: fc.Arbitrary<StatusMessage> = fc.record({
   peerSequence: u32,
   firmwareVersion: u32,
   claimedSets: fc.integer({ min: 0, max: 3 }),
+  bootId: u32,
 });
 
 const sample: StatusMessage = {
@@ -49,6 +50,7 @@ const sample: StatusMessage = {
   peerSequence: 99,
   firmwareVersion: 0x00010003,
   claimedSets: 2,
+  bootId: 0xb007,
 };
 
 function codeOf(fn: () => unknown): string | undefined {

@@ -40,6 +40,8 @@ export interface HaConfig {
   autoGiveback: boolean;
   /** Whether the NVRAM mirror counts as synced until the mirroring layer says otherwise. */
   mirrorSyncedAtBoot: boolean;
+  /** A random u32 drawn at every power-on (the incarnation id carried in every message). */
+  bootId: number;
 }
 
 /**
@@ -213,6 +215,9 @@ const sentTimesMax = 256;
 /** Increasing messages below the newest stamp needed before a partner counts as restarted lower. */
 const backwardsCountMin = 3;
 
+/** How many retired partner incarnations are remembered. */
+const retiredBootIdsMax = 8;
+
 export class HaMachine {
   private readonly cfg: HaConfig;
   private readonly t: HaTiming;
@@ -269,6 +274,8 @@ export class HaMachine {
   private deafAlerted = false;
   /** Increasing messages below the newest stamp (a partner that lost its count?). */
   private readonly backwards = new Map<string, { last: GenSeq; sinceMs: number; count: number }>();
+  /** Incarnations of the partner that lost their count: their records are stale forever. */
+  private readonly retiredBootIds: number[] = [];
   /** Since when some path has been up without interruption. */
   private partnerAliveSinceMs: number | undefined;
 
@@ -282,6 +289,7 @@ export class HaMachine {
     if (why !== undefined) throw new InvalidArgumentError('ERR_HA_CONFIG', `HA timing: ${why}`);
     if (config.bladeIndex !== 0 && config.bladeIndex !== 1) throw new InvalidArgumentError('ERR_HA_CONFIG', 'bladeIndex must be 0 or 1');
     if (config.paths.length === 0) throw new InvalidArgumentError('ERR_HA_CONFIG', 'at least one path is needed');
+    if (!Number.isInteger(config.bootId) || config.bootId < 0 || config.bootId > 0xffff_ffff) throw new InvalidArgumentError('ERR_HA_CONFIG', 'bootId must be a u32');
     this.cfg = config;
     this.t = config.timing;
     this.own = config.bladeIndex;
@@ -454,7 +462,16 @@ export class HaMachine {
     // is newer than anything the stream has seen: it earns no credit until the next read.
     const watched = p.kind !== 'mailbox' || (p.lastReadOkMs !== undefined && this.nowMs - p.lastReadOkMs <= 2 * this.t.mailboxPollIntervalMs + this.t.tickIntervalMs);
     p.lastReadOkMs = this.nowMs;
+    if (this.retiredBootIds.includes(m.bootId)) {
+      // A record from a previous life of a partner that has since lost its count.
+      this.countRejected('HA_STALE_INCARNATION');
+      return;
+    }
     if (this.partnerCountedBackwards(m, p)) {
+      if (this.partner !== undefined) {
+        this.retiredBootIds.push(this.partner.bootId);
+        if (this.retiredBootIds.length > retiredBootIdsMax) this.retiredBootIds.shift();
+      }
       // The partner lost its persistent memory (a failed NVRAM battery) and counts from
       // generation 1 again: every message would look old forever and the partner dead.
       const known = this.stream.latest();
@@ -540,9 +557,11 @@ export class HaMachine {
   }
 
   /**
-   * Messages older than the newest keep arriving, themselves in increasing order, while the
-   * newest has gone silent: not stale copies from a slow path (those stop when the partner
-   * does, and a stale mailbox record does not increase) but a partner whose count went back.
+   * Messages of another incarnation (boot id) than the newest keep arriving on an ordered
+   * path, below the newest stamp but themselves increasing, while the newest has gone
+   * silent: a partner that lost its count (or a newest that was a stale record of a dead
+   * incarnation, read from a disk). Stale copies do not increase, and mailboxes are not
+   * trusted for this at all.
    */
   private partnerCountedBackwards(m: StatusMessage, p: PathState): boolean {
     // Mailboxes are slow and show stale records by nature; an ordered message path never
@@ -553,11 +572,11 @@ export class HaMachine {
       this.backwards.clear();
       return false;
     }
+    // Only another incarnation of the partner can count below what we know.
+    if (this.partner === undefined || m.bootId === this.partner.bootId) return false;
     const c = this.backwards.get(p.id);
     if (c === undefined || compareGenSeq(m, c.last) < 0 || (this.partnerHeardMs ?? -Infinity) > c.sinceMs) {
-      const pathLast = this.stream.pathLatest(p.id);
-      if (pathLast !== undefined && compareGenSeq(m, pathLast) < 0) this.backwards.set(p.id, { last: { generation: m.generation, sequence: m.sequence }, sinceMs: this.nowMs, count: 1 });
-      else this.backwards.delete(p.id);
+      this.backwards.set(p.id, { last: { generation: m.generation, sequence: m.sequence }, sinceMs: this.nowMs, count: 1 });
       return false;
     }
     if (compareGenSeq(m, c.last) > 0) {
@@ -1179,6 +1198,7 @@ export class HaMachine {
       peerSequence: peer?.sequence ?? 0,
       firmwareVersion: this.cfg.firmwareVersion,
       claimedSets: this.claimed,
+      bootId: this.cfg.bootId,
     };
   }
 

@@ -76,6 +76,12 @@ export interface StatusMessage {
   firmwareVersion: number;
   /** Disk sets the sender holds: bit i = the set normally owned by blade i. */
   claimedSets: number;
+  /**
+   * A random id of the sender's incarnation, new at every power-on. It tells a partner that
+   * lost its persistent memory (and counts generations from 1 again) from stale records of
+   * its previous life that carry higher stamps.
+   */
+  bootId: number;
 }
 
 function checkU32(name: string, v: number): void {
@@ -102,6 +108,7 @@ export function encodeStatus(m: StatusMessage): Uint8Array {
   checkU32('peerGeneration', m.peerGeneration);
   checkU32('peerSequence', m.peerSequence);
   checkU32('firmwareVersion', m.firmwareVersion);
+  checkU32('bootId', m.bootId);
   checkU16('flags', m.flags);
   checkU16('reasons', m.reasons);
   if (m.bladeIndex !== 0 && m.bladeIndex !== 1) throw new InvalidArgumentError('ERR_STATUS_ARGUMENT', 'status bladeIndex must be 0 or 1');
@@ -122,7 +129,8 @@ export function encodeStatus(m: StatusMessage): Uint8Array {
   v.setUint32(b + 20, m.peerGeneration, true);
   v.setUint32(b + 24, m.peerSequence, true);
   v.setUint32(b + 28, m.firmwareVersion, true);
-  // Bytes 32..39 of the body are reserved and stay zero.
+  v.setUint32(b + 32, m.bootId, true);
+  // Bytes 36..39 of the body are reserved and stay zero.
   v.setUint32(0, statusMagic, true);
   v.setUint16(4, statusProtocolVersion, true);
   v.setUint16(6, statusBodyBytesV1, true);
@@ -179,6 +187,7 @@ export function decodeStatus(bytes: Uint8Array): StatusMessage {
     peerGeneration: v.getUint32(b + 20, true),
     peerSequence: v.getUint32(b + 24, true),
     firmwareVersion: v.getUint32(b + 28, true),
+    bootId: v.getUint32(b + 32, true),
   };
 }
 

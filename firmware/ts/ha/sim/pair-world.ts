@@ -65,6 +65,7 @@ interface BladeSim {
   nvram: PersistedHaState | undefined;
   firmwareVersion: number;
   mirrorSynced: boolean;
+  bootId: number;
   /** Time since which the blade has been powered (undefined: off). */
   poweredSinceMs: number | undefined;
   /** Time since which the blade has held (claimed) a non-empty set, continuously. */
@@ -177,6 +178,7 @@ export class PairWorld {
       nvram: undefined,
       firmwareVersion: fw[index],
       mirrorSynced: true,
+      bootId: 0,
       poweredSinceMs: undefined,
       claimingSinceMs: undefined,
       serving: 0,
@@ -213,6 +215,7 @@ export class PairWorld {
     b.powered = true;
     b.incarnation++;
     b.poweredSinceMs = this.nowMs;
+    b.bootId = this.prng.nextU32();
     const inc = b.incarnation;
     // The firmware takes a while to come up; then the HA machine starts (step 251).
     this.at(simLatency.bootMs, () => {
@@ -362,6 +365,7 @@ export class PairWorld {
       timing: this.timing,
       autoGiveback: this.opts.autoGiveback ?? true,
       mirrorSyncedAtBoot: b.mirrorSynced,
+      bootId: b.bootId,
     };
   }
 

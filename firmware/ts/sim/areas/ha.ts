@@ -85,7 +85,17 @@ export function runHaSeed(seed: number, log: (line: string) => void): SimOutcome
       case 0:
       case 1:
         // A power cut: short (a reboot) or long enough for the partner to take over.
-        inject('power', name, () => world.powerOff(b), () => world.powerOn(b), prng.pick([prng.range(100, 800), prng.range(1500, 8000)]));
+        // Now and then the NVRAM battery has failed too: the blade boots without its HA state.
+        inject(
+          'power',
+          name,
+          () => {
+            world.powerOff(b);
+            if (prng.chance(0.15)) world.loseNvram(b);
+          },
+          () => world.powerOn(b),
+          prng.pick([prng.range(100, 800), prng.range(1500, 8000)]),
+        );
         break;
       case 2:
         inject('serial', name, () => world.cutLink('serial', prng.chance(0.5) ? 'both' : b, true), () => world.cutLink('serial', 'both', false), prng.range(200, 6000));
