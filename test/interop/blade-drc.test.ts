@@ -5,7 +5,8 @@
 // And SM-3 under load: consistency points keep the log and the state-machine table bounded,
 // so sustained small FILE_SYNC writes and creates are all answered, none with JUKEBOX.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -155,6 +156,11 @@ describe('duplicate-request cache in NVRAM, across a blade power cut', () => {
       );
       expect(Object.fromEntries(statuses)).toEqual({ [FsStatus.OK]: 26_000 });
       expect((await m.nfs.listDir(dir)).length).toBe(6_000);
+      // Consistency points started early enough that the log never refused an append.
+      const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', bladeCli, 'status', '--json', '--config', config]);
+      const st = JSON.parse(stdout) as { nvlog: { fullRejections: number; logBytesHighWater: number; appends: number } };
+      expect(st.nvlog.appends).toBeGreaterThan(26_000);
+      expect(st.nvlog.fullRejections).toBe(0);
     } finally {
       await m.close();
     }
