@@ -121,7 +121,10 @@ function nodeFlags(profDir: string | undefined, name: string): string[] {
 /** The blade daemon, as an operator runs it: `blade init` into a disk directory, then `blade run`. */
 async function startBlade(profDir: string | undefined): Promise<Target> {
   const dir = await diskTempDir('twinblade-bench-blade-');
-  const config = await initSingleBlade(join(dir, 'blade'));
+  const config = await initSingleBlade(join(dir, 'blade')).catch(async (e: unknown) => {
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  });
   // The daemon logs JSON on stdout (to a file here); the URL is on stderr.
   const logPath = join(dir, 'blade.log');
   const log = await open(logPath, 'w');
