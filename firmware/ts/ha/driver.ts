@@ -2,6 +2,7 @@
 // ports — the link endpoint for status datagrams on every interconnect and network path,
 // the mailbox driver, a fence, the partner-reset GPIO line, persistent memory, a tick timer
 // — and hands serving, log replay and alerts to the composition root.
+import { randomInt } from 'node:crypto';
 import type { Clock, TimerHandle, Timers } from '../core/clock.ts';
 import { isTwinbladeError } from '../core/errors.ts';
 import type { GpioLine } from '../hal/gpio/gpio.ts';
@@ -61,7 +62,9 @@ export class HaDriver {
 
   constructor(opts: HaDriverOptions) {
     this.o = opts;
-    this.machine = new HaMachine(opts.config, opts.persisted, opts.clock.nowMs());
+    // A fresh incarnation id at every start, unless the caller chose one (tests, simulation).
+    const config = opts.config.bootId === undefined ? { ...opts.config, bootId: randomInt(0, 0x1_0000_0000) } : opts.config;
+    this.machine = new HaMachine(config, opts.persisted, opts.clock.nowMs());
     this.mailbox = new MailboxIo({
       bladeIndex: opts.config.bladeIndex,
       disks: opts.mailboxDisks,

@@ -40,8 +40,12 @@ export interface HaConfig {
   autoGiveback: boolean;
   /** Whether the NVRAM mirror counts as synced until the mirroring layer says otherwise. */
   mirrorSyncedAtBoot: boolean;
-  /** A random u32 drawn at every power-on (the incarnation id carried in every message). */
-  bootId: number;
+  /**
+   * A random u32 drawn at every power-on (the incarnation id carried in every message).
+   * `HaDriver` draws one when it is not given; without one (0) a partner that lost its
+   * NVRAM cannot be told from stale records of its previous life.
+   */
+  bootId?: number;
 }
 
 /**
@@ -289,7 +293,8 @@ export class HaMachine {
     if (why !== undefined) throw new InvalidArgumentError('ERR_HA_CONFIG', `HA timing: ${why}`);
     if (config.bladeIndex !== 0 && config.bladeIndex !== 1) throw new InvalidArgumentError('ERR_HA_CONFIG', 'bladeIndex must be 0 or 1');
     if (config.paths.length === 0) throw new InvalidArgumentError('ERR_HA_CONFIG', 'at least one path is needed');
-    if (!Number.isInteger(config.bootId) || config.bootId < 0 || config.bootId > 0xffff_ffff) throw new InvalidArgumentError('ERR_HA_CONFIG', 'bootId must be a u32');
+    const bootId = config.bootId ?? 0;
+    if (!Number.isInteger(bootId) || bootId < 0 || bootId > 0xffff_ffff) throw new InvalidArgumentError('ERR_HA_CONFIG', 'bootId must be a u32');
     this.cfg = config;
     this.t = config.timing;
     this.own = config.bladeIndex;
@@ -1198,7 +1203,7 @@ export class HaMachine {
       peerSequence: peer?.sequence ?? 0,
       firmwareVersion: this.cfg.firmwareVersion,
       claimedSets: this.claimed,
-      bootId: this.cfg.bootId,
+      bootId: this.cfg.bootId ?? 0,
     };
   }
 
