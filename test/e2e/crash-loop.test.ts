@@ -20,7 +20,7 @@ describe('e2e: crash loop of blade a', () => {
     if (pr) expect(await pr.leftovers()).toEqual([]);
   });
 
-  it(`HA-6 ST-4 a power-cycled ${cycles} times under load: b keeps serving, nothing acknowledged lost, no fence violation`, async () => {
+  it(`HA-6 ST-4 HA-10 a power-cycled ${cycles} times under load: b keeps serving, nothing acknowledged lost, no fence violation`, async () => {
     const p = pr as PairRig;
     const loadA = new WriteLoad({ target: p.address('a'), clients: 3, prefix: 'cla' }).start();
     const loadB = new WriteLoad({ target: p.address('b'), clients: 2, prefix: 'clb' }).start();

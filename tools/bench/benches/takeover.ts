@@ -173,7 +173,7 @@ export const bench: Bench = {
     } else {
       notes.push('givebackMs not measured: giveback did not work, so every cut ran on a fresh rig');
     }
-    if (bootRaceCycles > 0) notes.push(`${bootRaceCycles} power power cycles of the pair before a cut to get past the mirror boot race (docs/e2e.md)`);
+    if (bootRaceCycles > 0) notes.push(`${bootRaceCycles} power cycles of the pair before a cut to get past the mirror boot race (docs/e2e.md)`);
     notes.push(`${clients} clients writing 4 KiB FILE_SYNC to /vola during each cut; takeover probe = MNT + GETATTR at a's ports every ${benchLimits.probeIntervalMs} ms`);
     return { rows, figures, notes };
   },
