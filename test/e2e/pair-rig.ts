@@ -241,10 +241,15 @@ export class PairRig {
     await fs.rm(this.dir, { recursive: true, force: true });
   }
 
-  /** Processes whose command line names this rig's directory (expected empty after stop()). */
+  /**
+   * What stop() should have removed: processes whose command line names this rig's directory,
+   * and the directory itself (expected empty after stop()).
+   */
   async leftovers(): Promise<string[]> {
     const { stdout } = await run('ps', ['-eo', 'args']);
-    return stdout.split('\n').filter((l) => l.includes(this.dir));
+    const left = stdout.split('\n').filter((l) => l.includes(this.dir));
+    if (await fs.stat(this.dir).then(() => true, () => false)) left.push(`directory ${this.dir} still exists`);
+    return left;
   }
 }
 
