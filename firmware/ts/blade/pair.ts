@@ -17,7 +17,8 @@ import { bladeIndex } from '../board/board.ts';
 import { NvLog } from '../nvlog/nvlog.ts';
 import { replay } from '../nvlog/core/replay.ts';
 import type { RecoveredLog } from '../nvlog/core/recovery.ts';
-import { LinkMirrorTransport } from '../nvlog/link-transport.ts';
+import { LinkMirrorTransport, type MirrorSink } from '../nvlog/link-transport.ts';
+import type { MirrorMessage } from '../nvlog/core/mirror.ts';
 import { openBladeLink } from '../link/blade-link.ts';
 import type { MultipathEndpoint } from '../link/multipath.ts';
 import { HaDriver, haPathsFor } from '../ha/driver.ts';
@@ -55,6 +56,9 @@ export interface PairBladeOptions {
 
 /** The firmware's compatibility level (high 16 bits) and release (low 16 bits), HA-8. */
 export const firmwareVersion = 0x0001_0000;
+
+/** Mirroring messages kept while the change log is not yet open (a boot's worth of greetings and resync). */
+const earlyMirrorMessagesMax = 65_536;
 
 /** See recoverOwn: how long a reachable partner may leave a mirrored entry unacknowledged. */
 export const mirrorAckTimeoutMs = 5000;
@@ -125,6 +129,9 @@ export class PairBlade {
   private readonly prng: Prng;
   private readonly addresses: AddressManager;
   private power: PowerMonitor | undefined;
+  /** Mirroring over the link, bound at boot so nothing the partner sends is lost before our log opens. */
+  private readonly mirrorTransport: LinkMirrorTransport;
+  private readonly earlyMirror: { messages: MirrorMessage[]; unbind: () => void };
   private stopped = false;
 
   private ha!: HaDriver;
@@ -147,6 +154,22 @@ export class PairBlade {
     this.prng = new Prng(Number(this.clock.wallNs() % 0x7fffffffn));
     this.cpInfo.lastAtMs = this.clock.nowMs();
     this.addresses = new AddressManager(this.log, o.board.service?.manageAddresses ?? false);
+    // Until the change log is open (disks assembled, log replayed), the partner's mirroring
+    // messages — its greeting above all — are kept here and handed to the log in order once it
+    // binds; a greeting dropped on the floor would leave the partner never resynchronising its
+    // log to us, one mirror direction degraded for good, and takeover blocked (HA-8).
+    this.mirrorTransport = new LinkMirrorTransport(this.link);
+    const messages: MirrorMessage[] = [];
+    const early: MirrorSink = {
+      bladeId: this.me,
+      onPeerMessage: (m) => {
+        if (messages.length < earlyMirrorMessagesMax) messages.push(m);
+      },
+      attachTransport: () => undefined,
+      peerConnected: () => undefined,
+      peerDisconnected: () => undefined,
+    };
+    this.earlyMirror = { messages, unbind: this.mirrorTransport.bindSink(early) };
   }
 
   /** The client addresses that go with serving a set (CF-5): ours, or the partner's after a takeover. */
@@ -286,7 +309,9 @@ export class PairBlade {
     for (const p of opened.report.problems) this.log.warn({ problem: p }, 'change log recovery');
     this.nvlog = log;
     this.haStore.handOver(log);
-    new LinkMirrorTransport(this.link).bind(log);
+    this.earlyMirror.unbind();
+    this.mirrorTransport.bind(log);
+    for (const m of this.earlyMirror.messages.splice(0)) log.onPeerMessage(m);
     log.onMirrorState((s) => {
       this.log.info({ mirror: s.state }, 'mirror state');
       this.ha.setMirrorSynced(s.state === 'synced');
