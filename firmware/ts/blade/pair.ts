@@ -226,6 +226,9 @@ export class PairBlade {
         timing: defaultHaTiming,
         autoGiveback: true,
         mirrorSyncedAtBoot: false,
+        // Giveback takes a CP of the partner's file system before the release (serve off), so
+        // the returning partner needs nothing from a mirror it cannot sync before it has its disks.
+        givebackNeedsPartnerMirror: false,
       },
       persisted,
       clock: this.clock,
@@ -236,9 +239,11 @@ export class PairBlade {
       ...(this.o.devices?.gpio?.partnerReset ? { partnerReset: this.o.devices.gpio.partnerReset } : {}),
       setDisks: [nums.set0, nums.set1],
       persist: (state) => this.haStore.write(state),
-      serve: (set, on) => {
-        void this.serve(set, on).catch((e: unknown) => this.log.error({ err: e, set, on }, 'serve failed'));
-      },
+      serve: (set, on) =>
+        this.serve(set, on).catch((e: unknown) => {
+          this.log.error({ err: e, set, on }, 'serve failed');
+          throw e;
+        }),
       replay: (set) =>
         this.replaySet(set).then(
           () => true,

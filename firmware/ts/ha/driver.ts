@@ -28,8 +28,12 @@ export interface HaDriverOptions {
   partnerReset?: GpioLine;
   /** Makes the state durable (NVRAM). Completes before any action of the same round is carried out. */
   persist(state: PersistedHaState): void | Promise<void>;
-  /** Start or stop serving a disk set (mount and export, or flush and unexport). */
-  serve(set: SetIndex, on: boolean): void;
+  /**
+   * Start or stop serving a disk set (mount and export, or flush and unexport). A returned
+   * promise is awaited before the round's later actions: stopping must have committed every
+   * write to the set before its reservation is released (giveback).
+   */
+  serve(set: SetIndex, on: boolean): void | Promise<void>;
   /** Replay the change log covering `set` (HA-7, NV-5); resolves true when done. */
   replay(set: SetIndex): Promise<boolean>;
   alert?(code: string, message: string): void;
@@ -157,11 +161,11 @@ export class HaDriver {
         const p = this.o.persist(r.persist);
         if (p !== undefined) await p;
       }
-      for (const a of r.actions) this.perform(a);
+      for (const a of r.actions) await this.perform(a);
     }
   }
 
-  private perform(a: HaAction): void {
+  private async perform(a: HaAction): Promise<void> {
     switch (a.type) {
       case 'send':
         if (this.o.link !== undefined) {
@@ -182,7 +186,11 @@ export class HaDriver {
         void this.pulse(a.durationMs).then(() => this.step({ type: 'reset-done' }));
         return;
       case 'serve':
-        this.o.serve(a.set, a.on);
+        try {
+          await this.o.serve(a.set, a.on);
+        } catch (e) {
+          this.o.alert?.('HA_SERVE_FAILED', `serving set ${a.set} ${a.on ? 'on' : 'off'} failed: ${(e as Error).message}`);
+        }
         return;
       case 'replay':
         this.o.replay(a.set).then(

@@ -41,6 +41,13 @@ export interface HaConfig {
   /** Whether the NVRAM mirror counts as synced until the mirroring layer says otherwise. */
   mirrorSyncedAtBoot: boolean;
   /**
+   * Give back only to a partner that reports a synced mirror (default true). A composition
+   * whose giveback first commits everything it did to the partner's disks (a consistency
+   * point before the release) leaves nothing that only a mirror holds, and sets this false:
+   * a rebooting partner cannot sync its mirror before it has its disks back.
+   */
+  givebackNeedsPartnerMirror?: boolean;
+  /**
    * A random u32 drawn at every power-on (the incarnation id carried in every message).
    * `HaDriver` draws one when it is not given; without one (0) a partner that lost its
    * NVRAM cannot be told from stale records of its previous life.
@@ -1007,7 +1014,8 @@ export class HaMachine {
     const p = this.partner;
     // A partner whose mirror is not in sync may lack changes we made to its disks while we
     // served them: giving back would lose them.
-    return p !== undefined && p.phase === HaPhase.rebooting && (p.flags & StatusFlag.awaitingGiveback) !== 0 && (p.flags & StatusFlag.mirrorSynced) !== 0;
+    const mirrorOk = this.cfg.givebackNeedsPartnerMirror === false || (p !== undefined && (p.flags & StatusFlag.mirrorSynced) !== 0);
+    return p !== undefined && p.phase === HaPhase.rebooting && (p.flags & StatusFlag.awaitingGiveback) !== 0 && mirrorOk;
   }
 
   /** Whether the current step holds, or is acquiring, the partner's set. */
