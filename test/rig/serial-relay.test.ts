@@ -2,20 +2,29 @@
 // faults act, and a blade that stops reading (stalled or powered off) never stalls the rig.
 import { afterEach, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
-import tty from 'node:tty';
 import { SerialRelay, serialRelayQueuedBytesMax } from '../../rig/serial/relay.ts';
 import { LinuxSerialPort } from '../../firmware/ts/hal/serial/linux/linux-serial-port.ts';
 
-function openEnd(path: string): tty.ReadStream {
-  const fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_NOCTTY);
-  const s = new tty.ReadStream(fd);
-  s.setRawMode(true);
-  return s;
+/**
+ * A blade's end of the cable, through the HAL's Linux serial driver: its writes never block
+ * the event loop (a tty stream's can, when the pty is full — and the relay under test runs on
+ * this same event loop, so a blocking write here would deadlock the test).
+ */
+interface End {
+  write(b: Uint8Array): void;
+  destroy(): void;
+  port: LinuxSerialPort;
 }
 
-function collect(s: tty.ReadStream): { bytes: () => Buffer } {
+async function openEnd(path: string): Promise<End> {
+  const port = new LinuxSerialPort({ path });
+  await port.open();
+  return { port, write: (b) => void port.write(b), destroy: () => void port.close() };
+}
+
+function collect(e: End): { bytes: () => Buffer } {
   const chunks: Buffer[] = [];
-  s.on('data', (c: Buffer) => chunks.push(c));
+  e.port.on('data', (c: Uint8Array) => chunks.push(Buffer.from(c)));
   return { bytes: () => Buffer.concat(chunks) };
 }
 
@@ -29,7 +38,7 @@ async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
 
 describe('rig serial relay', () => {
   let relay: SerialRelay | undefined;
-  const opened: tty.ReadStream[] = [];
+  const opened: End[] = [];
   afterEach(() => {
     for (const s of opened.splice(0)) s.destroy();
     relay?.close();
@@ -38,8 +47,8 @@ describe('rig serial relay', () => {
   it('carries bytes both ways between the blades\' ptys', async () => {
     relay = new SerialRelay();
     const paths = relay.start();
-    const a = openEnd(paths.a);
-    const b = openEnd(paths.b);
+    const a = await openEnd(paths.a);
+    const b = await openEnd(paths.b);
     opened.push(a, b);
     const atB = collect(b);
     const atA = collect(a);
@@ -54,8 +63,8 @@ describe('rig serial relay', () => {
   it('drops everything while the link is cut, and carries again when healed', async () => {
     relay = new SerialRelay();
     const paths = relay.start();
-    const a = openEnd(paths.a);
-    const b = openEnd(paths.b);
+    const a = await openEnd(paths.a);
+    const b = await openEnd(paths.b);
     opened.push(a, b);
     const atB = collect(b);
     relay.faults.cut = true;
@@ -71,8 +80,8 @@ describe('rig serial relay', () => {
   it('corrupts chunks when told to', async () => {
     relay = new SerialRelay(() => 0);
     const paths = relay.start();
-    const a = openEnd(paths.a);
-    const b = openEnd(paths.b);
+    const a = await openEnd(paths.a);
+    const b = await openEnd(paths.b);
     opened.push(a, b);
     const atB = collect(b);
     relay.faults.corruptProbability = 1;
@@ -85,8 +94,8 @@ describe('rig serial relay', () => {
   it('drops chunks when told to and counts them', async () => {
     relay = new SerialRelay(() => 0);
     const paths = relay.start();
-    const a = openEnd(paths.a);
-    const b = openEnd(paths.b);
+    const a = await openEnd(paths.a);
+    const b = await openEnd(paths.b);
     opened.push(a, b);
     const atB = collect(b);
     relay.faults.dropProbability = 1;
@@ -99,8 +108,8 @@ describe('rig serial relay', () => {
   it('delays bytes by the configured time, in order', async () => {
     relay = new SerialRelay();
     const paths = relay.start();
-    const a = openEnd(paths.a);
-    const b = openEnd(paths.b);
+    const a = await openEnd(paths.a);
+    const b = await openEnd(paths.b);
     opened.push(a, b);
     const atB = collect(b);
     relay.faults.delayMs = 100;
@@ -154,14 +163,14 @@ describe('rig serial relay', () => {
   it('a powered-off end gets nothing, and after power-on it starts on a quiet line', async () => {
     relay = new SerialRelay();
     const paths = relay.start();
-    const a = openEnd(paths.a);
+    const a = await openEnd(paths.a);
     opened.push(a);
     relay.setPowered('b', false);
     a.write(Buffer.alloc(10_000, 7));
     await until(() => (relay?.stats.discardedBytes ?? 0) >= 10_000);
     expect(relay.stats.discardedBytes).toBeGreaterThanOrEqual(10_000);
     relay.setPowered('b', true);
-    const b = openEnd(paths.b);
+    const b = await openEnd(paths.b);
     opened.push(b);
     const atB = collect(b);
     await settle(50);
