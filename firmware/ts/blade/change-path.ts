@@ -190,6 +190,15 @@ export class NvChangeLog implements ChangeLog {
     private readonly hooks: NvChangeLogHooks,
   ) {}
 
+  /** Resolves once every change appended so far has been applied (or has failed). */
+  async drained(): Promise<void> {
+    for (;;) {
+      const tail = this.applyTail;
+      await tail;
+      if (tail === this.applyTail) return;
+    }
+  }
+
   async commit(change: ChangeOp, key: RequestKey, fsid: bigint): Promise<ChangeResult> {
     const fs = this.filesystems.get(fsid);
     if (fs === undefined) throw new FsError(FsStatus.STALE, `no file system ${fsid} on this blade`);

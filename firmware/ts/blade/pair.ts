@@ -16,7 +16,8 @@ import type { Board } from '../board/schema.ts';
 import { bladeIndex } from '../board/board.ts';
 import { NvLog } from '../nvlog/nvlog.ts';
 import { replay } from '../nvlog/core/replay.ts';
-import type { RecoveredLog } from '../nvlog/core/recovery.ts';
+import { recoverRegion, type RecoveredLog } from '../nvlog/core/recovery.ts';
+import { computeLayout } from '../nvlog/core/layout.ts';
 import { LinkMirrorTransport, type MirrorSink } from '../nvlog/link-transport.ts';
 import type { MirrorMessage } from '../nvlog/core/mirror.ts';
 import { openBladeLink } from '../link/blade-link.ts';
@@ -79,6 +80,24 @@ export function diskNumbers(board: Board): { set0: number[]; set1: number[] } {
   const first = me === 0 ? own : partner;
   const second = me === 0 ? partner : own;
   return { set0: Array.from({ length: first }, (_, i) => i), set1: Array.from({ length: second }, (_, i) => first + i) };
+}
+
+/**
+ * The sequence number a log's recovery may start after: the file system's own CP sequence,
+ * or — when the log holds a gap after it — the entry before the last contiguous run. Entries
+ * are appended without gaps and a log half is reused only after a CP released it, so entries
+ * before a gap were released, which happens only once every file system that had them
+ * committed them (a blade that served its partner's set logged those entries too, and its
+ * own file system's CP sequence then lags the log's release point).
+ */
+export function replayStartSeq(fsSeq: number, log: RecoveredLog): number {
+  const seqs = log.records.map((r) => r.seq);
+  let runStart = seqs.length > 0 ? (seqs[seqs.length - 1] as number) : fsSeq + 1;
+  for (let i = seqs.length - 1; i > 0; i--) {
+    if ((seqs[i - 1] as number) !== (seqs[i] as number) - 1) break;
+    runStart = seqs[i - 1] as number;
+  }
+  return Math.max(fsSeq, runStart - 1);
 }
 
 async function stateFromMailboxes(me: 0 | 1, disksBySet: Record<SetIndex, BlockDevice[]>, nums: { set0: number[]; set1: number[] }): Promise<PersistedHaState | undefined> {
@@ -297,7 +316,9 @@ export class PairBlade {
 
   private async recoverOwn(): Promise<void> {
     const set = await this.openSet(this.me, true);
-    const cpSeq = Number(set.fs.appliedSeq(this.me));
+    const layout = computeLayout(this.nvram.sizeBytes);
+    const scan = recoverRegion(this.nvram.read(layout.localOffset, 2 * layout.halfBytes), layout.halfBytes, this.me);
+    const cpSeq = replayStartSeq(Number(set.fs.appliedSeq(this.me)), scan);
     const opened = await NvLog.open(this.nvram, {
       bladeId: this.me,
       clock: this.clock,
@@ -325,12 +346,16 @@ export class PairBlade {
     this.filesystems.add(set.fs);
     this.sets[this.me] = { set, nfs: undefined };
     const applier = new ReplayApplier(this.filesystems);
-    const rep = await replay(opened.recovered, cpSeq, applier, log.sm, this.clock.nowMs());
-    this.ownRecovered = opened.recovered;
-    this.log.info({ replayed: applier.applied, skipped: applier.skipped, cpSeq, lastSeq: rep.lastSeq ?? null, afterGiveback: this.awaitedGiveback }, 'own change log replayed');
+    // After a giveback the partner's CP holds everything acknowledged; what the local log has
+    // beyond it was never acknowledged and NvLog.open dropped it — replaying `recovered` would
+    // apply it anyway (and reuse its sequence numbers for new changes).
+    const rep = this.awaitedGiveback ? undefined : await replay(opened.recovered, cpSeq, applier, log.sm, this.clock.nowMs());
+    this.ownRecovered = this.awaitedGiveback ? undefined : opened.recovered;
+    this.log.info({ replayed: applier.applied, skipped: applier.skipped, cpSeq, lastSeq: rep?.lastSeq ?? null, afterGiveback: this.awaitedGiveback }, 'own change log replayed');
     this.changeLog = new NvChangeLog(log, this.filesystems, this.me, {
       makeSpace: () => this.doCp(),
-      writeThrough: () => this.doCp(),
+      // The change is applied; a CP already running may have frozen before it: take a new one.
+      writeThrough: () => this.doCp({ fresh: true }),
     });
     this.drc = new NvDrc(log, (e) => this.log.warn({ err: e }, 'state-machine log reply not recorded'));
     log.onFull(() => void this.doCp());
@@ -358,7 +383,7 @@ export class PairBlade {
     this.filesystems.add(set.fs);
     this.sets[this.partner] = { set, nfs: undefined };
     const mirror = log.recoverPartnerMirror();
-    const cpSeq = Number(set.fs.appliedSeq(this.partner));
+    const cpSeq = replayStartSeq(Number(set.fs.appliedSeq(this.partner)), mirror);
     const applier = new ReplayApplier(this.filesystems);
     // HA-7 / NV-5: the partner's acknowledged changes, from our mirror of its log, after its CP.
     const rep = await replay(mirror, cpSeq, applier, log.sm, this.clock.nowMs());
@@ -390,11 +415,14 @@ export class PairBlade {
     await nfs?.close();
     await this.addresses.release(this.clientAddresses(set));
     if (set !== this.me) {
-      // Giveback: everything of the partner's file system goes to its disks before release.
-      await this.doCp();
-      await rt.set.close();
+      // Giveback: every change to the partner's file system goes to its disks before the
+      // release — the NFS service is closed, the changes still in the log pipeline are applied,
+      // then a CP that starts after the last of them (not one already running) commits them.
+      await this.changeLog?.drained();
+      await this.doCp({ fresh: true });
       this.filesystems.remove(rt.set.fs.fsid);
       delete this.sets[set];
+      await rt.set.close();
       this.log.info({ set }, 'partner set handed back');
     }
   }
@@ -451,8 +479,12 @@ export class PairBlade {
    * entries they all contain: applies run in log order across file systems, so everything up
    * to the last applied entry when the CPs froze is on disk once they commit.
    */
-  doCp(): Promise<void> {
-    if (this.cpRunning) return this.cpRunning;
+  doCp(opts: { fresh?: boolean } = {}): Promise<void> {
+    if (this.cpRunning) {
+      // A running CP froze its contents when it started: a caller that needs what was applied
+      // since then waits for it and takes another.
+      return opts.fresh ? this.cpRunning.then(() => this.doCp({ fresh: true })) : this.cpRunning;
+    }
     const log = this.nvlog;
     if (!log) return Promise.resolve();
     this.cpRunning = (async () => {
