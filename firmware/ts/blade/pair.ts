@@ -125,6 +125,34 @@ async function stateFromMailboxes(me: 0 | 1, disksBySet: Record<SetIndex, BlockD
   return state;
 }
 
+interface EarlyMirror {
+  transport: LinkMirrorTransport;
+  messages: MirrorMessage[];
+  unbind: () => void;
+}
+
+/**
+ * Until the change log is open (disks assembled, log replayed), the partner's mirroring
+ * messages — its greeting above all — are kept and handed to the log in order once it binds.
+ * Bound the moment the link exists: a greeting dropped on the floor would leave the partner
+ * never resynchronising its log to us, one mirror direction degraded for good, and takeover
+ * blocked (HA-8).
+ */
+function bindEarlyMirror(link: MultipathEndpoint, me: 0 | 1): EarlyMirror {
+  const transport = new LinkMirrorTransport(link);
+  const messages: MirrorMessage[] = [];
+  const sink: MirrorSink = {
+    bladeId: me,
+    onPeerMessage: (m) => {
+      if (messages.length < earlyMirrorMessagesMax) messages.push(m);
+    },
+    attachTransport: () => undefined,
+    peerConnected: () => undefined,
+    peerDisconnected: () => undefined,
+  };
+  return { transport, messages, unbind: transport.bindSink(sink) };
+}
+
 export class PairBlade {
   private readonly board: Board;
   private readonly log: Logger;
@@ -150,7 +178,7 @@ export class PairBlade {
   private power: PowerMonitor | undefined;
   /** Mirroring over the link, bound at boot so nothing the partner sends is lost before our log opens. */
   private readonly mirrorTransport: LinkMirrorTransport;
-  private readonly earlyMirror: { messages: MirrorMessage[]; unbind: () => void };
+  private readonly earlyMirror: EarlyMirror;
   private stopped = false;
 
   private ha!: HaDriver;
@@ -163,6 +191,7 @@ export class PairBlade {
     private readonly serial: LinuxSerialPort,
     private readonly disksBySet: Record<SetIndex, BlockDevice[]>,
     private readonly spares: BlockDevice[],
+    early: EarlyMirror,
   ) {
     this.board = o.board;
     this.log = o.logger;
@@ -173,22 +202,8 @@ export class PairBlade {
     this.prng = new Prng(Number(this.clock.wallNs() % 0x7fffffffn));
     this.cpInfo.lastAtMs = this.clock.nowMs();
     this.addresses = new AddressManager(this.log, o.board.service?.manageAddresses ?? false);
-    // Until the change log is open (disks assembled, log replayed), the partner's mirroring
-    // messages — its greeting above all — are kept here and handed to the log in order once it
-    // binds; a greeting dropped on the floor would leave the partner never resynchronising its
-    // log to us, one mirror direction degraded for good, and takeover blocked (HA-8).
-    this.mirrorTransport = new LinkMirrorTransport(this.link);
-    const messages: MirrorMessage[] = [];
-    const early: MirrorSink = {
-      bladeId: this.me,
-      onPeerMessage: (m) => {
-        if (messages.length < earlyMirrorMessagesMax) messages.push(m);
-      },
-      attachTransport: () => undefined,
-      peerConnected: () => undefined,
-      peerDisconnected: () => undefined,
-    };
-    this.earlyMirror = { messages, unbind: this.mirrorTransport.bindSink(early) };
+    this.mirrorTransport = early.transport;
+    this.earlyMirror = early;
   }
 
   /** The client addresses that go with serving a set (CF-5): ours, or the partner's after a takeover. */
@@ -213,6 +228,7 @@ export class PairBlade {
     const serial = new LinuxSerialPort({ path: board.serial.path, baudRate: board.serial.baud });
     await serial.open();
     const link = await openBladeLink({ board, generation: (persisted?.generation ?? 0) + 1, serialPort: serial, clock, timers });
+    const early = bindEarlyMirror(link, bladeIndex(board));
     const own = await openDisks(board.disks.own);
     const theirs = await openDisks(board.disks.partner);
     const spares = await openDisks(board.disks.spare);
@@ -223,7 +239,7 @@ export class PairBlade {
     // back with an older generation than its partner has seen, or its messages read as stale.
     persisted ??= await stateFromMailboxes(me, disksBySet, diskNumbers(board));
     if (persisted !== undefined) await haStore.write(persisted);
-    const b = new PairBlade(o, nvram, haStore, link, serial, disksBySet, spares);
+    const b = new PairBlade(o, nvram, haStore, link, serial, disksBySet, spares, early);
     b.startHa(persisted);
     await b.startMgmt();
     return b;
