@@ -2,7 +2,8 @@
 // process on image files, real NFS clients (libnfs's nfs-cp/nfs-ls and our own), a power
 // cut (SIGKILL) with recovery from NVRAM, a clean SIGTERM stop, and refusal of foreign disks.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, execFile } from 'node:child_process';
+import { bladeCli, startBladeProcess, stopProcess, type BladeProcess } from './blade-process.ts';
 import { promisify } from 'node:util';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -12,35 +13,8 @@ import { initSingleBlade } from '../../firmware/ts/blade/init.ts';
 import { mountNfs, ok } from '../../tools/nfs-client/index.ts';
 
 const run = promisify(execFile);
-const bladeCli = path.resolve('firmware/ts/cli/blade.ts');
-
-interface Running {
-  child: ChildProcess;
-  url: string;
-  stderr: () => string;
-}
-
-async function startBlade(config: string): Promise<Running> {
-  const child = spawn(process.execPath, ['--import', 'tsx', bladeCli, 'run', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr?.setEncoding('utf8');
-  const url = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`blade did not start:\n${err}`)), 30_000);
-    child.stderr?.on('data', (c: string) => {
-      err += c;
-      const m = /serving \S+ at (nfs:\/\/\S+)/.exec(err);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1] as string);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`blade exited with ${code}:\n${err}`));
-    });
-  });
-  return { child, url, stderr: () => err };
-}
+type Running = BladeProcess;
+const startBlade = (config: string): Promise<Running> => startBladeProcess(config);
 
 function parts(url: string): { host: string; path: string; nfsPort: number; mountPort: number; base: string; query: string } {
   const u = new URL(url);
@@ -54,12 +28,7 @@ function parts(url: string): { host: string; path: string; nfsPort: number; moun
   };
 }
 
-async function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<number | null> {
-  if (child.exitCode !== null) return child.exitCode;
-  const gone = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  child.kill(signal);
-  return gone;
-}
+const kill = stopProcess;
 
 describe('single-blade daemon', () => {
   let dir: string;

@@ -5,7 +5,8 @@
 // And SM-3 under load: consistency points keep the log and the state-machine table bounded,
 // so sustained small FILE_SYNC writes and creates are all answered, none with JUKEBOX.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { bladeCli, startBladeProcess, stopProcess } from '../blade/blade-process.ts';
 import { promisify } from 'node:util';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -18,8 +19,6 @@ import { NFS_PROGRAM, NFS_V3, Nfs3Proc, StableHow, sattr } from '../../firmware/
 import { FsStatus } from '../../firmware/ts/fsapi/ops.ts';
 import { mountNfs, ok } from '../../tools/nfs-client/index.ts';
 
-const bladeCli = path.resolve('firmware/ts/cli/blade.ts');
-
 interface Running {
   child: ChildProcess;
   host: string;
@@ -29,33 +28,13 @@ interface Running {
 }
 
 async function startBlade(config: string): Promise<Running> {
-  const child = spawn(process.execPath, ['--import', 'tsx', bladeCli, 'run', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr?.setEncoding('utf8');
-  const url = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`blade did not start:\n${err}`)), 30_000);
-    child.stderr?.on('data', (c: string) => {
-      err += c;
-      const m = /serving \S+ at (nfs:\/\/\S+)/.exec(err);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1] as string);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`blade exited with ${code}:\n${err}`));
-    });
-  });
+  const { child, url } = await startBladeProcess(config);
   const u = new URL(url);
   return { child, host: u.hostname, nfsPort: Number(u.searchParams.get('nfsport')), mountPort: Number(u.searchParams.get('mountport')), path: u.pathname };
 }
 
-function killHard(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  const gone = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGKILL');
-  return gone;
+async function killHard(child: ChildProcess): Promise<void> {
+  await stopProcess(child, 'SIGKILL');
 }
 
 function status(r: RawResult): number {
