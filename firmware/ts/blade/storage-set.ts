@@ -1,16 +1,27 @@
 // A disk set's file system: assembles the RAID volume from the set's disks and mounts its
 // copy-on-write file system — formatting both only when every disk is blank. A set that
 // holds another pair's or volume's disks is refused with a clear message, never formatted.
+// While the set is open, a disk of the set the volume does not use (failed out, or refused at
+// assembly) is probed until it is replaced, and then becomes the volume's hot spare.
 import { crc32c } from '../core/crc32c.ts';
 import { utf8Encode } from '../core/bytes.ts';
 import { TwinbladeError } from '../core/errors.ts';
-import type { Clock, Timers } from '../core/clock.ts';
+import type { Clock, TimerHandle, Timers } from '../core/clock.ts';
 import type { Prng } from '../core/prng.ts';
 import type { BlockDevice } from '../hal/block/block-device.ts';
 import { readLabel } from '../storage/label.ts';
 import { createVolume, openVolume, type RaidEvent, type RaidVolume } from '../storage/raid/index.ts';
 import { CowFs, mkfs, type CpInfo, type FsProblem } from '../storage/fs/cowfs.ts';
 import type { Time } from '../fsapi/ops.ts';
+
+export const storageSetLimits = {
+  /**
+   * How often a disk of the set that the volume does not use is probed for a replacement (a
+   * readable blank disk, or the failed-out one readable again). One label read per such disk:
+   * cheap, and a replaced disk is a spare within seconds of the swap.
+   */
+  replacedDiskProbeIntervalMs: 2000,
+} as const;
 
 export const StorageSetErrorCode = {
   foreign: 'ERR_SET_FOREIGN_DISKS',
@@ -38,6 +49,10 @@ export interface StorageSetOptions {
   now: () => Time;
   onCpCommitted?: (cp: CpInfo) => void;
   onProblem?: (p: FsProblem) => void;
+  /** A disk outside the volume was probed readable but refused as a spare (reported once per message). */
+  onDiskRefused?: (disk: string, message: string) => void;
+  /** Override of storageSetLimits.replacedDiskProbeIntervalMs; 0 turns replacement probing off. */
+  replacedDiskProbeIntervalMs?: number;
 }
 
 export interface StorageSet {
@@ -74,13 +89,75 @@ export async function openStorageSet(members: readonly BlockDevice[], spares: re
     ...(o.onCpCommitted ? { onCpCommitted: o.onCpCommitted } : {}),
     ...(o.onProblem ? { onProblem: o.onProblem } : {}),
   });
+  const probeMs = o.replacedDiskProbeIntervalMs ?? storageSetLimits.replacedDiskProbeIntervalMs;
+  const replacements = probeMs > 0 ? new ReplacementWatch(volume, all, o.timers, probeMs, o.onDiskRefused) : undefined;
   return {
     volume,
     fs,
     formatted,
     close: async () => {
+      await replacements?.stop();
       await fs.close();
       await volume.close();
     },
   };
+}
+
+/**
+ * Hot-swap for the set's disks: every `intervalMs`, each disk of the set that the volume
+ * does not hold (as a member or a spare) is offered to `addSpare`. The volume formats a blank
+ * disk or one it failed out earlier (its data is stale by then, docs/raid.md), which starts a
+ * rebuild if a position is lost; an unreadable disk (still dead, not yet swapped) is tried
+ * again next time; a disk holding anything else is refused and left untouched.
+ */
+class ReplacementWatch {
+  private timer: TimerHandle | undefined;
+  private probing: Promise<void> | undefined;
+  private stopped = false;
+  private readonly reported = new Map<BlockDevice, string>();
+
+  constructor(
+    private readonly volume: RaidVolume,
+    private readonly disks: readonly BlockDevice[],
+    timers: Timers,
+    intervalMs: number,
+    private readonly onRefused: ((disk: string, message: string) => void) | undefined,
+  ) {
+    this.timer = timers.after(intervalMs, () => {
+      this.probing = this.probe().finally(() => {
+        this.probing = undefined;
+        if (!this.stopped) this.timer?.refresh();
+      });
+    });
+  }
+
+  private async probe(): Promise<void> {
+    const st = this.volume.status();
+    // An offline volume accepts nothing; reassembly (a reboot) sorts its disks out.
+    if (st.state === 'offline') return;
+    const used = new Set(st.disks.map((d) => d.name));
+    for (const d of this.disks) {
+      if (this.stopped) return;
+      if (used.has(d.name)) continue;
+      try {
+        await this.volume.addSpare(d);
+        this.reported.delete(d);
+      } catch (e) {
+        const err = e as { kind?: string; message?: string };
+        // 'io': the disk is still dead (or gone); it is probed again next time.
+        if (err.kind === 'io') continue;
+        const message = err.message ?? String(e);
+        if (this.reported.get(d) !== message) {
+          this.reported.set(d, message);
+          this.onRefused?.(d.name, message);
+        }
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.timer?.cancel();
+    await this.probing;
+  }
 }

@@ -1,0 +1,113 @@
+// ST-2 end to end: a member disk of blade a's set dies under a write load. a's RAID fails it
+// out and serves degraded, rebuilds onto the hot spare by itself, and reports the volume
+// healthy again in `blade status`; clients never see an NFS error. After `rig heal` (the
+// dead disk replaced) a adopts it as its new hot spare, which a second failure then proves.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs/promises';
+import { PairRig, WriteLoad, verifyAcked, type BladeId } from './pair-rig.ts';
+import { applyFault } from '../../rig/faults.ts';
+
+interface DiskView {
+  name: string;
+  role: string;
+  state: string;
+}
+interface VolumeView {
+  state: string;
+  disks: DiskView[];
+  rebuildProgress?: number;
+  rebuildError?: unknown;
+}
+
+/** The rig disk name (`a1`) of a blade's disk (an NBD URI ending in the export name). */
+const rigName = (d: DiskView): string => d.name.slice(d.name.lastIndexOf('/') + 1);
+
+describe('e2e: disk failure in a set under load', () => {
+  let pr: PairRig | undefined;
+  beforeAll(async () => {
+    pr = await PairRig.start(6);
+    await pr.bringUp();
+  });
+  afterAll(async () => {
+    await pr?.stop();
+    if (pr) expect(await pr.leftovers()).toEqual([]);
+  });
+
+  const volume = async (p: PairRig, b: BladeId): Promise<VolumeView> => (await p.status(b)).disks as VolumeView;
+  /** The volume as `role:name:state` per disk, e.g. `data:a0:ok`, in status order. */
+  const layout = async (p: PairRig, b: BladeId): Promise<string[]> => (await volume(p, b)).disks.map((d) => `${d.role}:${rigName(d)}:${d.state}`);
+  /** Polls a's volume until it is normal with exactly `want` as its disks, recording the states it went through. */
+  const untilHealthy = async (p: PairRig, want: string[], seen: Set<string>): Promise<void> => {
+    await p.until(
+      `a's volume normal with ${want.join(' ')}`,
+      async () => {
+        const v = await volume(p, 'a');
+        seen.add(v.state);
+        if (v.rebuildError !== undefined) throw new Error(`rebuild failed: ${JSON.stringify(v.rebuildError)}`);
+        return v.state === 'normal' && JSON.stringify(v.disks.map((d) => `${d.role}:${rigName(d)}:${d.state}`)) === JSON.stringify(want);
+      },
+      40_000,
+    );
+  };
+
+  it('ST-2 a member of a\'s set fails under load: served degraded, rebuilt onto the spare, the healed disk becomes the spare; no client error, nothing acknowledged lost', async () => {
+    const p = pr as PairRig;
+    expect(await layout(p, 'a')).toEqual(['data:a0:ok', 'data:a1:ok', 'parity:ap:ok', 'spare:as:ok']);
+    const loadA = new WriteLoad({ target: p.address('a'), clients: 3, prefix: 'df' }).start();
+    const loadB = new WriteLoad({ target: p.address('b'), clients: 1, prefix: 'own' }).start();
+    await Promise.all([loadA.waitAcked(100), loadB.waitAcked(20)]);
+
+    // 1. a1 dies (EIO on both loops). The RAID fails it out and rebuilds onto `as`.
+    await applyFault(p.rig, 'disk-fail', ['a1'], false);
+    const seen = new Set<string>();
+    await loadA.waitAcked(100);
+    await untilHealthy(p, ['data:a0:ok', 'data:as:ok', 'parity:ap:ok'], seen);
+    await loadA.waitAcked(50);
+    const events = await raidEvents(p, 'a');
+    expect(events).toEqual(expect.arrayContaining(['member-failed a1', 'rebuild-started as', 'rebuild-done as']));
+    expect(events.indexOf('member-failed a1')).toBeLessThan(events.indexOf('rebuild-done as'));
+
+    // 2. The dead disk is replaced (`rig heal`): a formats it as its new hot spare.
+    await applyFault(p.rig, 'disk-fail', ['a1'], true);
+    await untilHealthy(p, ['data:a0:ok', 'data:as:ok', 'parity:ap:ok', 'spare:a1:ok'], seen);
+    await loadA.waitAcked(50);
+
+    // 3. The new spare is a working one: the disk rebuilt in step 1 dies, a rebuilds onto a1.
+    await applyFault(p.rig, 'disk-fail', ['as'], false);
+    await untilHealthy(p, ['data:a0:ok', 'data:a1:ok', 'parity:ap:ok'], seen);
+    await loadA.waitAcked(50);
+    expect(await raidEvents(p, 'a')).toEqual(expect.arrayContaining(['member-failed as', 'spare-added a1', 'rebuild-done a1']));
+    await applyFault(p.rig, 'disk-fail', ['as'], true);
+    await untilHealthy(p, ['data:a0:ok', 'data:a1:ok', 'parity:ap:ok', 'spare:as:ok'], seen);
+
+    // No takeover, no fence trouble: a disk failure is the RAID's business, not HA's.
+    const [sa, sb] = await Promise.all([p.status('a'), p.status('b')]);
+    expect([sa.state, sb.state]).toEqual(['NORMAL', 'NORMAL']);
+    expect(p.holders('a').every((h) => h === 'a')).toBe(true);
+    expect(p.rig.loopEmulator().violations()).toEqual([]);
+
+    const [ra, rb] = await Promise.all([loadA.stop(), loadB.stop()]);
+    expect(ra.errors).toEqual([]);
+    expect(rb.errors).toEqual([]);
+    expect(ra.reconnects).toBe(0);
+    expect(await verifyAcked(p.address('a'), ra.acked)).toEqual([]);
+    expect(await verifyAcked(p.address('b'), rb.acked)).toEqual([]);
+    console.log(`e2e disk failure: ${ra.acked.length} writes acked on /vola, volume states seen ${[...seen].join(', ')}, longest client pause ${ra.longestPauseMs} ms, ${ra.jukebox} JUKEBOX`);
+  }, 120_000);
+});
+
+/** The blade's RAID events from its log, as `type disk` (disk by its rig name). */
+async function raidEvents(p: PairRig, b: BladeId): Promise<string[]> {
+  const text = await fs.readFile(p.log(b), 'utf8');
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.includes('"raid"')) continue;
+    try {
+      const r = (JSON.parse(line) as { raid?: { type: string; disk?: string } }).raid;
+      if (r && r.type !== 'rebuild-progress' && r.type !== 'labels-written') out.push(`${r.type}${r.disk ? ` ${r.disk.slice(r.disk.lastIndexOf('/') + 1)}` : ''}`);
+    } catch {
+      // not a JSON log line
+    }
+  }
+  return out;
+}
