@@ -4,7 +4,7 @@
 //   rig up [--dir D]            create the hardware, power both blades on, stay in the foreground
 //   rig status [--json]         blades, loops, reservations, fence violations, serial link
 //   rig fault KIND ARGS...      inject a fault (power-cut a, link cut, loop-fail a, disk-fail a0,
-//                               battery-fail a, mux-bypass a0 b)
+//                               battery-fail a, mux-bypass a0 b; netns rig: port a ic, partition)
 //   rig heal KIND ARGS...       heal it
 //   rig down                    stop the blades and the rig
 import { parseArgs } from 'node:util';

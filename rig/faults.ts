@@ -2,8 +2,9 @@
 // rig's management socket) and the end-to-end tests (in process).
 import type { Rig } from './rig.ts';
 import type { LoopId } from './loop/loop-emulator.ts';
+import { rigNets, type RigNet } from './net/topology.ts';
 
-export const faultKinds = ['power-cut', 'power-fail', 'link', 'loop-fail', 'disk-fail', 'battery-fail', 'mux-bypass'] as const;
+export const faultKinds = ['power-cut', 'power-fail', 'link', 'loop-fail', 'disk-fail', 'battery-fail', 'mux-bypass', 'port', 'partition'] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
 export class FaultUsageError extends Error {
@@ -24,6 +25,9 @@ function blade(arg: string | undefined): 'a' | 'b' {
  * - disk-fail DISK
  * - battery-fail a|b
  * - mux-bypass DISK a|b
+ * - port a|b net1|net2|ic   (netns rig: the blade's cable on that network is pulled)
+ * - partition   (netns rig: every path between the blades cut but the shared disks — the
+ *   serial link, and blade-to-blade traffic on every network; clients still reach both)
  */
 export async function applyFault(rig: Rig, kind: string, args: string[], heal: boolean): Promise<string> {
   switch (kind) {
@@ -76,6 +80,20 @@ export async function applyFault(rig: Rig, kind: string, args: string[], heal: b
       if (!d) throw new FaultUsageError('mux-bypass DISK a|b');
       rig.loopEmulator().setMux(d, l, heal ? 'in' : 'bypassed');
       return `disk ${d} ${heal ? 'back in' : 'bypassed on'} loop ${l}`;
+    }
+    case 'port': {
+      const b = blade(args[0]);
+      const net = args[1] as RigNet;
+      if (!rigNets.includes(net)) throw new FaultUsageError(`port a|b ${rigNets.join('|')}`);
+      if (!rig.topology()) throw new FaultUsageError('port faults need the netns rig network (root; TWINBLADE_RIG_NET not loopback)');
+      await rig.setPort(b, net, heal);
+      return `blade ${b} port ${net} ${heal ? 'up' : 'down'}`;
+    }
+    case 'partition': {
+      if (!rig.topology()) throw new FaultUsageError('a partition needs the netns rig network (root; TWINBLADE_RIG_NET not loopback)');
+      await rig.setBladesIsolated(!heal);
+      rig.serialRelay().faults.cut = !heal;
+      return heal ? 'partition healed (serial link and networks between the blades back)' : 'blades partitioned: serial link cut, no traffic between them on any network; disks still shared';
     }
     default:
       throw new FaultUsageError(`unknown fault ${kind}; kinds: ${faultKinds.join(', ')}`);

@@ -11,10 +11,8 @@ import { BladeProcess } from './power/blade-process.ts';
 import type { RigBladeId } from '../firmware/ts/hal/rigctl/protocol.ts';
 import crypto from 'node:crypto';
 import { loopbackPlan, writeRigBoard } from './boards.ts';
-import { createTopology, destroyTopology, inNamespace, setBladePort, setBladePorts, topology, type RigNet, type Topology } from './net/topology.ts';
+import { createTopology, destroyTopology, inNamespace, setBladePort, setBladePorts, setBladesIsolated, topology, type RigNet, type Topology } from './net/topology.ts';
 import { namespacePlan } from './net/plan.ts';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { RigHardware } from './hw/blade-hw.ts';
 import { LoopReservations } from './hw/reservations.ts';
 
@@ -66,7 +64,7 @@ export interface RigStatus {
   batteries: Record<RigBladeId, 'good' | 'failed'>;
   /** Levels of the emulated GPIO lines per blade (power-fail, partner-reset, LEDs). */
   gpio: ReturnType<RigHardware['status']> | null;
-  network: { mode: 'loopback' } | { mode: 'netns'; id: string; namespaces: Topology['namespaces']; subnets: Topology['subnet'] };
+  network: { mode: 'loopback' } | { mode: 'netns'; id: string; namespaces: Topology['namespaces']; subnets: Topology['subnet']; storageSubnet: string; bladesIsolated: boolean };
 }
 
 export class Rig {
@@ -80,6 +78,7 @@ export class Rig {
   private readonly blades = new Map<RigBladeId, BladeProcess>();
   private readonly battery: Record<RigBladeId, 'good' | 'failed'> = { a: 'good', b: 'good' };
   private readonly nvramPaths = new Map<RigBladeId, string>();
+  private isolated = false;
 
   constructor(private readonly opts: RigOptions) {
     this.dir = path.resolve(opts.dir);
@@ -119,9 +118,9 @@ export class Rig {
       const t = topology(this.opts.netSlot ?? 0);
       await createTopology(t);
       this.net = t;
-      // The storage loops reach the blades' namespaces through the interconnect bridge.
-      nbdHost = `${t.subnet.ic}.254`;
-      await promisify(execFile)('ip', ['addr', 'add', `${nbdHost}/24`, 'dev', t.bridges.ic]);
+      // The storage loops reach the blades' namespaces over the storage network (not the
+      // interconnect: a cut interconnect must leave the disks, and their mailboxes, shared).
+      nbdHost = t.storage.hostAddress;
     }
     this.loop = new LoopEmulator({ disks, host: nbdHost });
     const ports = await this.loop.start();
@@ -258,7 +257,7 @@ export class Rig {
       serial: { faults: { ...this.serialRelay().faults }, stats: { ...this.serialRelay().stats } },
       batteries: { ...this.battery },
       gpio: this.hw?.status() ?? null,
-      network: this.net ? { mode: 'netns', id: this.net.id, namespaces: this.net.namespaces, subnets: this.net.subnet } : { mode: 'loopback' },
+      network: this.net ? { mode: 'netns', id: this.net.id, namespaces: this.net.namespaces, subnets: this.net.subnet, storageSubnet: this.net.storage.subnet, bladesIsolated: this.isolated } : { mode: 'loopback' },
     };
   }
 
@@ -274,6 +273,23 @@ export class Rig {
   /** The namespace topology (netns mode), for clients and tests. */
   topology(): Topology | undefined {
     return this.net;
+  }
+
+  /**
+   * Partitions the blades on every network (netns mode): blade-to-blade traffic is dropped on
+   * the client networks and the interconnect, while clients still reach both blades and both
+   * keep their disks (the storage network is separate). With the serial link cut as well, only
+   * the mailboxes on the shared disks still carry anything between the blades.
+   */
+  async setBladesIsolated(isolated: boolean): Promise<void> {
+    if (!this.net) throw new Error('network partitions need the netns rig network');
+    await setBladesIsolated(this.net, isolated);
+    this.isolated = isolated;
+  }
+
+  /** Whether the blades are partitioned on the networks (setBladesIsolated). */
+  bladesIsolated(): boolean {
+    return this.isolated;
   }
 
   /** Fails or restores one network port of a blade (netns mode): the cable is pulled. */

@@ -9,6 +9,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { startRigService, type RunningRig } from '../../rig/service.ts';
 import type { Rig } from '../../rig/rig.ts';
+import { topologyLeftovers } from '../../rig/net/topology.ts';
+import { nfsStandardPorts } from '../../rig/net/plan.ts';
 import { mgmtRequest } from '../../firmware/ts/blade/mgmt.ts';
 import { mountNfs, Nfs3Client, ok, type MountedNfs } from '../../tools/nfs-client/index.ts';
 
@@ -70,11 +72,17 @@ export class PairRig {
     readonly portBase: number,
   ) {}
 
-  static async start(fileOffset: number, opts: { diskBytes?: number } = {}): Promise<PairRig> {
+  /**
+   * `network: 'netns'` (root only) runs each blade in its own network namespace (rig/net):
+   * clients then reach a blade at its net1 address on the standard NFS ports, and faults can
+   * cut networks (`port`, `partition`). `netSlot` picks the namespace/subnet slot (0..60).
+   */
+  static async start(fileOffset: number, opts: { diskBytes?: number; network?: 'loopback' | 'netns'; netSlot?: number } = {}): Promise<PairRig> {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tb-e2e-'));
     const portBase = portBaseFor(fileOffset);
     try {
-      const running = await startRigService({ dir, portBase, dataDisksPerBlade: 2, diskBytes: opts.diskBytes ?? 64 * 1024 * 1024 });
+      const net = opts.network === 'netns' ? { network: 'netns' as const, netSlot: opts.netSlot ?? 0 } : {};
+      const running = await startRigService({ dir, portBase, dataDisksPerBlade: 2, diskBytes: opts.diskBytes ?? 64 * 1024 * 1024, ...net });
       return new PairRig(running, dir, portBase);
     } catch (e) {
       await fs.rm(dir, { recursive: true, force: true });
@@ -88,6 +96,8 @@ export class PairRig {
 
   /** Where blade `b`'s export is served (by b, or by its partner after a takeover). */
   address(b: BladeId): NfsAddress {
+    const t = this.rig.topology();
+    if (t) return { host: t.bladeAddress(b, 'net1'), nfsPort: nfsStandardPorts.nfs, mountPort: nfsStandardPorts.mount, path: `/vol${b}` };
     const nfsPort = b === 'a' ? this.portBase : this.portBase + 2;
     return { host: '127.0.0.1', nfsPort, mountPort: nfsPort + 1, path: `/vol${b}` };
   }
@@ -249,6 +259,8 @@ export class PairRig {
     const { stdout } = await run('ps', ['-eo', 'args']);
     const left = stdout.split('\n').filter((l) => l.includes(this.dir));
     if (await fs.stat(this.dir).then(() => true, () => false)) left.push(`directory ${this.dir} still exists`);
+    const t = this.rig.topology();
+    if (t) left.push(...(await topologyLeftovers(t)));
     return left;
   }
 }

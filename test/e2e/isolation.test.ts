@@ -1,0 +1,113 @@
+// ST-4 / HA-6 end to end: every path between the blades is cut except the mailboxes on the
+// shared disks (serial link cut, blade-to-blade traffic dropped on the interconnect and both
+// client networks), both blades powered and serving. Neither takes the other over — the
+// mailboxes show the partner alive — and no blade writes a disk it does not hold (the loop
+// emulator's reservation oracle records zero violations). Mirroring goes degraded; the
+// blades keep answering their own clients (NV-7/HA-8: a degraded mirror disables takeover,
+// it does not stop service). After the heal both mirrors resync and nothing acknowledged is lost.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs/promises';
+import { PairRig, WriteLoad, sleep, verifyAcked, type BladeId } from './pair-rig.ts';
+import { applyFault } from '../../rig/faults.ts';
+import { namespacesAvailable } from '../../rig/net/topology.ts';
+
+/** How long the pair stays partitioned: many link (0.6 s) and mailbox (0.75 s) timeouts. */
+const partitionHoldMs = 6000;
+
+describe('e2e: every path between the blades cut but the mailbox disks', () => {
+  let pr: PairRig | undefined;
+  /** Without namespaces (not root) the rig cannot cut the UDP interconnect: serial only. */
+  let netns = false;
+  beforeAll(async () => {
+    netns = await namespacesAvailable();
+    // A namespace slot of its own per process (npm start uses 0, the netns test 59).
+    pr = await PairRig.start(7, netns ? { network: 'netns', netSlot: 10 + (process.pid % 40) } : {});
+    await pr.bringUp();
+  }, 120_000);
+  afterAll(async () => {
+    await pr?.stop();
+    if (pr) expect(await pr.leftovers()).toEqual([]);
+  });
+
+  it('HA-6 ST-4 HA-8 partitioned but for the mailboxes: no takeover, no write from a non-holder, both keep serving; the mirrors resync after the heal and nothing acknowledged is lost', async () => {
+    const p = pr as PairRig;
+    const path = async (b: BladeId, name: string): Promise<boolean | undefined> => (await p.status(b)).paths.find((x) => x.name === name)?.up;
+    const loadA = new WriteLoad({ target: p.address('a'), clients: 2, prefix: 'iso' }).start();
+    const loadB = new WriteLoad({ target: p.address('b'), clients: 2, prefix: 'iso' }).start();
+    await Promise.all([loadA.waitAcked(50), loadB.waitAcked(50)]);
+
+    if (netns) await applyFault(p.rig, 'partition', [], false);
+    else await applyFault(p.rig, 'link', ['cut'], false);
+    const cut = netns ? ['serial', 'interconnect-udp'] : ['serial'];
+    await p.until(
+      `both blades see ${cut.join(' and ')} down`,
+      async () => {
+        for (const b of ['a', 'b'] as const) for (const name of cut) if ((await path(b, name)) !== false) return false;
+        return true;
+      },
+      20_000,
+    );
+    if (netns) {
+      await p.until('both blades see the partner unreachable on the link and their mirror degraded', async () => {
+        const [sa, sb] = await Promise.all([p.status('a'), p.status('b')]);
+        return !sa.partner.reachable && !sb.partner.reachable && sa.mirror !== 'synced' && sb.mirror !== 'synced';
+      }, 20_000);
+    }
+    // Both blades keep answering their own clients while partitioned (from their own NVRAM
+    // once "no takeover" is on the mailboxes; docs/nvlog.md "Announce before waiving").
+    await Promise.all([loadA.waitAcked(50), loadB.waitAcked(50)]);
+    await sleep(partitionHoldMs);
+    await Promise.all([loadA.waitAcked(20), loadB.waitAcked(20)]);
+
+    const [sa, sb] = await Promise.all([p.status('a'), p.status('b')]);
+    // HA-6: the shared disks are a message path; a live partner is never taken over.
+    expect([sa.state, sb.state]).toEqual(['NORMAL', 'NORMAL']);
+    expect(sa.exports.map((e) => e.path)).toEqual(['/vola']);
+    expect(sb.exports.map((e) => e.path)).toEqual(['/volb']);
+    for (const s of [sa, sb]) expect(s.paths.filter((x) => x.kind === 'mailbox' && x.up).length).toBeGreaterThan(0);
+    // ST-4: each set is held by its owner only, and no write came from a non-holder.
+    expect(p.holders('a').every((h) => h === 'a')).toBe(true);
+    expect(p.holders('b').every((h) => h === 'b')).toBe(true);
+    expect(p.rig.loopEmulator().violations()).toEqual([]);
+    if (netns) {
+      // HA-8: with no message path the mirror is degraded on both blades, so neither may be taken over.
+      expect([sa.mirror, sb.mirror]).not.toContain('synced');
+      expect(await alerts(p, 'a')).toContain('HA_PARTNER_ON_MAILBOX_ONLY');
+      expect(await alerts(p, 'b')).toContain('HA_PARTNER_ON_MAILBOX_ONLY');
+    }
+
+    if (netns) await applyFault(p.rig, 'partition', [], true);
+    else await applyFault(p.rig, 'link', [], true);
+    await p.until(
+      'every path up again on both blades',
+      async () => {
+        for (const b of ['a', 'b'] as const) for (const name of cut) if ((await path(b, name)) !== true) return false;
+        return true;
+      },
+      20_000,
+    );
+    await p.waitMirrored(['a', 'b'], 30_000);
+    await Promise.all([loadA.waitAcked(30), loadB.waitAcked(30)]);
+
+    const [ra, rb] = await Promise.all([loadA.stop(), loadB.stop()]);
+    const [sa2, sb2] = await Promise.all([p.status('a'), p.status('b')]);
+    expect([sa2.state, sb2.state]).toEqual(['NORMAL', 'NORMAL']);
+    expect(await alerts(p, 'a')).not.toContain('HA_TAKEOVER');
+    expect(p.rig.loopEmulator().violations()).toEqual([]);
+    expect(ra.errors).toEqual([]);
+    expect(rb.errors).toEqual([]);
+    // Nobody took anything over, so no client ever had to reconnect.
+    expect(ra.reconnects + rb.reconnects).toBe(0);
+    expect(await verifyAcked(p.address('a'), ra.acked)).toEqual([]);
+    expect(await verifyAcked(p.address('b'), rb.acked)).toEqual([]);
+    console.log(
+      `e2e isolation (${netns ? 'netns: serial + every network cut' : 'loopback: serial cut only'}): ${ra.acked.length}/${rb.acked.length} writes acked on /vola,/volb; longest client pause ${Math.max(ra.longestPauseMs, rb.longestPauseMs)} ms`,
+    );
+  }, 120_000);
+});
+
+/** The HA alert codes a blade logged. */
+async function alerts(p: PairRig, b: BladeId): Promise<string[]> {
+  const text = await fs.readFile(p.log(b), 'utf8');
+  return [...text.matchAll(/"alert":"([A-Z_]+)"/g)].map((m) => m[1] as string);
+}
