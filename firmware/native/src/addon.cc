@@ -1,6 +1,7 @@
 // twinblade native addon: the few syscalls Node lacks (O_DIRECT I/O on aligned buffers, mmap,
-// block-device ioctls, openpty, a store fence, hardware CRC32C). Thin by design: every call
-// checks its arguments, does one syscall, and reports errno as an Error with code/errno/syscall.
+// block-device ioctls, openpty, a store fence), hardware CRC32C and RAID parity XOR. Thin by
+// design: every call checks its arguments, does one syscall (or one kernel loop), and reports
+// errno as an Error with code/errno/syscall.
 #include <napi.h>
 
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "xor.h"
 
 namespace {
 
@@ -548,7 +551,93 @@ Napi::Value OpenPty(const Napi::CallbackInfo& info) {
   return out;
 }
 
-Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 2); }
+// ---------------------------------------------------------------------------------------
+// Parity (RAID): synchronous, on the calling thread; the buffers must not overlap.
+
+// Reads `arr` (a JS array of Uint8Arrays) into pointers, each `want` bytes long.
+bool GetByteArray(const Napi::CallbackInfo& info, size_t i, const char* what, size_t want, std::vector<uint8_t*>* out) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= i || !info[i].IsArray()) {
+    ThrowType(env, std::string(what) + " must be an array of Uint8Arrays");
+    return false;
+  }
+  Napi::Array arr = info[i].As<Napi::Array>();
+  uint32_t n = arr.Length();
+  if (n == 0) {
+    ThrowRange(env, std::string(what) + " must not be empty");
+    return false;
+  }
+  for (uint32_t k = 0; k < n; k++) {
+    Napi::Value v = arr.Get(k);
+    if (!v.IsTypedArray()) {
+      ThrowType(env, std::string(what) + " must be an array of Uint8Arrays");
+      return false;
+    }
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    if (ta.ByteLength() != want) {
+      ThrowRange(env, std::string(what) + " must all have the same length as the output");
+      return false;
+    }
+    out->push_back(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+  }
+  return true;
+}
+
+// xorInto(dst, src): dst ^= src (equal lengths).
+Napi::Value XorIntoFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* dst = nullptr;
+  uint8_t* src = nullptr;
+  size_t dn = 0;
+  size_t sn = 0;
+  if (!GetBytes(info, 0, "dst", &dst, &dn)) return env.Undefined();
+  if (!GetBytes(info, 1, "src", &src, &sn)) return env.Undefined();
+  if (dn != sn) return ThrowRange(env, "dst and src must have the same length");
+  twinblade::XorInto(dst, src, dn);
+  return env.Undefined();
+}
+
+// xorAll(out, parts): out = parts[0] ^ parts[1] ^ ... (every part as long as out).
+Napi::Value XorAllFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* out = nullptr;
+  size_t n = 0;
+  if (!GetBytes(info, 0, "out", &out, &n)) return env.Undefined();
+  std::vector<uint8_t*> parts;
+  if (!GetByteArray(info, 1, "parts", n, &parts)) return env.Undefined();
+  twinblade::XorAll(out, parts.data(), parts.size(), n);
+  return env.Undefined();
+}
+
+// splitStripes(data, unitBytes, members, parity | null): see xor.h.
+Napi::Value SplitStripesFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* data = nullptr;
+  size_t n = 0;
+  int64_t unit = 0;
+  if (!GetBytes(info, 0, "data", &data, &n)) return env.Undefined();
+  if (!GetNonNegInt(info, 1, "unitBytes", &unit)) return env.Undefined();
+  if (unit == 0) return ThrowRange(env, "unitBytes must be positive");
+  if (info.Length() <= 2 || !info[2].IsArray() || info[2].As<Napi::Array>().Length() == 0) {
+    return ThrowType(env, "members must be a non-empty array of Uint8Arrays");
+  }
+  size_t memberCount = info[2].As<Napi::Array>().Length();
+  size_t stripeBytes = static_cast<size_t>(unit) * memberCount;
+  if (n % stripeBytes != 0) return ThrowRange(env, "data must hold whole stripes (unitBytes * members.length)");
+  size_t stripes = n / stripeBytes;
+  std::vector<uint8_t*> members;
+  if (!GetByteArray(info, 2, "members", stripes * static_cast<size_t>(unit), &members)) return env.Undefined();
+  uint8_t* parity = nullptr;
+  if (info.Length() > 3 && !info[3].IsNull() && !info[3].IsUndefined()) {
+    size_t pn = 0;
+    if (!GetBytes(info, 3, "parity", &parity, &pn)) return env.Undefined();
+    if (pn != stripes * static_cast<size_t>(unit)) return ThrowRange(env, "parity must hold one unit per stripe");
+  }
+  twinblade::SplitStripes(data, static_cast<size_t>(unit), stripes, members.data(), memberCount, parity);
+  return env.Undefined();
+}
+
+Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 3); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Function::New(env, Version));
@@ -566,6 +655,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("crc32c", Napi::Function::New(env, Crc32c));
   exports.Set("crc32cPortable", Napi::Function::New(env, Crc32cPortable));
   exports.Set("crc32cImplementation", Napi::String::New(env, twinblade::Crc32cImplementation()));
+  exports.Set("xorInto", Napi::Function::New(env, XorIntoFn));
+  exports.Set("xorAll", Napi::Function::New(env, XorAllFn));
+  exports.Set("splitStripes", Napi::Function::New(env, SplitStripesFn));
+  exports.Set("xorImplementation", Napi::String::New(env, twinblade::XorImplementation()));
   exports.Set("openpty", Napi::Function::New(env, OpenPty));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));
   return exports;

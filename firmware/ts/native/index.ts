@@ -1,8 +1,10 @@
 // Typed API of the native addon (firmware/native): O_DIRECT I/O on aligned buffers, mmap,
-// block-device ioctls, openpty, a store fence and hardware CRC32C. Importing this module
-// loads the addon and installs its CRC32C into core/crc32c.ts.
+// block-device ioctls, openpty, a store fence, hardware CRC32C and RAID parity XOR. Importing
+// this module loads the addon and installs its CRC32C into core/crc32c.ts and its XOR kernels
+// into storage/raid/xor.ts.
 import { createRequire } from 'node:module';
 import { crc32cPortable, installCrc32c } from '../core/crc32c.ts';
+import { installXorKernels } from '../storage/raid/xor.ts';
 
 /**
  * An error from a failed syscall, shaped like Node's own fs errors: `code` is the errno name
@@ -56,6 +58,10 @@ interface NativeBinding {
   crc32cImplementation: 'sse4.2' | 'armv8-crc' | 'portable';
   openpty(): PtyPair;
   pageSize: number;
+  xorInto(dst: ArrayBufferView, src: ArrayBufferView): void;
+  xorAll(out: ArrayBufferView, parts: readonly ArrayBufferView[]): void;
+  splitStripes(data: ArrayBufferView, unitBytes: number, members: readonly ArrayBufferView[], parity: ArrayBufferView | null): void;
+  xorImplementation: 'vector' | 'scalar';
 }
 
 const addonPath = '../../native/build/Release/twinblade_native.node';
@@ -233,3 +239,57 @@ export function openPty(): PtyPair {
 const nativeCrcMinBytes = 64;
 
 installCrc32c((data, crc) => (data.length >= nativeCrcMinBytes ? binding.crc32c(data, crc) : crc32cPortable(data, crc)));
+
+/** Which XOR kernel the addon was compiled with. */
+export const xorImplementation: 'vector' | 'scalar' = binding.xorImplementation;
+
+function checkSameLength(views: readonly unknown[], length: number, what: string): asserts views is Uint8Array[] {
+  if (!Array.isArray(views) || views.length === 0) throw typeError(`${what} must be a non-empty array of Uint8Arrays`);
+  for (const v of views) {
+    checkView(v, what);
+    if (v.byteLength !== length) throw rangeError(`${what} must all be ${length} bytes long`);
+  }
+}
+
+/** dst ^= src in the addon (same length; the buffers must not overlap). Same result as storage/raid/xor.ts. */
+export function xorIntoNative(dst: Uint8Array, src: Uint8Array): void {
+  checkView(dst, 'dst');
+  checkView(src, 'src');
+  if (dst.byteLength !== src.byteLength) throw rangeError('dst and src must have the same length');
+  binding.xorInto(dst, src);
+}
+
+/** out = XOR of `parts` in the addon (each as long as `out`, none overlapping it). */
+export function xorAllNative(out: Uint8Array, parts: readonly Uint8Array[]): void {
+  checkView(out, 'out');
+  checkSameLength(parts, out.byteLength, 'parts');
+  binding.xorAll(out, parts);
+}
+
+/**
+ * Splits whole stripes into per-member runs and their parity in one pass in the addon (see
+ * splitStripes in storage/raid/xor.ts for the layout). `parity` may be null.
+ */
+export function splitStripesNative(data: Uint8Array, unitBytes: number, members: readonly Uint8Array[], parity: Uint8Array | null): void {
+  checkView(data, 'data');
+  checkUint(unitBytes, 'unitBytes');
+  if (unitBytes === 0) throw rangeError('unitBytes must be positive');
+  if (!Array.isArray(members) || members.length === 0) throw typeError('members must be a non-empty array of Uint8Arrays');
+  if (data.byteLength % (unitBytes * members.length) !== 0) throw rangeError('data must hold whole stripes (unitBytes * members.length)');
+  const runBytes = (data.byteLength / (unitBytes * members.length)) * unitBytes;
+  checkSameLength(members, runBytes, 'members');
+  if (parity !== null) {
+    checkView(parity, 'parity');
+    if (parity.byteLength !== runBytes) throw rangeError('parity must hold one unit per stripe');
+  }
+  binding.splitStripes(data, unitBytes, members, parity);
+}
+
+// The RAID layer's parity goes through the addon from now on (checked against the portable
+// kernels by installXorKernels first).
+installXorKernels({
+  xorInto: (d, s) => binding.xorInto(d, s),
+  xorAll: (o, p) => binding.xorAll(o, p),
+  splitStripes: (d, u, m, p) => binding.splitStripes(d, u, m, p),
+  name: `native-${binding.xorImplementation}`,
+});

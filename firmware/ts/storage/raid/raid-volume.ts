@@ -20,7 +20,8 @@ import { diskByteOffset, raidBlockBytes } from './geometry.ts';
 import type { RaidGeometry } from './geometry.ts';
 import { StripeLocks } from './stripe-lock.ts';
 import { TokenBucket } from './token-bucket.ts';
-import { xorAll } from './xor.ts';
+import { splitStripes, xorAll } from './xor.ts';
+import { BufferPool } from './buffer-pool.ts';
 import { decodeIntent, encodeIntent, intentRegionStripes } from './intent.ts';
 import { diskLayout } from '../layout.ts';
 
@@ -44,6 +45,8 @@ export interface RaidLimits {
    * allocation area) do not pay an intent flush each. A stale bit only costs a resync.
    */
   intentClearDelayMs: number;
+  /** Scratch buffers (per-member runs and parity of full-stripe writes) kept for reuse, in bytes. */
+  writeBufferPoolBytesMax: number;
 }
 
 export const defaultRaidLimits: RaidLimits = {
@@ -54,6 +57,7 @@ export const defaultRaidLimits: RaidLimits = {
   memberReadErrorWindowMs: 10 * 60 * 1000,
   intentRegionBytes: 64 * 1024 * 1024,
   intentClearDelayMs: 5000,
+  writeBufferPoolBytesMax: 64 * 1024 * 1024,
 };
 
 /** What the volume reports as it happens (besides `status()`). */
@@ -172,6 +176,7 @@ export class RaidVolume implements Volume {
   private readonly intentLastWrite: number[];
   private readonly intentLastWriteMs: number[];
   private writeSeq = 0;
+  private readonly pool: BufferPool;
   /** writeSeq as of the start of the last successful flush: every write up to it is durable. */
   private flushedSeq = 0;
 
@@ -189,6 +194,7 @@ export class RaidVolume implements Volume {
     this.spares = [...init.spares];
     this.assembly = init.verdicts;
     this.limits = { ...defaultRaidLimits, ...options.limits };
+    this.pool = new BufferPool((n) => this.allocate(n), this.limits.writeBufferPoolBytesMax);
     this.regionStripes = intentRegionStripes(this.geometry.stripeCount, this.geometry.stripeUnitBytes, this.limits.intentRegionBytes);
     const regions = Math.ceil(this.geometry.stripeCount / this.regionStripes);
     this.intentDirty = new Array<boolean>(regions).fill(false);
@@ -549,13 +555,21 @@ export class RaidVolume implements Volume {
     const release = await this.locks.acquire(firstStripe, firstStripe + stripes);
     try {
       this.checkUsable();
-      const perMember = this.splitStripes(data, stripes);
-      perMember.push(xorAll(perMember, this.allocate(perMember[0]?.length ?? 0)));
-      const regions = await this.beginIntent(firstStripe, firstStripe + stripes);
+      // One pass over the data: each member's units, consecutive, and their parity, into
+      // reused buffers (aligned for O_DIRECT when the allocator is).
+      const runBytes = stripes * g.stripeUnitBytes;
+      const perMember = Array.from({ length: g.memberCount }, () => this.pool.take(runBytes));
       try {
-        await this.writeMembers(firstStripe * g.unitBlocks, perMember);
+        splitStripes(data, g.stripeUnitBytes, perMember.slice(0, g.dataDisks), perMember[g.parityPosition] as Uint8Array);
+        const regions = await this.beginIntent(firstStripe, firstStripe + stripes);
+        try {
+          await this.writeMembers(firstStripe * g.unitBlocks, perMember);
+        } finally {
+          this.endIntent(regions);
+        }
       } finally {
-        this.endIntent(regions);
+        // writeMembers settles every member write before returning: nothing references them.
+        this.pool.give(...perMember);
       }
     } finally {
       release();
@@ -564,22 +578,6 @@ export class RaidVolume implements Volume {
     // the labels saying so are durable, so the stale member can never be assembled again.
     await this.labelsDurable();
     this.checkUsable();
-  }
-
-  /** The data for each data member: its unit of every stripe, consecutive. */
-  private splitStripes(data: Uint8Array, stripes: number): Uint8Array[] {
-    const g = this.geometry;
-    const unit = g.stripeUnitBytes;
-    const out: Uint8Array[] = [];
-    for (let m = 0; m < g.dataDisks; m++) {
-      const buf = this.allocate(stripes * unit);
-      for (let s = 0; s < stripes; s++) {
-        const from = (s * g.stripeBlocks + m * g.unitBlocks) * raidBlockBytes;
-        buf.set(data.subarray(from, from + unit), s * unit);
-      }
-      out.push(buf);
-    }
-    return out;
   }
 
   /** Writes `perPosition[p]` at disk block `diskBlock` of every writable position. */

@@ -1,8 +1,9 @@
-// XOR of equal-length buffers, the whole of single-parity arithmetic. Works a 32-bit word
-// at a time when the buffers are aligned (they are when the RAID layer allocated them).
+// XOR of equal-length buffers, the whole of single-parity arithmetic, and the split of whole
+// stripes into per-member runs fused with their parity. Portable TypeScript here; the native
+// addon installs faster kernels (installXorKernels) with identical results.
 
 /** dst ^= src, element-wise. Both must have the same length. */
-export function xorInto(dst: Uint8Array, src: Uint8Array): void {
+export function xorIntoPortable(dst: Uint8Array, src: Uint8Array): void {
   if (dst.length !== src.length) throw new RangeError(`xorInto: lengths differ (${dst.length} vs ${src.length})`);
   const n = dst.length;
   if (dst.byteOffset % 4 === 0 && src.byteOffset % 4 === 0) {
@@ -25,13 +26,107 @@ export function xorInto(dst: Uint8Array, src: Uint8Array): void {
   for (let i = 0; i < n; i++) dst[i] = (dst[i] as number) ^ (src[i] as number);
 }
 
+/** out = XOR of `parts` (each as long as out). */
+export function xorAllPortable(out: Uint8Array, parts: readonly Uint8Array[]): void {
+  out.set(parts[0] as Uint8Array);
+  for (let i = 1; i < parts.length; i++) xorIntoPortable(out, parts[i] as Uint8Array);
+}
+
+/**
+ * `data` holds whole stripes of `members.length` units of `unitBytes`: copies unit m of
+ * every stripe, consecutively, into `members[m]`, and XORs each stripe's units into
+ * `parity` (when given, one unit per stripe).
+ */
+export function splitStripesPortable(data: Uint8Array, unitBytes: number, members: readonly Uint8Array[], parity: Uint8Array | null): void {
+  const m = members.length;
+  const stripes = data.length / (unitBytes * m);
+  for (let s = 0; s < stripes; s++) {
+    const p = parity?.subarray(s * unitBytes, (s + 1) * unitBytes);
+    for (let k = 0; k < m; k++) {
+      const from = (s * m + k) * unitBytes;
+      const unit = data.subarray(from, from + unitBytes);
+      (members[k] as Uint8Array).set(unit, s * unitBytes);
+      if (p === undefined) continue;
+      if (k === 0) p.set(unit);
+      else xorIntoPortable(p, unit);
+    }
+  }
+}
+
+/** The kernels the RAID layer calls; arguments are checked here, before either implementation. */
+export interface XorKernels {
+  xorInto(dst: Uint8Array, src: Uint8Array): void;
+  xorAll(out: Uint8Array, parts: readonly Uint8Array[]): void;
+  splitStripes(data: Uint8Array, unitBytes: number, members: readonly Uint8Array[], parity: Uint8Array | null): void;
+  /** For figures and logs: 'portable', or what the installer says. */
+  name: string;
+}
+
+export const portableXorKernels: XorKernels = { xorInto: xorIntoPortable, xorAll: xorAllPortable, splitStripes: splitStripesPortable, name: 'portable' };
+
+let kernels: XorKernels = portableXorKernels;
+
+/**
+ * Replaces the kernels (the native addon does so at import). The new ones are checked
+ * against the portable ones on a sample first, so a broken build cannot corrupt parity.
+ */
+export function installXorKernels(k: XorKernels): void {
+  const a = new Uint8Array(3 * 4096 + 64).map((_, i) => (i * 131 + 7) & 0xff);
+  const unit = 4096 + 32;
+  const want = [new Uint8Array(2 * unit), new Uint8Array(2 * unit), new Uint8Array(2 * unit)];
+  const got = [new Uint8Array(2 * unit), new Uint8Array(2 * unit), new Uint8Array(2 * unit)];
+  const data = new Uint8Array(4 * unit).map((_, i) => (i * 29 + 3) & 0xff);
+  splitStripesPortable(data, unit, want.slice(0, 2), want[2] as Uint8Array);
+  k.splitStripes(data, unit, got.slice(0, 2), got[2] as Uint8Array);
+  const x1 = a.slice(1, 4097);
+  const x2 = a.slice(1, 4097);
+  xorIntoPortable(x1, a.subarray(4100, 8196));
+  k.xorInto(x2, a.subarray(4100, 8196));
+  const y1 = new Uint8Array(4000);
+  const y2 = new Uint8Array(4000);
+  const parts = [a.subarray(0, 4000), a.subarray(5, 4005), a.subarray(8000, 12000)];
+  xorAllPortable(y1, parts);
+  k.xorAll(y2, parts);
+  const same = (p: Uint8Array, q: Uint8Array): boolean => p.length === q.length && p.every((v, i) => v === q[i]);
+  if (!want.every((w, i) => same(w, got[i] as Uint8Array)) || !same(x1, x2) || !same(y1, y2)) {
+    throw new Error(`installXorKernels: ${k.name} disagrees with the portable kernels`);
+  }
+  kernels = k;
+}
+
+/** The kernels in use ('portable' unless the native addon is loaded). */
+export function xorKernelName(): string {
+  return kernels.name;
+}
+
+/** dst ^= src, element-wise. Both must have the same length. */
+export function xorInto(dst: Uint8Array, src: Uint8Array): void {
+  if (dst.length !== src.length) throw new RangeError(`xorInto: lengths differ (${dst.length} vs ${src.length})`);
+  kernels.xorInto(dst, src);
+}
+
 /** The XOR of all `parts` (at least one), in `out` if given (same length), else in a new buffer. */
 export function xorAll(parts: readonly Uint8Array[], out?: Uint8Array): Uint8Array {
   const first = parts[0];
   if (first === undefined) throw new RangeError('xorAll: no buffers');
   if (out === undefined) out = new Uint8Array(first.length);
   else if (out.length !== first.length) throw new RangeError(`xorAll: out has ${out.length} bytes, parts ${first.length}`);
-  out.set(first);
-  for (let i = 1; i < parts.length; i++) xorInto(out, parts[i] as Uint8Array);
+  for (const p of parts) if (p.length !== first.length) throw new RangeError(`xorAll: parts differ in length (${p.length} vs ${first.length})`);
+  kernels.xorAll(out, parts);
   return out;
+}
+
+/**
+ * Splits whole stripes (`members.length` units of `unitBytes` each) into per-member runs,
+ * and computes their parity into `parity` when given. See splitStripesPortable.
+ */
+export function splitStripes(data: Uint8Array, unitBytes: number, members: readonly Uint8Array[], parity: Uint8Array | null): void {
+  const m = members.length;
+  if (!Number.isInteger(unitBytes) || unitBytes <= 0 || m === 0 || data.length % (unitBytes * m) !== 0) {
+    throw new RangeError(`splitStripes: ${data.length} bytes are not whole stripes of ${m} units of ${unitBytes}`);
+  }
+  const runBytes = (data.length / (unitBytes * m)) * unitBytes;
+  for (const b of members) if (b.length !== runBytes) throw new RangeError(`splitStripes: a member buffer has ${b.length} bytes, need ${runBytes}`);
+  if (parity !== null && parity.length !== runBytes) throw new RangeError(`splitStripes: parity has ${parity.length} bytes, need ${runBytes}`);
+  kernels.splitStripes(data, unitBytes, members, parity);
 }

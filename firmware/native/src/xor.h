@@ -1,0 +1,25 @@
+// Parity arithmetic for the RAID layer (firmware/ts/storage/raid): XOR of equal-length
+// buffers, and the split of whole stripes into per-member runs fused with their parity.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace twinblade {
+
+// dst[i] ^= src[i] for i < n.
+void XorInto(uint8_t* dst, const uint8_t* src, size_t n);
+
+// out = parts[0] ^ parts[1] ^ ... ^ parts[count-1], each n bytes (out may not alias a part).
+void XorAll(uint8_t* out, const uint8_t* const* parts, size_t count, size_t n);
+
+// `data` holds `stripes` stripes of `memberCount` units of `unitBytes` each, unit m of stripe s
+// at (s * memberCount + m) * unitBytes. Copies unit m of every stripe, consecutively, into
+// members[m], and (when parity is not null) XORs the units of each stripe into parity.
+void SplitStripes(const uint8_t* data, size_t unitBytes, size_t stripes, uint8_t* const* members, size_t memberCount,
+                  uint8_t* parity);
+
+// Which XOR path was compiled in: "vector" (GCC vector extensions) or "scalar".
+const char* XorImplementation();
+
+}  // namespace twinblade
