@@ -43,10 +43,13 @@ export class LinkMirrorTransport implements MirrorTransport {
   /**
    * Connects `log` to the link: messages in, session events as partner up/down. A partner
    * that restarted gets a fresh greeting, so both logs are resynchronised (NV-3, HA-8).
+   * With a session already established the log greets at once — even while no path is up
+   * at this instant: the greeting waits in the link's queue, and no event would come later
+   * for a session that merely recovers its paths.
    */
   bind(log: NvLog): this {
     this.bindSink(log);
-    if (this.endpoint.peerReachable) log.peerConnected();
+    if (this.endpoint.peerReachable || this.endpoint.peerGeneration !== 0) log.peerConnected();
     return this;
   }
 

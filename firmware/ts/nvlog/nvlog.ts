@@ -140,6 +140,8 @@ export class NvLog {
   private waiters: Array<{ seq: number; needMirror: boolean; resolve: () => void }> = [];
   private accepting = true;
   private closed = false;
+  /** The partner's last greeting announced another NVRAM half size: no mirroring (HA-8). */
+  private peerHalfMismatch = false;
   private writeThroughValue = false;
   private batteryValue: BatteryState;
   private sealPromise: Promise<void> | undefined;
@@ -536,6 +538,7 @@ export class NvLog {
 
   /** The channel to the partner is up: greet it, so it resynchronises our mirror of its log. */
   peerConnected(): void {
+    this.mirror.greeted();
     this.transport?.send({ kind: 'hello', from: this.opts.bladeId, bootGeneration: this.header.bootGeneration, halfBytes: this.layout.halfBytes });
   }
 
@@ -548,6 +551,7 @@ export class NvLog {
   /** Handles a message from the partner (about our log, or about its log in our mirror). */
   onPeerMessage(msg: MirrorMessage): void {
     if (this.closed) return;
+    if (msg.kind === 'hello') this.peerHalfMismatch = msg.halfBytes !== this.layout.halfBytes;
     if (msg.kind === 'hello' && msg.halfBytes !== this.layout.halfBytes) {
       // Different NVRAM sizes cannot mirror position for position: stay degraded (HA-8).
       this.mirror.partnerDown(`partner NVRAM half is ${msg.halfBytes} B, ours ${this.layout.halfBytes} B`);
@@ -557,6 +561,12 @@ export class NvLog {
     const partner = partnerOf(this.opts.bladeId);
     if (msg.kind === 'reset' || msg.kind === 'entry') {
       if (msg.origin === partner) this.onReceiverActions(this.receiver.onMessage(msg));
+      // The partner's log listens (its reset answers our greeting): restart our resync if it
+      // may have missed it (MirrorOrigin.partnerListening). Not across an NVRAM size mismatch.
+      if (msg.kind === 'reset' && msg.origin === partner && !this.peerHalfMismatch) {
+        this.mirror.partnerListening(this.opts.clock.nowMs(), () => this.liveItems());
+        this.flushMirror();
+      }
       return;
     }
     if (msg.kind === 'fetch') {

@@ -10,7 +10,12 @@ import type { BladeId } from './layout.ts';
 import { NvlogErrorCode } from './limits.ts';
 
 export type MirrorMessage =
-  /** Sent when the channel comes up: tells the partner to resynchronise its log to us. */
+  /**
+   * Sent when the channel comes up (or our log binds to it): tells the partner to
+   * resynchronise its log to us. Its `reset` in answer also tells us that its log listens
+   * (see MirrorOrigin.partnerListening), so a greeting of the partner's that we missed
+   * cannot leave our log unmirrored for good.
+   */
   | { kind: 'hello'; from: BladeId; bootGeneration: number; halfBytes: number }
   /** Receiver: wipe your mirror of `origin`; what follows in `epoch` replaces it, starting at `fromSeq`. */
   | { kind: 'reset'; origin: BladeId; epoch: number; fromSeq: number }
@@ -63,6 +68,8 @@ export class MirrorOrigin {
   private doneSeqValue = 0;
   private ackedSeqValue = 0;
   private partnerReachable = false;
+  /** A reset went out after our latest greeting (see partnerListening). */
+  private resetSinceGreeting = false;
   private degradedAtMs = 0;
   private outbox: MirrorMessage[] = [];
   private changes: MirrorStateChange[] = [];
@@ -101,6 +108,7 @@ export class MirrorOrigin {
   /** The partner came up (or asked for it): reset its mirror and resend every live entry. */
   partnerUp(nowMs: number, live: readonly MirrorItem[]): void {
     this.partnerReachable = true;
+    this.resetSinceGreeting = true;
     this.epoch++;
     this.queue = [...live];
     this.inFlight = [];
@@ -115,6 +123,24 @@ export class MirrorOrigin {
     this.outbox.push({ kind: 'reset', origin: this.origin, epoch: this.epoch, fromSeq });
     this.setState('resyncing', 'partner up: resynchronising the mirror');
     this.pump(nowMs);
+  }
+
+  /** Our log is sending the partner a greeting (`hello`); see partnerListening. */
+  greeted(): void {
+    this.resetSinceGreeting = false;
+  }
+
+  /**
+   * The partner's log is listening: it sent a `reset` of its own stream (its answer to our
+   * greeting, or a retry). Every message we send from now on reaches that log (the channel
+   * is ordered), but one sent before may not have: a partner whose log bound late missed our
+   * greeting's effects, and its own greeting may have gone out before we listened, so
+   * nobody would ever restart our resync. Restart it unless a reset went out since our
+   * latest greeting — that one was caused by the partner's greeting and reaches it. At most
+   * one restart per greeting, so two blades cannot bounce resets back and forth.
+   */
+  partnerListening(nowMs: number, live: () => readonly MirrorItem[]): void {
+    if (!this.resetSinceGreeting) this.partnerUp(nowMs, live());
   }
 
   /** The channel to the partner is gone: continue on the local copy alone. */
