@@ -70,6 +70,7 @@ interface RigStatusView {
   loop: { ports: { a: number; b: number }; disks: Array<{ name: string; holder: string | null; failed: boolean; mux: Record<string, string> }>; violations: unknown[] };
   serial: { faults: Record<string, unknown> };
   batteries: Record<string, string>;
+  network?: { mode: string; id?: string; bladesIsolated?: boolean };
 }
 
 function formatStatus(s: RigStatusView): string {
@@ -80,6 +81,7 @@ function formatStatus(s: RigStatusView): string {
     lines.push(`  disk ${d.name}: holder ${d.holder ?? '-'}${d.failed ? ', FAILED' : ''}, mux a=${d.mux.a} b=${d.mux.b}`);
   }
   lines.push(`  serial link: ${JSON.stringify(s.serial.faults)}`);
+  if (s.network?.mode === 'netns') lines.push(`  network: namespaces ${s.network.id ?? '?'}-*, blades ${s.network.bladesIsolated ? 'PARTITIONED' : 'connected'}`);
   lines.push(`  fence violations: ${s.loop.violations.length}`);
   return lines.join('\n');
 }
