@@ -5,7 +5,8 @@
 // the same workload: 4 KiB FILE_SYNC writes, 1 MiB UNSTABLE writes + COMMIT, 64 KiB sequential
 // reads, creates.
 //   npm run bench -- nfs [--seconds S] [--qd N] [--file-mib M] [--rounds R]
-//                        [--only ours,memfs,ganesha] [--cpu-prof-dir DIR]
+//                        [--only ours,memfs,ganesha] [--phases sync,unstable,read,create]
+//                        [--nvram-mib N] [--cpu-prof-dir DIR]
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, open, readFile, rm, statfs, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -115,16 +116,25 @@ function awaitLine(child: ChildProcess, stream: 'stdout' | 'stderr', re: RegExp,
 
 /** node flags for a server process: the CPU profile of the run when asked for. */
 function nodeFlags(profDir: string | undefined, name: string): string[] {
-  return profDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', `${name}-${process.pid}.cpuprofile`];
+  // One directory per server: node names each thread's profile itself (tsx's loader runs in a
+  // worker thread, whose profile would overwrite the main thread's under a fixed name).
+  return profDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(profDir, name)];
 }
 
 /** The blade daemon, as an operator runs it: `blade init` into a disk directory, then `blade run`. */
-async function startBlade(profDir: string | undefined): Promise<Target> {
+async function startBlade(profDir: string | undefined, nvramMiB: number | undefined): Promise<Target> {
   const dir = await diskTempDir('twinblade-bench-blade-');
   const config = await initSingleBlade(join(dir, 'blade')).catch(async (e: unknown) => {
     await rm(dir, { recursive: true, force: true });
     throw e;
   });
+  if (nvramMiB !== undefined) {
+    // An experiment knob (--nvram-mib): the NVRAM size sets the log halves, hence how much a
+    // consistency point covers and how far the log runs ahead of the disks.
+    const board = JSON.parse(await readFile(config, 'utf8')) as { nvram: { sizeBytes: number } };
+    board.nvram.sizeBytes = nvramMiB * 1024 * 1024;
+    await writeFile(config, JSON.stringify(board, null, 2));
+  }
   // The daemon logs JSON on stdout (to a file here); the URL is on stderr.
   const logPath = join(dir, 'blade.log');
   const log = await open(logPath, 'w');
@@ -243,7 +253,7 @@ async function closedLoop(seconds: number, qd: number, op: (i: number) => Promis
 }
 
 /** One timed pass of every workload over an existing mount (connections are long-lived, as a client's are). */
-async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: number): Promise<Figures> {
+async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: number, phases: ReadonlySet<Phase> = allPhases): Promise<Figures> {
   {
     const { nfs, root } = m;
     const info = ok(await nfs.fsinfo(root), 'FSINFO');
@@ -253,14 +263,15 @@ async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: numb
     // 4 KiB FILE_SYNC writes over a 64 MiB region of one file.
     const f1 = ok(await nfs.create(dir, 'sync.dat'), 'CREATE').fh as Uint8Array;
     const block = new Uint8Array(4096).fill(0x5a);
-    const w = await closedLoop(seconds, qd, async (i) => {
+    const w = await closedLoop(phases.has('sync') ? seconds : 0, qd, async (i) => {
       const r = ok(await nfs.write(f1, (i % 16384) * 4096, block, StableHow.FILE_SYNC), 'WRITE');
       if (r.committed !== StableHow.FILE_SYNC) throw new Error('FILE_SYNC write answered unstable');
     });
 
     // 1 MiB sequential UNSTABLE writes, then COMMIT (clamped to the server's wtmax).
     const wsize = Math.min(1024 * 1024, info.wtmax);
-    const total = fileMiB * 1024 * 1024;
+    // The read phase reads what this phase wrote, so it needs it (untimed when not asked for).
+    const total = phases.has('unstable') || phases.has('read') ? fileMiB * 1024 * 1024 : 0;
     const f2 = ok(await nfs.create(dir, 'seq.dat'), 'CREATE').fh as Uint8Array;
     const chunk = new Uint8Array(wsize).map((_, i) => i & 0xff);
     let next = 0;
@@ -282,7 +293,7 @@ async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: numb
 
     // 64 KiB sequential reads of that file.
     const rsize = Math.min(64 * 1024, info.rtmax);
-    let roff = 0;
+    let roff = phases.has('read') ? 0 : total;
     let bytes = 0;
     const t1 = performance.now();
     await Promise.all(
@@ -300,11 +311,11 @@ async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: numb
       }),
     );
     const readS = (performance.now() - t1) / 1000;
-    if (bytes !== total) throw new Error(`read ${bytes} of ${total} bytes`);
+    if (phases.has('read') && bytes !== total) throw new Error(`read ${bytes} of ${total} bytes`);
 
     // File creates.
     const cdir = ok(await nfs.mkdir(dir, 'creates'), 'MKDIR').fh as Uint8Array;
-    const c = await closedLoop(seconds, qd, async (i) => {
+    const c = await closedLoop(phases.has('create') ? seconds : 0, qd, async (i) => {
       ok(await nfs.create(cdir, `f${i}`, { mode: 1, attrs: { mode: 0o644, uid: undefined, gid: undefined, size: undefined, atime: 'dont', mtime: 'dont' } }), 'CREATE');
     });
 
@@ -325,14 +336,18 @@ async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: numb
       fileSyncWriteOps: w.n / w.s,
       fileSyncWriteP50Ms: percentile(w.lat, 50),
       fileSyncWriteP99Ms: percentile(w.lat, 99),
-      unstableWriteMiBs: fileMiB / unstableS,
-      readMiBs: total / (1024 * 1024) / readS,
+      unstableWriteMiBs: phases.has('unstable') ? total / (1024 * 1024) / unstableS : NaN,
+      readMiBs: phases.has('read') ? total / (1024 * 1024) / readS : NaN,
       createsPerSec: c.n / c.s,
       wtmax: info.wtmax,
       rtmax: info.rtmax,
     };
   }
 }
+
+/** The workloads of one pass; `--phases` picks some (e.g. to profile one alone). */
+type Phase = 'sync' | 'unstable' | 'read' | 'create';
+const allPhases: ReadonlySet<Phase> = new Set<Phase>(['sync', 'unstable', 'read', 'create']);
 
 /** The better of two measurements, figure by figure (higher rates, lower latencies). */
 function bestOf(a: Figures, b: Figures): Figures {
@@ -361,6 +376,8 @@ export const bench: Bench = {
         only: { type: 'string', default: 'ours,memfs,ganesha' },
         rounds: { type: 'string', default: '3' },
         'cpu-prof-dir': { type: 'string' },
+        phases: { type: 'string', default: [...allPhases].join(',') },
+        'nvram-mib': { type: 'string' },
       },
     });
     const seconds = Number(values.seconds);
@@ -368,7 +385,13 @@ export const bench: Bench = {
     const fileMiB = Number(values['file-mib']);
     const rounds = Number(values.rounds);
     const profDir = values['cpu-prof-dir'] === undefined ? undefined : resolve(values['cpu-prof-dir']);
-    const starters: Record<string, () => Promise<Target>> = { ours: () => startBlade(profDir), memfs: () => startMemfs(profDir), ganesha: startGanesha };
+    const nvramMiB = values['nvram-mib'] === undefined ? undefined : Number(values['nvram-mib']);
+    const starters: Record<string, () => Promise<Target>> = { ours: () => startBlade(profDir, nvramMiB), memfs: () => startMemfs(profDir), ganesha: startGanesha };
+    const phases = new Set<Phase>();
+    for (const p of values.phases.split(',').map((w) => w.trim())) {
+      if (!allPhases.has(p as Phase)) throw new Error(`bench nfs: --phases ${p}: expected some of ${[...allPhases].join(', ')}`);
+      phases.add(p as Phase);
+    }
     const wanted = values.only.split(',').map((w) => w.trim());
     for (const w of wanted) if (starters[w] === undefined) throw new Error(`bench nfs: --only ${w}: expected some of ${Object.keys(starters).join(', ')}`);
     const loadStart = loadavg()[0] ?? 0;
@@ -387,7 +410,7 @@ export const bench: Bench = {
       // from other processes on the host penalises both alike rather than whichever ran then.
       for (let r = 0; r < rounds; r++) {
         for (const { t, m } of targets) {
-          const f = await measure(m as MountedNfs, seconds, qd, fileMiB);
+          const f = await measure(m as MountedNfs, seconds, qd, fileMiB, phases);
           const best = results[t.name];
           results[t.name] = best === undefined ? f : bestOf(best, f);
         }

@@ -63,6 +63,7 @@ import {
   writePtr,
 } from './format.ts';
 import { cowFsDefaults } from './limits.ts';
+import { BlockCache, blockCacheDefaults, ReadStreams, type BlockCacheStats } from './block-cache.ts';
 import { scanCp } from './fsck.ts';
 
 const F = indirectFanout;
@@ -79,6 +80,8 @@ export interface CowFsOptions {
   dirIndexEntriesMax?: number;
   cpWriteConcurrencyMax?: number;
   cpWriteBytesMax?: number;
+  /** The clean-block cache and read-ahead of the read path (block-cache.ts; 0 bytes turns both off). */
+  readCache?: Partial<typeof blockCacheDefaults>;
   /** Called after every committed CP (the change log releases the entries it contains). */
   onCpCommitted?: (cp: CpInfo) => void;
   /** Called for every problem found (a corrupt block, a superblock rejected at mount). */
@@ -268,7 +271,11 @@ export class CowFs implements FileSystem {
   private failure: Error | undefined;
   private closed = false;
   private timer: TimerHandle | undefined;
-  private readonly opts: Required<Omit<CowFsOptions, 'timers' | 'clock' | 'onCpCommitted' | 'onProblem'>> & CowFsOptions;
+  private readonly opts: Required<Omit<CowFsOptions, 'timers' | 'clock' | 'onCpCommitted' | 'onProblem' | 'readCache'>> & CowFsOptions;
+  /** Clean data blocks by physical address, and the read-ahead that fills it (read path only). */
+  private readonly blockCache: BlockCache;
+  private readonly readStreams: ReadStreams;
+  private readonly readCache: typeof blockCacheDefaults;
   /** Figures of the last committed CP. */
   lastCpStats: CpStats | undefined;
 
@@ -299,6 +306,9 @@ export class CowFs implements FileSystem {
       cpWriteBytesMax: opts.cpWriteBytesMax ?? cowFsDefaults.cpWriteBytesMax,
       ...opts,
     };
+    this.readCache = { ...blockCacheDefaults, ...opts.readCache };
+    this.blockCache = new BlockCache(this.readCache.blockCacheBytesMax);
+    this.readStreams = new ReadStreams(this.readCache);
     this.committedCp = committedCp;
     this.applied = new Map(applied);
     this.committedApplied = new Map(applied);
@@ -401,6 +411,11 @@ export class CowFs implements FileSystem {
   /** Dirty blocks waiting for the next CP (for scheduling and tests). */
   get dirtyBlocks(): number {
     return this.dirtyCount;
+  }
+
+  /** Figures of the read path's block cache and read-ahead. */
+  get readCacheStats(): Readonly<BlockCacheStats> {
+    return this.blockCache.stats;
   }
 
   /** The error that stopped the file system, if any. */
@@ -878,25 +893,94 @@ export class CowFs implements FileSystem {
       const hi = Math.min(offset + n, (fbn + 1) * fsBlockBytes);
       out.set(block.subarray(lo - fbn * fsBlockBytes, hi - fbn * fsBlockBytes), lo - offset);
     };
-    // Gather the on-disk runs first, then read each contiguous run with one volume call.
+    // Memory first (the file's own pages: dirty, or clean and recently used), then the
+    // clean-block cache and the read-ahead in flight; what is left is gathered into
+    // contiguous on-disk runs, each read with one volume call.
+    const cache = this.readCache.blockCacheBytesMax > 0 ? this.blockCache : undefined;
     const runs: Array<{ fbn: number; addr: number; count: number }> = [];
+    const waits: Array<{ fbn: number; addr: number; data: Promise<Uint8Array | undefined> }> = [];
+    const ptrs = new DataPtrs(this, f);
     for (let fbn = first; fbn <= last; fbn++) {
       const cached = this.cachedPage(f.ino, 0, fbn);
       if (cached !== undefined) {
         copyBlock(fbn, cached.data);
         continue;
       }
-      const addr = await this.ptrOf(f, 0, fbn);
+      const addr = await ptrs.at(fbn);
       if (addr === 0) continue; // a hole reads as zeros
+      const hit = cache?.get(addr);
+      if (hit !== undefined) {
+        copyBlock(fbn, hit);
+        continue;
+      }
+      const pending = cache?.pending(addr, fsBlockBytes);
+      if (pending !== undefined) {
+        waits.push({ fbn, addr, data: pending });
+        continue;
+      }
       const r = runs[runs.length - 1];
       if (r !== undefined && r.fbn + r.count === fbn && r.addr + r.count === addr) r.count++;
       else runs.push({ fbn, addr, count: 1 });
     }
-    for (const r of runs) {
-      const data = await this.volume.readBlocks(r.addr, r.count);
+    // The reads this call needs go out first, then the read-ahead, so both are in flight together.
+    const reads = runs.map((r) => this.volume.readBlocks(r.addr, r.count));
+    reads.forEach((p) => p.catch(() => undefined));
+    if (cache !== undefined) await this.readAhead(f, offset, n);
+    for (const w of waits) {
+      // A read-ahead that failed is read again here, which reports the error (or reconstructs).
+      copyBlock(w.fbn, (await w.data) ?? (await this.volume.readBlocks(w.addr, 1)));
+    }
+    for (let k = 0; k < runs.length; k++) {
+      const r = runs[k] as { fbn: number; addr: number; count: number };
+      const data = await (reads[k] as Promise<Uint8Array>);
       for (let i = 0; i < r.count; i++) copyBlock(r.fbn + i, data.subarray(i * fsBlockBytes, (i + 1) * fsBlockBytes));
+      // Under the lock: these blocks are in use, so their addresses hold exactly this data
+      // until they are freed (which invalidates them).
+      cache?.noteMiss(r.count);
+      cache?.put(r.addr, data, fsBlockBytes);
     }
     return out;
+  }
+
+  /**
+   * Sequential read-ahead: when the reads of `f` are sequential, reads the next window of
+   * its blocks into the block cache in the background, in contiguous runs of at most
+   * `readAheadCallBytesMax`. The block addresses are taken now, under the lock, from the
+   * live tree; a block freed before its read lands is invalidated and never cached.
+   */
+  private async readAhead(f: Inode, offset: number, n: number): Promise<void> {
+    const ahead = this.readStreams.note(f.ino, offset, n, f.size);
+    if (ahead === undefined) return;
+    const g = this.geometry;
+    const callBlocksMax = Math.max(1, Math.floor(this.readCache.readAheadCallBytesMax / fsBlockBytes));
+    let run: { addr: number; count: number } | undefined;
+    const issue = (): void => {
+      if (run === undefined) return;
+      const { addr, count } = run;
+      this.blockCache.fill(addr, count, fsBlockBytes, () => this.volume.readBlocks(addr, count));
+      run = undefined;
+    };
+    const lastFbn = Math.floor((ahead.to - 1) / fsBlockBytes);
+    const ptrs = new DataPtrs(this, f);
+    for (let fbn = Math.floor(ahead.from / fsBlockBytes); fbn <= lastFbn; fbn++) {
+      if (this.cachedPage(f.ino, 0, fbn) !== undefined) {
+        issue();
+        continue;
+      }
+      const addr = await ptrs.at(fbn);
+      // Holes, blocks already here or coming, and pointers outside the data area (the
+      // foreground read reports those as corrupt) are not read ahead.
+      if (addr < g.dataStart || addr >= g.blockCount || this.blockCache.has(addr)) {
+        issue();
+        continue;
+      }
+      if (run !== undefined && run.addr + run.count === addr && run.count < callBlocksMax) run.count++;
+      else {
+        issue();
+        run = { addr, count: 1 };
+      }
+    }
+    issue();
   }
 
   // ---- directories ---------------------------------------------------------------------
@@ -1088,8 +1172,8 @@ export class CowFs implements FileSystem {
     return data;
   }
 
-  /** The on-disk pointer to a block (0: hole, or a dirty/new block that only memory has). */
-  private async ptrOf(t: Inode, level: number, index: number): Promise<number> {
+  /** @internal The on-disk pointer to a block (0: hole, or a dirty/new block that only memory has). */
+  async ptrOf(t: Inode, level: number, index: number): Promise<number> {
     if (level > t.height || index >= treeCapacity(t.height - level)) return 0;
     if (level === t.height) return t.root;
     const parent = await this.getPage(t, level + 1, Math.floor(index / F));
@@ -1100,8 +1184,8 @@ export class CowFs implements FileSystem {
     return this.cachedPage(t.ino, level, index) !== undefined || (await this.ptrOf(t, level, index)) !== 0;
   }
 
-  /** A block of a tree for reading (null: a hole). */
-  private async getPage(t: Inode, level: number, index: number): Promise<Page | null> {
+  /** @internal A block of a tree for reading (null: a hole); callers hold the lock. */
+  async getPage(t: Inode, level: number, index: number): Promise<Page | null> {
     const c = this.cachedPage(t.ino, level, index);
     if (c !== undefined) {
       if (this.lru.delete(c)) this.lru.add(c);
@@ -1194,6 +1278,8 @@ export class CowFs implements FileSystem {
   private freeBlock(addr: number): void {
     assert(addr >= this.geometry.dataStart && this.liveBlocks.get(addr), () => `cowfs: freeing block ${addr} that is not in use`);
     this.opMutated = true;
+    // The address may be reused by a later CP: its cached contents are no longer the block's.
+    this.blockCache.invalidate(addr);
     this.liveBlocks.clear(addr);
     this.freedCurrent++;
   }
@@ -1334,6 +1420,7 @@ export class CowFs implements FileSystem {
         const at = targetSlot[next++];
         assert(addr !== undefined && at !== undefined && at.w.images !== undefined, 'cowfs: CP ran out of allocated blocks');
         this.liveBlocks.set(addr);
+        this.blockCache.invalidate(addr);
         const kind = this.kindOf(t, p.level);
         // No copy here: the CP keeps the block's buffer, and the live page copies it on its
         // next change (`shared`), so the freeze stays short however much data is dirty.
@@ -1594,6 +1681,35 @@ export class CowFs implements FileSystem {
     this.timer = undefined;
     await this.cpChain;
     this.closed = true;
+    // Read-ahead in flight must land before the caller closes the volume under it.
+    await this.blockCache.settled();
+    this.blockCache.clear();
+  }
+}
+
+/**
+ * The on-disk pointers of one file's data blocks, for a read that walks many consecutive
+ * blocks: the level-1 indirect block is looked up once per 1016 data blocks rather than once
+ * per block (the same answers as `ptrOf`, without an async walk per block).
+ */
+class DataPtrs {
+  private parentIndex = -1;
+  private parent: Uint8Array | null = null;
+  constructor(
+    private readonly fs: CowFs,
+    private readonly t: Inode,
+  ) {}
+
+  async at(fbn: number): Promise<number> {
+    const t = this.t;
+    if (t.height < 1) return this.fs.ptrOf(t, 0, fbn);
+    if (fbn >= treeCapacity(t.height)) return 0;
+    const pi = Math.floor(fbn / F);
+    if (pi !== this.parentIndex) {
+      this.parent = (await this.fs.getPage(t, 1, pi))?.data ?? null;
+      this.parentIndex = pi;
+    }
+    return this.parent === null ? 0 : readPtr(this.parent, fbn % F);
   }
 }
 
