@@ -2,6 +2,7 @@
 // out and serves degraded, rebuilds onto the hot spare by itself, and reports the volume
 // healthy again in `blade status`; clients never see an NFS error. After `rig heal` (the
 // dead disk replaced) a adopts it as its new hot spare, which a second failure then proves.
+// Then a member dies while b serves a's set after a takeover: b serves it degraded.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs/promises';
 import { PairRig, WriteLoad, verifyAcked, type BladeId } from './pair-rig.ts';
@@ -93,6 +94,32 @@ describe('e2e: disk failure in a set under load', () => {
     expect(await verifyAcked(p.address('a'), ra.acked)).toEqual([]);
     expect(await verifyAcked(p.address('b'), rb.acked)).toEqual([]);
     console.log(`e2e disk failure: ${ra.acked.length} writes acked on /vola, volume states seen ${[...seen].join(', ')}, longest client pause ${ra.longestPauseMs} ms, ${ra.jukebox} JUKEBOX`);
+  }, 120_000);
+
+  it('ST-2 HA-6 a member of a\'s set fails while b serves it after a takeover: b serves it degraded, nothing acknowledged lost', async () => {
+    const p = pr as PairRig;
+    // The first test left a's set as a0, a1, ap (+ spare as): the members b's board names.
+    expect(await layout(p, 'a')).toEqual(['data:a0:ok', 'data:a1:ok', 'parity:ap:ok', 'spare:as:ok']);
+    await p.waitMirrored(['a', 'b'], 30_000);
+    const load = new WriteLoad({ target: p.address('a'), clients: 3, prefix: 'tk' }).start();
+    await load.waitAcked(100);
+    await applyFault(p.rig, 'power-cut', ['a'], false);
+    await p.until('b serving /vola after the takeover', async () => (await p.status('b')).exports.some((e) => e.path === '/vola'), 40_000);
+    await load.waitAcked(100, 30_000);
+
+    // b opened a's set without a's spare (the board gives a blade its partner's members only).
+    await applyFault(p.rig, 'disk-fail', ['a0'], false);
+    await load.waitAcked(150, 30_000);
+    await p.until('b failed a0 out of a\'s set', async () => (await raidEvents(p, 'b')).includes('member-failed a0'), 20_000);
+    await load.waitAcked(50, 30_000);
+    const sb = await p.status('b');
+    expect(sb.state).toBe('TAKEOVER');
+    expect(p.holders('a').every((h) => h === 'b')).toBe(true);
+    expect(p.rig.loopEmulator().violations()).toEqual([]);
+    const r = await load.stop();
+    expect(r.errors).toEqual([]);
+    expect(await verifyAcked(p.address('a'), r.acked)).toEqual([]);
+    console.log(`e2e disk failure after takeover: ${r.acked.length} writes acked on /vola served by b, ${r.reconnects} reconnects, longest client pause ${r.longestPauseMs} ms`);
   }, 120_000);
 });
 
