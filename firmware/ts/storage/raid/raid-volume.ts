@@ -20,7 +20,7 @@ import { diskByteOffset, raidBlockBytes } from './geometry.ts';
 import type { RaidGeometry } from './geometry.ts';
 import { StripeLocks } from './stripe-lock.ts';
 import { TokenBucket } from './token-bucket.ts';
-import { splitStripes, xorAll } from './xor.ts';
+import { splitStripes, xorAll, xorInto } from './xor.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { decodeIntent, encodeIntent, intentRegionStripes } from './intent.ts';
 import { diskLayout } from '../layout.ts';
@@ -47,6 +47,12 @@ export interface RaidLimits {
   intentClearDelayMs: number;
   /** Scratch buffers (per-member runs and parity of full-stripe writes) kept for reuse, in bytes. */
   writeBufferPoolBytesMax: number;
+  /**
+   * Average bytes per second, per member, the background resync after a power cut reads
+   * (Infinity: unthrottled). The volume serves meanwhile; only a disk failure before the
+   * resync ends costs anything (see docs/raid.md), so it should not take long either.
+   */
+  resyncBandwidthBytesPerSec: number;
 }
 
 export const defaultRaidLimits: RaidLimits = {
@@ -58,6 +64,7 @@ export const defaultRaidLimits: RaidLimits = {
   intentRegionBytes: 64 * 1024 * 1024,
   intentClearDelayMs: 5000,
   writeBufferPoolBytesMax: 64 * 1024 * 1024,
+  resyncBandwidthBytesPerSec: 256 * 1024 * 1024,
 };
 
 /** What the volume reports as it happens (besides `status()`). */
@@ -72,6 +79,8 @@ export type RaidEvent =
   | { type: 'rebuild-done'; position: number; disk: string }
   | { type: 'rebuild-failed'; position: number; code: string; message: string }
   | { type: 'offline'; code: string; message: string }
+  /** After an unclean shutdown: the volume serves while the background resync checks these stripes. */
+  | { type: 'resync-started'; stripes: number }
   /** After an unclean shutdown: parity recomputed in the regions with writes in flight. */
   | { type: 'resync-done'; stripes: number; repairedStripes: number }
   /** After an unclean shutdown on a degraded volume: those regions cannot be checked (see docs/raid.md). */
@@ -108,6 +117,8 @@ export interface RaidStatus extends VolumeStatus {
   counters: RaidCounters;
   /** Set when the last rebuild stopped on an error (the volume stays degraded). */
   rebuildError?: { code: string; message: string };
+  /** While the background resync after a power cut runs: stripes it has still to check. */
+  resyncStripesLeft?: number;
 }
 
 type SlotState = 'ok' | 'rebuilding' | 'failed' | 'missing';
@@ -143,6 +154,7 @@ export function newDiskUuid(prng: Prng): string {
 }
 
 class StopRebuild extends Error {}
+class StopResync extends Error {}
 
 export class RaidVolume implements Volume {
   readonly blockSize = raidBlockBytes;
@@ -177,6 +189,12 @@ export class RaidVolume implements Volume {
   private readonly intentLastWriteMs: number[];
   private writeSeq = 0;
   private readonly pool: BufferPool;
+  /**
+   * Per region: named dirty by an intent record at open and not yet resynced. Such a
+   * region's bit stays set (on disk too) until its parity has been checked, whatever flushes.
+   */
+  private readonly resyncPending: boolean[];
+  private resyncRun: { stop: boolean; done: Promise<void> } | undefined;
   /** writeSeq as of the start of the last successful flush: every write up to it is durable. */
   private flushedSeq = 0;
 
@@ -202,6 +220,7 @@ export class RaidVolume implements Volume {
     this.intentInFlight = new Array<number>(regions).fill(0);
     this.intentLastWrite = new Array<number>(regions).fill(0);
     this.intentLastWriteMs = new Array<number>(regions).fill(0);
+    this.resyncPending = new Array<boolean>(regions).fill(false);
     assert(this.slots.length === this.geometry.memberCount, 'one slot per member');
     assert(this.unavailablePositions().length <= 1, 'a volume is assembled with at most one position unavailable');
   }
@@ -247,7 +266,7 @@ export class RaidVolume implements Volume {
     let cleared = false;
     const idleSinceMs = this.options.clock.nowMs() - this.limits.intentClearDelayMs;
     this.intentDirty.forEach((dirty, r) => {
-      if (dirty && this.intentInFlight[r] === 0 && (this.intentLastWrite[r] ?? 0) <= flushSeq && (this.intentLastWriteMs[r] ?? 0) <= idleSinceMs) {
+      if (dirty && this.resyncPending[r] !== true && this.intentInFlight[r] === 0 && (this.intentLastWrite[r] ?? 0) <= flushSeq && (this.intentLastWriteMs[r] ?? 0) <= idleSinceMs) {
         this.intentDirty[r] = false;
         cleared = true;
       }
@@ -274,6 +293,7 @@ export class RaidVolume implements Volume {
     const rebuilding = this.slots.find((s) => s.state === 'rebuilding');
     if (rebuilding !== undefined) status.rebuildProgress = rebuilding.cursorStripe / this.geometry.stripeCount;
     if (this.rebuildError !== undefined) status.rebuildError = { ...this.rebuildError };
+    if (this.resyncRun !== undefined) status.resyncStripesLeft = this.resyncStripesLeft();
     return status;
   }
 
@@ -363,8 +383,13 @@ export class RaidVolume implements Volume {
       this.rebuildRun.stop = true;
       await this.rebuildRun.done;
     }
-    // Closed after a flush that covered every write: a clean shutdown, no resync next time.
-    const idle = this.intentInFlight.every((n) => n === 0) && this.writeSeq === this.flushedSeq;
+    if (this.resyncRun !== undefined) {
+      this.resyncRun.stop = true;
+      await this.resyncRun.done;
+    }
+    // Closed after a flush that covered every write: a clean shutdown, no resync next time
+    // (unless regions named dirty at open were never resynced: their bits stay).
+    const idle = this.intentInFlight.every((n) => n === 0) && this.writeSeq === this.flushedSeq && !this.resyncPending.some((x) => x);
     if (idle && this.intentDirty.some((d) => d) && this.offlineError === undefined && this.fencedError === undefined) {
       this.intentDirty.fill(false);
       await this.persistIntent(true).catch(() => undefined);
@@ -378,6 +403,9 @@ export class RaidVolume implements Volume {
    * disagrees; with `repair`, rewrites their parity from the data. Only on a normal volume.
    */
   async verifyParity(opts: { repair?: boolean } = {}): Promise<{ stripesChecked: number; mismatchedStripes: number[] }> {
+    this.checkUsable();
+    // Stripes torn by a power cut are the resync's to fix; a scrub reports what is left after it.
+    await this.whenResyncDone();
     this.checkUsable();
     const mismatched: number[] = [];
     const g = this.geometry;
@@ -792,10 +820,11 @@ export class RaidVolume implements Volume {
   }
 
   /**
-   * After an unclean shutdown: recomputes parity in every region a member's intent record
-   * marks dirty (a record that cannot be read marks everything dirty), then records the
-   * volume clean. A degraded volume cannot be checked: the regions are reported and cleared.
-   * Called by openVolume before anything else runs.
+   * After an unclean shutdown: finds the regions a member's intent record marks dirty (a
+   * record that cannot be read marks everything dirty) and starts recomputing their parity in
+   * the background; the volume serves meanwhile (parity matters only once a position is
+   * lost). A degraded volume cannot be checked: the regions are reported and cleared.
+   * Called by openVolume before anything else runs; resolves once the volume may serve.
    */
   async resyncAfterUncleanShutdown(): Promise<void> {
     const g = this.geometry;
@@ -827,56 +856,158 @@ export class RaidVolume implements Volume {
     }
     const lost = this.unavailablePositions();
     if (lost.length > 0) {
-      const parityLost = lost[0] === g.parityPosition;
-      this.emit({
-        type: 'resync-skipped',
-        stripes: count,
-        code: VolumeErrorCode.io,
-        message: parityLost
-          ? 'the parity disk is missing: the rebuild recomputes it from the data'
-          : `position ${lost.join(', ')} is missing: ${count} stripes written when the power failed cannot be checked, and blocks of that position in them are reconstructed from parity that may be stale`,
-      });
-    } else {
-      let repaired = 0;
-      const chunk = this.chunkStripes();
-      for (let lo = 0; lo < g.stripeCount; lo += chunk) {
-        const hi = Math.min(g.stripeCount, lo + chunk);
-        if (!dirtyStripes.slice(lo, hi).some((d) => d)) continue;
-        const release = await this.locks.acquire(lo, hi);
-        try {
-          this.checkUsable();
-          const parts = await Promise.all(this.slots.map((_, p) => this.readExtent(p, lo * g.unitBlocks, hi * g.unitBlocks - 1, 0)));
-          const parity = xorAll(parts.slice(0, g.dataDisks), this.allocate((hi - lo) * g.stripeUnitBytes));
-          const old = parts[g.parityPosition] as Uint8Array;
-          let differs = false;
-          for (let s = lo; s < hi; s++) {
-            const at = (s - lo) * g.stripeUnitBytes;
-            const a = parity.subarray(at, at + g.stripeUnitBytes);
-            const b = old.subarray(at, at + g.stripeUnitBytes);
-            if (a.some((x, i) => x !== b[i])) {
-              repaired++;
-              differs = true;
-            }
-          }
-          if (differs) await this.writeMember(g.parityPosition, lo * g.unitBlocks, parity);
-        } finally {
-          release();
-        }
-      }
-      const parityDisk = this.slots[g.parityPosition]?.disk as BlockDevice;
-      try {
-        await parityDisk.flush();
-      } catch (e) {
-        if (isFenced(e)) throw e;
-        this.memberWriteFailed(g.parityPosition, parityDisk, e);
-      }
+      this.emitResyncSkipped(count, lost);
+      // Whatever could be done is done: the record starts clean.
+      this.intentDirty.fill(false);
+      await this.persistIntent(true);
       this.checkUsable();
-      this.emit({ type: 'resync-done', stripes: count, repairedStripes: repaired });
+      return;
     }
-    // Whatever could be done is done: the record starts clean.
-    this.intentDirty.fill(false);
+    // The regions (in this volume's region size, which a record of another size maps onto)
+    // stay dirty until resynced. Every member's record names them, durably, before anything
+    // is served: a cut before the resync ends finds them again whichever members survive.
+    for (let r = 0; r < this.resyncPending.length; r++) {
+      const lo = r * this.regionStripes;
+      const pending = dirtyStripes.slice(lo, Math.min(g.stripeCount, lo + this.regionStripes)).some((d) => d);
+      this.resyncPending[r] = pending;
+      this.intentDirty[r] = pending;
+    }
     await this.persistIntent(true);
     this.checkUsable();
+    const stripes = this.resyncStripesLeft();
+    this.emit({ type: 'resync-started', stripes });
+    const run = { stop: false, done: Promise.resolve() };
+    this.resyncRun = run;
+    run.done = this.resync(run, stripes).finally(() => {
+      if (this.resyncRun === run) this.resyncRun = undefined;
+    });
+  }
+
+  /** Resolves when the background resync (if any) has ended: done, skipped, or stopped by close. */
+  async whenResyncDone(): Promise<void> {
+    while (this.resyncRun !== undefined) await this.resyncRun.done;
+  }
+
+  private resyncStripesLeft(): number {
+    let n = 0;
+    this.resyncPending.forEach((p, r) => {
+      if (p) n += Math.min(this.geometry.stripeCount, (r + 1) * this.regionStripes) - r * this.regionStripes;
+    });
+    return n;
+  }
+
+  private emitResyncSkipped(stripes: number, lost: readonly number[]): void {
+    const parityLost = lost[0] === this.geometry.parityPosition;
+    this.emit({
+      type: 'resync-skipped',
+      stripes,
+      code: VolumeErrorCode.io,
+      message: parityLost
+        ? 'the parity disk is missing: the rebuild recomputes it from the data'
+        : `position ${lost.join(', ')} is missing: ${stripes} stripes written when the power failed cannot be checked, and blocks of that position in them are reconstructed from parity that may be stale`,
+    });
+  }
+
+  /**
+   * The background resync: region by region, chunk by chunk (throttled), recomputes parity
+   * from the data under the chunk's stripe lock and rewrites it where it differs. A region
+   * leaves `resyncPending` once checked; its bit is cleared by a later flush like any other.
+   * If a position is lost first, the regions left cannot be checked any more: reported
+   * (`resync-skipped`), as for a degraded open.
+   */
+  private async resync(run: { stop: boolean }, stripes: number): Promise<void> {
+    const g = this.geometry;
+    const chunk = this.chunkStripes();
+    const bucket = new TokenBucket(this.options.clock, this.options.timers, this.limits.resyncBandwidthBytesPerSec, chunk * g.stripeUnitBytes);
+    let repaired = 0;
+    const check = (): void => {
+      if (run.stop || this.closed || this.offlineError !== undefined || this.fencedError !== undefined) throw new StopResync();
+    };
+    const skipIfLost = (): boolean => {
+      const lost = this.unavailablePositions();
+      if (lost.length === 0) return false;
+      this.emitResyncSkipped(this.resyncStripesLeft(), lost);
+      this.resyncPending.fill(false);
+      return true;
+    };
+    try {
+      for (let r = 0; r < this.resyncPending.length; r++) {
+        if (this.resyncPending[r] !== true) continue;
+        const end = Math.min(g.stripeCount, (r + 1) * this.regionStripes);
+        let unchecked = false;
+        for (let lo = r * this.regionStripes; lo < end; lo += chunk) {
+          const hi = Math.min(end, lo + chunk);
+          await bucket.take((hi - lo) * g.stripeUnitBytes);
+          check();
+          if (skipIfLost()) return;
+          let outcome: number | 'lost';
+          try {
+            outcome = await this.resyncStripes(r, lo, hi);
+          } catch (e) {
+            check();
+            if (!isTwinbladeError(e) || e.code !== VolumeErrorCode.io) throw e;
+            // A double fault in this chunk (a block unreadable on two members): it cannot be
+            // checked now; the region keeps its bit, so the next open tries again.
+            unchecked = true;
+            continue;
+          }
+          check();
+          if (outcome === 'lost') {
+            if (skipIfLost()) return;
+          } else {
+            repaired += outcome;
+          }
+        }
+        if (!unchecked) this.resyncPending[r] = false;
+      }
+      // The parity written is made durable; the regions' bits are cleared by this flush or a
+      // later one (a region with client writes keeps its bit a while, as always).
+      await this.flush();
+      this.emit({ type: 'resync-done', stripes, repairedStripes: repaired });
+    } catch (e) {
+      // Stopped (close, offline, fenced, or a flush that met one): the regions left stay
+      // dirty on disk, so the next open resyncs them.
+      if (e instanceof StopResync || isTwinbladeError(e)) return;
+      // Anything else is a bug: stop serving rather than vouch for parity nobody checked.
+      this.goOffline(`resync failed: ${errorMessage(e)}`);
+    }
+  }
+
+  /**
+   * Checks the parity of stripes [lo, hi) of region `r` and rewrites it where it differs.
+   * Returns how many stripes were wrong, or 'lost' when a position became unavailable while
+   * reading (the data read may then be a reconstruction from the very parity under check).
+   */
+  private async resyncStripes(r: number, lo: number, hi: number): Promise<number | 'lost'> {
+    const g = this.geometry;
+    const release = await this.locks.acquire(lo, hi);
+    this.intentInFlight[r] = (this.intentInFlight[r] ?? 0) + 1;
+    const syndrome = this.pool.take((hi - lo) * g.stripeUnitBytes);
+    try {
+      this.checkUsable();
+      const parts = await Promise.all(this.slots.map((_, p) => this.readExtent(p, lo * g.unitBlocks, hi * g.unitBlocks - 1, 0)));
+      this.checkUsable();
+      if (this.unavailablePositions().length > 0) return 'lost';
+      // data ^ parity is zero exactly where the parity is right.
+      xorAll(parts, syndrome);
+      let wrong = 0;
+      for (let s = lo; s < hi; s++) {
+        const at = (s - lo) * g.stripeUnitBytes;
+        if (!isZero(syndrome.subarray(at, at + g.stripeUnitBytes))) wrong++;
+      }
+      if (wrong > 0) {
+        // syndrome ^ old parity = the XOR of the data: the right parity.
+        xorInto(syndrome, parts[g.parityPosition] as Uint8Array);
+        await this.writeMember(g.parityPosition, lo * g.unitBlocks, syndrome);
+      }
+      return wrong;
+    } finally {
+      this.pool.give(syndrome);
+      this.writeSeq++;
+      this.intentInFlight[r] = (this.intentInFlight[r] ?? 1) - 1;
+      this.intentLastWrite[r] = this.writeSeq;
+      release();
+    }
   }
 
   // ---------------------------------------------------------------- rebuild
@@ -893,8 +1024,12 @@ export class RaidVolume implements Volume {
       if (run.stop || this.closed || this.offlineError !== undefined || slot.state !== 'rebuilding' || slot.disk !== disk) throw new StopRebuild();
     };
     try {
-      // Record the new member first: from this generation on, the lost disk is stale.
+      // Record the new member first: from this generation on, the lost disk is stale. Then
+      // give it the intent record: once it is a member, a blank record there would mark the
+      // whole volume dirty at every open.
       await this.persistMembership();
+      check();
+      await this.persistIntent(false);
       check();
       this.emit({ type: 'rebuild-started', position, disk: disk.name, fromStripe: slot.cursorStripe });
       const bucket = new TokenBucket(this.options.clock, this.options.timers, this.limits.rebuildBandwidthBytesPerSec, this.limits.rebuildChunkBytes);
@@ -1043,4 +1178,16 @@ function errorCode(e: unknown): string {
 
 function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/** Whether every byte is zero (a word at a time when the view is aligned). */
+function isZero(b: Uint8Array): boolean {
+  if (b.byteOffset % 4 === 0) {
+    const words = new Int32Array(b.buffer, b.byteOffset, b.length >>> 2);
+    for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
+    for (let j = words.length << 2; j < b.length; j++) if (b[j] !== 0) return false;
+    return true;
+  }
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
 }
