@@ -24,10 +24,8 @@ export type BladeId = 'a' | 'b';
 export const e2eLimits = {
   /** How long a freshly powered rig may take until both blades serve their exports. */
   bootWaitMs: 45_000,
-  /** How long after both serve the mirrors must be synced before bringUp power-cycles the pair. */
-  mirrorSyncWaitMs: 5_000,
-  /** Power cycles of the pair bringUp tries against the mirror boot race (~40% per boot). */
-  bootRaceAttempts: 6,
+  /** How long after both serve their exports both change logs must be mirrored. */
+  mirrorSyncWaitMs: 15_000,
   /** A client resends a write answered NFS3ERR_JUKEBOX after this delay. */
   jukeboxRetryMs: 100,
   /** Poll interval for status and NFS NULL probes. */
@@ -186,31 +184,14 @@ export class PairRig {
   /**
    * Brings a freshly started pair to "both serving, both change logs mirrored". Both matter
    * for a takeover: the survivor needs the failed blade's log (its mirror), and the HA machine
-   * also refuses to take over while the survivor's own log is not mirrored (HA-8).
-   *
-   * Workaround for a boot race (reported; see docs/e2e.md): a blade whose log binds to the
-   * link after the link session came up misses the partner's one `hello`, so its mirror stays
-   * degraded for good. Power-cycling that blade alone makes it the late one again; cutting
-   * and restoring both at once (before any client wrote anything) is a fresh draw of the race.
+   * also refuses to take over while the survivor's own log is not mirrored (HA-8). No power
+   * cycles: a log that binds after the partner greeted is resynchronised all the same
+   * (the mirror boot race, fixed in the protocol; docs/e2e.md).
    */
-  async bringUp(attempts = e2eLimits.bootRaceAttempts): Promise<void> {
+  async bringUp(): Promise<void> {
     await this.waitBothServing();
-    for (let i = 0; ; i++) {
-      try {
-        await this.waitMirrored(['a', 'b'], i < attempts ? e2eLimits.mirrorSyncWaitMs : e2eLimits.bootWaitMs);
-        return;
-      } catch (e) {
-        if (i >= attempts) throw e;
-      }
-      this.bootRaceCycles++;
-      await Promise.all([this.rig.powerCut('a'), this.rig.powerCut('b')]);
-      await Promise.all([this.rig.powerRestore('a'), this.rig.powerRestore('b')]);
-      await this.waitBothServing();
-    }
+    await this.waitMirrored(['a', 'b'], e2eLimits.mirrorSyncWaitMs);
   }
-
-  /** Power cycles bringUp needed to get past the mirror boot race. */
-  bootRaceCycles = 0;
 
   /** The disk names of blade `b`'s own set (data + parity) on the loop emulator. */
   ownDisks(b: BladeId): string[] {

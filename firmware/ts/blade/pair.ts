@@ -291,6 +291,8 @@ export class PairBlade {
         if (code === HaCode.awaitGiveback) this.awaitedGiveback = true;
         this.log.warn({ alert: code }, message);
       },
+      // The takeover timeline (fence, reset, replay, serve) for the log; docs/timing-budget.md.
+      trace: (event, fields) => this.log.info({ ha: event, ...fields }, 'ha timeline'),
     });
     this.ha.start();
   }
@@ -395,7 +397,9 @@ export class PairBlade {
     await this.replaySet(this.me);
     const log = this.nvlog as NvLog;
     if (this.sets[this.partner]) return;
+    const openStartMs = this.clock.nowMs();
     const set = await this.openSet(this.partner, false);
+    this.log.info({ set: this.partner, ms: Math.round(this.clock.nowMs() - openStartMs) }, 'partner set opened (disks, RAID, file system)');
     this.filesystems.add(set.fs);
     this.sets[this.partner] = { set, nfs: undefined };
     const mirror = log.recoverPartnerMirror();
@@ -420,9 +424,11 @@ export class PairBlade {
     if (on) {
       if (!rt) throw new Error(`serve: set ${set} is not recovered`);
       if (rt.nfs) return;
+      const serveStartMs = this.clock.nowMs();
       await this.addresses.claim(this.clientAddresses(set));
+      const claimMs = Math.round(this.clock.nowMs() - serveStartMs);
       rt.nfs = await this.startNfs(set, rt.set);
-      for (const e of this.exportsOf(set, rt.nfs)) this.log.info({ export: e.path, url: e.url, set }, 'serving');
+      for (const e of this.exportsOf(set, rt.nfs)) this.log.info({ export: e.path, url: e.url, set, claimMs, ms: Math.round(this.clock.nowMs() - serveStartMs) }, 'serving');
       return;
     }
     if (!rt) return;

@@ -37,7 +37,15 @@ export interface HaDriverOptions {
   /** Replay the change log covering `set` (HA-7, NV-5); resolves true when done. */
   replay(set: SetIndex): Promise<boolean>;
   alert?(code: string, message: string): void;
+  /**
+   * The timeline of the driver's slow actions (fence, reset pulse, replay, serve), for the
+   * structured log: `<action>-start`, then `<action>-done` with `ms` (and `ok`). The takeover
+   * benchmark reads it to say where the time between a power cut and service goes.
+   */
+  trace?(event: HaTraceEvent, fields: Record<string, number | string | boolean>): void;
 }
+
+export type HaTraceEvent = 'fence-start' | 'fence-done' | 'reset-start' | 'reset-done' | 'replay-start' | 'replay-done' | 'serve-start' | 'serve-done';
 
 /**
  * The HA path list for a link endpoint's paths plus the mailbox disks. By default a stream
@@ -176,31 +184,65 @@ export class HaDriver {
       case 'write-mailbox':
         void this.mailbox.write(a.message, a.sets);
         return;
-      case 'fence':
+      case 'fence': {
+        const t0 = this.o.clock.nowMs();
+        this.trace('fence-start', { op: a.op, set: a.set });
         fenceSet(this.o.fence, a.op, this.o.setDisks[a.set]).then(
-          () => this.step({ type: 'fence-result', op: a.op, set: a.set, token: a.token, ok: true }),
-          (e: unknown) => this.step({ type: 'fence-result', op: a.op, set: a.set, token: a.token, ok: false, code: isTwinbladeError(e) ? e.code : 'unknown' }),
+          () => {
+            this.trace('fence-done', { op: a.op, set: a.set, ok: true, ms: this.o.clock.nowMs() - t0 });
+            this.step({ type: 'fence-result', op: a.op, set: a.set, token: a.token, ok: true });
+          },
+          (e: unknown) => {
+            const code = isTwinbladeError(e) ? e.code : 'unknown';
+            this.trace('fence-done', { op: a.op, set: a.set, ok: false, code, ms: this.o.clock.nowMs() - t0 });
+            this.step({ type: 'fence-result', op: a.op, set: a.set, token: a.token, ok: false, code });
+          },
         );
         return;
-      case 'pulse-reset':
-        void this.pulse(a.durationMs).then(() => this.step({ type: 'reset-done' }));
+      }
+      case 'pulse-reset': {
+        const t0 = this.o.clock.nowMs();
+        this.trace('reset-start', { pulseMs: a.durationMs });
+        void this.pulse(a.durationMs).then(() => {
+          this.trace('reset-done', { ms: this.o.clock.nowMs() - t0 });
+          this.step({ type: 'reset-done' });
+        });
         return;
-      case 'serve':
+      }
+      case 'serve': {
+        const t0 = this.o.clock.nowMs();
+        this.trace('serve-start', { set: a.set, on: a.on });
+        let ok = true;
         try {
           await this.o.serve(a.set, a.on);
         } catch (e) {
+          ok = false;
           this.o.alert?.('HA_SERVE_FAILED', `serving set ${a.set} ${a.on ? 'on' : 'off'} failed: ${(e as Error).message}`);
         }
+        this.trace('serve-done', { set: a.set, on: a.on, ok, ms: this.o.clock.nowMs() - t0 });
         return;
-      case 'replay':
-        this.o.replay(a.set).then(
-          (ok) => this.step({ type: 'replay-done', set: a.set, ok }),
-          () => this.step({ type: 'replay-done', set: a.set, ok: false }),
-        );
+      }
+      case 'replay': {
+        const t0 = this.o.clock.nowMs();
+        this.trace('replay-start', { set: a.set });
+        const done = (ok: boolean): void => {
+          this.trace('replay-done', { set: a.set, ok, ms: this.o.clock.nowMs() - t0 });
+          this.step({ type: 'replay-done', set: a.set, ok });
+        };
+        this.o.replay(a.set).then(done, () => done(false));
         return;
+      }
       case 'alert':
         this.o.alert?.(a.code, a.message);
         return;
+    }
+  }
+
+  private trace(event: HaTraceEvent, fields: Record<string, number | string | boolean>): void {
+    try {
+      this.o.trace?.(event, fields);
+    } catch {
+      // Tracing is for the log; it must never disturb the machine.
     }
   }
 
