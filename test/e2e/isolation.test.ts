@@ -2,7 +2,8 @@
 // shared disks (serial link cut, blade-to-blade traffic dropped on the interconnect and both
 // client networks), both blades powered and serving. Neither takes the other over — the
 // mailboxes show the partner alive — and no blade writes a disk it does not hold (the loop
-// emulator's reservation oracle records zero violations). Mirroring goes degraded; the
+// emulator's reservation oracle records zero violations). (First one path alone: a's
+// interconnect cable pulled, the serial link carries everything.) Mirroring goes degraded; the
 // blades keep answering their own clients (NV-7/HA-8: a degraded mirror disables takeover,
 // it does not stop service). After the heal both mirrors resync and nothing acknowledged is lost.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,6 +37,23 @@ describe('e2e: every path between the blades cut but the mailbox disks', () => {
     const loadA = new WriteLoad({ target: p.address('a'), clients: 2, prefix: 'iso' }).start();
     const loadB = new WriteLoad({ target: p.address('b'), clients: 2, prefix: 'iso' }).start();
     await Promise.all([loadA.waitAcked(50), loadB.waitAcked(50)]);
+
+    if (netns) {
+      // One path first: a's interconnect cable pulled. The serial link carries the heartbeat
+      // and the mirroring on its own (the link's other path), so nothing degrades.
+      await applyFault(p.rig, 'port', ['a', 'ic'], false);
+      await p.until('both blades see interconnect-udp down', async () => (await path('a', 'interconnect-udp')) === false && (await path('b', 'interconnect-udp')) === false, 20_000);
+      const seqBefore = ((await p.status('a')).nvlog as { mirrorDoneSeq: number }).mirrorDoneSeq;
+      await Promise.all([loadA.waitAcked(50), loadB.waitAcked(50)]);
+      const [sa, sb] = await Promise.all([p.status('a'), p.status('b')]);
+      expect([sa.state, sb.state]).toEqual(['NORMAL', 'NORMAL']);
+      expect([await path('a', 'serial'), await path('b', 'serial')]).toEqual([true, true]);
+      expect([sa.mirror, sb.mirror]).toEqual(['synced', 'synced']);
+      expect((sa.nvlog as { mirrorDoneSeq: number }).mirrorDoneSeq).toBeGreaterThan(seqBefore);
+      await applyFault(p.rig, 'port', ['a', 'ic'], true);
+      await p.until('interconnect-udp up again on both blades', async () => (await path('a', 'interconnect-udp')) === true && (await path('b', 'interconnect-udp')) === true, 20_000);
+    }
+
     const rate = new AckRate(loadA, loadB);
     await sleep(2000);
     const before = rate.sincePrevious();
