@@ -16,7 +16,13 @@ export interface RunningRig {
 
 export async function startRigService(opts: RigOptions): Promise<RunningRig> {
   const rig = new Rig(opts);
-  await rig.up();
+  try {
+    await rig.up();
+  } catch (e) {
+    // A rig that came up half way (namespaces made, a blade started) is torn down, not leaked.
+    await rig.down().catch(() => undefined);
+    throw e;
+  }
   const mgmt = new MgmtServer(path.join(rig.dir, 'rig.sock'));
   let resolveStopped: () => void = () => undefined;
   const stopped = new Promise<void>((r) => (resolveStopped = r));
