@@ -40,7 +40,7 @@ export const defaultHaTiming: Readonly<HaTiming> = {
   heartbeatMissCountMax: 5,
   mailboxWriteIntervalMs: 100,
   mailboxPollIntervalMs: 100,
-  mailboxMissCountMax: 6,
+  mailboxMissCountMax: 8,
   mailboxCorruptCountMax: 3,
   tieBreakDelayMs: 200,
   takeoverGraceMs: 300,
