@@ -26,7 +26,8 @@ const rigName = (d: DiskView): string => d.name.slice(d.name.lastIndexOf('/') + 
 describe('e2e: disk failure in a set under load', () => {
   let pr: PairRig | undefined;
   beforeAll(async () => {
-    pr = await PairRig.start(6);
+    // 32 MiB disks: each rebuild copies 31 MiB per member (the rebuild is throttled to 64 MiB/s).
+    pr = await PairRig.start(6, { diskBytes: 32 * 1024 * 1024 });
     await pr.bringUp();
   });
   afterAll(async () => {
