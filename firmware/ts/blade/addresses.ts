@@ -25,22 +25,27 @@ export class AddressManager {
     private readonly enabled: boolean,
   ) {}
 
-  /** Adds the addresses (an address already present is fine) and announces each. */
+  /**
+   * Adds the addresses (an address already present is fine) and announces each. All at once:
+   * each `ip` is a process start (100+ ms on a busy board), and a takeover waits for them.
+   */
   async claim(addresses: readonly ClientAddress[]): Promise<void> {
     if (!this.enabled) return;
-    for (const a of addresses) {
-      try {
-        await run('ip', ['addr', 'add', a.address, 'dev', a.interface], { timeout: commandTimeoutMs });
-      } catch (e) {
-        const msg = String((e as { stderr?: string }).stderr ?? (e as Error).message);
-        if (!/File exists/.test(msg)) {
-          this.log.error({ address: a.address, interface: a.interface, err: msg.trim() }, 'cannot add client address');
-          throw e;
+    await Promise.all(
+      addresses.map(async (a) => {
+        try {
+          await run('ip', ['addr', 'add', a.address, 'dev', a.interface], { timeout: commandTimeoutMs });
+        } catch (e) {
+          const msg = String((e as { stderr?: string }).stderr ?? (e as Error).message);
+          if (!/File exists/.test(msg)) {
+            this.log.error({ address: a.address, interface: a.interface, err: msg.trim() }, 'cannot add client address');
+            throw e;
+          }
         }
-      }
-      this.log.info({ address: a.address, interface: a.interface }, 'client address up');
-      void this.announce(a);
-    }
+        this.log.info({ address: a.address, interface: a.interface }, 'client address up');
+        void this.announce(a);
+      }),
+    );
   }
 
   /** Removes the addresses (an address already gone is fine). */
