@@ -23,6 +23,8 @@ const repo = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 
 interface Target {
   name: string;
+  /** The server process, for its CPU time. */
+  pid?: number;
   /** Warnings and errors the server logged (shown when a run fails). */
   problems?(): Promise<string>;
   nfsPort: number;
@@ -38,8 +40,29 @@ interface Figures {
   unstableWriteMiBs: number;
   readMiBs: number;
   createsPerSec: number;
+  /** Server CPU (all its threads, user + system) per unit of work: robust under host load. */
+  fileSyncWriteCpuUsPerOp: number;
+  unstableWriteCpuMsPerMiB: number;
+  readCpuMsPerMiB: number;
+  createCpuUsPerOp: number;
   wtmax: number;
   rtmax: number;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on every Linux ABI). */
+const userHz = 100;
+
+/** CPU seconds (user + system, all threads) a process has used, from /proc; NaN if unknown. */
+async function cpuSeconds(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return NaN;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / userHz;
+  } catch {
+    return NaN;
+  }
 }
 
 function freePort(): Promise<number> {
@@ -156,7 +179,7 @@ async function startBlade(profDir: string | undefined, nvramMiB: number | undefi
   try {
     const m = await awaitLine(child, 'stderr', /serving \S+ at (nfs:\/\/\S+)/, 'blade', 60_000);
     const u = new URL(m[1] as string);
-    return { name: 'ours', nfsPort: Number(u.searchParams.get('nfsport') ?? 2049), mountPort: Number(u.searchParams.get('mountport') ?? 20048), path: u.pathname, stop, problems };
+    return { name: 'ours', ...(child.pid !== undefined ? { pid: child.pid } : {}), nfsPort: Number(u.searchParams.get('nfsport') ?? 2049), mountPort: Number(u.searchParams.get('mountport') ?? 20048), path: u.pathname, stop, problems };
   } catch (e) {
     await stop();
     throw e;
@@ -174,7 +197,7 @@ async function startMemfs(profDir: string | undefined): Promise<Target> {
     throw e;
   });
   const ports = JSON.parse(m[1] as string) as { nfsPort: number; mountPort: number };
-  return { name: 'memfs', ...ports, path: '/export', stop: () => stopChild(child) };
+  return { name: 'memfs', ...(child.pid !== undefined ? { pid: child.pid } : {}), ...ports, path: '/export', stop: () => stopChild(child) };
 }
 
 async function startGanesha(): Promise<Target> {
@@ -226,7 +249,7 @@ LOG { Default_Log_Level = WARN; }
     await stop();
     throw e;
   }
-  return { name: 'ganesha', nfsPort, mountPort, path: '/export', stop };
+  return { name: 'ganesha', ...(g.pid !== undefined ? { pid: g.pid } : {}), nfsPort, mountPort, path: '/export', stop };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -253,7 +276,7 @@ async function closedLoop(seconds: number, qd: number, op: (i: number) => Promis
 }
 
 /** One timed pass of every workload over an existing mount (connections are long-lived, as a client's are). */
-async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: number, phases: ReadonlySet<Phase> = allPhases): Promise<Figures> {
+async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: number, phases: ReadonlySet<Phase> = allPhases, pid?: number): Promise<Figures> {
   {
     const { nfs, root } = m;
     const info = ok(await nfs.fsinfo(root), 'FSINFO');
@@ -263,6 +286,7 @@ async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: numb
     // 4 KiB FILE_SYNC writes over a 64 MiB region of one file.
     const f1 = ok(await nfs.create(dir, 'sync.dat'), 'CREATE').fh as Uint8Array;
     const block = new Uint8Array(4096).fill(0x5a);
+    const cpu0 = await cpuSeconds(pid);
     const w = await closedLoop(phases.has('sync') ? seconds : 0, qd, async (i) => {
       const r = ok(await nfs.write(f1, (i % 16384) * 4096, block, StableHow.FILE_SYNC), 'WRITE');
       if (r.committed !== StableHow.FILE_SYNC) throw new Error('FILE_SYNC write answered unstable');
@@ -272,6 +296,7 @@ async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: numb
     const wsize = Math.min(1024 * 1024, info.wtmax);
     // The read phase reads what this phase wrote, so it needs it (untimed when not asked for).
     const total = phases.has('unstable') || phases.has('read') ? fileMiB * 1024 * 1024 : 0;
+    const cpu1 = await cpuSeconds(pid);
     const f2 = ok(await nfs.create(dir, 'seq.dat'), 'CREATE').fh as Uint8Array;
     const chunk = new Uint8Array(wsize).map((_, i) => i & 0xff);
     let next = 0;
@@ -290,6 +315,7 @@ async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: numb
     );
     ok(await nfs.commit(f2), 'COMMIT');
     const unstableS = (performance.now() - t0) / 1000;
+    const cpu2 = await cpuSeconds(pid);
 
     // 64 KiB sequential reads of that file.
     const rsize = Math.min(64 * 1024, info.rtmax);
@@ -311,13 +337,17 @@ async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: numb
       }),
     );
     const readS = (performance.now() - t1) / 1000;
+    const cpu3 = await cpuSeconds(pid);
     if (phases.has('read') && bytes !== total) throw new Error(`read ${bytes} of ${total} bytes`);
 
     // File creates.
     const cdir = ok(await nfs.mkdir(dir, 'creates'), 'MKDIR').fh as Uint8Array;
+    const cpu4 = await cpuSeconds(pid);
     const c = await closedLoop(phases.has('create') ? seconds : 0, qd, async (i) => {
       ok(await nfs.create(cdir, `f${i}`, { mode: 1, attrs: { mode: 0o644, uid: undefined, gid: undefined, size: undefined, atime: 'dont', mtime: 'dont' } }), 'CREATE');
     });
+    const cpu5 = await cpuSeconds(pid);
+    const mib = total / (1024 * 1024);
 
     // Leave the servers as found (untimed), so rounds measure the same state and the blade's
     // file system (inodes sized for its 768 MiB volume) does not run out of inodes.
@@ -339,6 +369,10 @@ async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: numb
       unstableWriteMiBs: phases.has('unstable') ? total / (1024 * 1024) / unstableS : NaN,
       readMiBs: phases.has('read') ? total / (1024 * 1024) / readS : NaN,
       createsPerSec: c.n / c.s,
+      fileSyncWriteCpuUsPerOp: ((cpu1 - cpu0) * 1e6) / w.n,
+      unstableWriteCpuMsPerMiB: phases.has('unstable') ? ((cpu2 - cpu1) * 1e3) / mib : NaN,
+      readCpuMsPerMiB: phases.has('read') ? ((cpu3 - cpu2) * 1e3) / mib : NaN,
+      createCpuUsPerOp: ((cpu5 - cpu4) * 1e6) / c.n,
       wtmax: info.wtmax,
       rtmax: info.rtmax,
     };
@@ -358,6 +392,10 @@ function bestOf(a: Figures, b: Figures): Figures {
     unstableWriteMiBs: Math.max(a.unstableWriteMiBs, b.unstableWriteMiBs),
     readMiBs: Math.max(a.readMiBs, b.readMiBs),
     createsPerSec: Math.max(a.createsPerSec, b.createsPerSec),
+    fileSyncWriteCpuUsPerOp: Math.min(a.fileSyncWriteCpuUsPerOp, b.fileSyncWriteCpuUsPerOp),
+    unstableWriteCpuMsPerMiB: Math.min(a.unstableWriteCpuMsPerMiB, b.unstableWriteCpuMsPerMiB),
+    readCpuMsPerMiB: Math.min(a.readCpuMsPerMiB, b.readCpuMsPerMiB),
+    createCpuUsPerOp: Math.min(a.createCpuUsPerOp, b.createCpuUsPerOp),
     wtmax: a.wtmax,
     rtmax: a.rtmax,
   };
@@ -410,7 +448,7 @@ export const bench: Bench = {
       // from other processes on the host penalises both alike rather than whichever ran then.
       for (let r = 0; r < rounds; r++) {
         for (const { t, m } of targets) {
-          const f = await measure(m as MountedNfs, seconds, qd, fileMiB, phases);
+          const f = await measure(m as MountedNfs, seconds, qd, fileMiB, phases, t.pid);
           const best = results[t.name];
           results[t.name] = best === undefined ? f : bestOf(best, f);
         }
@@ -436,6 +474,10 @@ export const bench: Bench = {
       unstableWriteMiBs: 'MiB/s',
       readMiBs: 'MiB/s',
       createsPerSec: 'creates/s',
+      fileSyncWriteCpuUsPerOp: 'µs CPU/op',
+      unstableWriteCpuMsPerMiB: 'ms CPU/MiB',
+      readCpuMsPerMiB: 'ms CPU/MiB',
+      createCpuUsPerOp: 'µs CPU/op',
       wtmax: 'bytes',
       rtmax: 'bytes',
     };
@@ -446,6 +488,10 @@ export const bench: Bench = {
       unstableWriteMiBs: `1 MiB UNSTABLE writes + COMMIT, ${fileMiB} MiB`,
       readMiBs: `64 KiB sequential reads, ${fileMiB} MiB`,
       createsPerSec: `file creates, qd ${qd}`,
+      fileSyncWriteCpuUsPerOp: 'server CPU per 4 KiB FILE_SYNC write',
+      unstableWriteCpuMsPerMiB: 'server CPU per MiB of UNSTABLE writes (incl. COMMIT)',
+      readCpuMsPerMiB: 'server CPU per MiB read',
+      createCpuUsPerOp: 'server CPU per create',
       wtmax: 'FSINFO wtmax',
       rtmax: 'FSINFO rtmax',
     };
