@@ -22,7 +22,7 @@ function blade(arg: string | undefined): 'a' | 'b' {
  * - power-fail a|b   (the power-fail GPIO input rises, the power goes after the hold-up time)
  * - link cut | corrupt P | drop P | delay MS   (heal link: restores a clean link)
  * - loop-fail a|b
- * - disk-fail DISK
+ * - disk-fail DISK   (heal: the same disk works again with its old contents; `blank`: a new blank disk)
  * - battery-fail a|b
  * - mux-bypass DISK a|b
  * - port a|b net1|net2|ic   (netns rig: the blade's cable on that network is pulled)
@@ -65,9 +65,13 @@ export async function applyFault(rig: Rig, kind: string, args: string[], heal: b
     }
     case 'disk-fail': {
       const d = args[0];
-      if (!d) throw new FaultUsageError('disk-fail DISK');
+      if (!d || (args[1] !== undefined && !(heal && args[1] === 'blank'))) throw new FaultUsageError('disk-fail DISK (heal: disk-fail DISK [blank])');
+      if (heal && args[1] === 'blank') {
+        await rig.loopEmulator().replaceDisk(d);
+        return `disk ${d} replaced by a blank disk`;
+      }
       rig.loopEmulator().setDiskFailed(d, !heal);
-      return `disk ${d} ${heal ? 'replaced' : 'failed'}`;
+      return `disk ${d} ${heal ? 'working again (old contents)' : 'failed'}`;
     }
     case 'battery-fail': {
       const b = blade(args[0]);

@@ -166,6 +166,18 @@ export class LoopEmulator extends EventEmitter {
     this.disk(disk).failed = failed;
   }
 
+  /**
+   * Swaps a new, blank disk into the bay (a hot-swap replacement): every byte reads zero, it
+   * works again, and it carries no reservation (a reservation lives on the old drive).
+   */
+  async replaceDisk(disk: string): Promise<void> {
+    const d = this.disk(disk);
+    await d.file.truncate(0);
+    await d.file.truncate(d.spec.sizeBytes);
+    d.holder = undefined;
+    d.failed = false;
+  }
+
   violations(): FenceViolation[] {
     return [...this.violationLog];
   }

@@ -1,7 +1,8 @@
 // ST-2 end to end: a member disk of blade a's set dies under a write load. a's RAID fails it
 // out and serves degraded, rebuilds onto the hot spare by itself, and reports the volume
 // healthy again in `blade status`; clients never see an NFS error. After `rig heal` (the
-// dead disk replaced) a adopts it as its new hot spare, which a second failure then proves.
+// dead disk working again) a adopts it as its new hot spare, which a second failure then
+// proves; a blank disk swapped in for the next dead one becomes the spare the same way.
 // Then a member dies while b serves a's set after a takeover: b serves it degraded.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs/promises';
@@ -69,7 +70,7 @@ describe('e2e: disk failure in a set under load', () => {
     expect(events).toEqual(expect.arrayContaining(['member-failed a1', 'rebuild-started as', 'rebuild-done as']));
     expect(events.indexOf('member-failed a1')).toBeLessThan(events.indexOf('rebuild-done as'));
 
-    // 2. The dead disk is replaced (`rig heal`): a formats it as its new hot spare.
+    // 2. The dead disk works again (`rig heal`, old contents): a formats it as its new hot spare.
     await applyFault(p.rig, 'disk-fail', ['a1'], true);
     await untilHealthy(p, ['data:a0:ok', 'data:as:ok', 'parity:ap:ok', 'spare:a1:ok'], seen);
     await loadA.waitAcked(50);
@@ -79,8 +80,10 @@ describe('e2e: disk failure in a set under load', () => {
     await untilHealthy(p, ['data:a0:ok', 'data:a1:ok', 'parity:ap:ok'], seen);
     await loadA.waitAcked(50);
     expect(await raidEvents(p, 'a')).toEqual(expect.arrayContaining(['member-failed as', 'spare-added a1', 'rebuild-done a1']));
-    await applyFault(p.rig, 'disk-fail', ['as'], true);
+    // 4. This time the dead disk is swapped for a new, blank one: a formats it as its spare.
+    await applyFault(p.rig, 'disk-fail', ['as', 'blank'], true);
     await untilHealthy(p, ['data:a0:ok', 'data:a1:ok', 'parity:ap:ok', 'spare:as:ok'], seen);
+    expect((await raidEvents(p, 'a')).filter((e) => e === 'spare-added as')).toHaveLength(1);
 
     // No takeover, no fence trouble: a disk failure is the RAID's business, not HA's.
     const [sa, sb] = await Promise.all([p.status('a'), p.status('b')]);
