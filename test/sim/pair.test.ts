@@ -1,13 +1,17 @@
-// The `pair` simulation area: seeds pass and replay byte for byte, and its checkers catch
-// planted recovery mistakes (a blade ignoring its log; replay after a giveback as pair.ts does).
+// The `pair` simulation area: seeds pass and replay byte for byte, its checkers catch planted
+// recovery mistakes, and the seeds that found firmware bugs (docs/simulation-pair.md, "Fixed
+// findings") pass with the schedule that found them.
 import { describe, expect, it } from 'vitest';
-import { runPairSeed } from '../../firmware/ts/sim/areas/pair.ts';
+import { runPairSeed, type PairAreaLimits } from '../../firmware/ts/sim/areas/pair.ts';
 
-async function run(seed: number, planted: Parameters<typeof runPairSeed>[2] = {}): Promise<{ ok: boolean; reason: string; lines: string[] }> {
+async function run(seed: number, planted: Parameters<typeof runPairSeed>[2] = {}, limits: Partial<PairAreaLimits> = {}): Promise<{ ok: boolean; reason: string; lines: string[] }> {
   const lines: string[] = [];
-  const r = await runPairSeed(seed, (l) => lines.push(l), planted);
+  const r = await runPairSeed(seed, (l) => lines.push(l), planted, limits);
   return { ok: r.ok, reason: r.ok ? '' : r.reason, lines };
 }
+
+/** The schedule before issue #7's fixes: one cut, no battery-then-cut, 40 ms reboots, no final cut. */
+const narrowed: Partial<PairAreaLimits> = { bladeCutsMax: 1, batteryCut: false, rebootDelayMs: [40, 150], finalRecovery: false };
 
 describe('pair simulation area', { timeout: 60_000 }, () => {
   it('passes a range of seeds with power cuts, takeovers, givebacks, battery, link and disk faults', async () => {
@@ -23,6 +27,7 @@ describe('pair simulation area', { timeout: 60_000 }, () => {
     expect(all).toMatch(/givebacks [1-9]/);
     expect(all).toMatch(/replayed [1-9]/);
     expect(all).toMatch(/retransmits [1-9]/);
+    expect(all).toMatch(/battery-cut/);
   });
 
   it('gives byte-identical output for one seed run twice', async () => {
@@ -40,8 +45,39 @@ describe('pair simulation area', { timeout: 60_000 }, () => {
     expect(failed.map((r) => r.reason).join('\n')).toMatch(/lost or this one ran twice|differs from the answered changes|not settled/);
   });
 
-  it('catches replay of the own log after a giveback (seed 17: the dropped entries are applied, their numbers reused)', async () => {
-    const r = await run(17, { replayAfterGiveback: true });
-    expect(r.ok).toBe(false);
+  it('SM-2 NV-7 catches a blade that boots after a giveback without the partner\'s copy of its log (seed 125: battery failure, power cut, takeover)', async () => {
+    const bad = await run(125, { noPartnerCopy: true });
+    expect(bad.reason).toMatch(/ran twice/);
+    const good = await run(125);
+    expect(good.reason).toBe('');
+    expect(good.lines.at(-1)).toMatch(/battery-cut1/);
+  });
+});
+
+describe('pair simulation area: the findings of issue #7, with the schedule that found them', { timeout: 60_000 }, () => {
+  it('HA-7 NV-5 a second takeover after a giveback replays from the log\'s release point (seed 717, two cuts)', async () => {
+    const r = await run(717, {}, { ...narrowed, bladeCutsMax: 2 });
+    expect(r.reason).toBe('');
+  });
+
+  it('NV-5 a blade that served its partner\'s set recovers its own log after a power cut of both (seed 823, final recovery)', async () => {
+    const r = await run(823, {}, { ...narrowed, finalRecovery: true });
+    expect(r.reason).toBe('');
+  });
+
+  it('SM-2 NV-7 battery failure then a power cut with takeover: a retransmission is answered, not run again (seed 464)', async () => {
+    const r = await run(464, {}, { ...narrowed, batteryCut: true });
+    expect(r.reason).toBe('');
+  });
+
+  it('HA-9 a giveback right after the takeover leaves the change path applying (seed 125, 15 ms reboots)', async () => {
+    const r = await run(125, {}, { ...narrowed, rebootDelayMs: [15, 150] });
+    expect(r.reason).toBe('');
+  });
+
+  it('HA-9 NV-5 the final recovery after a takeover with the widest schedule (seeds 57 and 953)', async () => {
+    // 57: a CP that released nothing while idle filled the log (outcome entries); 953: a blade
+    // whose NVRAM was lost counted boots from 1 again and a stale partner copy won the merge.
+    for (const seed of [57, 953]) expect((await run(seed)).reason).toBe('');
   });
 });

@@ -11,7 +11,8 @@ import { encodeRequestKey, type ChangeOutcome, type DrcEntry, type DuplicateRequ
 import type { NvLog } from '../nvlog/nvlog.ts';
 import type { Applier, ReplayChange } from '../nvlog/core/replay.ts';
 import { decodeChangePayload, EntryType, type LogRecord } from '../nvlog/core/entry.ts';
-import type { CowFs } from '../storage/fs/cowfs.ts';
+import type { CowFs, CpInfo } from '../storage/fs/cowfs.ts';
+import { assert } from '../core/assert.ts';
 
 /**
  * The change envelope stored in a log entry: the fsid of the file system the change is for
@@ -176,12 +177,18 @@ export class NvChangeLog implements ChangeLog {
   private applyTail: Promise<unknown> = Promise.resolve();
   /** The last entry applied (applies run in log order, so every earlier one is applied too). */
   lastAppliedSeq = 0;
+  /** The last entry applied to each file system (the release invariant is checked with it). */
+  private readonly appliedByFs = new Map<bigint, number>();
   /** Bytes appended into the active log half, as far as this log knows (see cpStartHalfFraction). */
   private bytesSinceCpStart = 0;
   /** Changes appended since the last consistency point this log started. */
   private changesSinceCpStart = 0;
   /** The consistency point this log started, while it runs. */
   private cpRunning: Promise<void> | undefined;
+  /** Set while a consistency point holds applies back (`holdApplies`); applies wait for it. */
+  private applyGate: Promise<void> | undefined;
+  /** Resolves when the apply under way has recorded its outcome (undefined: none under way). */
+  private applying: Promise<void> | undefined;
 
   constructor(
     private readonly log: NvLog,
@@ -197,6 +204,49 @@ export class NvChangeLog implements ChangeLog {
       await tail;
       if (tail === this.applyTail) return;
     }
+  }
+
+  /**
+   * For a consistency point about to start: holds new applies back, waits for the apply under
+   * way to record its outcome, and waits until every entry logged so far (each applied
+   * change's outcome among them) is durable in both copies. The caller starts its CPs (which
+   * freeze the file systems at once) and then calls the returned function to let applies run
+   * again. So a CP never commits a change whose outcome the log could still lose: a change a
+   * CP holds is not replayed, and a retransmission of its request is answered from that
+   * outcome (SM-2), in write-through mode (NV-7) as in normal mode.
+   */
+  async holdApplies(): Promise<() => void> {
+    while (this.applyGate !== undefined) await this.applyGate;
+    let open!: () => void;
+    this.applyGate = new Promise<void>((resolve) => (open = resolve));
+    const gate = this.applyGate;
+    const resume = (): void => {
+      if (this.applyGate === gate) this.applyGate = undefined;
+      open();
+    };
+    try {
+      await this.applying;
+      await this.log.durable(this.log.lastSeq);
+    } catch (e) {
+      resume();
+      throw e;
+    }
+    return resume;
+  }
+
+  /** The last entry applied to each file system so far. */
+  appliedSnapshot(): Map<bigint, number> {
+    return new Map(this.appliedByFs);
+  }
+
+  /**
+   * A file system leaves this blade (giveback) after a CP holding `committedSeq` of this log:
+   * every change applied to it must be in that CP, or a later release could drop it.
+   */
+  forgetFs(fsid: bigint, committedSeq: number): void {
+    const applied = this.appliedByFs.get(fsid) ?? 0;
+    assert(committedSeq >= applied, `file system ${fsid} leaves with changes through ${applied} applied but its CP holds ${committedSeq}`);
+    this.appliedByFs.delete(fsid);
   }
 
   async commit(change: ChangeOp, key: RequestKey, fsid: bigint): Promise<ChangeResult> {
@@ -232,13 +282,38 @@ export class NvChangeLog implements ChangeLog {
     this.startCpIfDue();
     const applied = this.applyTail.then(async () => {
       const { seq, writeThrough } = await appended;
-      let result: ChangeResult;
+      while (this.applyGate !== undefined) await this.applyGate;
+      let done!: () => void;
+      this.applying = new Promise<void>((resolve) => (done = resolve));
+      let result: ChangeResult | undefined;
+      let failure: unknown;
       try {
-        result = await fs.applyLogged(this.origin, BigInt(seq), change);
+        let outcome: ChangeOutcome;
+        try {
+          result = await fs.applyLogged(this.origin, BigInt(seq), change);
+          outcome = { ok: true, result };
+        } catch (e) {
+          failure = e;
+          outcome = outcomeOf(e);
+        } finally {
+          this.lastAppliedSeq = seq;
+          this.appliedByFs.set(fs.fsid, seq);
+        }
+        // The outcome goes into the log before anything can commit this change (see
+        // holdApplies): a retransmission after a fault is answered with it. A refused append
+        // (closed by a power cut; a full log) leaves it in the state-machine table, and the
+        // next release carries it into the log.
+        try {
+          this.log.recordOutcome(encodeRequestKey(key), seq, encodeStoredOutcome(outcome));
+        } catch {
+          // See above.
+        }
       } finally {
-        this.lastAppliedSeq = seq;
+        this.applying = undefined;
+        done();
       }
       if (writeThrough) await this.hooks.writeThrough(fs);
+      if (result === undefined) throw failure;
       return result;
     });
     this.applyTail = applied.catch(() => undefined);
@@ -277,6 +352,57 @@ export class NvChangeLog implements ChangeLog {
   }
 }
 
+/**
+ * How far the log may be released once the CPs of every file system a blade serves have
+ * committed (the decision pair.ts and the simulator share). `appliedAtFreeze` is the last
+ * entry applied when the CPs froze (applies run in log order, so everything before it is in
+ * them), or the log's last entry when no change was waiting to be applied; `committed` is each file system's CP sequence for this log. Entries at or before the
+ * smallest of those are in every served file system's CP too (a blade replays its log
+ * through its CP at boot without counting it in `appliedAtFreeze`). A file system that left
+ * (giveback) was committed before it left (`NvChangeLog.forgetFs`). Asserts the release
+ * invariant: every file system with changes applied at the freeze holds them in its CP.
+ */
+export function releasePointAfterCp(appliedAtFreeze: number, appliedByFs: ReadonlyMap<bigint, number>, committed: ReadonlyMap<bigint, number>): number {
+  for (const [fsid, seq] of appliedByFs) {
+    const c = committed.get(fsid);
+    assert(c !== undefined && c >= seq, `release invariant: file system ${fsid} had changes through ${seq} applied at the freeze but its CP holds ${c ?? 'nothing'}`);
+  }
+  const lowest = committed.size === 0 ? 0 : Math.min(...committed.values());
+  return Math.max(appliedAtFreeze, lowest);
+}
+
+/**
+ * One consistency point of a blade (pair.ts and the simulator run this same sequence): hold
+ * applies back until every applied change's outcome is durable in both copies, switch log
+ * halves, freeze and commit every file system served, then release what they all hold.
+ * Returns the CPs' results.
+ */
+export async function takeConsistencyPoint(log: NvLog, changeLog: NvChangeLog | undefined, filesystems: FileSystems, origin: 0 | 1): Promise<CpInfo[]> {
+  const resume = changeLog === undefined ? () => undefined : await changeLog.holdApplies();
+  let cps: Promise<CpInfo[]>;
+  let appliedAtFreeze: number;
+  let appliedByFs: Map<bigint, number>;
+  const served = filesystems.all();
+  try {
+    log.beginCp();
+    // With every change logged so far applied, the entries after the last one (outcomes,
+    // replies, release entries) need no CP either: the CP then holds everything logged.
+    const applied = changeLog?.lastAppliedSeq ?? 0;
+    appliedAtFreeze = changeLog !== undefined && applied >= log.lastChangeSeq ? log.lastSeq : applied;
+    appliedByFs = changeLog?.appliedSnapshot() ?? new Map<bigint, number>();
+    for (const fsid of [...appliedByFs.keys()]) if (filesystems.get(fsid) === undefined) appliedByFs.delete(fsid);
+    // Each takeCp queues its freeze at once: applies let through after this see a frozen CP.
+    cps = Promise.all(served.map((fs) => fs.takeCp()));
+  } finally {
+    resume();
+  }
+  const infos = await cps;
+  const committed = new Map<bigint, number>();
+  served.forEach((fs, i) => committed.set(fs.fsid, Number(infos[i]?.appliedSeq.get(origin) ?? 0n)));
+  log.release(releasePointAfterCp(appliedAtFreeze, appliedByFs, committed));
+  return infos;
+}
+
 class LogFull extends Error {
   constructor(override readonly cause: unknown) {
     super('change log full');
@@ -308,6 +434,14 @@ export class NvDrc implements DuplicateRequestCache {
   complete(key: RequestKey, reply: Uint8Array): void {
     const k = encodeRequestKey(key);
     const rec = this.log.sm.get(k);
+    // A change's outcome is already in the log (NvChangeLog records it when applying): it
+    // answers a retransmission as well as this reply would, without another entry. The table
+    // keeps the reply itself from now on (usually smaller: it is what a release carries forward).
+    if (rec !== undefined && rec.changeSeq > 0 && rec.stateSeq > 0) {
+      this.log.sm.applied(k, encodeStoredReply(reply));
+      this.log.sm.replied(k, this.log.nowMs());
+      return;
+    }
     this.log.appendReply(k, rec?.changeSeq ?? 0, encodeStoredReply(reply)).catch((e: unknown) => this.onError(e));
   }
 

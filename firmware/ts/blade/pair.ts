@@ -16,7 +16,7 @@ import type { Board } from '../board/schema.ts';
 import { bladeIndex } from '../board/board.ts';
 import { NvLog } from '../nvlog/nvlog.ts';
 import { replay } from '../nvlog/core/replay.ts';
-import { recoverRegion, type RecoveredLog } from '../nvlog/core/recovery.ts';
+import type { RecoveredLog } from '../nvlog/core/recovery.ts';
 import { computeLayout } from '../nvlog/core/layout.ts';
 import { LinkMirrorTransport, type MirrorSink } from '../nvlog/link-transport.ts';
 import type { MirrorMessage } from '../nvlog/core/mirror.ts';
@@ -35,7 +35,7 @@ import { startNfsServer, type NfsServer } from '../nfs/server.ts';
 import { deriveWriteVerifier } from '../nfs/fh.ts';
 import { openDisks } from './disks.ts';
 import { openStorageSet, type StorageSet } from './storage-set.ts';
-import { FileSystems, NvChangeLog, NvDrc, ReplayApplier } from './change-path.ts';
+import { FileSystems, NvChangeLog, NvDrc, ReplayApplier, takeConsistencyPoint } from './change-path.ts';
 import { HaStateStore } from './ha-state.ts';
 import { AddressManager, type ClientAddress } from './addresses.ts';
 import type { BoardDevices } from './board-devices.ts';
@@ -82,24 +82,6 @@ export function diskNumbers(board: Board): { set0: number[]; set1: number[] } {
   return { set0: Array.from({ length: first }, (_, i) => i), set1: Array.from({ length: second }, (_, i) => first + i) };
 }
 
-/**
- * The sequence number a log's recovery may start after: the file system's own CP sequence,
- * or — when the log holds a gap after it — the entry before the last contiguous run. Entries
- * are appended without gaps and a log half is reused only after a CP released it, so entries
- * before a gap were released, which happens only once every file system that had them
- * committed them (a blade that served its partner's set logged those entries too, and its
- * own file system's CP sequence then lags the log's release point).
- */
-export function replayStartSeq(fsSeq: number, log: RecoveredLog): number {
-  const seqs = log.records.map((r) => r.seq);
-  let runStart = seqs.length > 0 ? (seqs[seqs.length - 1] as number) : fsSeq + 1;
-  for (let i = seqs.length - 1; i > 0; i--) {
-    if ((seqs[i - 1] as number) !== (seqs[i] as number) - 1) break;
-    runStart = seqs[i - 1] as number;
-  }
-  return Math.max(fsSeq, runStart - 1);
-}
-
 async function stateFromMailboxes(me: 0 | 1, disksBySet: Record<SetIndex, BlockDevice[]>, nums: { set0: number[]; set1: number[] }): Promise<PersistedHaState | undefined> {
   let best: PersistedHaState & { sequence: number } | undefined;
   for (const set of [0, 1] as const) {
@@ -129,6 +111,8 @@ interface EarlyMirror {
   transport: LinkMirrorTransport;
   messages: MirrorMessage[];
   unbind: () => void;
+  /** While own recovery fetches the partner's copy of our log: where its copy messages go. */
+  onCopy: ((m: MirrorMessage & { kind: 'copy' | 'copy-done' }) => void) | undefined;
 }
 
 /**
@@ -141,16 +125,50 @@ interface EarlyMirror {
 function bindEarlyMirror(link: MultipathEndpoint, me: 0 | 1): EarlyMirror {
   const transport = new LinkMirrorTransport(link);
   const messages: MirrorMessage[] = [];
+  const early: EarlyMirror = { transport, messages, unbind: () => undefined, onCopy: undefined };
   const sink: MirrorSink = {
     bladeId: me,
     onPeerMessage: (m) => {
-      if (messages.length < earlyMirrorMessagesMax) messages.push(m);
+      if ((m.kind === 'copy' || m.kind === 'copy-done') && early.onCopy !== undefined) early.onCopy(m);
+      else if (messages.length < earlyMirrorMessagesMax) messages.push(m);
     },
     attachTransport: () => undefined,
     peerConnected: () => undefined,
     peerDisconnected: () => undefined,
   };
-  return { transport, messages, unbind: transport.bindSink(sink) };
+  early.unbind = transport.bindSink(sink);
+  return early;
+}
+
+/** How long own recovery after a giveback waits for the partner's copy of our log. */
+export const partnerCopyTimeoutMs = 2000;
+
+/**
+ * Asks the partner for its copy of our log over the early binding (the protocol of
+ * fetchPartnerCopy in nvlog/link-transport.ts) and rebuilds the region image for
+ * `NvLog.open`'s `partnerCopy`. Undefined when the partner does not answer in time.
+ */
+function fetchPartnerCopyEarly(early: EarlyMirror, me: 0 | 1, regionBytes: number, timers: Timers): Promise<Uint8Array | undefined> {
+  return new Promise((resolve) => {
+    const region = new Uint8Array(regionBytes);
+    let received = 0;
+    const finish = (v: Uint8Array | undefined): void => {
+      timer.cancel();
+      early.onCopy = undefined;
+      resolve(v);
+    };
+    early.onCopy = (m) => {
+      if (m.origin !== me) return;
+      if (m.kind === 'copy') {
+        if (m.position >= 0 && m.position + m.bytes.length <= region.length) {
+          region.set(m.bytes, m.position);
+          received++;
+        }
+      } else finish(received === m.count ? region : undefined);
+    };
+    const timer = timers.after(partnerCopyTimeoutMs, () => finish(undefined));
+    early.transport.send({ kind: 'fetch', origin: me });
+  });
 }
 
 export class PairBlade {
@@ -334,10 +352,18 @@ export class PairBlade {
 
   private async recoverOwn(): Promise<void> {
     const set = await this.openSet(this.me, true);
-    const layout = computeLayout(this.nvram.sizeBytes);
-    const scan = recoverRegion(this.nvram.read(layout.localOffset, 2 * layout.halfBytes), layout.halfBytes, this.me);
-    const cpSeq = replayStartSeq(Number(set.fs.appliedSeq(this.me)), scan);
+    // Replay checks continuity from this or from the log's release point, whichever is later
+    // (a blade that served its partner's set released entries past its own CP: planReplay).
+    const cpSeq = Number(set.fs.appliedSeq(this.me));
+    // After a giveback the partner's copy of our log holds what our NVRAM may have lost (a
+    // failed battery) and the outcomes of our changes it replayed (continuePartnerLog), which
+    // answer retransmissions that reach us now (SM-2).
+    const partnerCopy = this.awaitedGiveback ? await fetchPartnerCopyEarly(this.earlyMirror, this.me, 2 * computeLayout(this.nvram.sizeBytes).halfBytes, this.timers) : undefined;
+    if (this.awaitedGiveback && partnerCopy === undefined) this.log.warn('the partner did not send its copy of our change log; recovering from the local copy alone');
     const opened = await NvLog.open(this.nvram, {
+      ...(partnerCopy !== undefined ? { partnerCopy } : {}),
+      // HA-4: the HA generation survives a lost NVRAM (mailbox disks); boots never count from 1 again.
+      bootGenerationFloor: this.ha.status().generation,
       bladeId: this.me,
       clock: this.clock,
       timers: this.timers,
@@ -402,21 +428,33 @@ export class PairBlade {
     this.log.info({ set: this.partner, ms: Math.round(this.clock.nowMs() - openStartMs) }, 'partner set opened (disks, RAID, file system)');
     this.filesystems.add(set.fs);
     this.sets[this.partner] = { set, nfs: undefined };
-    const mirror = log.recoverPartnerMirror();
-    const cpSeq = replayStartSeq(Number(set.fs.appliedSeq(this.partner)), mirror);
-    const applier = new ReplayApplier(this.filesystems);
-    // HA-7 / NV-5: the partner's acknowledged changes, from our mirror of its log, after its CP.
-    const rep = await replay(mirror, cpSeq, applier, log.sm, this.clock.nowMs());
-    // Changes we logged ourselves for the partner's file system (we served it before a reboot).
-    const own = this.ownRecovered;
-    if (own) {
-      const ownApplier = new ReplayApplier(this.filesystems);
-      for (const r of own.records) {
-        if (r.seq <= Number(set.fs.appliedSeq(this.me))) continue;
-        await ownApplier.applyChangeRecord(r, this.me);
+    try {
+      const mirror = log.recoverPartnerMirror();
+      const cpSeq = Number(set.fs.appliedSeq(this.partner));
+      const applier = new ReplayApplier(this.filesystems);
+      // HA-7 / NV-5: the partner's acknowledged changes, from our mirror of its log, after its
+      // CP (or after the log's release point, when later: planReplay).
+      const rep = await replay(mirror, cpSeq, applier, log.sm, this.clock.nowMs());
+      // Their outcomes, for the partner to fetch when it boots after the giveback.
+      await log.continuePartnerLog(rep.outcomes);
+      // Changes we logged ourselves for the partner's file system (we served it before a reboot).
+      const own = this.ownRecovered;
+      if (own) {
+        const ownApplier = new ReplayApplier(this.filesystems);
+        for (const r of own.records) {
+          if (r.seq <= Number(set.fs.appliedSeq(this.me))) continue;
+          await ownApplier.applyChangeRecord(r, this.me);
+        }
       }
+      this.log.info({ replayed: applier.applied, cpSeq, lastSeq: rep.lastSeq ?? null }, 'partner mirror replayed (takeover)');
+    } catch (e) {
+      // A failed takeover leaves nothing open: the set's disks are released (HA learns of the
+      // failure from the rejected replay), so the owner can open them when it comes back.
+      this.filesystems.remove(set.fs.fsid);
+      delete this.sets[this.partner];
+      await set.close().catch((err: unknown) => this.log.warn({ err }, 'closing the partner set after a failed takeover'));
+      throw e;
     }
-    this.log.info({ replayed: applier.applied, cpSeq, lastSeq: rep.lastSeq ?? null }, 'partner mirror replayed (takeover)');
   }
 
   private async serve(set: SetIndex, on: boolean): Promise<void> {
@@ -442,6 +480,7 @@ export class PairBlade {
       // then a CP that starts after the last of them (not one already running) commits them.
       await this.changeLog?.drained();
       await this.doCp({ fresh: true });
+      this.changeLog?.forgetFs(rt.set.fs.fsid, Number(rt.set.fs.committedSeq().get(this.me) ?? 0n));
       this.filesystems.remove(rt.set.fs.fsid);
       delete this.sets[set];
       await rt.set.close();
@@ -510,14 +549,11 @@ export class PairBlade {
     const log = this.nvlog;
     if (!log) return Promise.resolve();
     this.cpRunning = (async () => {
-      log.beginCp();
-      const upTo = this.changeLog?.lastAppliedSeq ?? 0;
-      const infos = await Promise.all(this.filesystems.all().map((fs) => fs.takeCp()));
+      // Shared with the simulator: outcomes durable first, then freeze, commit and release.
+      const infos = await takeConsistencyPoint(log, this.changeLog, this.filesystems, this.me);
       const ownFs = this.sets[this.me]?.set.fs;
       this.cpInfo.last = ownFs?.cpNumber ?? infos[0]?.cpNumber ?? 0;
       this.cpInfo.lastAtMs = this.clock.nowMs();
-      const replayed = Math.max(0, ...this.filesystems.all().map((fs) => Number(fs.appliedSeq(this.me))));
-      log.release(Math.max(upTo, replayed));
     })()
       .catch((e: unknown) => this.log.error({ err: e }, 'consistency point failed'))
       .finally(() => {

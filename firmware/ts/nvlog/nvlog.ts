@@ -3,6 +3,7 @@
 // through an injected transport, answers "may reply" only when both copies are durable (NV-2),
 // stores the partner's entries (NV-3), keeps the state-machine log, and seals on power failure.
 import type { Clock, TimerHandle, Timers } from '../core/clock.ts';
+import { assert } from '../core/assert.ts';
 import { buggify } from '../core/buggify.ts';
 import { fromHex } from '../core/bytes.ts';
 import { TwinbladeError } from '../core/errors.ts';
@@ -11,7 +12,9 @@ import {
   EntryType,
   encodeChangePayload,
   encodeEntry,
+  encodeReleasePayload,
   encodeStatePayload,
+  RELEASE_PAYLOAD_BYTES,
   paddedEntryBytes,
   type LogRecord,
 } from './core/entry.ts';
@@ -29,7 +32,7 @@ import {
 } from './core/layout.ts';
 import { NvlogErrorCode, nvlogLimits, type NvlogLimits } from './core/limits.ts';
 import { MirrorOrigin, MirrorReceiver, type MirrorItem, type MirrorMessage, type MirrorState, type MirrorStateChange } from './core/mirror.ts';
-import { decideHeader, mergeWithMirror, planReplay, recoverRegion, segments, type RecoveredLog, type ReplayPlan } from './core/recovery.ts';
+import { continueLog, decideHeader, mergeWithMirror, planReplay, recoverRegion, releasedSeqOf, segments, type RecoveredLog, type ReplayPlan } from './core/recovery.ts';
 import { StateMachineLog } from './core/smlog.ts';
 
 /** Sends mirroring messages to the partner (the link layer, or a small adapter in tests). */
@@ -47,6 +50,12 @@ export interface NvLogOptions {
   /** The partner's mirror of this blade's log (its region bytes), when the partner could send it. */
   partnerCopy?: Uint8Array;
   limits?: Partial<NvlogLimits>;
+  /**
+   * A lower bound for the new boot generation: the HA generation, which the mailbox disks keep
+   * too (HA-4). A blade whose NVRAM was lost must not count boots from 1 again, or entries of
+   * its previous life (in a partner's copy that never resynchronised) pass for new ones.
+   */
+  bootGenerationFloor?: number;
   /** Operator override: format an NVRAM whose header names another blade or format version. */
   reformat?: boolean;
   /**
@@ -118,6 +127,8 @@ interface HalfState {
   firstSeq: number;
   /** Entries carried out of this half; it is reused only once they are durable in both copies. */
   freeAfterSeq: number;
+  /** Change entries in this half (a half of replies and release entries only needs no CP). */
+  changes: number;
 }
 
 export class NvLog {
@@ -138,6 +149,10 @@ export class NvLog {
   private localDurableSeq: number;
   private readonly durableAhead = new Set<number>();
   private waiters: Array<{ seq: number; needMirror: boolean; resolve: () => void }> = [];
+  /** Every entry numbered up to this is released; the newest release entry records it. */
+  private releasedSeqValue = 0;
+  /** The newest change entry appended by this boot (0: none yet). */
+  private lastChangeSeqValue = 0;
   private accepting = true;
   private closed = false;
   /** The partner's last greeting announced another NVRAM half size: no mirroring (HA-8). */
@@ -230,18 +245,33 @@ export class NvLog {
     if (recovered.conflicts.length > 0) problems.push(`entries ${recovered.conflicts.join(',')} exist in two versions (local log or partner copy); the later boot's version was used`);
     let plan = planReplay(recovered, opts.cpSeq);
     let smOnly: LogRecord[] = [];
+    /** After a giveback: the release point the first new entry records (see below). */
+    let voidThrough: number | undefined;
+    let smReleased = 0;
     if (opts.mode === 'after-giveback') {
-      // The run holding the newest entry at or before the CP (the partner may have replayed
-      // further than this copy reaches).
-      const upToCp = (segments(recovered.records.filter((r) => r.seq <= opts.cpSeq)).at(-1) ?? []).filter((r) => r.seq <= opts.cpSeq);
-      const dropped = recovered.records.filter((r) => r.seq > opts.cpSeq);
-      if (dropped.length > 0) problems.push(`after giveback: ${dropped.length} entries after the partner's consistency point ${opts.cpSeq} dropped (never acknowledged)`);
-      // New entries continue right after these only if they end exactly at the CP; otherwise
-      // (the partner replayed entries this copy lacks) a new run starts, so that no sequence
-      // gap is ever written inside a half. Either way they restore the state-machine log.
-      const contiguous = upToCp.length > 0 && (upToCp[upToCp.length - 1] as LogRecord).seq === opts.cpSeq;
-      smOnly = upToCp;
-      plan = { ok: true, live: contiguous ? upToCp : [], toApply: [], discarded: dropped, lastSeq: plan.ok ? plan.lastSeq : opts.cpSeq };
+      // The partner replayed every acknowledged entry of this log (its mirror has them all),
+      // so each change entry here is in a committed CP of its file system (ours through
+      // `cpSeq`, the partner's through the giveback CP after an earlier takeover) or was never
+      // acknowledged. The newest run stays as it is — its state entries keep answering
+      // retransmissions and are carried forward like any others — and new entries continue
+      // after it, never reusing a number a file system may have applied. The first new entry
+      // is a release entry through the end of that run: no recovery replays any of it again.
+      const lastRun = segments(recovered.records).at(-1) ?? [];
+      const runEnd = lastRun.length === 0 ? 0 : (lastRun[lastRun.length - 1] as LogRecord).seq;
+      const released = releasedSeqOf(recovered);
+      voidThrough = Math.max(opts.cpSeq, runEnd, released);
+      const dropped = recovered.records.filter((r) => r.seq > opts.cpSeq && r.type === EntryType.change);
+      if (dropped.length > 0) problems.push(`after giveback: ${dropped.length} change entries after the partner's consistency point ${opts.cpSeq} are not replayed (released, or never acknowledged)`);
+      // New entries continue in this run only if it ends where they start; otherwise (the
+      // partner replayed entries this copy lacks) a new run starts, so that no sequence gap
+      // is ever written inside a half.
+      const contiguous = runEnd === voidThrough && runEnd > 0;
+      // The state-machine log learns the replies (and the outcomes the partner recorded for
+      // what it replayed, continueLog) and that changes through the CP were applied; change
+      // entries after it were never acknowledged and must run if retransmitted.
+      smOnly = lastRun.filter((r) => !(r.type === EntryType.change && r.seq > opts.cpSeq));
+      smReleased = released;
+      plan = { ok: true, live: contiguous ? lastRun : [], toApply: [], discarded: [], lastSeq: runEnd, releasedSeq: voidThrough, baseSeq: voidThrough };
     }
     if (!plan.ok) throw new TwinbladeError(plan.code, 'corrupt', `change log recovery refused: ${plan.detail}`);
     if (plan.discarded.length > 0 && opts.mode !== 'after-giveback') problems.push(`${plan.discarded.length} entries after a break were not applied (never acknowledged)`);
@@ -256,18 +286,24 @@ export class NvLog {
     if (sealMismatch) problems.push(`the power-fail seal names entry ${sealedSeq} but the log ends at ${lastLive?.seq ?? opts.cpSeq}`);
     const header: NvramHeader = {
       bladeId: opts.bladeId,
-      bootGeneration: maxBoot + 1,
+      bootGeneration: Math.max(maxBoot + 1, opts.bootGenerationFloor ?? 0),
       writeCounter: (prev?.writeCounter ?? 0) + 1,
       battery: prev?.battery ?? 'unknown',
       sealed: false,
       sealedSeq: 0,
       layout,
     };
-    const nextSeq = Math.max(opts.cpSeq, lastLive?.seq ?? 0) + 1;
+    // Never below the release point: a released number may be in some file system's CP.
+    const nextSeq = Math.max(opts.cpSeq, lastLive?.seq ?? 0, plan.releasedSeq) + 1;
     const log = new NvLog(nvram, opts, layout, header, nextCopy, nextSeq);
+    log.releasedSeqValue = plan.releasedSeq;
     await log.adopt(plan.live, recovered, localRegion);
     await log.writeHeader();
-    if (opts.mode === 'after-giveback') log.sm.restore(smOnly, opts.cpSeq, opts.clock.nowMs());
+    if (voidThrough !== undefined) {
+      log.sm.restore(smOnly, opts.cpSeq, opts.clock.nowMs(), smReleased);
+      log.appendRelease(voidThrough);
+      await log.durable(log.lastSeq, false);
+    }
     const report: RecoveryReport = {
       header: reportHeader,
       bootGeneration: header.bootGeneration,
@@ -297,6 +333,7 @@ export class NvLog {
       const h = this.halves[half];
       if (h.liveCount === 0) h.firstSeq = r.seq;
       h.liveCount++;
+      if (r.type === EntryType.change) h.changes++;
       h.maxSeq = r.seq;
       this.live.set(r.seq, { seq: r.seq, position: r.position, bytes: r.bytes, half });
       this.liveBytes += r.bytes.length;
@@ -342,6 +379,14 @@ export class NvLog {
   get lastSeq(): number {
     return this.nextSeq - 1;
   }
+  /** The newest change entry appended since this log was opened (0: none). */
+  get lastChangeSeq(): number {
+    return this.lastChangeSeqValue;
+  }
+  /** The release point: every entry up to it is in a committed CP of its file system. */
+  get releasedSeq(): number {
+    return this.releasedSeqValue;
+  }
 
   // ---- appending ----------------------------------------------------------------------
 
@@ -352,6 +397,7 @@ export class NvLog {
    */
   async appendChange(key: Uint8Array, descriptor: Uint8Array): Promise<AppendResult> {
     const seq = this.appendEntry(EntryType.change, encodeChangePayload({ key, descriptor }));
+    this.lastChangeSeqValue = seq;
     this.sm.logged(key, seq);
     await this.waitFor(seq, true);
     return { seq, writeThrough: this.writeThroughValue };
@@ -367,6 +413,40 @@ export class NvLog {
     this.sm.noteStateSeq(key, seq);
     await this.waitFor(seq, false);
     return seq;
+  }
+
+  /**
+   * Records the outcome of an applied change (a state entry holding `outcome`, which answers
+   * a retransmission), without waiting. The change path writes it as soon as the change is
+   * applied, and a consistency point waits until it is durable in both copies (`durable`)
+   * before committing the change: a change a CP holds is never replayed, so its answer must
+   * come from the log (SM-2). Returns the entry's sequence number.
+   */
+  recordOutcome(key: Uint8Array, changeSeq: number, outcome: Uint8Array): number {
+    this.sm.applied(key, outcome);
+    const seq = this.appendEntry(EntryType.state, encodeStatePayload({ key, changeSeq, reply: outcome }));
+    this.sm.noteStateSeq(key, seq);
+    return seq;
+  }
+
+  /**
+   * Resolves once every entry up to `seq` is durable locally and, with `mirrored` (default),
+   * in the partner's copy too (or the mirror is degraded and announced, HA-8).
+   */
+  durable(seq: number, mirrored = true): Promise<void> {
+    return this.waitFor(seq, mirrored);
+  }
+
+  /** The log's clock (the state-machine log's retention runs on it). */
+  nowMs(): number {
+    return this.opts.clock.nowMs();
+  }
+
+  /** Appends a release entry naming the current release point (recovery of either copy reads it). */
+  private appendRelease(releasedSeq: number): number {
+    assert(releasedSeq < this.nextSeq, `release point ${releasedSeq} beyond the log end ${this.lastSeq}`);
+    this.releasedSeqValue = Math.max(this.releasedSeqValue, releasedSeq);
+    return this.appendEntry(EntryType.release, encodeReleasePayload({ releasedSeq: this.releasedSeqValue }));
   }
 
   private appendEntry(type: EntryType, payload: Uint8Array): number {
@@ -392,6 +472,7 @@ export class NvLog {
     const h = this.halves[this.activeHalf];
     if (h.liveCount === 0) h.firstSeq = seq;
     h.liveCount++;
+    if (type === EntryType.change) h.changes++;
     h.maxSeq = seq;
     this.live.set(seq, { seq, position, bytes, half: this.activeHalf });
     this.liveBytes += bytes.length;
@@ -463,7 +544,9 @@ export class NvLog {
    */
   beginCp(): number {
     const other: 0 | 1 = this.activeHalf === 0 ? 1 : 0;
-    if (this.halfFree(other) && this.writePos > 0) this.switchTo(other);
+    // A half holding no change entries (carried replies, release entries) needs no CP to be
+    // released; switching away from it would only carry its replies again at every CP.
+    if (this.halfFree(other) && this.writePos > 0 && this.halves[this.activeHalf].changes > 0) this.switchTo(other);
     return this.lastSeq;
   }
 
@@ -480,17 +563,36 @@ export class NvLog {
    */
   release(cpSeq: number): number {
     if (this.closed || !this.accepting) return 0;
+    assert(cpSeq <= this.lastSeq, `release through ${cpSeq} beyond the log end ${this.lastSeq}`);
     const now = this.opts.clock.nowMs();
     this.sm.release(cpSeq, now);
     let n = 0;
+    const freed: Array<0 | 1> = [];
+    let through = this.releasedSeqValue;
     const other: 0 | 1 = this.activeHalf === 0 ? 1 : 0;
-    if (this.releasable(other, cpSeq)) n += this.releaseHalf(other, now);
+    if (this.releasable(other, cpSeq)) {
+      const maxSeq = this.halves[other].maxSeq;
+      const k = this.releaseHalf(other, now);
+      if (k > 0) [n, through] = [n + k, Math.max(through, maxSeq)];
+      if (k > 0) freed.push(other);
+    }
     // The active half can be released too when everything in it is: appends move to the
     // (empty) other half first, so that sequence order keeps matching position order.
-    if (this.releasable(this.activeHalf, cpSeq) && this.halfFree(other) && this.halves[this.activeHalf].maxSeq === this.lastSeq) {
+    if (this.releasable(this.activeHalf, cpSeq) && this.halfFree(other) && this.halves[this.activeHalf].maxSeq === this.lastSeq && this.halves[this.activeHalf].changes > 0) {
       const old = this.activeHalf;
+      const maxSeq = this.halves[old].maxSeq;
       this.switchTo(other);
-      n += this.releaseHalf(old, now);
+      const k = this.releaseHalf(old, now);
+      if (k > 0) [n, through] = [n + k, Math.max(through, maxSeq)];
+      if (k > 0) freed.push(old);
+    }
+    if (freed.length > 0) {
+      // Entries are released a half at a time, oldest half first, so everything up to the
+      // released half's last entry is released now. The release entry goes into the active
+      // half, and the freed halves are reused only once it is durable in both copies: a
+      // recovery that finds them overwritten then always finds it too.
+      const seq = this.appendRelease(through);
+      for (const h of freed) this.halves[h].freeAfterSeq = seq;
     }
     this.noteBytes();
     return n;
@@ -510,7 +612,8 @@ export class NvLog {
     const h = this.halves[half];
     const carry = this.sm.carryCandidates(h.firstSeq, h.maxSeq, now, this.limits.carryForwardMax);
     const payloads = carry.map((r) => ({ r, p: encodeStatePayload({ key: fromHexKey(r.key), changeSeq: r.changeSeq, reply: r.reply ?? new Uint8Array(0) }) }));
-    const need = payloads.reduce((s, x) => s + paddedEntryBytes(x.p.length), 0);
+    // Room for the carried replies and the release entry that follows them.
+    const need = payloads.reduce((s, x) => s + paddedEntryBytes(x.p.length), 0) + paddedEntryBytes(RELEASE_PAYLOAD_BYTES);
     if (this.writePos + need > this.layout.halfBytes) return 0;
     let lastCarried = 0;
     for (const { r, p } of payloads) {
@@ -660,6 +763,19 @@ export class NvLog {
     return recoverRegion(this.partnerCopyBytes(), this.layout.halfBytes, partnerOf(this.opts.bladeId));
   }
 
+  /**
+   * After a takeover (HA-7): records in our mirror of the partner's log the outcomes of its
+   * changes that our replay applied (`continueLog`), so that the partner learns them with the
+   * copy it fetches when it boots after the giveback. Returns how many fitted.
+   */
+  async continuePartnerLog(outcomes: ReadonlyArray<{ key: Uint8Array; changeSeq: number; reply: Uint8Array }>): Promise<number> {
+    if (this.closed || outcomes.length === 0) return 0;
+    const items = continueLog(this.recoverPartnerMirror(), outcomes);
+    for (const it of items) this.nvram.write(this.layout.mirrorOffset + it.position, it.bytes);
+    if (items.length > 0) await this.nvram.persist(this.layout.mirrorOffset, 2 * this.layout.halfBytes);
+    return items.length;
+  }
+
   /** The raw mirror region, to hand to a partner that recovers its own log after a reboot. */
   partnerCopyBytes(): Uint8Array {
     return this.nvram.read(this.layout.mirrorOffset, 2 * this.layout.halfBytes);
@@ -776,7 +892,7 @@ export class NvLog {
 }
 
 function emptyHalf(): HalfState {
-  return { liveCount: 0, maxSeq: 0, firstSeq: 0, freeAfterSeq: 0 };
+  return { liveCount: 0, maxSeq: 0, firstSeq: 0, freeAfterSeq: 0, changes: 0 };
 }
 
 function fromHexKey(k: string): Uint8Array {
@@ -792,3 +908,4 @@ function bytesSame(a: Uint8Array, b: Uint8Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
+

@@ -13,8 +13,12 @@ export const ENTRY_VERSION = 1;
 export const ENTRY_HEADER_BYTES = 32;
 export const ENTRY_ALIGN = 8;
 
-/** Entry types. A change carries a descriptor; a state entry records a request's reply (SM-1). */
-export const EntryType = { change: 1, state: 2 } as const;
+/**
+ * Entry types. A change carries a descriptor; a state entry records a request's reply or its
+ * change's outcome (SM-1); a release entry records the log's release point, so that recovery
+ * of either copy (own log or the partner's mirror) knows which missing entries were released.
+ */
+export const EntryType = { change: 1, state: 2, release: 3 } as const;
 export type EntryType = (typeof EntryType)[keyof typeof EntryType];
 
 export interface EntryHeader {
@@ -78,7 +82,7 @@ export function checkEntryHeader(b: Uint8Array, off: number, spaceBytes: number)
   const type = v.getUint8(6);
   const origin = v.getUint8(7);
   const payloadBytes = v.getUint32(20, true);
-  if ((type !== EntryType.change && type !== EntryType.state) || (origin !== 0 && origin !== 1)) return { kind: 'torn', detail: 'field out of range' };
+  if ((type !== EntryType.change && type !== EntryType.state && type !== EntryType.release) || (origin !== 0 && origin !== 1)) return { kind: 'torn', detail: 'field out of range' };
   if (paddedEntryBytes(payloadBytes) > spaceBytes) return { kind: 'torn', detail: 'length beyond the half' };
   const seq = getU64(v, 8);
   if (seq < 1 || !Number.isSafeInteger(seq)) return { kind: 'torn', detail: 'sequence number out of range' };
@@ -161,4 +165,29 @@ export function decodeStatePayload(b: Uint8Array): StatePayload {
     throw new DecodeError(NvlogErrorCode.entryCorrupt, 'state payload lengths do not match');
   }
   return { changeSeq: getU64(v, 0), key: b.subarray(12, 12 + klen), reply: b.subarray(12 + klen, 12 + klen + rlen) };
+}
+
+/**
+ * A release entry's payload: every entry of this log numbered up to `releasedSeq` is released —
+ * each file system it changed has a committed consistency point containing it — so recovery
+ * neither needs nor expects them (their half may have been reused).
+ */
+export interface ReleasePayload {
+  releasedSeq: number;
+}
+
+export const RELEASE_PAYLOAD_BYTES = 8;
+
+export function encodeReleasePayload(p: ReleasePayload): Uint8Array {
+  if (!Number.isSafeInteger(p.releasedSeq) || p.releasedSeq < 0) throw new InvalidArgumentError(NvlogErrorCode.invalidArgument, `bad release point ${p.releasedSeq}`);
+  const b = new Uint8Array(RELEASE_PAYLOAD_BYTES);
+  putU64(dataView(b), 0, p.releasedSeq);
+  return b;
+}
+
+export function decodeReleasePayload(b: Uint8Array): ReleasePayload {
+  if (b.length !== RELEASE_PAYLOAD_BYTES) throw new DecodeError(NvlogErrorCode.entryCorrupt, `release payload of ${b.length} bytes, not ${RELEASE_PAYLOAD_BYTES}`);
+  const releasedSeq = getU64(dataView(b), 0);
+  if (!Number.isSafeInteger(releasedSeq)) throw new DecodeError(NvlogErrorCode.entryCorrupt, 'release point out of range');
+  return { releasedSeq };
 }

@@ -9,7 +9,11 @@ import {
   EntryType,
   checkEntryBody,
   checkEntryHeader,
+  decodeReleasePayload,
+  encodeEntry,
+  encodeStatePayload,
   paddedEntryBytes,
+  type StatePayload,
   type LogRecord,
 } from './entry.ts';
 import { decodeHeaderCopy, layoutsEqual, type BladeId, type HeaderCopy, type NvramHeader, type NvramLayout } from './layout.ts';
@@ -252,17 +256,40 @@ export function segments(records: readonly LogRecord[]): LogRecord[][] {
 
 // ---- the replay plan --------------------------------------------------------------------
 
+/**
+ * The log's release point as its release entries record it: every entry numbered up to it is
+ * contained in a committed consistency point of the file system it changed (or was never
+ * acknowledged), so its absence is not a loss. 0 when no release entry is found. A corrupt
+ * release payload (its CRC matched, so this firmware never wrote it) counts as none.
+ */
+export function releasedSeqOf(log: RecoveredLog): number {
+  let r = 0;
+  for (const rec of log.records) {
+    if (rec.type !== EntryType.release) continue;
+    try {
+      r = Math.max(r, Math.min(decodeReleasePayload(rec.payload).releasedSeq, rec.seq - 1));
+    } catch {
+      // Not counted: recovery then refuses a gap it cannot explain rather than guess.
+    }
+  }
+  return r;
+}
+
 export type ReplayPlan =
   | {
       ok: true;
       /** The live run: the entries the log still holds for this consistency point. */
       live: LogRecord[];
-      /** Change entries after `cpSeq`, in order: exactly what must be applied. */
+      /** Change entries after the replay base, in order: what replay offers the applier. */
       toApply: LogRecord[];
-      /** Intact entries after `cpSeq` that are not contiguous with it: never acknowledged. */
+      /** Intact entries after the base that are not contiguous with it: never acknowledged. */
       discarded: LogRecord[];
       /** The highest sequence number seen anywhere (the next append must exceed it or reuse below it with a newer boot). */
       lastSeq: number;
+      /** The log's release point (`releasedSeqOf`). */
+      releasedSeq: number;
+      /** Where continuity is checked from: max(cpSeq, releasedSeq). */
+      baseSeq: number;
     }
   | { ok: false; code: typeof NvlogErrorCode.replayGap; expectedSeq: number; foundSeq: number; detail: string };
 
@@ -270,22 +297,30 @@ export type ReplayPlan =
  * Chooses exactly the entries after the consistency point that named `cpSeq` as the last
  * sequence number it contains (NV-4, NV-5). One function for a blade's own log after reboot
  * and for the partner's mirror after takeover.
+ *
+ * A blade that served its partner's set logged changes for two file systems, and its CPs
+ * release entries once every file system holding them committed them: entries after one file
+ * system's `cpSeq` may be gone because they were the other one's and were released. So
+ * continuity is checked from the log's release point when it is past `cpSeq`; the applier
+ * still skips, per file system, what that file system's CP holds.
  */
 export function planReplay(log: RecoveredLog, cpSeq: number): ReplayPlan {
+  const releasedSeq = releasedSeqOf(log);
+  const base = Math.max(cpSeq, releasedSeq);
   const segs = segments(log.records);
   const lastSeq = log.records.length === 0 ? 0 : (log.records[log.records.length - 1] as LogRecord).seq;
-  let live: LogRecord[] | undefined = segs.find((s) => (s[0] as LogRecord).seq <= cpSeq + 1 && (s[s.length - 1] as LogRecord).seq >= cpSeq + 1);
-  if (live === undefined) live = segs.find((s) => (s[s.length - 1] as LogRecord).seq === cpSeq);
-  const after = (r: LogRecord): boolean => r.seq > cpSeq;
+  let live: LogRecord[] | undefined = segs.find((s) => (s[0] as LogRecord).seq <= base + 1 && (s[s.length - 1] as LogRecord).seq >= base + 1);
+  if (live === undefined) live = segs.find((s) => (s[s.length - 1] as LogRecord).seq === base);
+  const after = (r: LogRecord): boolean => r.seq > base;
   if (live === undefined) {
     const later = log.records.filter(after);
     const first = later[0];
     if (first !== undefined) {
       // Nothing ends at or spans the consistency point, yet later entries exist: some
       // entries between the CP and them are gone. Never guess; report.
-      return { ok: false, code: NvlogErrorCode.replayGap, expectedSeq: cpSeq + 1, foundSeq: first.seq, detail: `entries ${cpSeq + 1}..${first.seq - 1} are missing after the consistency point` };
+      return { ok: false, code: NvlogErrorCode.replayGap, expectedSeq: base + 1, foundSeq: first.seq, detail: `entries ${base + 1}..${first.seq - 1} are missing after the consistency point (cp ${cpSeq}, released through ${releasedSeq})` };
     }
-    return { ok: true, live: [], toApply: [], discarded: [], lastSeq };
+    return { ok: true, live: [], toApply: [], discarded: [], lastSeq, releasedSeq, baseSeq: base };
   }
   const liveSet = new Set(live);
   return {
@@ -294,7 +329,39 @@ export function planReplay(log: RecoveredLog, cpSeq: number): ReplayPlan {
     toApply: live.filter((r) => after(r) && r.type === EntryType.change),
     discarded: log.records.filter((r) => after(r) && !liveSet.has(r)),
     lastSeq,
+    releasedSeq,
+    baseSeq: base,
   };
+}
+
+// ---- continuing a partner's log after takeover -----------------------------------------
+
+/**
+ * State entries that continue a recovered log in place, for a blade that took its partner
+ * over: the replies (outcomes) of the partner's changes it replayed, which the partner's own
+ * log does not have. Written into the survivor's mirror of the partner's log, they reach the
+ * partner with the copy it fetches when it boots after the giveback, so that a retransmission
+ * arriving there is answered rather than run again (SM-2). Numbered after the log's last entry,
+ * placed right after it in its half, with a boot generation one above it: where the partner's
+ * own NVRAM still holds entries of those numbers (written after its mirror stopped, never
+ * acknowledged), the merge prefers these. Stops where the half is full (returns what fits).
+ */
+export function continueLog(log: RecoveredLog, states: readonly StatePayload[]): Array<{ position: number; bytes: Uint8Array; seq: number }> {
+  const last = log.records[log.records.length - 1];
+  if (last === undefined) return [];
+  const half = Math.floor(last.position / log.halfBytes);
+  const end = (half + 1) * log.halfBytes;
+  let pos = last.position + last.bytes.length;
+  let seq = last.seq;
+  const out: Array<{ position: number; bytes: Uint8Array; seq: number }> = [];
+  for (const st of states) {
+    const bytes = encodeEntry({ type: EntryType.state, origin: log.origin, seq: seq + 1, bootGeneration: last.bootGeneration + 1 }, encodeStatePayload(st));
+    if (pos + bytes.length > end) break;
+    seq++;
+    out.push({ position: pos, bytes, seq });
+    pos += bytes.length;
+  }
+  return out;
 }
 
 // ---- the NVRAM header -------------------------------------------------------------------

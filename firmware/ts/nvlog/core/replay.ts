@@ -32,6 +32,8 @@ export interface ReplayReport {
   lastSeq: number | undefined;
   /** Intact entries after a break that were not applied (never acknowledged). */
   discarded: number;
+  /** What each applied change answers (its key, sequence number and stored outcome). */
+  outcomes: Array<{ key: Uint8Array; changeSeq: number; reply: Uint8Array }>;
 }
 
 export class ReplayGapError extends TwinbladeError {
@@ -43,14 +45,16 @@ export class ReplayGapError extends TwinbladeError {
 
 /**
  * Applies the entries of `log` after `cpSeq` (the last sequence number the on-disk consistency
- * point contains for this origin), restoring the state-machine log on the way (SM-2).
+ * point contains for this origin) and after the log's release point, restoring the
+ * state-machine log on the way (SM-2).
  */
 export async function replay(log: RecoveredLog, cpSeq: number, applier: Applier, sm: StateMachineLog | undefined, nowMs: number): Promise<ReplayReport> {
   const plan = planReplay(log, cpSeq);
   if (!plan.ok) throw new ReplayGapError(plan.expectedSeq, plan.foundSeq, plan.detail);
-  sm?.restore(plan.live, cpSeq, nowMs);
+  sm?.restore(plan.live, cpSeq, nowMs, plan.releasedSeq);
   let applied = 0;
   let last: LogRecord | undefined;
+  const outcomes: ReplayReport['outcomes'] = [];
   for (const rec of plan.toApply) {
     const p = decodeChangePayload(rec.payload);
     const reply = await applier.applyChange({ origin: log.origin, seq: rec.seq, key: p.key, descriptor: p.descriptor });
@@ -59,8 +63,9 @@ export async function replay(log: RecoveredLog, cpSeq: number, applier: Applier,
       // A state entry already holds the original reply: keep it, apply is deterministic anyway.
       if (r === undefined || r.state !== 'replied') sm.applied(p.key, reply, nowMs);
     }
+    if (reply !== undefined) outcomes.push({ key: p.key.slice(), changeSeq: rec.seq, reply });
     applied++;
     last = rec;
   }
-  return { cpSeq, applied, firstSeq: plan.toApply[0]?.seq, lastSeq: last?.seq, discarded: plan.discarded.length };
+  return { cpSeq, applied, firstSeq: plan.toApply[0]?.seq, lastSeq: last?.seq, discarded: plan.discarded.length, outcomes };
 }

@@ -96,19 +96,23 @@ export class StateMachineLog {
 
   /**
    * Restores the last valid state of every request from recovered log entries (SM-2): a change
-   * entry means logged; an entry at or before `cpSeq` is applied; a state entry means replied.
-   * Replay then moves the logged ones to applied with the reply it recomputes.
+   * entry means logged; an entry at or before `cpSeq` is applied; a state entry means replied
+   * (its reply is the RPC reply sent, or the change's outcome recorded when it was applied).
+   * Change entries at or before `releasedSeq` are released (in a committed CP, their replies
+   * carried forward while retained) and restore nothing. Replay then moves the logged ones to
+   * applied with the reply it recomputes.
    */
-  restore(records: readonly LogRecord[], cpSeq: number, nowMs: number): void {
+  restore(records: readonly LogRecord[], cpSeq: number, nowMs: number, releasedSeq = 0): void {
     for (const rec of records) {
       if (rec.type === EntryType.change) {
+        if (rec.seq <= releasedSeq) continue;
         const p = decodeChangePayload(rec.payload);
         const r = this.ensure(StateMachineLog.keyOf(p.key));
         if (r.state === 'replied') continue;
         r.changeSeq = rec.seq;
         r.state = rec.seq <= cpSeq ? 'applied' : 'logged';
         if (r.state === 'applied') r.repliedAtMs = nowMs;
-      } else {
+      } else if (rec.type === EntryType.state) {
         const p = decodeStatePayload(rec.payload);
         const r = this.ensure(StateMachineLog.keyOf(p.key));
         r.state = 'replied';

@@ -22,7 +22,7 @@ export const pairAreaLimits = {
    * From a cut to the reboot. At least 40 ms: HA gives a set back only some time after the
    * takeover (its giveback delay); with 15 ms, seed 125 fails (docs, "Open findings").
    */
-  rebootDelayMs: [40, 150] as const,
+  rebootDelayMs: [15, 150] as const,
   /** Quiet time between settling and the final check. */
   finalQuietMs: 50,
   /**
@@ -30,14 +30,14 @@ export const pairAreaLimits = {
    * systems are compared after a CP). Off: seed 823 then fails on a firmware bug (own
    * recovery after serving the partner's set; docs/simulation-pair.md, "Open findings").
    */
-  finalRecovery: false,
+  finalRecovery: true,
   /**
    * Blade power cuts per seed. Two (a second takeover after a giveback) fail ~1% of seeds:
    * docs/simulation-pair.md, "Open findings".
    */
-  bladeCutsMax: 1,
+  bladeCutsMax: 3,
   /** Battery failure followed by a cut (NVRAM lost): off, see "Open findings". */
-  batteryCut: false,
+  batteryCut: true,
 } as const;
 
 const traceTailMax = 80;
@@ -48,8 +48,11 @@ const budgetLimits = {
   exclusive: [['blade', 'battery']] as const,
 };
 
-export async function runPairSeed(seed: number, log: (line: string) => void, planted: PlantedBugs = {}): Promise<SimOutcome> {
-  const L = pairAreaLimits;
+/** The schedule knobs of one run (tests rerun old findings with the schedule that found them). */
+export type PairAreaLimits = { -readonly [K in keyof typeof pairAreaLimits]: (typeof pairAreaLimits)[K] extends readonly [number, number] ? readonly [number, number] : (typeof pairAreaLimits)[K] extends boolean ? boolean : number };
+
+export async function runPairSeed(seed: number, log: (line: string) => void, planted: PlantedBugs = {}, limits: Partial<PairAreaLimits> = {}): Promise<SimOutcome> {
+  const L: PairAreaLimits = { ...pairAreaLimits, ...limits };
   const sim = new Simulation({ seed, buggify: false });
   const prng = sim.fork();
   const trace: string[] = [];

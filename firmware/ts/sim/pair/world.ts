@@ -14,7 +14,7 @@ import type { MirrorMessage } from '../../nvlog/core/mirror.ts';
 import { openVolume, createVolume, type RaidVolume } from '../../storage/raid/index.ts';
 import { CowFs, mkfs } from '../../storage/fs/cowfs.ts';
 import { fsck } from '../../storage/fs/fsck.ts';
-import { FileSystems, NvChangeLog, NvDrc, ReplayApplier } from '../../blade/change-path.ts';
+import { FileSystems, NvChangeLog, NvDrc, ReplayApplier, takeConsistencyPoint } from '../../blade/change-path.ts';
 import type { Prng } from '../../core/prng.ts';
 
 export type BladeId = 0 | 1;
@@ -65,12 +65,15 @@ export interface SimBlade {
 
 /**
  * Deliberate mistakes for the checker's own tests: `skipOwnReplay` (a rebooted blade ignores
- * its log), `replayAfterGiveback` and `givebackJoinsCp` (giveback as pair.ts does it).
+ * its log), `givebackJoinsCp` (giveback joins a running CP, as pair.ts once did),
+ * `noOutcomeBarrier` (a CP commits changes whose outcomes the log may still lose),
+ * `noPartnerCopy` (a blade boots after a giveback without the partner's copy of its log).
  */
 export interface PlantedBugs {
   givebackJoinsCp?: boolean;
   skipOwnReplay?: boolean;
-  replayAfterGiveback?: boolean;
+  noOutcomeBarrier?: boolean;
+  noPartnerCopy?: boolean;
 }
 
 export const partnerOf = (b: BladeId): BladeId => (b === 0 ? 1 : 0);
@@ -177,6 +180,7 @@ export class PairSimWorld {
       else await this.freshCp(p);
       const ms = p.sets.get(id);
       if (ms !== undefined && p.incarnation === pInc) {
+        p.changeLog?.forgetFs(setFsid(id), Number(ms.fs.committedSeq().get(p.id) ?? 0n));
         // Out of the CP set before closing (pair.ts closes first: a CP on its timer in
         // between fails with "file system is closed", which pair.ts only logs).
         p.filesystems.remove(setFsid(id));
@@ -198,7 +202,15 @@ export class PairSimWorld {
     b.sets = new Map();
     const ms = await this.mountSet(b, id, domain);
     const cpSeq = Number(ms.fs.appliedSeq(id));
+    // The partner's copy of our log (pair.ts fetches it over the link before opening the log,
+    // fetchPartnerCopy): it fills what our NVRAM lost, and after a takeover it holds the
+    // outcomes of our changes the partner replayed.
+    const partnerCopy = this.linkUp && p.up && p.log !== undefined && this.planted.noPartnerCopy !== true ? p.log.partnerCopyBytes() : undefined;
     const opened = await NvLog.open(b.nvram, {
+      ...(partnerCopy !== undefined ? { partnerCopy } : {}),
+      // pair.ts passes the HA generation (kept on the mailbox disks too); the incarnation
+      // counter stands for it here.
+      bootGenerationFloor: inc,
       bladeId: id,
       clock: this.sim.clock,
       timers: domain.timers,
@@ -216,12 +228,10 @@ export class PairSimWorld {
     b.filesystems.add(ms.fs);
     b.sets.set(id, ms);
     const applier = new ReplayApplier(b.filesystems);
-    // After a giveback the partner's CP holds everything acknowledged; NvLog.open has dropped
-    // the entries after it (never acknowledged) and restored the state-machine log. pair.ts
-    // replays `opened.recovered` here anyway, which applies those dropped entries and then
-    // reuses their sequence numbers for new changes (seed 17 of this area hung the change
-    // path that way: docs/simulation-pair.md). The sim blade replays only in recover mode.
-    const replayNow = afterGiveback ? this.planted.replayAfterGiveback === true : this.planted.skipOwnReplay !== true;
+    // After a giveback the partner's CP holds everything acknowledged; NvLog.open has restored
+    // the state-machine log and numbers new changes after every entry it found (pair.ts
+    // likewise replays only in recover mode).
+    const replayNow = !afterGiveback && this.planted.skipOwnReplay !== true;
     if (replayNow) await replay(opened.recovered, cpSeq, applier, log.sm, this.sim.clock.nowMs());
     this.counters.replayed += applier.applied;
     b.ownRecovered = opened.recovered;
@@ -260,12 +270,10 @@ export class PairSimWorld {
     if (log === undefined) return Promise.resolve();
     const inc = b.incarnation;
     const running = (async () => {
-      log.beginCp();
-      const upTo = b.changeLog?.lastAppliedSeq ?? 0;
-      await Promise.all(b.filesystems.all().map((fs) => fs.takeCp()));
+      // Without the change log, takeConsistencyPoint neither waits for outcomes nor counts
+      // applies (the planted mistake).
+      await takeConsistencyPoint(log, this.planted.noOutcomeBarrier === true ? undefined : b.changeLog, b.filesystems, b.id);
       if (b.incarnation !== inc) return;
-      const replayed = Math.max(0, ...b.filesystems.all().map((fs) => Number(fs.appliedSeq(b.id))));
-      log.release(Math.max(upTo, replayed));
       this.counters.cps++;
     })()
       .catch((e: unknown) => {
@@ -302,15 +310,32 @@ export class PairSimWorld {
     s.sets.set(dead, ms);
     const cpSeq = Number(ms.fs.appliedSeq(dead));
     const applier = new ReplayApplier(s.filesystems);
-    await replay(log.recoverPartnerMirror(), cpSeq, applier, log.sm, this.sim.clock.nowMs());
-    // Changes we logged ourselves for the partner's file system during an earlier takeover.
-    const own = s.ownRecovered;
-    if (own !== undefined) {
-      const ownApplier = new ReplayApplier(s.filesystems);
-      for (const r of own.records) {
-        if (r.seq <= Number(ms.fs.appliedSeq(s.id))) continue;
-        await ownApplier.applyChangeRecord(r, s.id);
+    try {
+      const rep = await replay(log.recoverPartnerMirror(), cpSeq, applier, log.sm, this.sim.clock.nowMs());
+      // The outcomes of what we replayed go into our mirror of the partner's log, which it
+      // fetches when it boots after the giveback (pair.ts does the same).
+      await log.continuePartnerLog(rep.outcomes);
+      // Changes we logged ourselves for the partner's file system during an earlier takeover.
+      const own = s.ownRecovered;
+      if (own !== undefined) {
+        const ownApplier = new ReplayApplier(s.filesystems);
+        for (const r of own.records) {
+          if (r.seq <= Number(ms.fs.appliedSeq(s.id))) continue;
+          await ownApplier.applyChangeRecord(r, s.id);
+        }
       }
+    } catch (e) {
+      // pair.ts recoverPartner: a failed takeover closes what it opened (the owner's boot
+      // must find the set's disks free), and HA learns of the failure.
+      if (this.alive(s, inc)) {
+        s.filesystems.remove(setFsid(dead));
+        s.sets.delete(dead);
+        await ms.fs.close().catch(() => undefined);
+        await ms.volume.close().catch(() => undefined);
+        for (const h of ms.handles) await h.close();
+        this.writer[dead] = undefined;
+      }
+      throw e;
     }
     if (!this.alive(s, inc)) return;
     this.counters.replayed += applier.applied;
