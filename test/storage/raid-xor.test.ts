@@ -3,8 +3,10 @@
 // both sides, and installXorKernels refuses kernels that disagree with the portable ones.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { splitStripesNative, uncheckedBindingForTests, xorAllNative, xorImplementation, xorIntoNative } from '../../firmware/ts/native/index.ts';
+import { gatherStripesNative, splitStripesNative, uncheckedBindingForTests, xorAllNative, xorImplementation, xorIntoNative } from '../../firmware/ts/native/index.ts';
 import {
+  gatherStripes,
+  gatherStripesPortable,
   installXorKernels,
   portableXorKernels,
   splitStripes,
@@ -79,6 +81,47 @@ describe('RAID parity kernels: native equals portable', () => {
       }),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('RAID parity kernels: gathering separate blocks', () => {
+  it('gatherStripes equals splitStripes of the same blocks laid end to end, native and portable', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 9 }), fc.integer(), (members, stripes, unitBlocks, blockWords, seed) => {
+        const bs = blockWords * 64;
+        const n = members * stripes * unitBlocks;
+        const whole = bytesAt(seed, n * bs, 0);
+        // Each block in its own buffer, at an odd offset.
+        const blocks = Array.from({ length: n }, (_, i) => {
+          const b = bytesAt(0, bs, (i % 7) + 1).slice();
+          b.set(whole.subarray(i * bs, (i + 1) * bs));
+          return b;
+        });
+        const runBytes = stripes * unitBlocks * bs;
+        const want = Array.from({ length: members + 1 }, () => new Uint8Array(runBytes));
+        splitStripesPortable(whole, unitBlocks * bs, want.slice(0, members), want[members] as Uint8Array);
+        for (const impl of [gatherStripesPortable, gatherStripesNative, gatherStripes]) {
+          const got = Array.from({ length: members + 1 }, () => new Uint8Array(runBytes).fill(0xee));
+          impl(blocks, unitBlocks, got.slice(0, members), got[members] as Uint8Array);
+          for (let m = 0; m <= members; m++) expect(Buffer.from(got[m] as Uint8Array).equals(Buffer.from(want[m] as Uint8Array))).toBe(true);
+        }
+      }),
+      { numRuns: 50 },
+    );
+  });
+
+  it('rejects blocks of different sizes or not making whole stripes, on both sides', () => {
+    const b = (n: number): Uint8Array => new Uint8Array(n);
+    expect(() => gatherStripes([b(8), b(8), b(4)], 1, [b(8), b(8), b(8)], null)).toThrow(RangeError);
+    expect(() => gatherStripes([b(8), b(8), b(8)], 2, [b(16)], null)).toThrow(RangeError);
+    expect(() => gatherStripes([b(8), b(8)], 1, [b(8), b(8)], b(4))).toThrow(RangeError);
+    expect(() => gatherStripesNative([], 1, [b(8)], null)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    const raw = uncheckedBindingForTests['gatherStripes'] as (...a: unknown[]) => unknown;
+    expect(() => raw([b(8), b(4)], 1, [b(8), b(8)], null)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => raw([b(8), b(8), b(8)], 2, [b(16)], null)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => raw([b(8), b(8)], 1, [b(8), b(8)], b(3))).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => raw([7], 1, [b(8)], null)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => raw([b(8)], 0, [b(8)], null)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
   });
 });
 

@@ -637,6 +637,43 @@ Napi::Value SplitStripesFn(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// gatherStripes(blocks, unitBlocks, members, parity | null): see xor.h. Every block has the
+// same length (the block size); members and parity hold stripes * unitBlocks blocks each.
+Napi::Value GatherStripesFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray() || info[0].As<Napi::Array>().Length() == 0) {
+    return ThrowType(env, "blocks must be a non-empty array of Uint8Arrays");
+  }
+  Napi::Array arr = info[0].As<Napi::Array>();
+  Napi::Value first = arr.Get(uint32_t{0});
+  if (!first.IsTypedArray()) return ThrowType(env, "blocks must be a non-empty array of Uint8Arrays");
+  size_t blockBytes = first.As<Napi::TypedArray>().ByteLength();
+  if (blockBytes == 0) return ThrowRange(env, "blocks must not be empty");
+  std::vector<uint8_t*> blocks;
+  if (!GetByteArray(info, 0, "blocks", blockBytes, &blocks)) return env.Undefined();
+  int64_t unitBlocks = 0;
+  if (!GetNonNegInt(info, 1, "unitBlocks", &unitBlocks)) return env.Undefined();
+  if (unitBlocks == 0) return ThrowRange(env, "unitBlocks must be positive");
+  if (info.Length() <= 2 || !info[2].IsArray() || info[2].As<Napi::Array>().Length() == 0) {
+    return ThrowType(env, "members must be a non-empty array of Uint8Arrays");
+  }
+  size_t memberCount = info[2].As<Napi::Array>().Length();
+  size_t stripeBlocks = static_cast<size_t>(unitBlocks) * memberCount;
+  if (blocks.size() % stripeBlocks != 0) return ThrowRange(env, "blocks must make whole stripes (unitBlocks * members.length)");
+  size_t stripes = blocks.size() / stripeBlocks;
+  size_t runBytes = stripes * static_cast<size_t>(unitBlocks) * blockBytes;
+  std::vector<uint8_t*> members;
+  if (!GetByteArray(info, 2, "members", runBytes, &members)) return env.Undefined();
+  uint8_t* parity = nullptr;
+  if (info.Length() > 3 && !info[3].IsNull() && !info[3].IsUndefined()) {
+    size_t pn = 0;
+    if (!GetBytes(info, 3, "parity", &parity, &pn)) return env.Undefined();
+    if (pn != runBytes) return ThrowRange(env, "parity must be as long as a member run");
+  }
+  twinblade::GatherStripes(blocks.data(), blockBytes, static_cast<size_t>(unitBlocks), stripes, members.data(), memberCount, parity);
+  return env.Undefined();
+}
+
 Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 3); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -658,6 +695,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("xorInto", Napi::Function::New(env, XorIntoFn));
   exports.Set("xorAll", Napi::Function::New(env, XorAllFn));
   exports.Set("splitStripes", Napi::Function::New(env, SplitStripesFn));
+  exports.Set("gatherStripes", Napi::Function::New(env, GatherStripesFn));
   exports.Set("xorImplementation", Napi::String::New(env, twinblade::XorImplementation()));
   exports.Set("openpty", Napi::Function::New(env, OpenPty));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));

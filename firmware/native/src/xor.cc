@@ -76,6 +76,23 @@ void SplitStripes(const uint8_t* data, size_t unitBytes, size_t stripes, uint8_t
   }
 }
 
+void GatherStripes(const uint8_t* const* blocks, size_t blockBytes, size_t unitBlocks, size_t stripes, uint8_t* const* members,
+                   size_t memberCount, uint8_t* parity) {
+  for (size_t s = 0; s < stripes; s++) {
+    for (size_t o = 0; o < unitBlocks; o++) {
+      size_t at = (s * unitBlocks + o) * blockBytes;
+      uint8_t* p = parity == nullptr ? nullptr : parity + at;
+      for (size_t m = 0; m < memberCount; m++) {
+        const uint8_t* src = blocks[(s * memberCount + m) * unitBlocks + o];
+        std::memcpy(members[m] + at, src, blockBytes);
+        if (p == nullptr) continue;
+        if (m == 0) std::memcpy(p, src, blockBytes);
+        else XorSpan(p, src, blockBytes);
+      }
+    }
+  }
+}
+
 const char* XorImplementation() {
 #ifdef TWINBLADE_XOR_VECTOR
   return "vector";

@@ -19,6 +19,12 @@ void XorAll(uint8_t* out, const uint8_t* const* parts, size_t count, size_t n);
 void SplitStripes(const uint8_t* data, size_t unitBytes, size_t stripes, uint8_t* const* members, size_t memberCount,
                   uint8_t* parity);
 
+// Like SplitStripes, with the data as separate blocks of `blockBytes` each: block i of the
+// run is block (i mod unitBlocks) of unit ((i / unitBlocks) mod memberCount) of stripe
+// i / (unitBlocks * memberCount). `blocks` holds stripes * unitBlocks * memberCount pointers.
+void GatherStripes(const uint8_t* const* blocks, size_t blockBytes, size_t unitBlocks, size_t stripes, uint8_t* const* members,
+                   size_t memberCount, uint8_t* parity);
+
 // Which XOR path was compiled in: "vector" (GCC vector extensions) or "scalar".
 const char* XorImplementation();
 

@@ -61,6 +61,7 @@ interface NativeBinding {
   xorInto(dst: ArrayBufferView, src: ArrayBufferView): void;
   xorAll(out: ArrayBufferView, parts: readonly ArrayBufferView[]): void;
   splitStripes(data: ArrayBufferView, unitBytes: number, members: readonly ArrayBufferView[], parity: ArrayBufferView | null): void;
+  gatherStripes(blocks: readonly ArrayBufferView[], unitBlocks: number, members: readonly ArrayBufferView[], parity: ArrayBufferView | null): void;
   xorImplementation: 'vector' | 'scalar';
 }
 
@@ -285,11 +286,35 @@ export function splitStripesNative(data: Uint8Array, unitBytes: number, members:
   binding.splitStripes(data, unitBytes, members, parity);
 }
 
+/**
+ * Gathers whole stripes given as separate equal-sized blocks into per-member runs and their
+ * parity in one pass in the addon (see gatherStripes in storage/raid/xor.ts for the order).
+ */
+export function gatherStripesNative(blocks: readonly Uint8Array[], unitBlocks: number, members: readonly Uint8Array[], parity: Uint8Array | null): void {
+  if (!Array.isArray(blocks) || blocks.length === 0) throw typeError('blocks must be a non-empty array of Uint8Arrays');
+  checkView(blocks[0], 'blocks');
+  const blockBytes = (blocks[0] as Uint8Array).byteLength;
+  if (blockBytes === 0) throw rangeError('blocks must not be empty');
+  checkSameLength(blocks, blockBytes, 'blocks');
+  checkUint(unitBlocks, 'unitBlocks');
+  if (unitBlocks === 0) throw rangeError('unitBlocks must be positive');
+  if (!Array.isArray(members) || members.length === 0) throw typeError('members must be a non-empty array of Uint8Arrays');
+  if (blocks.length % (unitBlocks * members.length) !== 0) throw rangeError('blocks must make whole stripes (unitBlocks * members.length)');
+  const runBytes = (blocks.length / members.length) * blockBytes;
+  checkSameLength(members, runBytes, 'members');
+  if (parity !== null) {
+    checkView(parity, 'parity');
+    if (parity.byteLength !== runBytes) throw rangeError('parity must be as long as a member run');
+  }
+  binding.gatherStripes(blocks, unitBlocks, members, parity);
+}
+
 // The RAID layer's parity goes through the addon from now on (checked against the portable
 // kernels by installXorKernels first).
 installXorKernels({
   xorInto: (d, s) => binding.xorInto(d, s),
   xorAll: (o, p) => binding.xorAll(o, p),
   splitStripes: (d, u, m, p) => binding.splitStripes(d, u, m, p),
+  gatherStripes: (b, u, m, p) => binding.gatherStripes(b, u, m, p),
   name: `native-${binding.xorImplementation}`,
 });

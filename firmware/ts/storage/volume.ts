@@ -34,8 +34,14 @@ export interface Volume {
   readonly blockCount: number;
   readonly stripeBlocks: number;
   readBlocks(firstBlock: number, count: number): Promise<Uint8Array>;
-  /** Writes `data` (a whole number of stripes) at `firstBlock` (a stripe boundary). */
+  /** Writes `data` (a whole number of stripes) at `firstBlock` (a stripe boundary). The caller may reuse `data` once the promise settles. */
   writeStripes(firstBlock: number, data: Uint8Array): Promise<void>;
+  /**
+   * Optional: `writeStripes` with the data as separate `blockSize` buffers (whole stripes in
+   * all), so that a caller holding blocks apart (a CP) needs no copy into one buffer first.
+   * The caller may reuse the buffers once the promise settles.
+   */
+  writeStripeBlocks?(firstBlock: number, blocks: readonly Uint8Array[]): Promise<void>;
   flush(): Promise<void>;
   status(): VolumeStatus;
 }

@@ -1540,8 +1540,14 @@ export class CowFs implements FileSystem {
   private async writeCp(p: PreparedCp): Promise<void> {
     const t0 = this.opts.clock?.nowMs() ?? 0;
     const queue = [...p.writes];
+    const writeBlocks = this.volume.writeStripeBlocks?.bind(this.volume);
     const worker = async (): Promise<void> => {
       for (let w = queue.shift(); w !== undefined; w = queue.shift()) {
+        if (writeBlocks !== undefined && w.data === undefined && w.readFirst !== true) {
+          // The volume gathers the blocks straight into its per-disk buffers: no copy here.
+          await writeBlocks(w.first, cpBlocks(w, p.cp));
+          continue;
+        }
         const base = w.readFirst === true ? (await this.volume.readBlocks(w.first, w.blocks)).slice() : undefined;
         const bytes = w.blocks * fsBlockBytes;
         const at = w.data === undefined && base === undefined ? this.cpBuffers.findIndex((b) => b.length === bytes) : -1;
@@ -1742,7 +1748,6 @@ class DataPtrs {
   }
 }
 
-/** The bytes of one CP write: block images copied (and metadata sealed) into one buffer. */
 /**
  * The bytes of one CP write: `base` (the stripes as read, for partly used ones) overlaid
  * with the new blocks; otherwise `scratch` (a reused buffer, its unused blocks zeroed) or a
@@ -1764,6 +1769,31 @@ function materialize(w: CpWrite, cp: number, base: Uint8Array | undefined, scrat
   }
   w.images = undefined;
   return buf;
+}
+
+/** Never written to: what a CP write holds in blocks it does not use. */
+const zeroBlock = new Uint8Array(fsBlockBytes);
+
+/**
+ * One CP write as separate blocks: file data as it is (the CP holds those buffers until it
+ * commits; the live page copies before changing one), metadata copied and sealed, unused
+ * blocks zero.
+ */
+function cpBlocks(w: CpWrite, cp: number): Uint8Array[] {
+  const images = w.images ?? [];
+  const out = new Array<Uint8Array>(w.blocks);
+  for (let i = 0; i < w.blocks; i++) {
+    const img = images[i];
+    if (img === undefined) out[i] = zeroBlock;
+    else if (img.seal === undefined) out[i] = img.data;
+    else {
+      const sealed = img.data.slice();
+      sealBlock(sealed, img.seal, cp);
+      out[i] = sealed;
+    }
+  }
+  w.images = undefined;
+  return out;
 }
 
 /** Blocks per volume write during a CP: whole stripes, about `cpWriteBytesMax`. */

@@ -20,7 +20,7 @@ import { diskByteOffset, raidBlockBytes } from './geometry.ts';
 import type { RaidGeometry } from './geometry.ts';
 import { StripeLocks } from './stripe-lock.ts';
 import { TokenBucket } from './token-bucket.ts';
-import { splitStripes, xorAll, xorInto } from './xor.ts';
+import { gatherStripes, splitStripes, xorAll, xorInto } from './xor.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { decodeIntent, encodeIntent, intentRegionStripes } from './intent.ts';
 import { diskLayout } from '../layout.ts';
@@ -242,7 +242,27 @@ export class RaidVolume implements Volume {
       );
     }
     this.checkRange(firstBlock, data.length / raidBlockBytes);
-    return this.writeStripesLocked(firstBlock / this.stripeBlocks, data);
+    const g = this.geometry;
+    return this.writeStripesLocked(firstBlock / this.stripeBlocks, data.length / stripeBytes, (members, parity) =>
+      splitStripes(data, g.stripeUnitBytes, members, parity),
+    );
+  }
+
+  writeStripeBlocks(firstBlock: number, blocks: readonly Uint8Array[]): Promise<void> {
+    if (!Number.isInteger(firstBlock) || firstBlock % this.stripeBlocks !== 0 || blocks.length === 0 || blocks.length % this.stripeBlocks !== 0) {
+      throw new InvalidArgumentError(
+        VolumeErrorCode.notFullStripe,
+        `writeStripeBlocks: need whole stripes of ${this.stripeBlocks} blocks at a stripe boundary (firstBlock ${firstBlock}, ${blocks.length} blocks)`,
+      );
+    }
+    for (const b of blocks) {
+      if (!(b instanceof Uint8Array) || b.length !== raidBlockBytes) throw new InvalidArgumentError(VolumeErrorCode.notFullStripe, `writeStripeBlocks: every block must be ${raidBlockBytes} bytes`);
+    }
+    this.checkRange(firstBlock, blocks.length);
+    const g = this.geometry;
+    return this.writeStripesLocked(firstBlock / this.stripeBlocks, blocks.length / this.stripeBlocks, (members, parity) =>
+      gatherStripes(blocks, g.unitBlocks, members, parity),
+    );
   }
 
   async flush(): Promise<void> {
@@ -576,10 +596,13 @@ export class RaidVolume implements Volume {
 
   // ---------------------------------------------------------------- writes
 
-  private async writeStripesLocked(firstStripe: number, data: Uint8Array): Promise<void> {
+  /**
+   * Writes `stripes` whole stripes from `firstStripe`: `fill` puts each data member's units
+   * (consecutive) into its buffer and their parity into the last, in one pass.
+   */
+  private async writeStripesLocked(firstStripe: number, stripes: number, fill: (members: Uint8Array[], parity: Uint8Array) => void): Promise<void> {
     const g = this.geometry;
     this.checkUsable();
-    const stripes = data.length / (g.stripeBlocks * raidBlockBytes);
     const release = await this.locks.acquire(firstStripe, firstStripe + stripes);
     try {
       this.checkUsable();
@@ -588,7 +611,7 @@ export class RaidVolume implements Volume {
       const runBytes = stripes * g.stripeUnitBytes;
       const perMember = Array.from({ length: g.memberCount }, () => this.pool.take(runBytes));
       try {
-        splitStripes(data, g.stripeUnitBytes, perMember.slice(0, g.dataDisks), perMember[g.parityPosition] as Uint8Array);
+        fill(perMember.slice(0, g.dataDisks), perMember[g.parityPosition] as Uint8Array);
         const regions = await this.beginIntent(firstStripe, firstStripe + stripes);
         try {
           await this.writeMembers(firstStripe * g.unitBlocks, perMember);

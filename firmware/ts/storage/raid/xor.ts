@@ -53,16 +53,47 @@ export function splitStripesPortable(data: Uint8Array, unitBytes: number, member
   }
 }
 
+/**
+ * Like splitStripesPortable, with the data as separate equal-sized `blocks`: block i is
+ * block (i mod unitBlocks) of unit ((i / unitBlocks) mod members.length) of stripe
+ * i / (unitBlocks * members.length).
+ */
+export function gatherStripesPortable(blocks: readonly Uint8Array[], unitBlocks: number, members: readonly Uint8Array[], parity: Uint8Array | null): void {
+  const m = members.length;
+  const bs = (blocks[0] as Uint8Array).length;
+  const stripes = blocks.length / (unitBlocks * m);
+  for (let s = 0; s < stripes; s++) {
+    for (let o = 0; o < unitBlocks; o++) {
+      const at = (s * unitBlocks + o) * bs;
+      const p = parity?.subarray(at, at + bs);
+      for (let k = 0; k < m; k++) {
+        const src = blocks[(s * m + k) * unitBlocks + o] as Uint8Array;
+        (members[k] as Uint8Array).set(src, at);
+        if (p === undefined) continue;
+        if (k === 0) p.set(src);
+        else xorIntoPortable(p, src);
+      }
+    }
+  }
+}
+
 /** The kernels the RAID layer calls; arguments are checked here, before either implementation. */
 export interface XorKernels {
   xorInto(dst: Uint8Array, src: Uint8Array): void;
   xorAll(out: Uint8Array, parts: readonly Uint8Array[]): void;
   splitStripes(data: Uint8Array, unitBytes: number, members: readonly Uint8Array[], parity: Uint8Array | null): void;
+  gatherStripes(blocks: readonly Uint8Array[], unitBlocks: number, members: readonly Uint8Array[], parity: Uint8Array | null): void;
   /** For figures and logs: 'portable', or what the installer says. */
   name: string;
 }
 
-export const portableXorKernels: XorKernels = { xorInto: xorIntoPortable, xorAll: xorAllPortable, splitStripes: splitStripesPortable, name: 'portable' };
+export const portableXorKernels: XorKernels = {
+  xorInto: xorIntoPortable,
+  xorAll: xorAllPortable,
+  splitStripes: splitStripesPortable,
+  gatherStripes: gatherStripesPortable,
+  name: 'portable',
+};
 
 let kernels: XorKernels = portableXorKernels;
 
@@ -87,8 +118,13 @@ export function installXorKernels(k: XorKernels): void {
   const parts = [a.subarray(0, 4000), a.subarray(5, 4005), a.subarray(8000, 12000)];
   xorAllPortable(y1, parts);
   k.xorAll(y2, parts);
+  const blocks = Array.from({ length: 12 }, (_, i) => a.subarray(i * 64, i * 64 + 96));
+  const gWant = [new Uint8Array(4 * 96), new Uint8Array(4 * 96), new Uint8Array(4 * 96), new Uint8Array(4 * 96)];
+  const gGot = [new Uint8Array(4 * 96), new Uint8Array(4 * 96), new Uint8Array(4 * 96), new Uint8Array(4 * 96)];
+  gatherStripesPortable(blocks, 2, gWant.slice(0, 3), gWant[3] as Uint8Array);
+  k.gatherStripes(blocks, 2, gGot.slice(0, 3), gGot[3] as Uint8Array);
   const same = (p: Uint8Array, q: Uint8Array): boolean => p.length === q.length && p.every((v, i) => v === q[i]);
-  if (!want.every((w, i) => same(w, got[i] as Uint8Array)) || !same(x1, x2) || !same(y1, y2)) {
+  if (!want.every((w, i) => same(w, got[i] as Uint8Array)) || !gWant.every((w, i) => same(w, gGot[i] as Uint8Array)) || !same(x1, x2) || !same(y1, y2)) {
     throw new Error(`installXorKernels: ${k.name} disagrees with the portable kernels`);
   }
   kernels = k;
@@ -129,4 +165,21 @@ export function splitStripes(data: Uint8Array, unitBytes: number, members: reado
   for (const b of members) if (b.length !== runBytes) throw new RangeError(`splitStripes: a member buffer has ${b.length} bytes, need ${runBytes}`);
   if (parity !== null && parity.length !== runBytes) throw new RangeError(`splitStripes: parity has ${parity.length} bytes, need ${runBytes}`);
   kernels.splitStripes(data, unitBytes, members, parity);
+}
+
+/**
+ * Gathers whole stripes given as separate blocks (all of one size) into per-member runs, and
+ * their parity when given. See gatherStripesPortable for the order of the blocks.
+ */
+export function gatherStripes(blocks: readonly Uint8Array[], unitBlocks: number, members: readonly Uint8Array[], parity: Uint8Array | null): void {
+  const m = members.length;
+  const bs = blocks[0]?.length ?? 0;
+  if (!Number.isInteger(unitBlocks) || unitBlocks <= 0 || m === 0 || bs === 0 || blocks.length % (unitBlocks * m) !== 0) {
+    throw new RangeError(`gatherStripes: ${blocks.length} blocks are not whole stripes of ${m} units of ${unitBlocks} blocks`);
+  }
+  for (const b of blocks) if (b.length !== bs) throw new RangeError(`gatherStripes: blocks differ in size (${b.length} vs ${bs})`);
+  const runBytes = (blocks.length / m) * bs;
+  for (const b of members) if (b.length !== runBytes) throw new RangeError(`gatherStripes: a member buffer has ${b.length} bytes, need ${runBytes}`);
+  if (parity !== null && parity.length !== runBytes) throw new RangeError(`gatherStripes: parity has ${parity.length} bytes, need ${runBytes}`);
+  kernels.gatherStripes(blocks, unitBlocks, members, parity);
 }
