@@ -124,10 +124,14 @@ class ReplacementWatch {
     private readonly onRefused: ((disk: string, message: string) => void) | undefined,
   ) {
     this.timer = timers.after(intervalMs, () => {
-      this.probing = this.probe().finally(() => {
-        this.probing = undefined;
-        if (!this.stopped) this.timer?.refresh();
-      });
+      this.probing = this.probe()
+        // Only addSpare's refusals are expected (handled in probe); anything else is reported
+        // the same way rather than left as an unhandled rejection in a timer.
+        .catch((e: unknown) => this.onRefused?.('(replacement probe)', (e as Error).message ?? String(e)))
+        .finally(() => {
+          this.probing = undefined;
+          if (!this.stopped) this.timer?.refresh();
+        });
     });
   }
 
