@@ -88,7 +88,12 @@ describe('e2e: every path between the blades cut but the mailbox disks', () => {
     expect([sa.state, sb.state]).toEqual(['NORMAL', 'NORMAL']);
     expect(sa.exports.map((e) => e.path)).toEqual(['/vola']);
     expect(sb.exports.map((e) => e.path)).toEqual(['/volb']);
-    for (const s of [sa, sb]) expect(s.paths.filter((x) => x.kind === 'mailbox' && x.up).length).toBeGreaterThan(0);
+    // The partner's heartbeat still arrives through its mailboxes (polled: on a loaded host a
+    // blade may see them all silent for a moment, see docs/e2e.md "Known problems").
+    await p.until('a mailbox path up on both blades', async () => {
+      const st = await Promise.all([p.status('a'), p.status('b')]);
+      return st.every((s) => s.paths.some((x) => x.kind === 'mailbox' && x.up));
+    }, 10_000);
     // ST-4: each set is held by its owner only, and no write came from a non-holder.
     expect(p.holders('a').every((h) => h === 'a')).toBe(true);
     expect(p.holders('b').every((h) => h === 'b')).toBe(true);
