@@ -172,17 +172,16 @@ export class PairSimWorld {
     if (this.server[id] === p.id) {
       const pInc = p.incarnation;
       this.server[id] = undefined;
-      // A CP that contains every change applied so far: pair.ts awaits doCp(), which joins a
-      // CP already running — one that may have frozen before the last changes were applied;
-      // closing the set then loses them (CowFs.close takes no CP). Seed 833 of this area lost
-      // an answered 113-byte write that way (docs/simulation-pair.md, difference 2).
+      // pair.ts serve(set, false): the changes in the pipeline are applied, then a CP that
+      // starts after them (joining one already running could miss the last changes, and
+      // CowFs.close takes no CP: seed 833 of an earlier schedule lost an answered write so).
+      await p.changeLog?.drained();
       if (this.planted.givebackJoinsCp === true) await this.doCp(p);
       else await this.freshCp(p);
       const ms = p.sets.get(id);
       if (ms !== undefined && p.incarnation === pInc) {
         p.changeLog?.forgetFs(setFsid(id), Number(ms.fs.committedSeq().get(p.id) ?? 0n));
-        // Out of the CP set before closing (pair.ts closes first: a CP on its timer in
-        // between fails with "file system is closed", which pair.ts only logs).
+        // Out of the CP set before closing (as pair.ts does).
         p.filesystems.remove(setFsid(id));
         p.sets.delete(id);
         await p.cpRunning;
@@ -288,9 +287,9 @@ export class PairSimWorld {
 
   /**
    * A CP that starts after every change applied so far: for NV-7 write-through (the change
-   * just applied must be on disk before the reply) and for giveback. pair.ts uses doCp for
-   * both, which joins a CP already running; that CP may have frozen the file system before
-   * the change was applied, so here a running CP is waited for and a new one taken.
+   * just applied must be on disk before the reply) and for giveback (pair.ts doCp({ fresh })).
+   * A CP already running may have frozen the file system before the change was applied, so
+   * it is waited for and a new one taken.
    */
   private async freshCp(b: SimBlade): Promise<void> {
     if (b.cpRunning !== undefined) await b.cpRunning;
