@@ -406,7 +406,9 @@ export class PairSim {
     const inc = b.incarnation;
     this.sched.at(1 + this.prng.float() * 4, `cp-done-${id}`, () => {
       if (b.incarnation !== inc || !b.alive) return;
-      fs.disk = snap;
+      // A write-through commit (NV-7) taken while this CP ran is newer than its snapshot: a
+      // file system's CPs never go back (the log may already have released what it holds).
+      if (snap.lastSeq >= fs.disk.lastSeq) fs.disk = snap;
       b.cpInProgress = false;
       b.log?.release(snap.lastSeq);
     });
