@@ -219,7 +219,8 @@ export class RaidVolume implements Volume {
     this.intentDurable = new Array<boolean>(regions).fill(false);
     this.intentInFlight = new Array<number>(regions).fill(0);
     this.intentLastWrite = new Array<number>(regions).fill(0);
-    this.intentLastWriteMs = new Array<number>(regions).fill(0);
+    // Never written since open: idle however young the clock (a monotonic clock may start near 0).
+    this.intentLastWriteMs = new Array<number>(regions).fill(-Infinity);
     this.resyncPending = new Array<boolean>(regions).fill(false);
     assert(this.slots.length === this.geometry.memberCount, 'one slot per member');
     assert(this.unavailablePositions().length <= 1, 'a volume is assembled with at most one position unavailable');
@@ -984,8 +985,11 @@ export class RaidVolume implements Volume {
         if (!unchecked) this.resyncPending[r] = false;
       }
       // The parity written is made durable; the regions' bits are cleared by this flush or a
-      // later one (a region with client writes keeps its bit a while, as always).
+      // later one (a region with client writes keeps its bit a while, as always), and the
+      // record saying so is flushed too: a cut right after a resync need not repeat it.
       await this.flush();
+      await this.persistIntent(true);
+      this.checkUsable();
       this.emit({ type: 'resync-done', stripes, repairedStripes: repaired });
     } catch (e) {
       // Stopped (close, offline, fenced, or a flush that met one): the regions left stay
