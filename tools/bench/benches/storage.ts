@@ -111,6 +111,10 @@ export const bench: Bench = {
       const raws: number[] = [];
       const cps: number[] = [];
       const ratios: number[] = [];
+      // CPU time of the process (every thread) per run: unlike wall time, hardly moved by
+      // other processes' load, so it shows what the CP path itself costs.
+      const rawCpuMs: number[] = [];
+      const cpCpuMs: number[] = [];
       let volume: RaidVolume | undefined;
       let fs: CowFs | undefined;
       let big: InodeRef | undefined;
@@ -118,6 +122,7 @@ export const bench: Bench = {
       for (let round = 0; round < rounds; round++) {
         if (fs !== undefined) await fs.close();
         if (volume !== undefined) await volume.close();
+        const rawCpu0 = process.cpuUsage();
         const raw = await measureSequentialWrite(dataDisks, {
           clock: realClock,
           bytesPerDisk: rawBytesPerDisk,
@@ -126,6 +131,7 @@ export const bench: Bench = {
           queueDepth: cpConcurrency,
           ...opt,
         });
+        rawCpuMs.push(cpuMs(process.cpuUsage(rawCpu0)));
         volume = await createVolume(members, { pairId: 'bench', volumeId: 'fs', clock: realClock, timers: realTimers, prng: new Prng(1), overwrite: true, stripeUnitBytes, autoRebuild: false, ...opt });
         await mkfs(volume, { fsid: 1n });
         fs = await CowFs.mount(volume, { dirtyBytesMax: 2 * cpBytes, cachePagesMax: 4096, clock: realClock, cpWriteBytesMax: cpWriteBytes, cpWriteConcurrencyMax: cpConcurrency });
@@ -133,8 +139,10 @@ export const bench: Bench = {
         await fs.apply({ op: 'create', dir: fs.rootIno, name: 'big', how: 'guarded', attrs: {}, newIno: big.ino, newGen: big.gen, time: { sec: 1, nsec: 0 }, cred });
         for (let off = 0; off < cpBytes; off += MiB) await fs.apply({ op: 'write', target: big, offset: off, data: chunk, time: { sec: 2, nsec: 0 }, cred });
         const cp0 = realClock.nowMs();
+        const cpCpu0 = process.cpuUsage();
         await fs.takeCp();
         const cpMs = realClock.nowMs() - cp0;
+        cpCpuMs.push(cpuMs(process.cpuUsage(cpCpu0)));
         const rawMiBps = raw.aggregateBytesPerSec / MiB;
         const cpMiBps = cpBytes / MiB / (cpMs / 1000);
         raws.push(rawMiBps);
@@ -155,6 +163,10 @@ export const bench: Bench = {
       figures['cpWriteMiBps'] = round(cpMiBps);
       figures['cpToRawRatio'] = round(ratio, 3);
       figures['cpToRawRatioRounds'] = ratios.map((x) => round(x, 3)).join(' ');
+      figures['rawCpuMs'] = round(median(rawCpuMs));
+      figures['cpCpuMs'] = round(median(cpCpuMs));
+      rows.push({ metric: `CPU time (all threads) of the raw writes, median`, value: median(rawCpuMs), unit: 'ms' });
+      rows.push({ metric: `CPU time (all threads) of the CP, median`, value: median(cpCpuMs), unit: 'ms' });
       const st = fs.lastCpStats;
       if (st !== undefined) {
         rows.push({ metric: 'CP freeze (in-memory snapshot into stripe buffers), last round', value: st.freezeMs, unit: 'ms' });
@@ -229,6 +241,10 @@ export const bench: Bench = {
     return { rows, figures, notes };
   },
 };
+
+function cpuMs(u: NodeJS.CpuUsage): number {
+  return (u.user + u.system) / 1000;
+}
 
 function median(xs: readonly number[]): number {
   const sorted = [...xs].sort((a, b) => a - b);
