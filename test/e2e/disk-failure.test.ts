@@ -30,7 +30,7 @@ describe('e2e: disk failure in a set under load', () => {
     // 32 MiB disks: each rebuild copies 31 MiB per member (the rebuild is throttled to 64 MiB/s).
     pr = await PairRig.start(6, { diskBytes: 32 * 1024 * 1024 });
     await pr.bringUp();
-  });
+  }, 120_000);
   afterAll(async () => {
     await pr?.stop();
     if (pr) expect(await pr.leftovers()).toEqual([]);
