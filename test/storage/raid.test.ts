@@ -941,6 +941,9 @@ async function chaosRun(seed: number): Promise<string[]> {
       rebuildCheckpointBytes: unit * p.range(2, 8),
       // Bad sectors come in bursts here; failing a disk out for them is tested on its own.
       memberReadErrorCountMax: 64,
+      // A slow background resync after a power cut is often still running when the next
+      // fault strikes (its own prng: the other choices stay as they were for every seed).
+      resyncBandwidthBytesPerSec: new Prng(seed + 7).pick([Infinity, 256 * 1024, 1024 * 1024]),
     },
   });
   const log: string[] = [];
