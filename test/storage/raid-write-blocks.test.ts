@@ -1,6 +1,7 @@
 // The RAID volume's block-list write (writeStripeBlocks, what a CP uses): the same disks'
 // content as writeStripes of the same blocks laid end to end, parity included; whole stripes
-// only; and the caller's buffers are free for reuse once the write settles.
+// only; and the caller's buffers are free for reuse once the write settles. Also the pool of
+// scratch buffers the volume's writes reuse.
 import { describe, expect, it } from 'vitest';
 import { Prng } from '../../firmware/ts/core/prng.ts';
 import { SimBlockDevice } from '../../firmware/ts/hal/block/sim/sim-block-device.ts';
@@ -8,6 +9,7 @@ import { Simulation } from '../../firmware/ts/sim/kernel.ts';
 import { diskLayout } from '../../firmware/ts/storage/layout.ts';
 import { VolumeErrorCode } from '../../firmware/ts/storage/volume.ts';
 import { createVolume } from '../../firmware/ts/storage/raid/index.ts';
+import { BufferPool } from '../../firmware/ts/storage/raid/buffer-pool.ts';
 
 const unit = 16384;
 const stripes = 16;
@@ -61,5 +63,28 @@ describe('RAID volume: writeStripeBlocks', () => {
       expect(() => v.writeStripeBlocks(0, [...blocks(S - 1), new Uint8Array(512)])).toThrow(expect.objectContaining({ code: VolumeErrorCode.notFullStripe }));
       expect(() => v.writeStripeBlocks(stripes * S, blocks(S))).toThrow(expect.objectContaining({ code: VolumeErrorCode.outOfRange }));
     });
+  });
+});
+
+describe('RAID scratch buffer pool', () => {
+  it('hands back buffers of the size asked for, reuses returned ones, and keeps at most bytesMax', () => {
+    let allocated = 0;
+    const pool = new BufferPool((n) => {
+      allocated++;
+      return new Uint8Array(n);
+    }, 3 * 4096);
+    const a = pool.take(4096);
+    const b = pool.take(8192);
+    expect([a.length, b.length, allocated]).toEqual([4096, 8192, 2]);
+    pool.give(a, b);
+    expect(pool.heldBytes).toBe(12288);
+    expect(pool.take(8192)).toBe(b);
+    expect(pool.take(4096)).toBe(a);
+    expect(allocated).toBe(2);
+    // Beyond the limit, returned buffers are left to the garbage collector.
+    pool.give(new Uint8Array(8192), new Uint8Array(8192));
+    expect(pool.heldBytes).toBe(8192);
+    expect(pool.take(4096).length).toBe(4096);
+    expect(allocated).toBe(3);
   });
 });
