@@ -3,11 +3,13 @@
 // healthy again in `blade status`; clients never see an NFS error. After `rig heal` (the
 // dead disk working again) a adopts it as its new hot spare, which a second failure then
 // proves; a blank disk swapped in for the next dead one becomes the spare the same way.
-// Then a member dies while b serves a's set after a takeover: b serves it degraded.
+// Then a member dies while b serves a's set after a takeover: b serves it degraded, and after
+// the giveback a reassembles its set without the dead disk and rebuilds onto its spare.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs/promises';
 import { PairRig, WriteLoad, verifyAcked, type BladeId } from './pair-rig.ts';
 import { applyFault } from '../../rig/faults.ts';
+import { mgmtRequest } from '../../firmware/ts/blade/mgmt.ts';
 
 interface DiskView {
   name: string;
@@ -100,7 +102,7 @@ describe('e2e: disk failure in a set under load', () => {
     console.log(`e2e disk failure: ${ra.acked.length} writes acked on /vola, volume states seen ${[...seen].join(', ')}, longest client pause ${ra.longestPauseMs} ms, ${ra.jukebox} JUKEBOX`);
   }, 120_000);
 
-  it('ST-2 HA-6 a member of a\'s set fails while b serves it after a takeover: b serves it degraded, nothing acknowledged lost', async () => {
+  it('ST-2 HA-6 HA-9 a member of a\'s set fails while b serves it after a takeover: b serves it degraded; after the giveback a rebuilds onto its spare; nothing acknowledged lost', async () => {
     const p = pr as PairRig;
     // The first test left a's set as a0, a1, ap (+ spare as): the members b's board names.
     expect(await layout(p, 'a')).toEqual(['data:a0:ok', 'data:a1:ok', 'parity:ap:ok', 'spare:as:ok']);
@@ -120,10 +122,24 @@ describe('e2e: disk failure in a set under load', () => {
     expect(sb.state).toBe('TAKEOVER');
     expect(p.holders('a').every((h) => h === 'b')).toBe(true);
     expect(p.rig.loopEmulator().violations()).toEqual([]);
+
+    // Giveback (HA-9): a boots, waits for its disks (HA-10), b hands the set back; a assembles
+    // it without a0 (failed in the labels b wrote) and rebuilds onto its own spare.
+    await applyFault(p.rig, 'power-cut', ['a'], true);
+    await p.until('a booted and waiting for giveback', async () => p.rig.blade('a').status().power === 'on' && (await p.statusOrNull('a'))?.state === 'REBOOTING', 40_000);
+    await p.until('b gives back', async () => {
+      await mgmtRequest(p.socket('b'), 'giveback', {}, 5000);
+      return true;
+    }, 40_000);
+    await p.until('a serving /vola again', async () => (await p.status('a')).exports.some((e) => e.path === '/vola' && e.owner === 'a'), 60_000);
+    await p.until('a\'s volume rebuilt onto its spare', async () => JSON.stringify(await layout(p, 'a')) === JSON.stringify(['data:as:ok', 'data:a1:ok', 'parity:ap:ok']), 40_000);
+    await load.waitAcked(50, 30_000);
+    expect(p.holders('a').every((h) => h === 'a')).toBe(true);
+    expect(p.rig.loopEmulator().violations()).toEqual([]);
     const r = await load.stop();
     expect(r.errors).toEqual([]);
     expect(await verifyAcked(p.address('a'), r.acked)).toEqual([]);
-    console.log(`e2e disk failure after takeover: ${r.acked.length} writes acked on /vola served by b, ${r.reconnects} reconnects, longest client pause ${r.longestPauseMs} ms`);
+    console.log(`e2e disk failure after takeover: ${r.acked.length} writes acked on /vola served by b then a, ${r.reconnects} reconnects, longest client pause ${r.longestPauseMs} ms`);
   }, 120_000);
 });
 
