@@ -25,6 +25,8 @@ export const pairAreaLimits = {
   rebootDelayMs: [15, 150] as const,
   /** Quiet time between settling and the final check. */
   finalQuietMs: 50,
+  /** After settling, a failed disk must have been rebuilt onto its set's spare within this. */
+  rebuildBoundMs: 3000,
   /**
    * End with both blades cut at once and recovered before comparing (else the live file
    * systems are compared after a CP). Off: seed 823 then fails on a firmware bug (own
@@ -148,7 +150,7 @@ export async function runPairSeed(seed: number, log: (line: string) => void, pla
             return;
           }
           case 'disk': {
-            // One member per set for the whole run (no spare: the set stays degraded).
+            // One member per set for the whole run, rebuilt onto the set's spare.
             if (failedMember[x] !== undefined) return;
             const g = budget.tryGrant('disk', `set${x}`);
             if (g === undefined) return;
@@ -173,6 +175,14 @@ export async function runPairSeed(seed: number, log: (line: string) => void, pla
       const why = `servers ${world.server.join(',')} up ${world.blades.map((b) => b.up).join(',')} unanswered ${clients.filter((c) => !c.done).map((c) => `export ${c.set} xid ${c.current?.op.op ?? '-'}`).join(' ')}`;
       for (const b of world.blades) log(`  blade ${b.id} state: cpRunning ${b.cpRunning !== undefined} lastApplied ${b.changeLog?.lastAppliedSeq} metrics ${JSON.stringify(b.log?.metrics())} mirror ${b.log?.mirrorState}`);
       world.violations.push(`liveness: not settled ${L.livenessBoundMs} ms after the faults healed: ${why}`);
+    }
+
+    // Disk faults heal too: a failed member is rebuilt onto the set's spare.
+    if (world.violations.length === 0) {
+      const rebuildDeadline = sim.clock.nowMs() + L.rebuildBoundMs;
+      await sim.runUntil(() => world.raidStates().every((st) => st === 'normal') || sim.clock.nowMs() > rebuildDeadline);
+      const states = world.raidStates();
+      if (!states.every((st) => st === 'normal')) world.violations.push(`rebuild: sets not rebuilt ${L.rebuildBoundMs} ms after settling: ${states.join(', ')}`);
     }
 
     // Final recovery: both blades lose power at once (no takeover), boot, replay; then each
@@ -204,7 +214,7 @@ export async function runPairSeed(seed: number, log: (line: string) => void, pla
     }
     const c = world.counters;
     log(
-      `seed ${seed}: faults [${faults.join(' ')}] answered ${clients.map((x) => x.answered).join('+')} retransmits ${clients.map((x) => x.retransmits).join('+')} boots ${c.boots} takeovers ${c.takeovers} givebacks ${c.givebacks} replayed ${c.replayed} cps ${c.cps} fsck ${c.fsckRuns} t=${sim.clock.nowMs().toFixed(1)}`,
+      `seed ${seed}: faults [${faults.join(' ')}] answered ${clients.map((x) => x.answered).join('+')} retransmits ${clients.map((x) => x.retransmits).join('+')} boots ${c.boots} takeovers ${c.takeovers} givebacks ${c.givebacks} replayed ${c.replayed} cps ${c.cps} fsck ${c.fsckRuns} raid ${world.raidStates().join(',')} t=${sim.clock.nowMs().toFixed(1)}`,
     );
     if (world.violations.length > 0) {
       for (const line of trace) log(`  ${line}`);

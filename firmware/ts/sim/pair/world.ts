@@ -22,6 +22,8 @@ export type BladeId = 0 | 1;
 /** Named limits of the simulated pair (small, so that a seed takes milliseconds of CPU). */
 export const pairSimLimits = {
   membersPerSet: 3,
+  /** Hot spares per set: a failed member is rebuilt onto one (the checker waits for it). */
+  sparesPerSet: 1,
   diskSizeBytes: 4 * 1024 * 1024,
   stripeUnitBytes: 16 * 1024,
   nvramBytes: 8192 + 4 * 16384,
@@ -66,13 +68,11 @@ export interface SimBlade {
 /**
  * Deliberate mistakes for the checker's own tests: `skipOwnReplay` (a rebooted blade ignores
  * its log), `givebackJoinsCp` (giveback joins a running CP, as pair.ts once did),
- * `noOutcomeBarrier` (a CP commits changes whose outcomes the log may still lose),
  * `noPartnerCopy` (a blade boots after a giveback without the partner's copy of its log).
  */
 export interface PlantedBugs {
   givebackJoinsCp?: boolean;
   skipOwnReplay?: boolean;
-  noOutcomeBarrier?: boolean;
   noPartnerCopy?: boolean;
 }
 
@@ -103,7 +103,11 @@ export class PairSimWorld {
   ) {
     const disk = (name: string): SimBlockDevice =>
       new SimBlockDevice({ timers: sim.timers, prng: sim.fork(), name, sizeBytes: pairSimLimits.diskSizeBytes, sectorSize: 512, latency: { readMs: 0.05, writeMs: 0.1, flushMs: 0.3, jitterMs: 0.1 } });
-    this.disks = [0, 1].map((s) => Array.from({ length: pairSimLimits.membersPerSet }, (_, i) => disk(`set${s}d${i}`))) as [SimBlockDevice[], SimBlockDevice[]];
+    // Members first, then the spares.
+    this.disks = [0, 1].map((s) => [
+      ...Array.from({ length: pairSimLimits.membersPerSet }, (_, i) => disk(`set${s}d${i}`)),
+      ...Array.from({ length: pairSimLimits.sparesPerSet }, (_, i) => disk(`set${s}s${i}`)),
+    ]) as [SimBlockDevice[], SimBlockDevice[]];
     const blade = (id: BladeId): SimBlade => ({
       id,
       nvram: new SimNvram({ sizeBytes: pairSimLimits.nvramBytes, prng: sim.fork(), name: `nvram-${id}` }),
@@ -131,7 +135,15 @@ export class PairSimWorld {
   async format(): Promise<void> {
     for (const set of [0, 1] as const) {
       const handles = this.disks[set].map((d) => d.attach({ timers: this.sim.timers }));
-      const volume = await createVolume(handles, { pairId, volumeId: `vol-${set}`, clock: this.sim.clock, timers: this.sim.timers, prng: this.prng.fork(), stripeUnitBytes: pairSimLimits.stripeUnitBytes });
+      const volume = await createVolume(handles.slice(0, pairSimLimits.membersPerSet), {
+        spares: handles.slice(pairSimLimits.membersPerSet),
+        pairId,
+        volumeId: `vol-${set}`,
+        clock: this.sim.clock,
+        timers: this.sim.timers,
+        prng: this.prng.fork(),
+        stripeUnitBytes: pairSimLimits.stripeUnitBytes,
+      });
       await mkfs(volume, { fsid: setFsid(set), rootMode: 0o777 });
       await volume.close();
       for (const h of handles) await h.close();
@@ -269,9 +281,7 @@ export class PairSimWorld {
     if (log === undefined) return Promise.resolve();
     const inc = b.incarnation;
     const running = (async () => {
-      // Without the change log, takeConsistencyPoint neither waits for outcomes nor counts
-      // applies (the planted mistake).
-      await takeConsistencyPoint(log, this.planted.noOutcomeBarrier === true ? undefined : b.changeLog, b.filesystems, b.id);
+      await takeConsistencyPoint(log, b.changeLog, b.filesystems, b.id);
       if (b.incarnation !== inc) return;
       this.counters.cps++;
     })()
@@ -341,6 +351,16 @@ export class PairSimWorld {
     this.counters.takeovers++;
     this.server[dead] = s.id;
     this.note(`blade ${s.id} serves set ${dead} (replayed ${applier.applied} after cp seq ${cpSeq})`);
+  }
+
+  /** Each set's RAID state as its current writer sees it ('normal' once a failed member is rebuilt). */
+  raidStates(): string[] {
+    return ([0, 1] as const).map((set) => {
+      const w = this.writer[set];
+      const ms = w === undefined ? undefined : this.blades[w].sets.get(set);
+      const st = ms?.volume.status();
+      return st === undefined ? 'closed' : `${st.state}${st.rebuildError !== undefined ? ` (${st.rebuildError.code})` : ''}`;
+    });
   }
 
   /** Cuts blade `id`'s power; the shared disks lose what was not flushed. The partner may take over. */
@@ -425,7 +445,10 @@ export class PairSimWorld {
     this.connect();
   }
 
-  /** One disk of a set fails (RAID runs degraded; one member per set at most). */
+  /**
+   * One member disk of a set fails (one per set at most): RAID runs degraded and rebuilds onto
+   * the set's spare, on whichever blade has the set open (resumed at the next mount after a cut).
+   */
   failDisk(set: BladeId, member: number): void {
     this.note(`disk ${set}.${member} failed`);
     this.counters.diskFailures++;
