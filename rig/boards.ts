@@ -53,6 +53,7 @@ export async function writeRigBoard(ctx: BladeConfigContext, plan: RigNetworkPla
       driver: 'rig',
       powerFail: rigLine(rigGpioLines.powerFail),
       partnerReset: rigLine(rigGpioLines.partnerReset),
+      partnerPower: rigLine(rigGpioLines.partnerPower),
       leds: { status: rigLine(rigGpioLines.ledStatus), fault: rigLine(rigGpioLines.ledFault), takeover: rigLine(rigGpioLines.ledTakeover) },
     },
     i2c: { driver: 'rig', gauge: { ...rigGauge } },

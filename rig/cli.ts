@@ -4,7 +4,8 @@
 //   rig up [--dir D]            create the hardware, power both blades on, stay in the foreground
 //   rig status [--json]         blades, loops, reservations, fence violations, serial link
 //   rig fault KIND ARGS...      inject a fault (power-cut a, link cut, loop-fail a, disk-fail a0,
-//                               battery-fail a, mux-bypass a0 b; netns rig: port a ic, partition)
+//                               battery-fail a, mux-bypass a0 b, sense-wire a lost;
+//                               netns rig: port a ic, partition)
 //   rig heal KIND ARGS...       heal it
 //   rig down                    stop the blades and the rig
 import { parseArgs } from 'node:util';
@@ -71,6 +72,7 @@ interface RigStatusView {
   serial: { faults: Record<string, unknown> };
   batteries: Record<string, string>;
   network?: { mode: string; id?: string; bladesIsolated?: boolean };
+  gpio?: Record<string, Record<string, number>> | null;
 }
 
 function formatStatus(s: RigStatusView): string {
@@ -81,6 +83,7 @@ function formatStatus(s: RigStatusView): string {
     lines.push(`  disk ${d.name}: holder ${d.holder ?? '-'}${d.failed ? ', FAILED' : ''}, mux a=${d.mux.a} b=${d.mux.b}`);
   }
   lines.push(`  serial link: ${JSON.stringify(s.serial.faults)}`);
+  if (s.gpio) lines.push(`  partner-power sense: a reads ${s.gpio['a']?.['partnerPower'] === 1 ? 'good' : 'lost'}, b reads ${s.gpio['b']?.['partnerPower'] === 1 ? 'good' : 'lost'}`);
   if (s.network?.mode === 'netns') lines.push(`  network: namespaces ${s.network.id ?? '?'}-*, blades ${s.network.bladesIsolated ? 'PARTITIONED' : 'connected'}`);
   lines.push(`  fence violations: ${s.loop.violations.length}`);
   return lines.join('\n');

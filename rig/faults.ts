@@ -4,7 +4,7 @@ import type { Rig } from './rig.ts';
 import type { LoopId } from './loop/loop-emulator.ts';
 import { rigNets, type RigNet } from './net/topology.ts';
 
-export const faultKinds = ['power-cut', 'power-fail', 'link', 'loop-fail', 'disk-fail', 'battery-fail', 'mux-bypass', 'port', 'partition'] as const;
+export const faultKinds = ['power-cut', 'power-fail', 'link', 'loop-fail', 'disk-fail', 'battery-fail', 'mux-bypass', 'port', 'partition', 'sense-wire'] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
 export class FaultUsageError extends Error {
@@ -28,6 +28,8 @@ function blade(arg: string | undefined): 'a' | 'b' {
  * - port a|b net1|net2|ic   (netns rig: the blade's cable on that network is pulled)
  * - partition   (netns rig: every path between the blades cut but the shared disks — the
  *   serial link, and blade-to-blade traffic on every network; clients still reach both)
+ * - sense-wire a|b good|lost   (the partner-power input that blade reads is stuck at that
+ *   level whatever the partner's power; heal sense-wire a|b: the wire follows the relay again)
  */
 export async function applyFault(rig: Rig, kind: string, args: string[], heal: boolean): Promise<string> {
   switch (kind) {
@@ -98,6 +100,17 @@ export async function applyFault(rig: Rig, kind: string, args: string[], heal: b
       await rig.setBladesIsolated(!heal);
       rig.serialRelay().faults.cut = !heal;
       return heal ? 'partition healed (serial link and networks between the blades back)' : 'blades partitioned: serial link cut, no traffic between them on any network; disks still shared';
+    }
+    case 'sense-wire': {
+      const b = blade(args[0]);
+      if (heal) {
+        rig.hardware().setSenseWire(b, undefined);
+        return `blade ${b} partner-power sense wire mended`;
+      }
+      const stuck = args[1];
+      if (stuck !== 'good' && stuck !== 'lost') throw new FaultUsageError('sense-wire a|b good|lost');
+      rig.hardware().setSenseWire(b, stuck);
+      return `blade ${b} partner-power sense wire stuck at ${stuck}`;
     }
     default:
       throw new FaultUsageError(`unknown fault ${kind}; kinds: ${faultKinds.join(', ')}`);

@@ -170,7 +170,13 @@ export class Rig {
         new BladeProcess({ id: blade, command, cwd: process.cwd(), logPath: path.join(bdir, 'blade.log') }),
       );
     }
-    if (options.powerOn !== false) for (const b of this.blades.values()) b.powerOn();
+    if (options.powerOn !== false) {
+      for (const [id, b] of this.blades) {
+        // The relay's power-good signal reaches the partner's sense input (rig/hw/wiring.ts).
+        this.hw.powerRestored(id);
+        b.powerOn();
+      }
+    }
   }
 
   /** The pair's shared secret, created once per rig directory (owner-only). */

@@ -2,8 +2,9 @@
 // reset output, LEDs, a test jumper) and an I2C bus with a MAX17048 battery gauge and an
 // FRAM, built from the simulator's device models but on real timers. The blades reach them
 // through the rig control channel (ops gpio.* and i2c.*, events `gpio`), and the rig's fault
-// commands act on them (power-fail, battery-fail). The partner-reset output is wired to the
-// partner's power relay, as on a board where each blade can hold the other in reset.
+// commands act on them (power-fail, battery-fail, sense-wire). The partner-reset output is
+// wired to the partner's power relay, as on a board where each blade can hold the other in
+// reset, and the partner's relay drives the partner-power input (its power-good rail).
 import type { Timers } from '../../firmware/ts/core/clock.ts';
 import { InvalidArgumentError, TwinbladeError } from '../../firmware/ts/core/errors.ts';
 import { realTimers } from '../../firmware/ts/hal/clock/real.ts';
@@ -100,6 +101,8 @@ export class RigBladeHardware {
   }
 }
 
+const other = (b: RigBladeId): RigBladeId => (b === 'a' ? 'b' : 'a');
+
 function lineArg(args: Record<string, unknown>): number {
   const line = args['line'];
   if (typeof line !== 'number' || !rigGpioDirections.has(line)) {
@@ -132,6 +135,10 @@ export class RigHardware {
   private readonly pendingPowerFail = new Map<RigBladeId, { cancel(): void }>();
   /** Relay actions run one at a time, in the order the edges happened. */
   private relayChain: Promise<void> = Promise.resolve();
+  /** Each blade's power as its relay has it (both off until the rig powers them on). */
+  private readonly powered: Record<RigBladeId, boolean> = { a: false, b: false };
+  /** A broken partner-power wire of the reading blade: stuck at good (true) or lost (false). */
+  private readonly senseStuck = new Map<RigBladeId, boolean>();
 
   constructor(
     private readonly server: RigControlServer,
@@ -211,6 +218,9 @@ export class RigHardware {
    * reset is released and powers on), and its edge subscriptions end with its connection.
    */
   powerLost(blade: RigBladeId): void {
+    // The partner's power-good input drops with the rail, before anything else happens.
+    this.powered[blade] = false;
+    this.drivePartnerPower(other(blade));
     const hw = this.boards[blade];
     hw.watched.clear();
     for (const [line, out] of hw.outputs) void out.write(rigGpioIdleLevel(line)).catch(() => undefined);
@@ -221,6 +231,29 @@ export class RigHardware {
     this.pendingPowerFail.get(blade)?.cancel();
     this.pendingPowerFail.delete(blade);
     this.boards[blade].setPowerFail(false);
+    this.powered[blade] = true;
+    this.drivePartnerPower(other(blade));
+  }
+
+  /**
+   * Breaks (`stuck` 'good' or 'lost') or mends (undefined) the partner-power wire that
+   * `reader` reads: a lying line, which the HA layer must survive (the fence keeps it safe).
+   */
+  setSenseWire(reader: RigBladeId, stuck: 'good' | 'lost' | undefined): void {
+    if (stuck === undefined) this.senseStuck.delete(reader);
+    else this.senseStuck.set(reader, stuck === 'good');
+    this.drivePartnerPower(reader);
+  }
+
+  /** What `reader`'s partner-power wire is stuck at (undefined: intact). */
+  senseWire(reader: RigBladeId): 'good' | 'lost' | undefined {
+    const s = this.senseStuck.get(reader);
+    return s === undefined ? undefined : s ? 'good' : 'lost';
+  }
+
+  private drivePartnerPower(reader: RigBladeId): void {
+    const good = this.senseStuck.get(reader) ?? this.powered[other(reader)];
+    this.boards[reader].gpio.drive(rigGpioLines.partnerPower, good ? 1 : 0);
   }
 
   /** Waits until the relay actions started by GPIO edges so far have finished (tests, shutdown). */

@@ -16,6 +16,11 @@ export const rigGpioLines = {
   ledStatus: 2,
   ledFault: 3,
   ledTakeover: 4,
+  /**
+   * Input, driven by the rig, active-high: the partner's power is good. The partner's power
+   * relay drives it (a power cut reads as lost at once); `rig fault sense-wire` breaks it.
+   */
+  partnerPower: 5,
   /** A jumper on the rig board from an output to an input: the loopback the GPIO contract tests use. */
   jumperOut: 6,
   jumperIn: 7,
@@ -30,6 +35,7 @@ export const rigGpioDirections: ReadonlyMap<number, RigLineDirection> = new Map(
   [rigGpioLines.ledStatus, 'out'],
   [rigGpioLines.ledFault, 'out'],
   [rigGpioLines.ledTakeover, 'out'],
+  [rigGpioLines.partnerPower, 'in'],
   [rigGpioLines.jumperOut, 'out'],
   [rigGpioLines.jumperIn, 'in'],
 ]);

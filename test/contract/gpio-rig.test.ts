@@ -76,7 +76,7 @@ describe('rig GPIO driver', () => {
   it('refuses lines the rig board does not have, or with the wrong direction', async () => {
     const s = await rigGpioSetup();
     try {
-      await expect(openRigGpio(s.client, { line: 5, direction: 'out' })).rejects.toMatchObject({ code: 'ERR_GPIO_INVALID_ARGUMENT' });
+      await expect(openRigGpio(s.client, { line: 8, direction: 'out' })).rejects.toMatchObject({ code: 'ERR_GPIO_INVALID_ARGUMENT' });
       await expect(openRigGpio(s.client, { line: rigGpioLines.powerFail, direction: 'out' })).rejects.toMatchObject({ code: 'ERR_GPIO_DIRECTION' });
       await expect(openRigGpio(s.client, { line: -1, direction: 'in' })).rejects.toMatchObject({ code: 'ERR_GPIO_INVALID_ARGUMENT' });
     } finally {

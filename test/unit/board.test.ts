@@ -166,12 +166,17 @@ describe('opening a board\'s devices', () => {
       requests.push(`${req.name}:${req.direction}`);
       return chip.open(req.spec.line, { direction: req.direction, activeLow: req.spec.activeLow, initial: req.initial, name: req.name });
     });
-    expect(requests).toEqual(['powerFail:in', 'partnerReset:out', 'led.status:out', 'led.fault:out', 'mux.a0:out', 'mux.a1:out', 'mux.a2:out']);
+    expect(requests).toEqual(['powerFail:in', 'partnerReset:out', 'partnerPower:in', 'led.status:out', 'led.fault:out', 'mux.a0:out', 'mux.a1:out', 'mux.a2:out']);
     // partnerReset is active-low: inactive (logical 0) is a high pin, so the partner runs.
     expect(chip.level(27)).toBe(1);
     expect(await gpio.partnerReset?.read()).toBe(0);
     chip.drive(17, 0);
     expect(await gpio.powerFail?.read()).toBe(1);
+    // partnerPower is active-low too (an optocoupler on the partner's rail pulls it down): low = power good.
+    chip.drive(24, 0);
+    expect(await gpio.partnerPower?.read()).toBe(1);
+    chip.drive(24, 1);
+    expect(await gpio.partnerPower?.read()).toBe(0);
     expect([...gpio.muxSelect.keys()]).toEqual(['a0', 'a1', 'a2']);
     await gpio.close();
     await expect(gpio.leds.get('status')?.read()).rejects.toMatchObject({ code: 'ERR_GPIO_CLOSED' });

@@ -43,6 +43,7 @@ import { PowerMonitor } from '../nvlog/power.ts';
 import { nfsUrl, type ExportInfo } from './daemon.ts';
 import { MgmtServer } from './mgmt.ts';
 import { MetricsRegistry } from './metrics.ts';
+import { PartnerPowerWatch } from '../board/partner-power.ts';
 
 export interface PairBladeOptions {
   board: Board;
@@ -200,6 +201,8 @@ export class PairBlade {
   private stopped = false;
 
   private ha!: HaDriver;
+  /** The partner-power sense line, when the board has one (hardware-assisted takeover). */
+  private partnerPower: PartnerPowerWatch | undefined;
 
   private constructor(
     private readonly o: PairBladeOptions,
@@ -313,6 +316,20 @@ export class PairBlade {
       trace: (event, fields) => this.log.info({ ha: event, ...fields }, 'ha timeline'),
     });
     this.ha.start();
+    const senseLine = this.o.devices?.gpio?.partnerPower;
+    if (senseLine !== undefined) {
+      const watch = new PartnerPowerWatch({
+        line: senseLine,
+        timers: this.timers,
+        onChange: (good) => {
+          this.log.info({ partnerPower: good ? 'good' : 'lost' }, 'partner power sense');
+          this.ha.setPartnerPower(good);
+        },
+        onError: (e) => this.log.warn({ err: e }, 'partner power sense: read failed'),
+      });
+      this.partnerPower = watch;
+      watch.start().catch((e: unknown) => this.log.warn({ err: e }, 'partner power sense: cannot watch the line'));
+    }
   }
 
   private now(): Time {
@@ -570,7 +587,7 @@ export class PairBlade {
       pairId: this.board.identity.pairId,
       state: ha.phase,
       ha,
-      partner: { state: ha.partner.phase ?? 'UNKNOWN', reachable: this.link.peerReachable },
+      partner: { state: ha.partner.phase ?? 'UNKNOWN', reachable: this.link.peerReachable, power: ha.partnerPower, powerSenseFaulty: ha.partnerPowerSenseFaulty },
       paths: ha.paths.map((p) => ({ name: p.id, up: p.up, kind: p.kind, bad: p.bad })),
       bootGeneration: ha.generation,
       nvlog: this.nvlog?.metrics() ?? { lastSeq: 0, logBytesUsed: 0, logBytesHighWater: 0, writeThrough: false },
@@ -628,6 +645,7 @@ export class PairBlade {
     this.log.info('blade stopping');
     this.cpTimer?.cancel();
     this.power?.stop();
+    this.partnerPower?.stop();
     this.ha.stop();
     await this.mgmt?.close();
     for (const rt of Object.values(this.sets)) await rt?.nfs?.close();

@@ -9,7 +9,7 @@ import type { Board, GpioLineSpec } from './schema.ts';
 
 /** What it takes to open one line: the board's spec plus the role's direction and initial level. */
 export interface GpioOpenRequest {
-  /** Role name for logs: `powerFail`, `partnerReset`, `led.status`, `mux.a0`. */
+  /** Role name for logs: `powerFail`, `partnerReset`, `partnerPower`, `led.status`, `mux.a0`. */
   name: string;
   spec: GpioLineSpec;
   direction: GpioDirection;
@@ -26,6 +26,8 @@ export const linuxGpioOpener: GpioOpener = (req) =>
 export interface BoardGpio {
   powerFail: GpioLine | undefined;
   partnerReset: GpioLine | undefined;
+  /** Input, logical 1 = the partner's power is good (watch it with `PartnerPowerWatch`). */
+  partnerPower: GpioLine | undefined;
   leds: Map<string, GpioLine>;
   /** By disk id. Logical 1 = the MUX connects the disk to this blade's path. */
   muxSelect: Map<string, GpioLine>;
@@ -53,11 +55,12 @@ export async function openBoardGpio(board: Board, open: GpioOpener): Promise<Boa
     const g = board.gpio;
     const powerFail = g.powerFail === undefined ? undefined : await take({ name: 'powerFail', spec: g.powerFail, direction: 'in', initial: 0 });
     const partnerReset = g.partnerReset === undefined ? undefined : await take({ name: 'partnerReset', spec: g.partnerReset, direction: 'out', initial: 0 });
+    const partnerPower = g.partnerPower === undefined ? undefined : await take({ name: 'partnerPower', spec: g.partnerPower, direction: 'in', initial: 0 });
     const leds = new Map<string, GpioLine>();
     for (const [k, spec] of Object.entries(g.leds)) leds.set(k, await take({ name: `led.${k}`, spec, direction: 'out', initial: 0 }));
     const muxSelect = new Map<string, GpioLine>();
     for (const [k, spec] of Object.entries(g.muxSelect)) muxSelect.set(k, await take({ name: `mux.${k}`, spec, direction: 'out', initial: 0 }));
-    return { powerFail, partnerReset, leds, muxSelect, close: closeAll };
+    return { powerFail, partnerReset, partnerPower, leds, muxSelect, close: closeAll };
   } catch (e) {
     await closeAll();
     throw e;

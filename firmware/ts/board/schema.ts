@@ -83,6 +83,12 @@ export const boardSchema = z
       powerFail: gpioLineSchema.optional(),
       /** Output: hold the partner in reset (a hard fence). */
       partnerReset: gpioLineSchema.optional(),
+      /**
+       * Input: the partner's power is good (its power-good rail, or its BMC's signal; logical
+       * 1 = good). Lets the HA layer take a powered-off partner over without waiting for the
+       * mailbox timeout (docs/ha.md "Partner power sense").
+       */
+      partnerPower: gpioLineSchema.optional(),
       leds: z.record(name, gpioLineSchema).default({}),
       /** Output per disk id: selects which blade's path the disk's 2:1 SATA MUX connects. */
       muxSelect: z.record(name, gpioLineSchema).default({}),
@@ -178,12 +184,13 @@ export const boardSchema = z
     };
     claim(b.gpio.powerFail, ['gpio', 'powerFail']);
     claim(b.gpio.partnerReset, ['gpio', 'partnerReset']);
+    claim(b.gpio.partnerPower, ['gpio', 'partnerPower']);
     for (const [k, v] of Object.entries(b.gpio.leds)) claim(v, ['gpio', 'leds', k]);
     for (const [k, v] of Object.entries(b.gpio.muxSelect)) {
       claim(v, ['gpio', 'muxSelect', k]);
       if (!seen.has(k)) ctx.addIssue({ code: 'custom', path: ['gpio', 'muxSelect', k], message: `no disk with id ${k}` });
     }
-    const usesGpio = b.gpio.powerFail !== undefined || b.gpio.partnerReset !== undefined || Object.keys(b.gpio.leds).length > 0 || Object.keys(b.gpio.muxSelect).length > 0;
+    const usesGpio = b.gpio.powerFail !== undefined || b.gpio.partnerReset !== undefined || b.gpio.partnerPower !== undefined || Object.keys(b.gpio.leds).length > 0 || Object.keys(b.gpio.muxSelect).length > 0;
     if (b.gpio.driver === 'none' && usesGpio) ctx.addIssue({ code: 'custom', path: ['gpio', 'driver'], message: "driver 'none' cannot have GPIO lines" });
     if (b.i2c.driver === 'linux' && b.i2c.bus === undefined) ctx.addIssue({ code: 'custom', path: ['i2c', 'bus'], message: "the linux I2C driver needs a bus number" });
     if (b.i2c.driver === 'none' && b.i2c.gauge !== undefined) ctx.addIssue({ code: 'custom', path: ['i2c', 'gauge'], message: "driver 'none' cannot have a gauge" });

@@ -41,7 +41,7 @@ interface StatusView {
   blade: string;
   pairId: string;
   state: string;
-  partner: { state: string; reachable: boolean };
+  partner: { state: string; reachable: boolean; power?: string; powerSenseFaulty?: boolean };
   bootGeneration: number;
   mirror: string;
   nvlog: { lastSeq: number; logBytesUsed: number; logBytesHighWater: number; writeThrough: boolean };
@@ -54,7 +54,7 @@ interface StatusView {
 function formatStatus(s: StatusView): string {
   const lines = [
     `blade ${s.blade} (pair ${s.pairId}): ${s.state}, boot generation ${s.bootGeneration}`,
-    `  partner: ${s.partner.state}${s.partner.reachable ? '' : ' (unreachable)'}`,
+    `  partner: ${s.partner.state}${s.partner.reachable ? '' : ' (unreachable)'}${s.partner.power === undefined || s.partner.power === 'unknown' ? '' : `, power ${s.partner.power}${s.partner.powerSenseFaulty ? ' (sense line FAULTY, ignored)' : ''}`}`,
   ];
   for (const p of s.paths ?? []) lines.push(`  path ${p.name}: ${p.up ? 'up' : 'DOWN'}`);
   lines.push(`  mirror: ${s.mirror}${s.nvlog.writeThrough ? ', WRITE-THROUGH (battery)' : ''}`);

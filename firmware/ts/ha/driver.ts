@@ -145,6 +145,14 @@ export class HaDriver {
     this.step({ type: 'mirror', synced });
   }
 
+  /**
+   * From the partner-power sense line (board `gpio.partnerPower`, watched by
+   * `PartnerPowerWatch`): at start and on every change. A board without the line never calls it.
+   */
+  setPartnerPower(good: boolean): void {
+    this.step({ type: 'partner-power', good });
+  }
+
   private step(event: Parameters<HaMachine['step']>[0]): void {
     if (this.stopped) return;
     this.machine.step(event, this.o.clock.nowMs());

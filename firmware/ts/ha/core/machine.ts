@@ -3,6 +3,8 @@
 // (`step`), the passage of time (`tick`) and operator commands, and carries out what
 // `ready()` returns: state to persist, status messages to send, mailbox writes, fence
 // commands, the partner-reset pulse, serving and replaying disk sets, and alerts.
+// An optional partner-power sense line (hardware-assisted takeover) lets a powered-off
+// partner be taken over without waiting for the conservative mailbox timeout.
 import { assert } from '../../core/assert.ts';
 import { InvalidArgumentError } from '../../core/errors.ts';
 import { StatusStream, compareGenSeq, type GenSeq } from './merge.ts';
@@ -19,6 +21,7 @@ import {
   type StatusMessage,
 } from './status.ts';
 import { checkTiming, pathTimeoutMs, type HaTiming, type PathKind } from './timing.ts';
+import { powerSenseSlackMs } from './power-sense.ts';
 
 export type SetIndex = 0 | 1;
 
@@ -96,6 +99,10 @@ export const HaCode = {
   fenceFailed: 'HA_FENCE_FAILED',
   replayFailed: 'HA_REPLAY_FAILED',
   rebootDone: 'HA_REBOOT_DONE',
+  /** The sense line reports the partner's power lost and every interconnect and network path is silent: failed now. */
+  partnerPowerLost: 'HA_PARTNER_POWER_LOST',
+  /** The sense line reports the partner's power lost while a path shows it running: the line is ignored. */
+  powerSenseFaulty: 'HA_POWER_SENSE_FAULTY',
   // Operator command refusals.
   refusedState: 'ERR_HA_WRONG_STATE',
   refusedDisabled: 'ERR_HA_TAKEOVER_DISABLED',
@@ -142,7 +149,12 @@ export type HaEvent =
   | { type: 'reset-done' }
   | { type: 'replay-done'; set: SetIndex; ok: boolean }
   /** The NVRAM mirroring layer's state (HA-8: a sync error disables takeover). */
-  | { type: 'mirror'; synced: boolean };
+  | { type: 'mirror'; synced: boolean }
+  /**
+   * The partner-power sense line (the partner's power-good rail or its BMC's signal), when
+   * the board has one: reported at start and on every change. Never reported: no line.
+   */
+  | { type: 'partner-power'; good: boolean };
 
 export type OperatorCommand = 'takeover' | 'giveback' | 'disable' | 'enable';
 
@@ -214,6 +226,10 @@ export interface HaStatusReport {
   };
   paths: HaPathReport[];
   takeoversInWindow: number;
+  /** What the partner-power sense line says (`unknown`: no line, or not reported yet). */
+  partnerPower: 'good' | 'lost' | 'unknown';
+  /** The line reported the power lost while a path showed the partner running: ignored until it reads good again. */
+  partnerPowerSenseFaulty: boolean;
   rejected: Record<string, number>;
   messages: { newCount: number; oldCount: number };
 }
@@ -225,6 +241,9 @@ const sentTimesMax = 256;
 
 /** Increasing messages below the newest stamp needed before a partner counts as restarted lower. */
 const backwardsCountMin = 3;
+
+/** A gap between two inputs longer than this means we stalled (ticks are due every `tickIntervalMs`). */
+const ownStallMs = (t: HaTiming): number => 2 * t.heartbeatIntervalMs;
 
 /** How many retired partner incarnations are remembered. */
 const retiredBootIdsMax = 8;
@@ -289,6 +308,16 @@ export class HaMachine {
   private readonly retiredBootIds: number[] = [];
   /** Since when some path has been up without interruption. */
   private partnerAliveSinceMs: number | undefined;
+  /** When we last resumed from a stall of our own (see `advanceClock`). */
+  private resumedMs: number | undefined;
+  /** The partner-power sense line: undefined = no line (or not reported yet). */
+  private partnerPowerGood: boolean | undefined;
+  /** When the line last went from good (or unknown) to lost. */
+  private powerLostSinceMs: number | undefined;
+  /** The line said lost while a path showed the partner running: ignored until it reads good. */
+  private powerSenseFaulty = false;
+  /** The automatic takeover under way was started by the sense line. */
+  private takeoverByPower = false;
 
   private dirty = true;
   private broadcastNow = true;
@@ -365,6 +394,9 @@ export class HaMachine {
           this.broadcastNow = true;
         }
         break;
+      case 'partner-power':
+        this.onPartnerPower(event.good);
+        break;
     }
     this.evaluate();
   }
@@ -419,6 +451,8 @@ export class HaMachine {
       },
       paths: [...this.paths.values()].map((s) => ({ id: s.id, kind: s.kind, up: this.pathUp(s), bad: s.bad })),
       takeoversInWindow: this.takeoversInWindow(),
+      partnerPower: this.partnerPowerGood === undefined ? 'unknown' : this.partnerPowerGood ? 'good' : 'lost',
+      partnerPowerSenseFaulty: this.powerSenseFaulty,
       rejected: { ...this.rejected },
       messages: this.stream.counts(),
     };
@@ -429,7 +463,16 @@ export class HaMachine {
 
   private advanceClock(nowMs: number): void {
     assert(Number.isFinite(nowMs), 'HaMachine: time must be finite');
+    // Our own stall (an event loop that did not run us, a hung blade resuming): every path
+    // looks silent only because we did not listen. Decide nothing about the partner until
+    // the paths have had a chance to be heard again (the partner may be taking us over).
+    if (nowMs - this.nowMs > ownStallMs(this.t)) this.resumedMs = nowMs;
     if (nowMs > this.nowMs) this.nowMs = nowMs;
+  }
+
+  /** We stalled and have not listened for a heartbeat timeout since. */
+  private justResumed(): boolean {
+    return this.resumedMs !== undefined && this.nowMs - this.resumedMs < pathTimeoutMs(this.t, 'interconnect');
   }
 
   private pathOf(id: string): PathState {
@@ -547,7 +590,9 @@ export class HaMachine {
         // An automatic takeover is only for a partner that is gone. Fresh life from a partner
         // that has not stopped means it is alive: abort. A STOPPED one complied with us. (A
         // new but old record, read from a disk after a gap, is not life: partnerAlive.)
-        if (!this.takeoverPlanned && m.phase !== HaPhase.stopped && this.partnerAlive()) {
+        // A takeover started by the sense line is for a partner without power: a record it
+        // wrote before the cut (a mailbox path still up) is not life; running after it is.
+        if (!this.takeoverPlanned && m.phase !== HaPhase.stopped && (this.takeoverByPower && this.partnerPowerLost() ? this.partnerRanAfterPowerLoss() : this.partnerAlive())) {
           this.abortTakeover('partner alive again before it was fenced');
         }
         break;
@@ -808,6 +853,7 @@ export class HaMachine {
 
   private evaluate(): void {
     this.checkPaths();
+    this.checkPowerSense();
     switch (this.step_) {
       case 'probe':
         if (this.probeRetryMs !== undefined && this.nowMs >= this.probeRetryMs) {
@@ -836,9 +882,10 @@ export class HaMachine {
       case 'tiebreak':
         if (this.partnerAlive()) {
           this.step_ = 'steady';
-        } else if (this.nowMs >= this.stepDeadlineMs) {
+        } else if (this.nowMs >= this.stepDeadlineMs || this.partnerPowerLost()) {
+          // The sense line may report the power lost during the delay: no reason to wait on.
           if (this.blockers(false) !== 0) this.step_ = 'steady';
-          else this.startAnnounce(false);
+          else this.startAnnounce(false, this.partnerPowerLost());
         }
         break;
       case 'announce':
@@ -893,6 +940,44 @@ export class HaMachine {
     }
   }
 
+  private onPartnerPower(good: boolean): void {
+    if (this.partnerPowerGood === good) return;
+    this.partnerPowerGood = good;
+    // A new reading starts a new judgement of the line: a stuck line that was caught lying
+    // does not toggle, and one that reads good again has told the truth at least once more.
+    this.powerSenseFaulty = false;
+    this.powerLostSinceMs = good ? undefined : this.nowMs;
+  }
+
+  /** The partner ran after the line reported its power lost: some path advanced later than a message sent before a cut could. */
+  private partnerRanAfterPowerLoss(): boolean {
+    const since = this.powerLostSinceMs;
+    if (since === undefined) return false;
+    for (const p of this.paths.values()) {
+      if (!p.bad && p.lastAdvanceMs !== undefined && p.lastAdvanceMs > since + powerSenseSlackMs(this.t, p.kind)) return true;
+    }
+    return false;
+  }
+
+  /** A line that says lost while the partner runs is faulty: ignored for decisions, one alert. */
+  private checkPowerSense(): void {
+    if (this.partnerPowerGood !== false || this.powerSenseFaulty || !this.partnerRanAfterPowerLoss()) return;
+    this.powerSenseFaulty = true;
+    this.alert(HaCode.powerSenseFaulty, 'the partner-power sense line reports the power lost but the partner is still running: the line is faulty and ignored until it reads good again');
+  }
+
+  /**
+   * The sense line reports the partner's power lost, the line is not known to lie, and every
+   * interconnect and network path is silent (for a heartbeat timeout since our boot at least).
+   * Mailboxes are not waited for: a partner without power cannot write them.
+   */
+  private partnerPowerLost(): boolean {
+    if (this.partnerPowerGood !== false || this.powerSenseFaulty || this.justResumed()) return false;
+    if (this.nowMs - this.bootMs < pathTimeoutMs(this.t, 'interconnect')) return false;
+    for (const p of this.paths.values()) if (p.kind !== 'mailbox' && this.pathUp(p)) return false;
+    return true;
+  }
+
   private hasKind(kind: PathKind): boolean {
     for (const p of this.paths.values()) if (p.kind === kind) return true;
     return false;
@@ -924,7 +1009,7 @@ export class HaMachine {
 
   /** Silent on every path, and for at least the slowest path's timeout since we booted. */
   private partnerSilentSinceBoot(): boolean {
-    if (this.partnerAlive()) return false;
+    if (this.partnerAlive() || this.justResumed()) return false;
     let longest = 0;
     for (const p of this.paths.values()) longest = Math.max(longest, pathTimeoutMs(this.t, p.kind));
     return this.nowMs - this.bootMs >= longest;
@@ -969,18 +1054,26 @@ export class HaMachine {
 
   private considerTakeover(): void {
     if ((this.claimed & bit(this.other)) !== 0) return;
-    if (!this.partnerSilentSinceBoot()) return;
+    const powerLost = this.partnerPowerLost();
+    if (!powerLost && !this.partnerSilentSinceBoot()) return;
+    const why = powerLost ? 'partner power lost and silent on every interconnect and network path' : 'partner silent on every path';
     const b = this.blockers(false);
     if (b !== 0) {
       if (!this.partnerDownAlerted) {
         this.partnerDownAlerted = true;
-        this.alert(b & DisableReason.damped ? HaCode.takeoverDamped : HaCode.takeoverBlocked, `partner silent on every path but takeover is disabled: ${reasonNames(b).join(', ')}`);
+        this.alert(b & DisableReason.damped ? HaCode.takeoverDamped : HaCode.takeoverBlocked, `${why} but takeover is disabled: ${reasonNames(b).join(', ')}`);
       }
       return;
     }
     if (!this.partnerDownAlerted) {
       this.partnerDownAlerted = true;
-      this.alert(HaCode.partnerDown, 'partner silent on every path');
+      this.alert(powerLost ? HaCode.partnerPowerLost : HaCode.partnerDown, powerLost ? `${why}: failed, without waiting for the mailbox timeout` : why);
+    }
+    if (powerLost) {
+      // No tie-break: only one blade can see its partner's power lost. The fence that
+      // follows the announcement is what keeps even a lying line safe (HA-6).
+      this.startAnnounce(false, true);
+      return;
     }
     // Tie-break: blade 1 waits longer, so after a loss on every path at the same instant
     // blade 0's announcement (and its fence) come first; reservations arbitrate the rest.
@@ -989,19 +1082,21 @@ export class HaMachine {
     if (this.nowMs >= this.stepDeadlineMs) this.startAnnounce(false);
   }
 
-  private startAnnounce(planned: boolean): void {
+  private startAnnounce(planned: boolean, byPower = false): void {
     this.step_ = 'announce';
     this.takeoverPlanned = planned;
+    this.takeoverByPower = byPower;
     this.stepDeadlineMs = this.nowMs + this.t.takeoverGraceMs;
     this.takeoverTimesMs.push(this.nowMs);
     this.broadcastNow = true;
-    this.alert(HaCode.takeoverStarted, `${planned ? 'operator' : 'automatic'} takeover: announcing TAKEOVER on every path`);
+    this.alert(HaCode.takeoverStarted, `${planned ? 'operator' : 'automatic'} takeover${byPower ? ' (partner power lost)' : ''}: announcing TAKEOVER on every path`);
   }
 
   private abortTakeover(why: string): void {
     this.alert(HaCode.takeoverAborted, why);
     this.step_ = 'steady';
     this.takeoverPlanned = false;
+    this.takeoverByPower = false;
     this.broadcastNow = true;
   }
 
@@ -1121,6 +1216,7 @@ export class HaMachine {
     this.phase = HaPhase.stopped;
     this.step_ = 'stopped';
     this.takeoverPlanned = false;
+    this.takeoverByPower = false;
     this.claimed = 0;
     this.dirty = true;
     // Publish STOPPED once so a partner part-way through its takeover sees us comply.

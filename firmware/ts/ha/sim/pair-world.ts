@@ -1,8 +1,9 @@
 // A deterministic two-blade world for the HA layer: both blades' HA machines with simulated
 // drivers (interconnect and network paths with latency, loss and cuts; mailbox disks with
 // reads, writes and corruption; the recording fence; reset line; log replay; a disk-write
-// workload), virtual time from one event queue, fault injection, and the safety and
-// liveness checkers. The scenario scripts (test/ha) and the `ha` simulation area drive it.
+// workload; optionally each blade's partner-power sense line, driven by the partner's power),
+// virtual time from one event queue, fault injection (power cuts, hangs, link and mailbox
+// faults, lying sense lines), and the safety and liveness checkers. The scenario scripts (test/ha) and the `ha` simulation area drive it.
 // It runs on its own synchronous event queue rather than the async simulation kernel
 // (sim/kernel.ts): the HA machine is synchronous, and this keeps 500 campaign seeds of a
 // minute of virtual time each well under a minute. test/ha/driver.test.ts runs the real
@@ -14,6 +15,7 @@ import { HaMachine, type HaAction, type HaConfig, type HaPathConfig, type Operat
 import { decodeStatus, encodeStatus, HaPhase, statusMessageBytes, type StatusMessage } from '../core/status.ts';
 import { decodeMailbox, encodeMailbox, mailboxSectorBytesMin } from '../core/mailbox.ts';
 import { defaultHaTiming, pathTimeoutMs, takeoverBoundMs, type HaTiming, type PathKind } from '../core/timing.ts';
+import { powerLossTakeoverBoundMs } from '../core/power-sense.ts';
 import { SimFenceArray } from '../fence-sim.ts';
 import { FenceError, FenceErrorCode } from '../fence.ts';
 import { mailboxPathId } from '../mailbox-io.ts';
@@ -51,6 +53,11 @@ export interface PairWorldOptions {
   /** Probability that one message on a serial/network path arrives with a flipped byte. */
   corruptProbability?: number;
   firmwareVersions?: [number, number];
+  /**
+   * Each blade has a partner-power sense line (hardware-assisted takeover): a power cut of
+   * one blade reads as lost on the other's line at once; a hang or a reset pulse does not.
+   */
+  powerSense?: boolean;
   trace?: (line: string) => void;
 }
 
@@ -73,6 +80,16 @@ interface BladeSim {
   serving: number;
   lastPhase: string;
   lastGeneration: number;
+  /** Hung (a stalled event loop): the machine neither runs nor sends; results wait for it. */
+  hung: boolean;
+  /** Work that arrived for the machine while it hung, run in order when it resumes. */
+  deferred: (() => void)[];
+  /** When the blade last resumed from a hang (a reachability window starts over). */
+  resumedAtMs: number | undefined;
+  /** The partner-power sense line this blade reads is stuck at good (true) or lost (false). */
+  senseStuck: boolean | undefined;
+  /** What this blade's machine was last told about its partner's power. */
+  senseReported: boolean | undefined;
 }
 
 interface Event {
@@ -126,6 +143,8 @@ function less(a: Event, b: Event): boolean {
 }
 
 interface LivenessExpectation {
+  /** The partner hung rather than lost its power: the expectation lapses when it resumes. */
+  hang: boolean;
   survivor: BladeIndex;
   generation: number;
   sinceMs: number;
@@ -159,6 +178,8 @@ export class PairWorld {
   /** Last time a mailbox corruption fault started or ended. */
   private corruptEverMs = -Infinity;
   private readonly diskOkSinceMs: number[] = new Array<number>(diskCount).fill(0);
+  /** Per blade and disk: when its last command issued completes (see `inOrder`). */
+  private readonly diskQueueMs: [number[], number[]] = [new Array<number>(diskCount).fill(0), new Array<number>(diskCount).fill(0)];
   private readonly liveness: LivenessExpectation[] = [];
   /** (blade, set) -> time of the first refused write while serving it. */
   private readonly fencedSince = new Map<string, number>();
@@ -184,6 +205,11 @@ export class PairWorld {
       serving: 0,
       lastPhase: 'OFF',
       lastGeneration: 0,
+      hung: false,
+      deferred: [],
+      resumedAtMs: undefined,
+      senseStuck: undefined,
+      senseReported: undefined,
     });
     this.blades = [blade(0), blade(1)];
     const paths: HaPathConfig[] = [
@@ -209,19 +235,25 @@ export class PairWorld {
     this.opts.trace?.(`${(this.nowMs / 1000).toFixed(3).padStart(8)} ${line}`);
   }
 
-  powerOn(i: BladeIndex): void {
+  /** Power on (`resetOnly`: the end of a reset pulse; the power rail never dropped). */
+  powerOn(i: BladeIndex, resetOnly = false): void {
     const b = this.blades[i];
     if (b.powered) return;
     b.powered = true;
     b.incarnation++;
     b.poweredSinceMs = this.nowMs;
     b.bootId = this.prng.nextU32();
+    b.hung = false;
+    b.deferred = [];
     const inc = b.incarnation;
+    if (!resetOnly) this.senseChanged(this.blades[i === 0 ? 1 : 0]);
     // The firmware takes a while to come up; then the HA machine starts (step 251).
     this.at(simLatency.bootMs, () => {
       if (!this.alive(b, inc)) return;
       b.machine = new HaMachine(this.configFor(b), b.nvram, this.nowMs);
       this.trace(`${bladeNames[i]}: boot generation ${(b.nvram?.generation ?? 0) + 1}`);
+      b.senseReported = undefined;
+      this.reportSense(b);
       this.drain(b);
       this.scheduleTick(b, inc);
       this.schedulePoll(b, inc);
@@ -229,7 +261,8 @@ export class PairWorld {
     });
   }
 
-  powerOff(i: BladeIndex): void {
+  /** Power cut (`resetOnly`: held in reset by the partner; the power rail stays good). */
+  powerOff(i: BladeIndex, resetOnly = false): void {
     const b = this.blades[i];
     if (!b.powered) return;
     b.powered = false;
@@ -239,8 +272,75 @@ export class PairWorld {
     b.claimingSinceMs = undefined;
     b.serving = 0;
     b.lastPhase = 'OFF';
+    b.hung = false;
+    b.deferred = [];
     this.trace(`${bladeNames[i]}: power off`);
-    this.expectTakeoverOf(i);
+    const partner = this.blades[i === 0 ? 1 : 0];
+    // The liveness bound depends on what the survivor's line will say, so ask before it changes.
+    const fast = !resetOnly && this.senseHonest(partner);
+    if (!resetOnly) this.senseChanged(partner);
+    this.expectTakeoverOf(i, false, fast);
+  }
+
+  /**
+   * A hang (a stalled event loop, a livelock): the blade keeps its power and its state but
+   * runs nothing: no ticks, no sends, no disk writes; results of commands it issued wait.
+   * `on` false resumes it. The partner's sense line stays good: only silence tells.
+   */
+  hang(i: BladeIndex, on: boolean): void {
+    const b = this.blades[i];
+    if (!b.powered || b.machine === undefined || b.hung === on) return;
+    b.hung = on;
+    this.trace(`${bladeNames[i]}: ${on ? 'hung' : 'resumed'}`);
+    if (on) {
+      this.expectTakeoverOf(i, true, false);
+      return;
+    }
+    b.resumedAtMs = this.nowMs;
+    for (const fn of b.deferred.splice(0)) fn();
+    this.drain(b);
+  }
+
+  /** Breaks (stuck at 'good' or 'lost') or mends (undefined) the sense line `reader` reads. */
+  setSenseWire(reader: BladeIndex, stuck: 'good' | 'lost' | undefined): void {
+    const b = this.blades[reader];
+    b.senseStuck = stuck === undefined ? undefined : stuck === 'good';
+    this.trace(`${bladeNames[reader]}: partner-power sense wire ${stuck === undefined ? 'mended' : `stuck at ${stuck}`}`);
+    // A survivor whose line lies may take longer than the fast bound, or (stuck at lost)
+    // start a takeover that only the fence arbitrates: its pending expectations lapse.
+    this.dropExpectations(reader);
+    this.senseChanged(b);
+  }
+
+  /** The level `reader`'s sense line shows now. */
+  private senseLevel(reader: BladeSim): boolean {
+    return reader.senseStuck ?? this.blades[reader.index === 0 ? 1 : 0].powered;
+  }
+
+  /** The line tells the truth and the machine has not caught it lying: a power cut will be sensed. */
+  private senseHonest(reader: BladeSim): boolean {
+    if (this.opts.powerSense !== true || reader.senseStuck !== undefined) return false;
+    return reader.machine?.status().partnerPowerSenseFaulty === false;
+  }
+
+  private senseChanged(reader: BladeSim): void {
+    if (this.opts.powerSense !== true || reader.machine === undefined) return;
+    if (reader.hung) {
+      reader.deferred.push(() => this.reportSense(reader));
+      return;
+    }
+    this.reportSense(reader);
+    this.drain(reader);
+  }
+
+  /** Reports the line to the machine when its level differs from the last report (the driver's watcher). */
+  private reportSense(b: BladeSim): void {
+    if (this.opts.powerSense !== true || b.machine === undefined) return;
+    const good = this.senseLevel(b);
+    if (b.senseReported === good) return;
+    b.senseReported = good;
+    this.trace(`${bladeNames[b.index]}: partner power ${good ? 'good' : 'lost'}`);
+    b.machine.step({ type: 'partner-power', good }, this.nowMs);
   }
 
   /** The blade's NVRAM loses its contents (a failed battery at a power cut): it boots as new. */
@@ -282,10 +382,7 @@ export class PairWorld {
     this.trace(`${bladeNames[i]}: mirror ${synced ? 'synced' : 'degraded'}`);
     // A mirror sync error legitimately disables takeover (HA-8): expectations of this survivor lapse.
     if (!synced) this.dropExpectations(i);
-    if (b.machine !== undefined) {
-      b.machine.step({ type: 'mirror', synced }, this.nowMs);
-      this.drain(b);
-    }
+    this.whenRunning(b, b.incarnation, (m) => m.step({ type: 'mirror', synced }, this.nowMs));
   }
 
   /** While set, each fence command fails (ERR_FENCE_IO) on a disk with probability 1/2. */
@@ -302,7 +399,7 @@ export class PairWorld {
 
   operator(i: BladeIndex, command: OperatorCommand): OperatorResult {
     const b = this.blades[i];
-    if (b.machine === undefined) return { ok: false, code: 'ERR_BLADE_OFF', message: 'the blade is not running' };
+    if (b.machine === undefined || b.hung) return { ok: false, code: 'ERR_BLADE_OFF', message: 'the blade is not running' };
     const r = b.machine.operator(command, this.nowMs);
     this.drain(b);
     // An operator's command changes what the survivor may do: drop pending expectations.
@@ -339,7 +436,7 @@ export class PairWorld {
         continue;
       }
       const s = b.machine.status();
-      const paths = s.paths.map((p) => `${p.id}=${p.bad ? 'bad' : p.up ? 'up' : 'down'}`).join(' ');
+      const paths = s.paths.map((p) => `${p.id}=${p.bad ? 'bad' : p.up ? 'up' : 'down'}`).join(' ') + (s.partnerPower === 'unknown' ? '' : ` partner-power=${s.partnerPower}${s.partnerPowerSenseFaulty ? '(faulty)' : ''}`);
       out.push(
         `${name}: ${s.phase}/${s.step} ${s.indicator} gen=${s.generation} holds=${sets(s.claimedSets)} serves=${sets(s.servingSets)} blockers=${s.blockers.join(',') || '-'} partner=${s.partner.alive ? 'alive' : 'silent'}:${s.partner.phase ?? '?'}`,
       );
@@ -373,15 +470,41 @@ export class PairWorld {
     this.queue.push(this.nowMs + delayMs, fn);
   }
 
+  /**
+   * The delay after which a command of `blade` to `disks`, issued now with latency `delayMs`,
+   * completes: one initiator's commands to one disk complete in the order issued (a write
+   * queued before a release or a registration is not overtaken by it).
+   */
+  private inOrder(blade: BladeIndex, disks: readonly number[], delayMs: number): number {
+    const q = this.diskQueueMs[blade];
+    let at = this.nowMs + delayMs;
+    for (const d of disks) at = Math.max(at, q[d] ?? 0);
+    for (const d of disks) q[d] = at;
+    return at - this.nowMs;
+  }
+
   private alive(b: BladeSim, inc: number): boolean {
     return b.powered && b.incarnation === inc;
+  }
+
+  /** Steps the blade's machine now, or (hung) when it resumes; then carries out its output. */
+  private whenRunning(b: BladeSim, inc: number, fn: (m: HaMachine) => void): void {
+    if (!this.alive(b, inc) || b.machine === undefined) return;
+    if (b.hung) {
+      b.deferred.push(() => this.whenRunning(b, inc, fn));
+      return;
+    }
+    fn(b.machine);
+    this.drain(b);
   }
 
   private scheduleTick(b: BladeSim, inc: number): void {
     this.at(this.timing.tickIntervalMs, () => {
       if (!this.alive(b, inc) || b.machine === undefined) return;
-      b.machine.tick(this.nowMs);
-      this.drain(b);
+      if (!b.hung) {
+        b.machine.tick(this.nowMs);
+        this.drain(b);
+      }
       this.scheduleTick(b, inc);
     });
   }
@@ -392,7 +515,7 @@ export class PairWorld {
       const partnerSlot: BladeIndex = b.index === 0 ? 1 : 0;
       for (let d = 0; d < diskCount; d++) {
         this.at(this.prng.range(1, simLatency.diskMaxMs), () => {
-          if (!this.alive(b, inc) || b.machine === undefined) return;
+          if (!this.alive(b, inc) || b.machine === undefined || b.hung) return;
           if (this.mailboxReadCut[b.index]) return;
           this.counters.mailboxReads++;
           const box = this.mailboxes[d] as Uint8Array;
@@ -421,14 +544,13 @@ export class PairWorld {
     this.at(simLatency.workloadIntervalMs, () => {
       if (!this.alive(b, inc)) return;
       for (const s of [0, 1] as const) {
-        if ((b.serving & (1 << s)) === 0) continue;
+        if ((b.serving & (1 << s)) === 0 || b.hung) continue;
         const disk = this.prng.pick(setDisks[s]);
-        this.at(this.prng.range(1, simLatency.diskMaxMs), () => {
+        this.at(this.inOrder(b.index, [disk], this.prng.range(1, simLatency.diskMaxMs)), () => {
           if (!this.alive(b, inc) || b.machine === undefined) return;
           if (this.fence.write(disk, b.index)) return;
           if ((b.serving & (1 << s)) !== 0 && !this.fencedSince.has(`${b.index}:${s}`)) this.fencedSince.set(`${b.index}:${s}`, this.nowMs);
-          b.machine.step({ type: 'write-fenced', set: s }, this.nowMs);
-          this.drain(b);
+          this.whenRunning(b, inc, (m) => m.step({ type: 'write-fenced', set: s }, this.nowMs));
         });
       }
       this.scheduleWorkload(b, inc);
@@ -474,21 +596,20 @@ export class PairWorld {
         for (const d of disks) {
           delay += this.prng.range(1, simLatency.diskMaxMs);
           const bytes = encodeMailbox({ slot: b.index, diskIndex: d, status: a.message });
-          this.at(delay, () => {
+          this.at(this.inOrder(b.index, [d], delay), () => {
             if (!this.alive(b, inc) || b.machine === undefined) return;
             if (this.fence.write(d, b.index)) {
               this.counters.mailboxWrites++;
               (this.mailboxes[d] as Uint8Array).set(bytes, b.index * mailboxSectorBytesMin);
             } else {
-              b.machine.step({ type: 'write-fenced', set: d < 2 ? 0 : 1 }, this.nowMs);
-              this.drain(b);
+              this.whenRunning(b, inc, (m) => m.step({ type: 'write-fenced', set: d < 2 ? 0 : 1 }, this.nowMs));
             }
           });
         }
         return;
       }
       case 'fence':
-        this.at(this.prng.range(1, simLatency.fenceMaxMs), () => {
+        this.at(this.inOrder(b.index, setDisks[a.set], this.prng.range(1, simLatency.fenceMaxMs)), () => {
           if (!this.alive(b, inc) || b.machine === undefined) return;
           let code: string | undefined;
           try {
@@ -501,22 +622,18 @@ export class PairWorld {
             code = isTwinbladeError(e) ? e.code : 'unknown';
           }
           if (a.op !== 'register') this.trace(`${name}: ${a.op} set ${a.set} ${code ?? 'ok'}`);
-          b.machine.step({ type: 'fence-result', op: a.op, set: a.set, token: a.token, ok: code === undefined, ...(code === undefined ? {} : { code }) }, this.nowMs);
-          this.drain(b);
+          this.whenRunning(b, inc, (m) => m.step({ type: 'fence-result', op: a.op, set: a.set, token: a.token, ok: code === undefined, ...(code === undefined ? {} : { code }) }, this.nowMs));
         });
         return;
       case 'pulse-reset':
         this.trace(`${name}: pulse partner reset${this.resetLineBroken ? ' (line broken: no effect)' : ''}`);
         if (partner.powered && !this.resetLineBroken) {
-          this.powerOff(partner.index);
+          // A reset keeps the partner's power rail up: its sense line stays good.
+          this.powerOff(partner.index, true);
           // A pulsed reset only restarts a blade; a blade that lost power stays off.
-          this.at(a.durationMs, () => this.powerOn(partner.index));
+          this.at(a.durationMs, () => this.powerOn(partner.index, true));
         }
-        this.at(a.durationMs, () => {
-          if (!this.alive(b, inc) || b.machine === undefined) return;
-          b.machine.step({ type: 'reset-done' }, this.nowMs);
-          this.drain(b);
-        });
+        this.at(a.durationMs, () => this.whenRunning(b, inc, (m) => m.step({ type: 'reset-done' }, this.nowMs)));
         return;
       case 'serve': {
         const key = `${b.index}:${a.set}`;
@@ -536,16 +653,12 @@ export class PairWorld {
         return;
       }
       case 'replay':
-        this.at(this.prng.range(5, simLatency.replayMaxMs), () => {
-          if (!this.alive(b, inc) || b.machine === undefined) return;
-          b.machine.step({ type: 'replay-done', set: a.set, ok: true }, this.nowMs);
-          this.drain(b);
-        });
+        this.at(this.prng.range(5, simLatency.replayMaxMs), () => this.whenRunning(b, inc, (m) => m.step({ type: 'replay-done', set: a.set, ok: true }, this.nowMs)));
         return;
       case 'alert':
         this.counters.alerts++;
         this.trace(`${name}: alert ${a.code}: ${a.message}`);
-        if (a.code === 'HA_TAKEOVER_STARTED' && a.message.startsWith('automatic')) this.checkPartnerUnreachable(b.index);
+        if (a.code === 'HA_TAKEOVER_STARTED' && a.message.startsWith('automatic')) this.checkPartnerUnreachable(b.index, a.message.includes('partner power lost'));
         return;
     }
   }
@@ -576,7 +689,8 @@ export class PairWorld {
       this.at(latency, () => {
         // A message in flight reaches whatever instance of the partner runs when it lands.
         const m = to.machine;
-        if (!to.powered || m === undefined) return;
+        // A hung blade drops what arrives (its receive buffers overflow).
+        if (!to.powered || m === undefined || to.hung) return;
         try {
           m.step({ type: 'status', path, message: decodeStatus(wire) }, this.nowMs);
         } catch (e) {
@@ -604,16 +718,17 @@ export class PairWorld {
     for (let k = this.liveness.length - 1; k >= 0; k--) if (this.liveness[k]?.survivor === survivor) this.liveness.splice(k, 1);
   }
 
-  private expectTakeoverOf(dead: BladeIndex): void {
+  private expectTakeoverOf(dead: BladeIndex, hang: boolean, sensed: boolean): void {
     const s = this.blades[dead === 0 ? 1 : 0];
     const m = s.machine;
-    if (m === undefined) return;
+    if (m === undefined || s.hung) return;
     const st = m.status();
     if (st.phase !== 'NORMAL' || st.step !== 'steady' || st.blockers.length > 0 || (st.claimedSets & (1 << dead)) !== 0 || this.fenceFlaky) return;
     const kinds: PathKind[] = ['interconnect', 'network', 'mailbox'];
     const ioBound = simLatency.fenceMaxMs + simLatency.replayMaxMs + simLatency.diskMaxMs + simLatency.serialMaxMs;
-    const bound = takeoverBoundMs(this.timing, kinds, s.index, ioBound, this.corruptDisks.size > 0 || this.corruptEverMs > this.nowMs - 5000);
-    this.liveness.push({ survivor: s.index, generation: st.generation, sinceMs: this.nowMs, deadlineMs: this.nowMs + bound });
+    // A power cut the survivor's line reports is taken over without waiting for the mailboxes.
+    const bound = sensed ? powerLossTakeoverBoundMs(this.timing, ioBound) : takeoverBoundMs(this.timing, kinds, s.index, ioBound, this.corruptDisks.size > 0 || this.corruptEverMs > this.nowMs - 5000);
+    this.liveness.push({ hang, survivor: s.index, generation: st.generation, sinceMs: this.nowMs, deadlineMs: this.nowMs + bound });
   }
 
   private checkTimers(): void {
@@ -622,7 +737,8 @@ export class PairWorld {
       const s = this.blades[e.survivor];
       const dead = this.blades[e.survivor === 0 ? 1 : 0];
       const gen = s.machine?.status().generation;
-      if (!s.powered || gen !== e.generation || (dead.poweredSinceMs !== undefined && dead.poweredSinceMs > e.sinceMs) || dead.powered) {
+      const deadAgain = e.hang ? !dead.hung || !dead.powered : dead.powered || (dead.poweredSinceMs !== undefined && dead.poweredSinceMs > e.sinceMs);
+      if (!s.powered || s.hung || gen !== e.generation || deadAgain) {
         this.liveness.splice(k, 1);
         continue;
       }
@@ -631,7 +747,7 @@ export class PairWorld {
         continue;
       }
       if (this.nowMs >= e.deadlineMs) {
-        this.fail(`liveness: blade ${bladeNames[dead.index]} died at ${e.sinceMs.toFixed(0)} and blade ${bladeNames[s.index]} did not take over within ${(e.deadlineMs - e.sinceMs).toFixed(0)} ms`);
+        this.fail(`liveness: blade ${bladeNames[dead.index]} ${e.hang ? 'hung' : 'died'} at ${e.sinceMs.toFixed(0)} and blade ${bladeNames[s.index]} did not take over within ${(e.deadlineMs - e.sinceMs).toFixed(0)} ms`);
         this.liveness.splice(k, 1);
       }
     }
@@ -654,20 +770,26 @@ export class PairWorld {
    * partner has been running, and some path from it has been intact, for longer than that
    * path's detection window, it was reachable and the takeover is wrong.
    */
-  private checkPartnerUnreachable(taker: BladeIndex): void {
+  private checkPartnerUnreachable(taker: BladeIndex, bySense: boolean): void {
     const p = this.blades[taker === 0 ? 1 : 0];
-    if (!p.powered || p.poweredSinceMs === undefined || p.machine === undefined) return;
+    // A hung partner is unreachable: it neither sends nor reads.
+    if (!p.powered || p.poweredSinceMs === undefined || p.machine === undefined || p.hung) return;
+    // Started by the sense line: the partner must be silent on the interconnect and network;
+    // the mailboxes are not waited for, so a line stuck at lost may take over a live partner
+    // that only they still show (the fence arbitrates). An honest line never says lost here.
+    if (bySense && this.blades[taker].senseStuck !== false) this.fail(`blade ${bladeNames[taker]} took over by the sense line while its partner has power and the line is honest`);
     if (p.machine.status().phase === 'STOPPED') return;
     const t = this.timing;
     const linkWindow = pathTimeoutMs(t, 'interconnect') + 3 * t.heartbeatIntervalMs + t.heartbeatMissCountMax * t.tickIntervalMs + simLatency.bootMs + 50;
     const mailboxWindow = pathTimeoutMs(t, 'mailbox') + t.mailboxPollIntervalMs + 2 * t.mailboxWriteIntervalMs + t.mailboxMissCountMax * t.tickIntervalMs + simLatency.bootMs + 100;
     const since = (x: number | undefined): number => (x === undefined ? Infinity : this.nowMs - x);
-    const poweredFor = since(p.poweredSinceMs);
+    // A blade that resumed from a hang starts over like a fresh boot.
+    const poweredFor = Math.min(since(p.poweredSinceMs), since(p.resumedAtMs));
     const reasons: string[] = [];
     for (const kind of ['serial', 'net'] as const) {
       if (!this.cut[kind][p.index] && Math.min(poweredFor, since(this.linkOkSinceMs[kind][p.index])) > linkWindow) reasons.push(kind);
     }
-    if (!this.mailboxReadCut[taker]) {
+    if (!this.mailboxReadCut[taker] && !bySense) {
       const claims = p.machine.status().claimedSets;
       for (let d = 0; d < diskCount; d++) {
         if ((claims & (1 << (d < 2 ? 0 : 1))) === 0 || this.corruptDisks.has(d)) continue;

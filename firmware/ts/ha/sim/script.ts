@@ -83,6 +83,7 @@ export function runScript(blocks: readonly ScriptBlock[]): string[][] {
           seed: Number(opts['seed'] ?? 1),
           timing,
           autoGiveback: opts['auto-giveback'] !== 'off',
+          powerSense: opts['power-sense'] === 'on',
           trace: (l) => out.push(l),
         });
         break;
@@ -93,6 +94,19 @@ export function runScript(blocks: readonly ScriptBlock[]): string[][] {
       case 'power-off':
         for (const a of args) need().powerOff(blade(a));
         break;
+      case 'hang':
+        for (const a of args) need().hang(blade(a), true);
+        break;
+      case 'resume':
+        for (const a of args) need().hang(blade(a), false);
+        break;
+      case 'sense-wire': {
+        // sense-wire a lost|good|mended: the partner-power line blade a reads.
+        const how = args[1];
+        if (how !== 'lost' && how !== 'good' && how !== 'mended') throw new Error('sense-wire: expected lost, good or mended');
+        need().setSenseWire(blade(args[0]), how === 'mended' ? undefined : how);
+        break;
+      }
       case 'run':
         need().run(Number(args[0]));
         break;

@@ -1,6 +1,7 @@
 // Simulation area `ha`: both blades' HA layers (status protocol over every path, mailboxes,
 // fencing, takeover, giveback, reboot recovery) under random path faults, power cuts,
-// reboots, mailbox corruption, mirror trouble and operator commands, within a fault budget.
+// reboots, hangs, mailbox corruption, mirror trouble, operator commands and (with the
+// partner-power sense lines most runs have) lying sense lines, within a fault budget.
 // Checkers (firmware/ts/ha/sim/pair-world.ts): no two blades write one disk in one
 // reservation epoch; a fenced blade stops at once; a dead partner is taken over within the
 // documented bound; no takeover starts while the partner is reachable; after healing, both
@@ -15,12 +16,15 @@ const faultPhaseMs = 40_000;
 const settleMs = 15_000;
 const traceTailMax = 150;
 
-type FaultKind = 'power' | 'serial' | 'net' | 'mailbox' | 'partition' | 'corrupt' | 'mirror' | 'disable' | 'fence';
+type FaultKind = 'power' | 'serial' | 'net' | 'mailbox' | 'partition' | 'corrupt' | 'mirror' | 'disable' | 'fence' | 'sense' | 'hang';
 
 const budgetLimits = {
   // The design survives one blade down at a time; links, mailboxes and the rest may fail together.
-  concurrentMax: { power: 1, serial: 1, net: 1, mailbox: 2, partition: 1, corrupt: 2, mirror: 1, disable: 1, fence: 1 },
+  // A hang is a blade down as far as its partner can tell: it shares the power budget's rule.
+  concurrentMax: { power: 1, serial: 1, net: 1, mailbox: 2, partition: 1, corrupt: 2, mirror: 1, disable: 1, fence: 1, sense: 1, hang: 1 },
   totalConcurrentMax: 3,
+  // One blade down at a time, whether it lost its power or hangs.
+  exclusive: [['power', 'hang']] as const,
 };
 
 export const area: SimArea = {
@@ -46,6 +50,8 @@ export function runHaSeed(seed: number, log: (line: string) => void): SimOutcome
     lossProbability: prng.pick([0, 0.01, 0.05]),
     consecutiveLossMax: 2,
     corruptProbability: prng.pick([0, 0.002]),
+    // Most boards have the partner-power sense line; some runs keep the mailbox-only decision.
+    powerSense: prng.chance(0.75),
     trace: (line) => {
       tail.push(line);
       if (tail.length > traceTailMax) tail.shift();
@@ -142,6 +148,16 @@ export function runHaSeed(seed: number, log: (line: string) => void): SimOutcome
         break;
       case 10:
         if (prng.chance(0.3)) inject('fence', 'controller', () => world.setFenceFlaky(true), () => world.setFenceFlaky(false), prng.range(200, 3000));
+        break;
+      case 11:
+        if (prng.chance(0.5)) {
+          // A lying sense line: stuck at lost (the partner may be alive) or at good (a power cut goes unseen).
+          const stuck = prng.pick(['lost', 'good'] as const);
+          inject('sense', name, () => world.setSenseWire(b, stuck), () => world.setSenseWire(b, undefined), prng.range(500, 8000));
+        } else {
+          // A hang (stalled event loop): silent on every path with its power good.
+          inject('hang', name, () => world.hang(b, true), () => world.hang(b, false), prng.pick([prng.range(100, 600), prng.range(1500, 5000)]));
+        }
         break;
       default:
         break;
