@@ -8,12 +8,14 @@
 // it does not stop service). After the heal both mirrors resync and nothing acknowledged is lost.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs/promises';
-import { PairRig, WriteLoad, sleep, verifyAcked, type BladeId } from './pair-rig.ts';
+import { PairRig, WriteLoad, sleep, verifyAcked, type BladeId, type BladeStatus } from './pair-rig.ts';
 import { applyFault } from '../../rig/faults.ts';
 import { namespacesAvailable } from '../../rig/net/topology.ts';
 
-/** How long the pair stays partitioned: many link (0.6 s) and mailbox (0.75 s) timeouts. */
-const partitionHoldMs = 6000;
+/** How long the pair stays partitioned: many link (0.5 s) and mailbox (0.8 s) timeouts. */
+const partitionHoldMs = 4000;
+/** How long a stays dead in the partition: several mailbox timeouts (0.8 s) plus b's tie-break and grace. */
+const deadHoldMs = 3000;
 
 describe('e2e: every path between the blades cut but the mailbox disks', () => {
   let pr: PairRig | undefined;
@@ -116,6 +118,8 @@ describe('e2e: every path between the blades cut but the mailbox disks', () => {
       20_000,
     );
     await p.waitMirrored(['a', 'b'], 30_000);
+    // HA-8 lifted: each blade may take the other over again.
+    await p.until('no takeover blocker left on either blade', async () => (await Promise.all([p.status('a'), p.status('b')])).every((s) => blockers(s).length === 0), 20_000);
     await Promise.all([loadA.waitAcked(30), loadB.waitAcked(30)]);
 
     const [ra, rb] = await Promise.all([loadA.stop(), loadB.stop()]);
@@ -137,7 +141,58 @@ describe('e2e: every path between the blades cut but the mailbox disks', () => {
         `HA_TAKEOVER_BLOCKED alerts ${blocked} (all mailboxes silent for a mailbox timeout, takeover held off by HA-8)`,
     );
   }, 120_000);
+
+  it('HA-8 NV-5 a loses power while partitioned: b does not take over from its stale mirror; a comes back and replays what it acknowledged alone', async () => {
+    const p = pr as PairRig;
+    await p.waitMirrored(['a', 'b'], 30_000);
+    const load = new WriteLoad({ target: p.address('a'), clients: 2, prefix: 'isocut' }).start();
+    await load.waitAcked(30);
+    if (netns) await applyFault(p.rig, 'partition', [], false);
+    else await applyFault(p.rig, 'link', ['cut'], false);
+    if (netns) {
+      // a answers from its own NVRAM once "no takeover" is on the mailboxes: these writes are
+      // in no mirror; only a's NVRAM and disks hold them.
+      await p.until('a\'s mirror degraded', async () => (await p.status('a')).mirror !== 'synced', 20_000);
+    }
+    await load.waitAcked(20, 30_000);
+    const ackedAtCut = load.ackedCount;
+    await applyFault(p.rig, 'power-cut', ['a'], false);
+    await sleep(deadHoldMs);
+    if (netns) {
+      // b saw a go silent on every path, but a's mirror was degraded (a's no-takeover flag):
+      // taking over from b's copy would lose what a acknowledged alone. HA-8 holds it off.
+      const sb = await p.status('b');
+      expect(sb.state).toBe('NORMAL');
+      expect(sb.exports.map((e) => e.path)).toEqual(['/volb']);
+      expect(p.holders('a').every((h) => h === 'a')).toBe(true);
+      expect(await alerts(p, 'b')).toContain('HA_TAKEOVER_BLOCKED');
+    }
+    await applyFault(p.rig, 'power-cut', ['a'], true);
+    if (netns) await applyFault(p.rig, 'partition', [], true);
+    else await applyFault(p.rig, 'link', [], true);
+    // Without the partition b took a over (its mirror was synced); either way /vola is served.
+    await p.until('/vola served again', async () => (await p.status(netns ? 'a' : 'b')).exports.some((e) => e.path === '/vola'), 60_000);
+    await load.waitAcked(30, 30_000);
+    const r = await load.stop();
+    expect(r.errors).toEqual([]);
+    expect(r.acked.length).toBeGreaterThan(ackedAtCut);
+    expect(await verifyAcked(p.address('a'), r.acked)).toEqual([]);
+    if (netns) {
+      const takeoverAlerts = ['HA_TAKEOVER_STARTED', 'HA_TAKEOVER_DONE', 'HA_FENCED'];
+      expect((await alerts(p, 'b')).filter((a) => takeoverAlerts.includes(a))).toEqual([]);
+    }
+    expect(p.rig.loopEmulator().violations()).toEqual([]);
+    const replays = [...(await fs.readFile(p.log('a'), 'utf8')).matchAll(/"replayed":(\d+).*own change log replayed/g)].map((m) => m[1]);
+    console.log(
+      `e2e isolation, power cut while partitioned: ${r.acked.length} writes acked on /vola (${ackedAtCut} before the cut), ${r.reconnects} reconnects, ` +
+        `longest client pause ${r.longestPauseMs} ms; a's own-log replays at its boots: ${replays.join(', ')} entries`,
+    );
+  }, 120_000);
 });
+
+function blockers(s: BladeStatus): unknown[] {
+  return ((s.ha as { blockers?: unknown[] } | undefined)?.blockers ?? []) as unknown[];
+}
 
 /** Acknowledged writes per second of both loads between two calls. */
 class AckRate {
