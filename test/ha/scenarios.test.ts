@@ -30,6 +30,10 @@ const proves: Record<string, string> = {
   'one-way-cut': 'HA-4 HA-6',
   'survivor-reboot': 'HA-4 HA-10',
   'nvram-lost': 'HA-2 HA-3 NV-7',
+  'power-sense-cut': 'HA-5 HA-6 HA-9',
+  'power-sense-lying-lost': 'HA-5 HA-6',
+  'power-sense-stuck-good': 'HA-5 HA-6',
+  'power-sense-hang': 'HA-5 HA-6',
 };
 
 describe('HA scenarios', () => {

@@ -86,6 +86,8 @@ export function runScript(blocks: readonly ScriptBlock[]): string[][] {
           powerSense: opts['power-sense'] === 'on',
           trace: (l) => out.push(l),
         });
+        // A broken partner-reset wire: only the fence stops a taken-over blade that still runs.
+        world.resetLineBroken = opts['reset-line'] === 'broken';
         break;
       }
       case 'boot':
