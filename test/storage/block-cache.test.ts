@@ -182,6 +182,23 @@ describe('CoW FS read path with the block cache', () => {
     await fs.close();
   });
 
+  it('a read served whole from one cached buffer is a view of it (no copy), and a later write leaves that view unchanged', async () => {
+    const { fs } = await fresh({ cachePagesMax: 8 });
+    const f = await create(fs, 'v');
+    const old = blocks(256, 3);
+    await write(fs, f, 0, old);
+    await fs.takeCp();
+    await fs.getattr(f);
+    await readSeq(fs, f, 64 * 1024, 64 * 1024); // starts the stream: what follows is read ahead
+    const got = (await fs.read(f, 64 * 1024, 64 * 1024)).data;
+    expect(bytesEqual(got, old.subarray(64 * 1024, 128 * 1024))).toBe(true);
+    expect(got.buffer.byteLength).toBeGreaterThan(got.length); // a view into a read-ahead buffer
+    await write(fs, f, 64 * 1024, blocks(16, 200));
+    expect(bytesEqual(got, old.subarray(64 * 1024, 128 * 1024))).toBe(true);
+    expect((await fs.read(f, 64 * 1024, 4096)).data[0]).toBe(200);
+    await fs.close();
+  });
+
   it('a block overwritten while its read-ahead is in flight reads back the new data', async () => {
     const { vol, fs } = await fresh({ cachePagesMax: 8 });
     const f = await create(fs, 'f');

@@ -912,16 +912,20 @@ export class CowFs implements FileSystem {
     return p;
   }
 
+  /**
+   * The bytes [offset, offset + n) of `f`. When every block comes from one immutable read
+   * buffer (the block cache's, a read-ahead's or this call's own volume read) laid out
+   * contiguously, the result is a view of it, not a copy: a sequential 64 KiB READ served from
+   * read-ahead then costs neither a fresh allocation nor a copy. Callers never write to it.
+   */
   private async readRange(f: Inode, offset: number, n: number): Promise<Uint8Array> {
-    const out = new Uint8Array(n);
-    if (n === 0) return out;
+    if (n === 0) return new Uint8Array(0);
     const first = Math.floor(offset / fsBlockBytes);
     const last = Math.floor((offset + n - 1) / fsBlockBytes);
-    const copyBlock = (fbn: number, block: Uint8Array): void => {
-      const lo = Math.max(offset, fbn * fsBlockBytes);
-      const hi = Math.min(offset + n, (fbn + 1) * fsBlockBytes);
-      out.set(block.subarray(lo - fbn * fsBlockBytes, hi - fbn * fsBlockBytes), lo - offset);
-    };
+    // Where each block's bytes are (undefined: a hole, zeros). Pages of the file are
+    // mutable (a later write changes them in place), so they are always copied.
+    const src = new Array<Uint8Array | undefined>(last - first + 1);
+    let fromPages = false;
     // Memory first (the file's own pages: dirty, or clean and recently used), then the
     // clean-block cache and the read-ahead in flight; what is left is gathered into
     // contiguous on-disk runs, each read with one volume call.
@@ -932,14 +936,15 @@ export class CowFs implements FileSystem {
     for (let fbn = first; fbn <= last; fbn++) {
       const cached = this.cachedPage(f.ino, 0, fbn);
       if (cached !== undefined) {
-        copyBlock(fbn, cached.data);
+        src[fbn - first] = cached.data;
+        fromPages = true;
         continue;
       }
       const addr = await ptrs.at(fbn);
       if (addr === 0) continue; // a hole reads as zeros
       const hit = cache?.get(addr);
       if (hit !== undefined) {
-        copyBlock(fbn, hit);
+        src[fbn - first] = hit;
         continue;
       }
       const pending = cache?.pending(addr, fsBlockBytes);
@@ -957,16 +962,34 @@ export class CowFs implements FileSystem {
     if (cache !== undefined) await this.readAhead(f, offset, n);
     for (const w of waits) {
       // A read-ahead that failed is read again here, which reports the error (or reconstructs).
-      copyBlock(w.fbn, (await w.data) ?? (await this.volume.readBlocks(w.addr, 1)));
+      src[w.fbn - first] = (await w.data) ?? (await this.volume.readBlocks(w.addr, 1));
     }
     for (let k = 0; k < runs.length; k++) {
       const r = runs[k] as { fbn: number; addr: number; count: number };
       const data = await (reads[k] as Promise<Uint8Array>);
-      for (let i = 0; i < r.count; i++) copyBlock(r.fbn + i, data.subarray(i * fsBlockBytes, (i + 1) * fsBlockBytes));
+      for (let i = 0; i < r.count; i++) src[r.fbn + i - first] = data.subarray(i * fsBlockBytes, (i + 1) * fsBlockBytes);
       // Under the lock: these blocks are in use, so their addresses hold exactly this data
       // until they are freed (which invalidates them).
       cache?.noteMiss(r.count);
       cache?.put(r.addr, data, fsBlockBytes);
+    }
+    const head = offset - first * fsBlockBytes;
+    const one = src[0];
+    if (!fromPages && one !== undefined && one.length === fsBlockBytes) {
+      let contiguous = true;
+      for (let i = 1; i < src.length && contiguous; i++) {
+        const b = src[i];
+        contiguous = b !== undefined && b.buffer === one.buffer && b.byteOffset === one.byteOffset + i * fsBlockBytes;
+      }
+      if (contiguous) return new Uint8Array(one.buffer, one.byteOffset + head, n);
+    }
+    const out = new Uint8Array(n);
+    for (let i = 0; i < src.length; i++) {
+      const b = src[i];
+      if (b === undefined) continue;
+      const lo = Math.max(offset, (first + i) * fsBlockBytes);
+      const hi = Math.min(offset + n, (first + i + 1) * fsBlockBytes);
+      out.set(b.subarray(lo - (first + i) * fsBlockBytes, hi - (first + i) * fsBlockBytes), lo - offset);
     }
     return out;
   }
