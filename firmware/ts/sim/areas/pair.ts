@@ -19,8 +19,8 @@ export const pairAreaLimits = {
   faultCountMax: 6,
   opsPerClientMax: 40,
   /**
-   * From a cut to the reboot. At least 40 ms: HA gives a set back only some time after the
-   * takeover (its giveback delay); with 15 ms, seed 125 fails (docs, "Open findings").
+   * From a cut to the reboot (a giveback follows a takeover that soon: 15 ms once found a
+   * change path that never applied again after it, docs/simulation-pair.md "Fixed findings").
    */
   rebootDelayMs: [15, 150] as const,
   /** Quiet time between settling and the final check. */
@@ -29,17 +29,15 @@ export const pairAreaLimits = {
   rebuildBoundMs: 3000,
   /**
    * End with both blades cut at once and recovered before comparing (else the live file
-   * systems are compared after a CP). Off: seed 823 then fails on a firmware bug (own
-   * recovery after serving the partner's set; docs/simulation-pair.md, "Open findings").
+   * systems are compared after a CP): own recovery after serving the partner's set.
    */
   finalRecovery: true,
-  /**
-   * Blade power cuts per seed. Two (a second takeover after a giveback) fail ~1% of seeds:
-   * docs/simulation-pair.md, "Open findings".
-   */
+  /** Blade power cuts per seed (either blade, one at a time: second and third takeovers after givebacks). */
   bladeCutsMax: 3,
-  /** Battery failure followed by a cut (NVRAM lost): off, see "Open findings". */
+  /** Battery failure followed by a cut (NVRAM lost), with takeover. */
   batteryCut: true,
+  /** Path faults: one interconnect path down for a while (the session stays on the other). */
+  pathFaults: true,
 } as const;
 
 const traceTailMax = 80;
@@ -94,7 +92,8 @@ export async function runPairSeed(seed: number, log: (line: string) => void, pla
         const [a, b] = world.blades;
         const normal = a.up && b.up && world.server[0] === 0 && world.server[1] === 1;
         const x = prng.int(2) as BladeId;
-        switch (prng.pick(['cut', 'cut', 'battery-cut', 'battery', 'link', 'disk'] as const)) {
+        const kinds = ['cut', 'cut', 'battery-cut', 'battery', 'link', 'disk'] as const;
+        switch (prng.pick(L.pathFaults ? [...kinds, 'path' as const] : kinds)) {
           case 'cut': {
             if (!normal || bladeCuts >= L.bladeCutsMax) return;
             bladeCuts++;
@@ -145,6 +144,17 @@ export async function runPairSeed(seed: number, log: (line: string) => void, pla
             world.cutLink();
             sim.timers.after(prng.range(5, 120), () => {
               world.healLink();
+              g.release();
+            });
+            return;
+          }
+          case 'path': {
+            const g = budget.tryGrant('link', 'interconnect');
+            if (g === undefined) return;
+            faults.push('path');
+            world.setPathDown(true);
+            sim.timers.after(prng.range(5, 150), () => {
+              world.setPathDown(false);
               g.release();
             });
             return;

@@ -33,6 +33,11 @@ export const pairSimLimits = {
   detectDeathMs: 8,
   /** Delay of one interconnect message (one ordered stream per direction). */
   linkDelayMs: [0.05, 0.5] as const,
+  /**
+   * The same with the Ethernet path down and the serial path carrying the session (a path
+   * fault: the session survives, the mirror's round trip grows).
+   */
+  serialOnlyDelayMs: [1, 4] as const,
   /** State-machine log replies kept for retransmissions (longer than a run). */
   replyRetentionMs: 60_000,
 } as const;
@@ -92,6 +97,8 @@ export class PairSimWorld {
   readonly violations: string[] = [];
   readonly counters = { boots: 0, takeovers: 0, givebacks: 0, cps: 0, replayed: 0, fsckRuns: 0, diskFailures: 0 };
   linkUp = true;
+  /** One interconnect path is down: traffic continues on the slower one (`serialOnlyDelayMs`). */
+  pathDown = false;
   private session = 0;
   private readonly lastDelivery: [number, number] = [0, 0];
 
@@ -439,6 +446,12 @@ export class PairSimWorld {
     }
   }
 
+  /** One path of the interconnect fails (or comes back): the session stays, messages slow down. */
+  setPathDown(down: boolean): void {
+    this.note(down ? 'interconnect path down (serial only)' : 'interconnect path up');
+    this.pathDown = down;
+  }
+
   healLink(): void {
     this.note('interconnect healed');
     this.linkUp = true;
@@ -471,7 +484,7 @@ export class PairSimWorld {
     const src = this.blades[from];
     const session = this.session;
     const toInc = to.incarnation;
-    const [lo, hi] = pairSimLimits.linkDelayMs;
+    const [lo, hi] = this.pathDown ? pairSimLimits.serialOnlyDelayMs : pairSimLimits.linkDelayMs;
     const now = this.sim.clock.nowMs();
     const at = Math.max(this.lastDelivery[from] + 1e-6, now + lo + this.prng.float() * (hi - lo));
     this.lastDelivery[from] = at;
