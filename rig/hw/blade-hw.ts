@@ -276,6 +276,9 @@ export class RigHardware {
     this.relayChain = this.relayChain
       .then(async () => {
         if (asserted === 1) {
+          // Reset holds a running board; it does not give power back to one that lost it
+          // (a survivor's reset pulse after a power cut must leave the partner off).
+          if (!this.powered[partner]) return;
           this.heldInReset.add(partner);
           await this.opts.power.cut(partner);
         } else if (this.heldInReset.delete(partner)) {

@@ -217,6 +217,17 @@ describe('rig: the power relay drives the partner-power line', () => {
     await applyFault(rig, 'power-cut', ['a'], true);
     expect(await line.read()).toBe(1);
 
+    // HA-6: the survivor's reset pulse after a power cut leaves the partner off (and its line lost).
+    await applyFault(rig, 'power-cut', ['a'], false);
+    const reset = await openRigGpio(client, { line: rigGpioLines.partnerReset, direction: 'out', activeLow: true, name: 'partnerReset' });
+    await reset.write(1);
+    await reset.write(0);
+    await rig.hardware().settled();
+    expect(rig.blade('a').power).toBe('off');
+    expect(await line.read()).toBe(0);
+    await applyFault(rig, 'power-cut', ['a'], true);
+    expect(await line.read()).toBe(1);
+
     expect(await applyFault(rig, 'sense-wire', ['b', 'lost'], false)).toMatch(/stuck at lost/);
     expect(await line.read()).toBe(0);
     await applyFault(rig, 'sense-wire', ['b', 'good'], false);
@@ -230,7 +241,7 @@ describe('rig: the power relay drives the partner-power line', () => {
     expect(rig.status().gpio?.a.partnerPower).toBe(1);
     await expect(applyFault(rig, 'sense-wire', ['b', 'maybe'], false)).rejects.toMatchObject({ code: 'ERR_RIG_FAULT_USAGE' });
     const deadline = Date.now() + 5000;
-    while (edges.length < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    expect(edges).toEqual([0, 1, 0, 1, 0, 1]);
+    while (edges.length < 8 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(edges).toEqual([0, 1, 0, 1, 0, 1, 0, 1]);
   });
 });
