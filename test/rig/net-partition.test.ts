@@ -7,7 +7,8 @@ import { promisify } from 'node:util';
 import { createTopology, destroyTopology, inNamespace, rigNets, setBladesIsolated, topology, topologyLeftovers, type RigNet } from '../../rig/net/topology.ts';
 
 const run = promisify(execFile);
-const t = topology(58);
+// Slot 57: 58 is test/rig/start.test.ts, 59 test/rig/netns.test.ts, 10-49 test/e2e/isolation.test.ts.
+const t = topology(57);
 const port = 7002;
 
 /** One TCP connect from `fromNs` (undefined: the host) to host:port; the peer's greeting, or the error code. */
