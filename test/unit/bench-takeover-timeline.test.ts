@@ -34,6 +34,16 @@ describe('takeover timeline', () => {
     expect(Object.values(tl).reduce((a, b) => a + b, 0)).toBe(2450 - 1000);
   });
 
+  it('HA-5 a partner-power loss is the detection milestone too (no tie-break then)', () => {
+    const text = log()
+      .replaceAll('"alert":"HA_PARTNER_DOWN","msg":"partner silent on every path"}', '"alert":"HA_PARTNER_POWER_LOST","msg":"partner power lost"}')
+      .split('\n')
+      .map((l) => l.replace('"time":1900,', '"time":1700,'))
+      .join('\n');
+    expect(text).not.toContain('HA_PARTNER_DOWN');
+    expect(takeoverTimeline(text, 1000, 2450)).toMatchObject({ detect: 700, tieBreak: 0, grace: 500 });
+  });
+
   it('stops at the first missing milestone (the takeover did not get that far)', () => {
     const cut = log()
       .split('\n')

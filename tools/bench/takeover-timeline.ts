@@ -23,7 +23,8 @@ interface LogLine {
 
 /**
  * Milestones of the first takeover after `cutMs` (wall clock) in a survivor's log, and the
- * phases between them: cut -> partner silent on every path (detect) -> takeover announced
+ * phases between them: cut -> partner failed (detect: silent on every path, or power lost
+ * and silent on the message paths) -> takeover announced
  * (tieBreak) -> preempt starts (grace) -> preempt done (fence) -> replay starts (reset pulse) ->
  * partner set opened: disks, RAID, file system (open) -> replay done (replay) -> serving:
  * addresses claimed, NFS listening (serve) -> the client's first reply (firstReply).
@@ -40,7 +41,9 @@ export function takeoverTimeline(logText: string, cutMs: number, firstReplyMs: n
     }
   }
   const at = (pred: (j: LogLine) => boolean, after: number | undefined): number | undefined => (after === undefined ? undefined : lines.find((j) => j.time >= after && pred(j))?.time);
-  const down = at((j) => j.alert === 'HA_PARTNER_DOWN', cutMs);
+  // Silent on every path (HA-5), or — with a partner-power sense line — power lost and silent
+  // on every interconnect and network path (no mailbox wait, no tie-break).
+  const down = at((j) => j.alert === 'HA_PARTNER_DOWN' || j.alert === 'HA_PARTNER_POWER_LOST', cutMs);
   const announced = at((j) => j.alert === 'HA_TAKEOVER_STARTED', down);
   const fenceStart = at((j) => j.ha === 'fence-start' && j.op === 'preempt', announced);
   const fenceDone = at((j) => j.ha === 'fence-done' && j.op === 'preempt', fenceStart);
