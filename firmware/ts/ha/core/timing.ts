@@ -38,12 +38,16 @@ export const defaultHaTiming: Readonly<HaTiming> = {
   tickIntervalMs: 25,
   heartbeatIntervalMs: 100,
   heartbeatMissCountMax: 5,
-  mailboxWriteIntervalMs: 100,
-  mailboxPollIntervalMs: 100,
+  // The mailbox-only decision is the conservative one (2 s): a loaded host has shown every
+  // mailbox path of a live partner silent for ~2.5 s at once, while a power cut is caught
+  // fast by the partner-power sense line (ha/core/power-sense.ts). docs/timing-budget.md.
+  mailboxWriteIntervalMs: 250,
+  mailboxPollIntervalMs: 250,
   mailboxMissCountMax: 8,
   mailboxCorruptCountMax: 3,
   tieBreakDelayMs: 200,
-  takeoverGraceMs: 300,
+  // checkTiming: the grace must cover one mailbox write and one poll (250 + 250).
+  takeoverGraceMs: 500,
   resetPulseMs: 50,
   takeoverCountMax: 3,
   takeoverWindowMs: 10 * 60_000,

@@ -79,6 +79,9 @@ export function runScript(blocks: readonly ScriptBlock[]): string[][] {
         const timing: Partial<HaTiming> = {};
         if (opts['giveback-delay'] !== undefined) timing.givebackDelayMinMs = Number(opts['giveback-delay']);
         if (opts['takeover-max'] !== undefined) timing.takeoverCountMax = Number(opts['takeover-max']);
+        // Pinned limits (a scenario written for other timing than the defaults).
+        if (opts['mailbox-ms'] !== undefined) timing.mailboxWriteIntervalMs = timing.mailboxPollIntervalMs = Number(opts['mailbox-ms']);
+        if (opts['grace-ms'] !== undefined) timing.takeoverGraceMs = Number(opts['grace-ms']);
         world = new PairWorld({
           seed: Number(opts['seed'] ?? 1),
           timing,
