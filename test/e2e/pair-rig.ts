@@ -370,6 +370,8 @@ export class WriteLoad {
     let fh: Uint8Array | undefined;
     let lastAck = Date.now();
     let n = 0;
+    /** The last file whose CREATE the server answered (a CREATE cut off by a reset may not have happened). */
+    let created: string | undefined;
     try {
       while (!this.stopping) {
         const file = `${this.o.prefix}-c${c}-f${Math.floor(n / perFile)}`;
@@ -384,6 +386,7 @@ export class WriteLoad {
               const r = await m.nfs.create(m.root, file);
               if (r.status === 0 && r.fh) fh = r.fh;
               else fh = ok(await m.nfs.lookup(m.root, file), `LOOKUP ${file}`).fh;
+              created = file;
             }
             const w = await m.nfs.write(fh, offset, data);
             // JUKEBOX is the server's "not now, resend later" (NVRAM full until a CP ends):
@@ -406,9 +409,10 @@ export class WriteLoad {
               await Promise.all([old.nfs.close(), old.mount.close()]).catch(() => undefined);
             }
             await sleep(50);
-            // The file exists already (it was created before this write); find it again.
             m = await this.connect();
-            fh = ok(await m.nfs.lookup(m.root, file), `LOOKUP ${file} after reconnect`).fh;
+            // A file whose CREATE was answered must exist: find it again. One whose CREATE got
+            // no answer may not; the next try (fh unset) creates it.
+            if (created === file) fh = ok(await m.nfs.lookup(m.root, file), `LOOKUP ${file} after reconnect (its CREATE was answered)`).fh;
           }
         }
         const now = Date.now();
