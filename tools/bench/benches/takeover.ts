@@ -72,14 +72,23 @@ export const bench: Bench = {
   async run(args): Promise<BenchReport> {
     const { values } = parseArgs({
       args: [...args],
-      options: { cuts: { type: 'string', default: '20' }, clients: { type: 'string', default: '3' }, network: { type: 'string', default: 'loopback' } },
+      options: {
+        cuts: { type: 'string', default: '20' },
+        clients: { type: 'string', default: '3' },
+        network: { type: 'string', default: 'loopback' },
+        // off: b's partner-power sense wire is stuck at "good", so b decides on silence alone
+        // (every path, the mailboxes included) — a board without the sense line, or a hang.
+        'power-sense': { type: 'string', default: 'on' },
+      },
     });
     const cuts = Number(values.cuts);
     const clients = Number(values.clients);
     const network = values.network === 'netns' ? ('netns' as const) : ('loopback' as const);
+    const powerSense = values['power-sense'] !== 'off';
     const startRig = async (): Promise<PairRig> => {
       const rig = await PairRig.start(benchLimits.portSlot, network === 'netns' ? { network, netSlot: benchLimits.netSlot } : {});
       try {
+        if (!powerSense) rig.rig.hardware().setSenseWire('b', 'good');
         await rig.bringUp();
       } catch (e) {
         await rig.stop();
@@ -206,6 +215,7 @@ export const bench: Bench = {
     const figures: BenchReport['figures'] = {
       cuts: takeovers.length,
       network,
+      powerSense,
       takeoverMsP50: round1(pct(s, 50)),
       takeoverMsP99: round1(pct(s, 99)),
       takeoverMsMax: round1(s[s.length - 1] ?? NaN),
