@@ -11,11 +11,12 @@ const systemId = 42;
 const fw = 0x0001_0000;
 
 /**
- * The limits these hand-driven sequences were written for: 100 ms mailboxes and a 300 ms
- * grace (the defaults moved to a conservative 250 ms x 8 mailbox decision once the
- * partner-power sense line took over fast detection of a power cut; docs/timing-budget.md).
+ * The limits these hand-driven sequences were written for: 100 ms mailboxes, a 300 ms grace
+ * and a 200 ms tie-break (the defaults moved to a conservative 250 ms x 8 mailbox decision
+ * once the partner-power sense line took over fast detection of a power cut;
+ * docs/timing-budget.md).
  */
-const timing = { ...defaultHaTiming, mailboxWriteIntervalMs: 100, mailboxPollIntervalMs: 100, takeoverGraceMs: 300 };
+const timing = { ...defaultHaTiming, mailboxWriteIntervalMs: 100, mailboxPollIntervalMs: 100, takeoverGraceMs: 300, tieBreakDelayMs: 200 };
 
 function config(bladeIndex: 0 | 1, over: Partial<HaConfig> = {}): HaConfig {
   return {

@@ -45,7 +45,8 @@ export const defaultHaTiming: Readonly<HaTiming> = {
   mailboxPollIntervalMs: 250,
   mailboxMissCountMax: 8,
   mailboxCorruptCountMax: 3,
-  tieBreakDelayMs: 200,
+  // More than the detection skew between the blades (one mailbox poll plus a tick: 275 ms).
+  tieBreakDelayMs: 300,
   // checkTiming: the grace must cover one mailbox write and one poll (250 + 250).
   takeoverGraceMs: 500,
   resetPulseMs: 50,

@@ -82,6 +82,7 @@ export function runScript(blocks: readonly ScriptBlock[]): string[][] {
         // Pinned limits (a scenario written for other timing than the defaults).
         if (opts['mailbox-ms'] !== undefined) timing.mailboxWriteIntervalMs = timing.mailboxPollIntervalMs = Number(opts['mailbox-ms']);
         if (opts['grace-ms'] !== undefined) timing.takeoverGraceMs = Number(opts['grace-ms']);
+        if (opts['tiebreak-ms'] !== undefined) timing.tieBreakDelayMs = Number(opts['tiebreak-ms']);
         world = new PairWorld({
           seed: Number(opts['seed'] ?? 1),
           timing,
