@@ -14,7 +14,10 @@ import { SimFenceArray } from '../../firmware/ts/ha/fence-sim.ts';
 import { HaDriver, haPathsFor } from '../../firmware/ts/ha/driver.ts';
 import type { MailboxDisk } from '../../firmware/ts/ha/mailbox-io.ts';
 import type { PersistedHaState } from '../../firmware/ts/ha/core/machine.ts';
-import { defaultHaTiming, takeoverBoundMs } from '../../firmware/ts/ha/core/timing.ts';
+import { defaultHaTiming, pathTimeoutMs, takeoverBoundMs } from '../../firmware/ts/ha/core/timing.ts';
+import { powerLossTakeoverBoundMs } from '../../firmware/ts/ha/core/power-sense.ts';
+import { PartnerPowerWatch } from '../../firmware/ts/board/partner-power.ts';
+import { SimGpioChip } from '../../firmware/ts/hal/gpio/sim/sim-gpio.ts';
 
 const mac = hmacSha256Mac(new Uint8Array(32).fill(0x17));
 const setDisks: [number[], number[]] = [
@@ -162,6 +165,35 @@ describe('HA runtime over the link layer', () => {
     await Promise.all([a.link.close(), b.link.close()]);
     a.ha.stop();
     b.ha.stop();
+  });
+
+  it('HA-5 HA-6 the partner-power line, watched through the GPIO HAL, lets the driver take a powered-off partner over at the heartbeat timeout', async () => {
+    const w = world(4);
+    const a = w.boot(0);
+    const b = w.boot(1);
+    // Blade a's partner-power input, as the pair blade wires it: PartnerPowerWatch -> setPartnerPower.
+    const chip = new SimGpioChip({ timers: w.sim.timers });
+    chip.drive(5, 1);
+    const watch = new PartnerPowerWatch({ line: chip.open(5, { direction: 'in', name: 'partnerPower' }), timers: a.domain.timers, onChange: (good) => a.ha.setPartnerPower(good) });
+    await watch.start();
+    await w.sim.runUntil(() => a.ha.status().phase === 'NORMAL' && b.ha.status().phase === 'NORMAL');
+    await w.sim.runUntil(w.sim.clock.nowMs() + 1000);
+    expect(a.ha.status().partnerPower).toBe('good');
+    const cutAt = w.sim.clock.nowMs();
+    await w.powerCut(b, 'b');
+    chip.drive(5, 0);
+    await w.sim.runUntil(() => a.serving.has(1) || w.sim.clock.nowMs() > cutAt + 5000);
+    const took = w.sim.clock.nowMs() - cutAt;
+    expect(a.ha.status().phase).toBe('TAKEOVER');
+    expect(a.ha.status().partnerPower).toBe('lost');
+    expect(a.alerts).toContain('HA_PARTNER_POWER_LOST');
+    expect(a.alerts).not.toContain('HA_PARTNER_DOWN');
+    expect(took).toBeLessThanOrEqual(powerLossTakeoverBoundMs(defaultHaTiming, 100));
+    expect(took).toBeLessThan(pathTimeoutMs(defaultHaTiming, 'mailbox'));
+    expect(w.fence.violations).toEqual([]);
+    watch.stop();
+    await a.link.close();
+    a.ha.stop();
   });
 
   it('HA-1 a cut serial cable is no failure: status flows on the network and mailboxes', async () => {
