@@ -69,6 +69,12 @@ async function fresh(opts: CowFsOptions, blockCount = 16 * 1024, stripeBlocks = 
   return { mem, vol, fs: await CowFs.mount(vol, opts) };
 }
 
+/** A clean remount of the same volume: every cache starts cold. */
+async function remount(fs: CowFs, vol: GatedVolume, opts: CowFsOptions): Promise<CowFs> {
+  await fs.close();
+  return CowFs.mount(vol, opts);
+}
+
 async function create(fs: CowFs, name: string): Promise<InodeRef> {
   const n = fs.allocInode();
   const r = await fs.apply({ op: 'create', dir: fs.rootIno, name, how: 'guarded', attrs: { mode: 0o644 }, newIno: n.ino, newGen: n.gen, time: now(), cred });
@@ -164,13 +170,15 @@ describe('ReadStreams', () => {
 
 describe('CoW FS read path with the block cache', () => {
   it('sequential 64 KiB reads of a cold file are served mostly from read-ahead: far fewer volume calls than reads', async () => {
-    const { vol, fs } = await fresh({ cachePagesMax: 64 });
+    const made = await fresh({ cachePagesMax: 64 });
+    const vol = made.vol;
+    let fs = made.fs;
     const f = await create(fs, 'big');
     const size = 8 * 1024 * 1024;
     const data = blocks(size / B, 9);
     for (let off = 0; off < size; off += 1024 * 1024) await write(fs, f, off, data.subarray(off, off + 1024 * 1024));
     await fs.takeCp();
-    await fs.getattr(f); // trims the page cache to cachePagesMax
+    fs = await remount(fs, vol, { cachePagesMax: 64 }); // cold: nothing of the file in memory
     const before = vol.reads;
     const got = await readSeq(fs, f, size, 64 * 1024);
     expect(bytesEqual(got, data)).toBe(true);
@@ -182,13 +190,30 @@ describe('CoW FS read path with the block cache', () => {
     await fs.close();
   });
 
+  it('data written and committed stays readable from memory after its pages are evicted (read-after-write): no volume reads', async () => {
+    const { vol, fs } = await fresh({ cachePagesMax: 64 });
+    const f = await create(fs, 'raw');
+    const size = 4 * 1024 * 1024;
+    const data = blocks(size / B, 5);
+    for (let off = 0; off < size; off += 1024 * 1024) await write(fs, f, off, data.subarray(off, off + 1024 * 1024));
+    await fs.takeCp();
+    await fs.getattr(f); // evicts all but 64 pages: the clean data blocks move to the block cache
+    const before = vol.readBlocksRead;
+    expect(bytesEqual(await readSeq(fs, f, size, 64 * 1024), data)).toBe(true);
+    expect(vol.readBlocksRead - before).toBe(0);
+    expect(fs.readCacheStats.hits).toBeGreaterThan(size / B / 2);
+    await fs.close();
+  });
+
   it('a read served whole from one cached buffer is a view of it (no copy), and a later write leaves that view unchanged', async () => {
-    const { fs } = await fresh({ cachePagesMax: 8 });
+    const made = await fresh({ cachePagesMax: 8 });
+    const vol = made.vol;
+    let fs = made.fs;
     const f = await create(fs, 'v');
     const old = blocks(256, 3);
     await write(fs, f, 0, old);
     await fs.takeCp();
-    await fs.getattr(f);
+    fs = await remount(fs, vol, { cachePagesMax: 8 });
     await readSeq(fs, f, 64 * 1024, 64 * 1024); // starts the stream: what follows is read ahead
     const got = (await fs.read(f, 64 * 1024, 64 * 1024)).data;
     expect(bytesEqual(got, old.subarray(64 * 1024, 128 * 1024))).toBe(true);
@@ -200,12 +225,14 @@ describe('CoW FS read path with the block cache', () => {
   });
 
   it('a block overwritten while its read-ahead is in flight reads back the new data', async () => {
-    const { vol, fs } = await fresh({ cachePagesMax: 8 });
+    const made = await fresh({ cachePagesMax: 8 });
+    const vol = made.vol;
+    let fs = made.fs;
     const f = await create(fs, 'f');
     const old = blocks(64, 1);
     await write(fs, f, 0, old);
     await fs.takeCp();
-    await fs.getattr(f);
+    fs = await remount(fs, vol, { cachePagesMax: 8 });
     // Hold every multi-block read: the read-ahead that the first read starts stays in flight.
     vol.gate = (_first, count) => count > 1;
     expect((await fs.read(f, 0, B)).data[0]).toBe(1);

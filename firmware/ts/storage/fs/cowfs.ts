@@ -1695,9 +1695,17 @@ export class CowFs implements FileSystem {
   }
 
   private trimCaches(): void {
+    const keep = this.readCache.blockCacheBytesMax > 0;
     for (const p of this.lru) {
       if (this.pageCount <= this.opts.cachePagesMax) break;
       this.dropPage(p);
+      // A clean data block of a regular file holds exactly what the disks hold at its address
+      // (a CP wrote it, or it was read from there), and nothing refers to its buffer any more
+      // (clean pages are neither pinned nor shared with a CP): hand it to the block cache, so
+      // recently written data is read back from memory while the cache has room.
+      if (keep && p.level === 0 && p.addr !== 0 && p.ino !== inodeFileIno && this.inodes.get(p.ino)?.type === FileType.REG) {
+        this.blockCache.put(p.addr, p.data, fsBlockBytes);
+      }
     }
     while (this.inodes.size > this.opts.inodeCacheMax) {
       const first = this.cleanInodes.values().next();
