@@ -7,7 +7,9 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PairWorld, simLatency } from '../../firmware/ts/ha/sim/pair-world.ts';
-import { HaCode } from '../../firmware/ts/ha/core/machine.ts';
+import { HaCode, HaMachine, type HaAction } from '../../firmware/ts/ha/core/machine.ts';
+import { HaPhase, StateIndicator, StatusFlag, type StatusMessage } from '../../firmware/ts/ha/core/status.ts';
+import { defaultHaTiming } from '../../firmware/ts/ha/core/timing.ts';
 import { pathTimeoutMs, takeoverBoundMs } from '../../firmware/ts/ha/core/timing.ts';
 import { powerLossDetectionBoundMs, powerLossTakeoverBoundMs, powerSenseSlackMs } from '../../firmware/ts/ha/core/power-sense.ts';
 import { PartnerPowerWatch } from '../../firmware/ts/board/partner-power.ts';
@@ -132,6 +134,90 @@ describe('partner-power sense in the HA machine', () => {
     expect(powerLossTakeoverBoundMs(t, 0)).toBeLessThan(takeoverBoundMs(t, ['interconnect', 'network', 'mailbox'], 0, 0));
     expect(powerSenseSlackMs(t, 'mailbox')).toBeGreaterThanOrEqual(2 * t.mailboxPollIntervalMs);
     expect(powerSenseSlackMs(t, 'interconnect')).toBe(t.heartbeatIntervalMs);
+  });
+});
+
+/** Blade a's machine by hand: NORMAL, with a serial path and one mailbox path to blade b. */
+function handMachine(): { m: HaMachine; alerts: () => string[]; msg: (sequence: number) => StatusMessage } {
+  const m = new HaMachine(
+    { systemId: 42, bladeIndex: 0, firmwareVersion: 0x10000, paths: [{ id: 'serial', kind: 'interconnect' }, { id: 'mbox2', kind: 'mailbox' }], timing: defaultHaTiming, autoGiveback: false, mirrorSyncedAtBoot: true, bootId: 7 },
+    { generation: 3, phase: HaPhase.normal, claimedSets: 1, operatorDisabled: false },
+    0,
+  );
+  const actions: HaAction[] = [];
+  const drain = (): void => {
+    while (m.hasReady()) actions.push(...m.ready().actions);
+  };
+  const msg = (sequence: number): StatusMessage => ({
+    protocolVersion: 1, systemId: 42, bladeIndex: 1, indicator: StateIndicator.normal, phase: HaPhase.normal, flags: StatusFlag.mirrorSynced, reasons: 0,
+    generation: 1, sequence, peerGeneration: 0, peerSequence: 0, firmwareVersion: 0x10000, claimedSets: 2, bootId: 8,
+  });
+  drain();
+  const reserve = actions.find((a) => a.type === 'fence' && a.op === 'reserve');
+  if (reserve?.type !== 'fence') throw new Error('no reserve');
+  m.step({ type: 'fence-result', op: 'reserve', set: 0, token: reserve.token, ok: true }, 5);
+  m.step({ type: 'status', path: 'serial', message: msg(1) }, 10);
+  m.step({ type: 'replay-done', set: 0, ok: true }, 20);
+  drain();
+  expect(m.status().phase).toBe('NORMAL');
+  const alerts = (): string[] => {
+    drain();
+    return actions.flatMap((a) => (a.type === 'alert' ? [a.code] : []));
+  };
+  return { m, alerts, msg };
+}
+
+describe('partner-power sense: what counts as the partner running', () => {
+  it('HA-5 records written before the cut and read late (a loaded host) are not life; a third fresh mailbox record is', () => {
+    const { m, alerts, msg } = handMachine();
+    let seq = 1;
+    // The partner runs: a heartbeat every 100 ms on serial, its mailbox read every 250 ms.
+    let mailboxRecord = msg(1);
+    for (let t = 25; t <= 1000; t += 25) {
+      if (t % 100 === 0) m.step({ type: 'status', path: 'serial', message: msg(++seq) }, t);
+      if (t % 250 === 0) m.step({ type: 'status', path: 'mbox2', message: mailboxRecord }, t);
+      if (t % 250 === 0) mailboxRecord = msg(++seq);
+      m.tick(t);
+    }
+    // Power lost at 1000; two records the partner wrote before it (newer than anything serial
+    // brought) reach us late, well after the slack: not life.
+    m.step({ type: 'partner-power', good: false }, 1000);
+    const late = [msg(seq + 1), msg(seq + 2)];
+    let t = 1000;
+    const readAt = (rec: StatusMessage): void => {
+      for (let k = t + 25; k < t + 250; k += 25) m.tick(k);
+      t += 250;
+      m.step({ type: 'status', path: 'mbox2', message: rec }, t);
+    };
+    for (const rec of [mailboxRecord, mailboxRecord, late[0], late[0], late[1], late[1]]) readAt(rec as StatusMessage);
+    expect(alerts()).not.toContain(HaCode.powerSenseFaulty);
+    expect(alerts()).toContain(HaCode.partnerPowerLost);
+    expect(m.status().partnerPowerSenseFaulty).toBe(false);
+    // A third fresh record after the cut: the partner is writing; the line lied.
+    readAt(msg(seq + 3));
+    expect(alerts()).toContain(HaCode.powerSenseFaulty);
+    expect(m.status().partnerPowerSenseFaulty).toBe(true);
+  });
+
+  it('HA-5 one fresh message on a link after the slack is life: the line is faulty, and says so once', () => {
+    const { m, alerts, msg } = handMachine();
+    m.step({ type: 'partner-power', good: false }, 100);
+    let seq = 1;
+    for (let t = 125; t <= 3000; t += 25) {
+      if (t % 100 === 0) m.step({ type: 'status', path: 'serial', message: msg(++seq) }, t);
+      m.tick(t);
+    }
+    expect(alerts().filter((c) => c === HaCode.powerSenseFaulty)).toHaveLength(1);
+    expect(alerts()).not.toContain(HaCode.takeoverStarted);
+    // Good again, then lost again: a new judgement (and a new alert once it lies again).
+    m.step({ type: 'partner-power', good: true }, 3000);
+    expect(m.status().partnerPowerSenseFaulty).toBe(false);
+    m.step({ type: 'partner-power', good: false }, 3010);
+    for (let t = 3025; t <= 4000; t += 25) {
+      if (t % 100 === 0) m.step({ type: 'status', path: 'serial', message: msg(++seq) }, t);
+      m.tick(t);
+    }
+    expect(alerts().filter((c) => c === HaCode.powerSenseFaulty)).toHaveLength(2);
   });
 });
 

@@ -194,6 +194,8 @@ interface PathState {
   bad: boolean;
   /** Last reported up/down (for alerts on transitions). */
   reportedUp: boolean;
+  /** Fresh records since the sense line said lost, newer than a message sent before a cut could be. */
+  advancesAfterLoss: number;
 }
 
 export interface HaPathReport {
@@ -244,6 +246,9 @@ const backwardsCountMin = 3;
 
 /** A gap between two inputs longer than this means we stalled (ticks are due every `tickIntervalMs`). */
 const ownStallMs = (t: HaTiming): number => 2 * t.heartbeatIntervalMs;
+
+/** Fresh mailbox records after the sense line said lost that prove the partner runs (see `partnerRanAfterPowerLoss`). */
+const mailboxAdvancesAfterLossMin = 3;
 
 /** How many retired partner incarnations are remembered. */
 const retiredBootIdsMax = 8;
@@ -339,7 +344,7 @@ export class HaMachine {
     this.bootMs = nowMs;
     for (const p of config.paths) {
       if (this.paths.has(p.id)) throw new InvalidArgumentError('ERR_HA_CONFIG', `duplicate path ${p.id}`);
-      this.paths.set(p.id, { id: p.id, kind: p.kind, lastAdvanceMs: undefined, lastReadOkMs: undefined, linkDown: false, corruptCount: 0, goodCount: 0, staleSinceMs: undefined, bad: false, reportedUp: false });
+      this.paths.set(p.id, { id: p.id, kind: p.kind, lastAdvanceMs: undefined, lastReadOkMs: undefined, linkDown: false, corruptCount: 0, goodCount: 0, staleSinceMs: undefined, bad: false, reportedUp: false, advancesAfterLoss: 0 });
     }
     // Step 251: a new instantiation, so a new generation (HA-2), persisted before any message carries it.
     this.generation = (persisted?.generation ?? 0) + 1;
@@ -540,6 +545,8 @@ export class HaMachine {
     // that is new for its path but old for the stream (a mailbox read after a gap) only
     // proves the partner was alive when the stream first saw that far.
     if (pathAdvanced && watched && !p.bad && witnessMs > (p.lastAdvanceMs ?? -Infinity)) p.lastAdvanceMs = witnessMs;
+    const lostMs = this.powerLostSinceMs;
+    if (pathAdvanced && watched && !p.bad && lostMs !== undefined && witnessMs > lostMs + powerSenseSlackMs(this.t, p.kind)) p.advancesAfterLoss++;
     // Evidence that the partner stopped writing: the same record, read again and again
     // without a gap. Any change, gap or bad read starts the streak over.
     if (pathAdvanced || !watched) p.staleSinceMs = this.nowMs;
@@ -947,15 +954,16 @@ export class HaMachine {
     // does not toggle, and one that reads good again has told the truth at least once more.
     this.powerSenseFaulty = false;
     this.powerLostSinceMs = good ? undefined : this.nowMs;
+    for (const p of this.paths.values()) p.advancesAfterLoss = 0;
   }
 
   /** The partner ran after the line reported its power lost: some path advanced later than a message sent before a cut could. */
   private partnerRanAfterPowerLoss(): boolean {
-    const since = this.powerLostSinceMs;
-    if (since === undefined) return false;
-    for (const p of this.paths.values()) {
-      if (!p.bad && p.lastAdvanceMs !== undefined && p.lastAdvanceMs > since + powerSenseSlackMs(this.t, p.kind)) return true;
-    }
+    if (this.powerLostSinceMs === undefined) return false;
+    // A link delivers promptly: one fresh message is life. A mailbox may still show records
+    // written just before the cut to a read that a loaded host delayed (one, or two when a
+    // read was under way across the cut): life is a third.
+    for (const p of this.paths.values()) if (p.advancesAfterLoss >= (p.kind === 'mailbox' ? mailboxAdvancesAfterLossMin : 1)) return true;
     return false;
   }
 
