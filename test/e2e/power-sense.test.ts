@@ -1,7 +1,9 @@
 // HA-5 HA-6 end to end with the partner-power sense line (rig line 5, driven by the power
 // relay): a line stuck at "lost" while a is running is flagged faulty by b and changes
 // nothing; then a real power cut of a is sensed by b at once and b takes over without
-// waiting for the mailbox timeout, as its log shows. Port slot 8 (docs/e2e.md).
+// waiting for the mailbox timeout, as its log shows; on a second rig the same cut with the
+// line stuck at "good" waits for the mailboxes (the two budgets, side by side in one run).
+// Port slot 8 (docs/e2e.md), one rig after the other.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs/promises';
 import { PairRig } from './pair-rig.ts';
@@ -30,6 +32,19 @@ async function logOf(p: PairRig, b: 'a' | 'b'): Promise<LogLine[]> {
 }
 
 type PowerView = { partner: { power?: string; powerSenseFaulty?: boolean } };
+
+/** Wall ms from a's power cut to b's HA_TAKEOVER_DONE, per budget (for the side-by-side line). */
+const cutToServing: { sensed?: number; unsensed?: number } = {};
+
+/** Cuts a's power and waits until b serves /vola; returns b's HA_TAKEOVER_DONE time minus the cut. */
+async function cutAndTakeOver(p: PairRig): Promise<number> {
+  const cutAt = Date.now();
+  await applyFault(p.rig, 'power-cut', ['a'], false);
+  await p.until('b serves /vola', async () => (await p.status('b')).exports.some((e) => e.path === '/vola'), 30_000);
+  const done = (await logOf(p, 'b')).find((l) => l.alert === 'HA_TAKEOVER_DONE');
+  expect(done).toBeDefined();
+  return (done as LogLine).time - cutAt;
+}
 
 describe('e2e: partner-power sense line', () => {
   let pr: PairRig | undefined;
@@ -62,8 +77,7 @@ describe('e2e: partner-power sense line', () => {
 
   it('HA-5 HA-6 a power cut of a is sensed by b at once: b takes over at the heartbeat timeout, not the mailbox timeout', async () => {
     const p = pr as PairRig;
-    await applyFault(p.rig, 'power-cut', ['a'], false);
-    await p.until('b serves /vola', async () => (await p.status('b')).exports.some((e) => e.path === '/vola'), 30_000);
+    cutToServing.sensed = await cutAndTakeOver(p);
     const sb = await p.status('b');
     expect(sb.state).toBe('TAKEOVER');
     expect((sb as unknown as PowerView).partner.power).toBe('lost');
@@ -82,5 +96,31 @@ describe('e2e: partner-power sense line', () => {
     const s = done as LogLine;
     expect(d.time).toBeGreaterThanOrEqual(l.time);
     console.log(`e2e power sense: line lost -> failed ${d.time - l.time} ms, -> serving ${s.time - l.time} ms (mailbox timeout ${pathTimeoutMs(defaultHaTiming, 'mailbox')} ms)`);
+  }, 60_000);
+});
+
+describe('e2e: the same power cut with the sense line stuck at good', () => {
+  let pr: PairRig | undefined;
+  beforeAll(async () => {
+    pr = await PairRig.start(8);
+    await pr.bringUp();
+  });
+  afterAll(async () => {
+    await pr?.stop();
+    if (pr) expect(await pr.leftovers()).toEqual([]);
+  });
+
+  it('HA-5 a line stuck at good hides the cut: b takes over by the mailbox-only decision, after the mailbox timeout', async () => {
+    const p = pr as PairRig;
+    await applyFault(p.rig, 'sense-wire', ['b', 'good'], false);
+    cutToServing.unsensed = await cutAndTakeOver(p);
+    expect((await p.status('b')).state).toBe('TAKEOVER');
+    const alerts = (await logOf(p, 'b')).map((l) => l.alert);
+    expect(alerts).toContain('HA_PARTNER_DOWN');
+    expect(alerts).not.toContain('HA_PARTNER_POWER_LOST');
+    expect(cutToServing.unsensed).toBeGreaterThanOrEqual(pathTimeoutMs(defaultHaTiming, 'mailbox'));
+    expect(p.rig.loopEmulator().violations()).toEqual([]);
+    const { sensed, unsensed } = cutToServing;
+    if (sensed !== undefined) console.log(`e2e power sense, cut -> b serving: sensed ${sensed} ms, line stuck at good ${unsensed} ms (ratio ${(unsensed / sensed).toFixed(2)})`);
   }, 60_000);
 });
