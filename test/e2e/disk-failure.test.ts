@@ -91,7 +91,7 @@ describe('e2e: disk failure in a set under load', () => {
     const [sa, sb] = await Promise.all([p.status('a'), p.status('b')]);
     expect([sa.state, sb.state]).toEqual(['NORMAL', 'NORMAL']);
     expect(p.holders('a').every((h) => h === 'a')).toBe(true);
-    expect(p.rig.loopEmulator().violations()).toEqual([]);
+    expect(p.rig.loopEmulator().violations().map((v) => JSON.stringify(v))).toEqual([]);
 
     const [ra, rb] = await Promise.all([loadA.stop(), loadB.stop()]);
     expect(ra.errors).toEqual([]);
@@ -123,7 +123,7 @@ describe('e2e: disk failure in a set under load', () => {
     const sb = await p.status('b');
     expect(sb.state).toBe('TAKEOVER');
     expect(p.holders('a').every((h) => h === 'b')).toBe(true);
-    expect(p.rig.loopEmulator().violations()).toEqual([]);
+    expect(p.rig.loopEmulator().violations().map((v) => JSON.stringify(v))).toEqual([]);
 
     // Giveback (HA-9): a boots, waits for its disks (HA-10), b hands the set back; a assembles
     // it without a0 (failed in the labels b wrote) and rebuilds onto its own spare.
@@ -138,7 +138,7 @@ describe('e2e: disk failure in a set under load', () => {
     await p.until('a\'s volume rebuilt onto its spare', async () => JSON.stringify(await layout(p, 'a')) === JSON.stringify(['data:as:ok', 'data:a1:ok', 'parity:ap:ok']), 40_000);
     await load.waitAcked(20, 30_000);
     expect(p.holders('a').every((h) => h === 'a')).toBe(true);
-    expect(p.rig.loopEmulator().violations()).toEqual([]);
+    expect(p.rig.loopEmulator().violations().map((v) => JSON.stringify(v))).toEqual([]);
     const r = await load.stop();
     expect(r.errors).toEqual([]);
     expect(await verifyAcked(p.address('a'), r.acked)).toEqual([]);
