@@ -130,6 +130,8 @@ export class Rig {
     this.hw = new RigHardware(this.control, {
       power: { cut: (b) => this.powerCut(b), restore: (b) => this.powerRestore(b) },
       onError: (e) => console.error(`rig: power relay action failed: ${(e as Error).message}`),
+      // The blades are off until powered on below (powerRestored drives the sense lines).
+      poweredAtStart: false,
     });
     await this.control.start();
 

@@ -42,6 +42,11 @@ export interface RigHardwareOptions {
   powerFailHoldUpMs?: number;
   /** Failures of relay actions started by a GPIO edge (nobody awaits those). */
   onError?: (e: unknown) => void;
+  /**
+   * Whether both blades have power when the hardware is made (default true). The Rig says
+   * false and reports each power-on (`powerRestored`), so the partner-power lines follow.
+   */
+  poweredAtStart?: boolean;
 }
 
 /** One blade's board: its GPIO controller and I2C bus. */
@@ -135,8 +140,8 @@ export class RigHardware {
   private readonly pendingPowerFail = new Map<RigBladeId, { cancel(): void }>();
   /** Relay actions run one at a time, in the order the edges happened. */
   private relayChain: Promise<void> = Promise.resolve();
-  /** Each blade's power as its relay has it (both off until the rig powers them on). */
-  private readonly powered: Record<RigBladeId, boolean> = { a: false, b: false };
+  /** Each blade's power as its relay has it. */
+  private readonly powered: Record<RigBladeId, boolean>;
   /** A broken partner-power wire of the reading blade: stuck at good (true) or lost (false). */
   private readonly senseStuck = new Map<RigBladeId, boolean>();
 
@@ -147,6 +152,10 @@ export class RigHardware {
     this.timers = opts.timers ?? realTimers;
     this.holdUpMs = opts.powerFailHoldUpMs ?? rigPowerFailHoldUpMs;
     this.boards = { a: new RigBladeHardware('a', this.timers), b: new RigBladeHardware('b', this.timers) };
+    const on = opts.poweredAtStart ?? true;
+    this.powered = { a: on, b: on };
+    this.drivePartnerPower('a');
+    this.drivePartnerPower('b');
     for (const blade of ['a', 'b'] as const) {
       const hw = this.boards[blade];
       for (const [line, input] of hw.inputs) {
