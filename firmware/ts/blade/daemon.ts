@@ -21,7 +21,7 @@ import { startNfsServer, type NfsServer } from '../nfs/server.ts';
 import { deriveWriteVerifier } from '../nfs/fh.ts';
 import { openDisks } from './disks.ts';
 import { openStorageSet, type StorageSet } from './storage-set.ts';
-import { FileSystems, NvChangeLog, NvDrc, ReplayApplier } from './change-path.ts';
+import { FileSystems, NvChangeLog, NvDrc, ReplayApplier, takeConsistencyPoint } from './change-path.ts';
 import { MgmtServer } from './mgmt.ts';
 import { MetricsRegistry } from './metrics.ts';
 
@@ -108,8 +108,6 @@ export class Blade {
       timer: undefined,
       running: undefined,
     };
-    // The CP callback needs the log, which opens after the file system (it needs the CP's sequence).
-    const logRef: { log?: NvLog } = {};
     const set = await openStorageSet(members, spares, {
       pairId: board.identity.pairId,
       blade,
@@ -119,10 +117,10 @@ export class Blade {
       cpIntervalMs,
       formatIfBlank: opts.formatIfBlank ?? true,
       now,
+      // The log is released by takeConsistencyPoint only (after the outcomes a CP holds are
+      // durable, SM-2), never from here.
       onCpCommitted: (cp) => {
         cpState.last = cp.cpNumber;
-        const seq = cp.appliedSeq.get(origin);
-        if (logRef.log !== undefined && seq !== undefined) logRef.log.release(Number(seq));
       },
       onProblem: (p) => logger.warn({ problem: p }, 'file system problem'),
       onRaidEvent: (e) => logger.info({ raid: e }, 'raid event'),
@@ -135,7 +133,6 @@ export class Blade {
     const cpSeq = Number(set.fs.appliedSeq(origin));
     const opened = await NvLog.open(nvram, { bladeId: origin, clock, timers, cpSeq });
     const log = opened.log;
-    logRef.log = log;
     for (const p of opened.report.problems) logger.warn({ problem: p }, 'change log recovery');
     // No partner in this composition: the mirror is degraded from the start (NV-1 keeps the
     // local copy; the pair composition attaches the interconnect).
@@ -147,12 +144,15 @@ export class Blade {
     const rep = await replay(opened.recovered, cpSeq, applier, log.sm, clock.nowMs());
     logger.info({ replayed: applier.applied, skipped: applier.skipped, cpSeq, lastSeq: rep.lastSeq ?? null }, 'change log replayed');
 
+    // The change log exists only once the CP callbacks below are wired to it.
+    const changeLogRef: { log?: NvChangeLog } = {};
     const doCp = (): Promise<void> => {
       if (cpState.running) return cpState.running;
       const started = clock.nowMs();
       cpState.running = (async () => {
-        log.beginCp();
-        await set.fs.takeCp();
+        // The same sequence as pair.ts and the simulator: applies held until every applied
+        // change's outcome is durable, then freeze, commit and release (SM-2).
+        await takeConsistencyPoint(log, changeLogRef.log, filesystems, origin);
         cpState.lastAtMs = clock.nowMs();
         cpState.lastDurationMs = cpState.lastAtMs - started;
       })()
@@ -173,6 +173,7 @@ export class Blade {
         await doCp();
       },
     });
+    changeLogRef.log = changeLog;
     const fhKey = svc ? fromHex(svc.pairKeyHex) : undefined;
     // The write verifier changes only when acknowledged unstable data could have been lost;
     // every WRITE is FILE_SYNC here (logged in NVRAM first), so it is constant per pair (epoch
@@ -266,13 +267,9 @@ export class Blade {
     await this.mgmt?.close();
     await this.nfs.close();
     await this.cpState.running;
-    try {
-      await this.set.fs.takeCp();
-      const seq = this.set.fs.appliedSeq(bladeIndex(this.o.board));
-      this.log.release(Number(seq));
-    } catch (e) {
-      this.o.logger.error({ err: e }, 'final consistency point failed; the log keeps the changes');
-    }
+    // The final CP goes the same way as every other (doCp logs a failure; the log then keeps
+    // the changes and the next start replays them).
+    await this.doCp();
     this.log.close();
     await this.set.close();
     await Promise.allSettled(this.disks.map((d) => d.close()));
