@@ -2,6 +2,7 @@
 // partner's greeting went out must still get its own log mirrored. The partner's reset (its
 // answer to our greeting) restarts our resync when nothing else did — once per greeting.
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { Prng } from '../../firmware/ts/core/prng.ts';
 import type { Timers } from '../../firmware/ts/core/clock.ts';
 import { MirrorOrigin, type MirrorItem, type MirrorMessage } from '../../firmware/ts/nvlog/core/mirror.ts';
@@ -37,6 +38,43 @@ describe('MirrorOrigin.partnerListening', () => {
     expect(o.takeOutbox().map((m) => m.kind)).toEqual(['reset']);
     o.partnerListening(2, none);
     expect(o.takeOutbox()).toEqual([]);
+  });
+});
+
+describe('MirrorOrigin.partnerListening, any order of events', () => {
+  it('NV-3 restarts at most once per greeting, and a restart it makes is a reset the partner will get', () => {
+    const event = fc.constantFrom('greet', 'listening', 'hello', 'down', 'tick');
+    fc.assert(
+      fc.property(fc.array(event, { maxLength: 40 }), (events) => {
+        const o = new MirrorOrigin(0, limits);
+        let greetings = 0;
+        let restartsByListening = 0;
+        let now = 0;
+        for (const e of events) {
+          now += 10;
+          if (e === 'greet') {
+            o.greeted();
+            greetings++;
+          } else if (e === 'listening') {
+            o.takeOutbox();
+            o.partnerListening(now, none);
+            const out = o.takeOutbox();
+            restartsByListening += out.filter((m) => m.kind === 'reset').length;
+            // A restart always resynchronises (it never leaves the mirror degraded).
+            if (out.length > 0) expect(o.state).toBe('resyncing');
+          } else if (e === 'hello') {
+            o.onMessage({ kind: 'hello', from: 1, bootGeneration: 1, halfBytes: 8192 }, now, none);
+          } else if (e === 'down') {
+            o.partnerDown();
+          } else {
+            o.tick(now, none);
+          }
+        }
+        // One restart before any greeting (a log that never greeted may have been missed too).
+        expect(restartsByListening).toBeLessThanOrEqual(greetings + 1);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 
