@@ -5,7 +5,7 @@
 import { dataView, utf8Decode, utf8Encode } from '../core/bytes.ts';
 import { DecodeError, isTwinbladeError } from '../core/errors.ts';
 import { decodeChangeOp, encodeChangeOp } from '../fsapi/codec.ts';
-import { FsError, FsStatus, type ChangeOp, type ChangeResult } from '../fsapi/ops.ts';
+import { FsError, FsStatus, fsLimits, type ChangeOp, type ChangeResult } from '../fsapi/ops.ts';
 import type { ChangeLog } from '../nfs/nfs3-service.ts';
 import { encodeRequestKey, type ChangeOutcome, type DrcEntry, type DuplicateRequestCache, type RequestKey } from '../nfs/core/drc.ts';
 import type { NvLog } from '../nvlog/nvlog.ts';
@@ -25,6 +25,25 @@ export function encodeEnvelope(fsid: bigint, op: ChangeOp): Uint8Array {
   dataView(out).setBigUint64(0, fsid, true);
   out.set(body, 8);
   return out;
+}
+
+/**
+ * The change envelope as pieces, joined the same bytes as `encodeEnvelope`, for
+ * `NvLog.appendChange`, which copies each piece once into the log entry: the fsid, the
+ * encoded descriptor, and for a WRITE its data by reference (the view of the RPC record the
+ * NFS service decoded), not copied into the descriptor first. Relies on the change codec
+ * ending a write with its count and data (test/nfs/write-path.test.ts checks the bytes).
+ */
+export function encodeEnvelopeParts(fsid: bigint, op: ChangeOp): Uint8Array[] {
+  const head = new Uint8Array(8);
+  dataView(head).setBigUint64(0, fsid, true);
+  // Out-of-range writes take the codec's own path, which refuses them.
+  if (op.op !== 'write' || op.data.length === 0 || op.data.length > fsLimits.writeBytesMax || op.offset + op.data.length > fsLimits.fileSizeBytesMax) {
+    return [head, encodeChangeOp(op)];
+  }
+  const body = encodeChangeOp({ ...op, data: op.data.subarray(0, 0) });
+  dataView(body).setUint32(body.length - 4, op.data.length, true);
+  return [head, body, op.data];
 }
 
 export function decodeEnvelope(b: Uint8Array): { fsid: bigint; op: ChangeOp } {
@@ -254,18 +273,20 @@ export class NvChangeLog implements ChangeLog {
   async commit(change: ChangeOp, key: RequestKey, fsid: bigint): Promise<ChangeResult> {
     const fs = this.filesystems.get(fsid);
     if (fs === undefined) throw new FsError(FsStatus.STALE, `no file system ${fsid} on this blade`);
-    const envelope = encodeEnvelope(fsid, change);
+    const envelope = encodeEnvelopeParts(fsid, change);
+    let envelopeBytes = 0;
+    for (const p of envelope) envelopeBytes += p.length;
     for (let attempt = 0; ; attempt++) {
       // No await between this check and the append inside commitOnce: concurrent commits
       // cannot all pass the check before any of them is counted.
       // Bounded: if consistency points cannot free the other half, the append goes ahead
       // and meets the log-full path below.
-      for (let held = 0; held < logFullRetryCountMax && !this.admissible(envelope.length); held++) {
+      for (let held = 0; held < logFullRetryCountMax && !this.admissible(envelopeBytes); held++) {
         await this.cpRunning;
         this.startCpIfDue();
       }
       try {
-        return await this.commitOnce(fs, change, key, envelope);
+        return await this.commitOnce(fs, change, key, envelope, envelopeBytes);
       } catch (e) {
         if (!(e instanceof LogFull) || attempt >= logFullRetryCountMax) throw e instanceof LogFull ? e.cause : e;
         await this.hooks.makeSpace();
@@ -273,7 +294,7 @@ export class NvChangeLog implements ChangeLog {
     }
   }
 
-  private commitOnce(fs: CowFs, change: ChangeOp, key: RequestKey, envelope: Uint8Array): Promise<ChangeResult> {
+  private commitOnce(fs: CowFs, change: ChangeOp, key: RequestKey, envelope: readonly Uint8Array[], envelopeBytes: number): Promise<ChangeResult> {
     // The entry is written synchronously inside appendChange, so the order of these calls is
     // the log order, and the apply chain below follows it. A refused append wrote nothing.
     this.noteHalfSwitch();
@@ -281,7 +302,7 @@ export class NvChangeLog implements ChangeLog {
       throw isTwinbladeError(e) && e.kind === 'busy' ? new LogFull(e) : e;
     });
     this.noteHalfSwitch();
-    this.bytesSinceCpStart += envelope.length;
+    this.bytesSinceCpStart += envelopeBytes;
     this.changesSinceCpStart++;
     this.startCpIfDue();
     const applied = this.applyTail.then(async () => {

@@ -10,8 +10,9 @@ import { TwinbladeError } from '../core/errors.ts';
 import type { Nvram } from '../hal/nvram/nvram.ts';
 import {
   EntryType,
+  changePayloadParts,
   encodeChangePayload,
-  encodeEntry,
+  encodeEntryParts,
   encodeReleasePayload,
   encodeStatePayload,
   RELEASE_PAYLOAD_BYTES,
@@ -399,8 +400,10 @@ export class NvLog {
    * are durable (or the mirror is degraded and the local copy is). Only then may the client
    * be answered (NV-2). Throws ERR_NVLOG_FULL (kind busy) when no half has room.
    */
-  async appendChange(key: Uint8Array, descriptor: Uint8Array): Promise<AppendResult> {
-    const seq = this.appendEntry(EntryType.change, encodeChangePayload({ key, descriptor }));
+  async appendChange(key: Uint8Array, descriptor: Uint8Array | readonly Uint8Array[]): Promise<AppendResult> {
+    // A descriptor in pieces (a WRITE's header and its data) is copied once, into the entry.
+    const payload = descriptor instanceof Uint8Array ? encodeChangePayload({ key, descriptor }) : changePayloadParts(key, descriptor);
+    const seq = this.appendEntry(EntryType.change, payload);
     this.lastChangeSeqValue = seq;
     this.sm.logged(key, seq);
     await this.waitFor(seq, true);
@@ -453,10 +456,13 @@ export class NvLog {
     return this.appendEntry(EntryType.release, encodeReleasePayload({ releasedSeq: this.releasedSeqValue }));
   }
 
-  private appendEntry(type: EntryType, payload: Uint8Array): number {
+  private appendEntry(type: EntryType, payload: Uint8Array | readonly Uint8Array[]): number {
+    const parts = payload instanceof Uint8Array ? [payload] : payload;
+    let payloadBytes = 0;
+    for (const p of parts) payloadBytes += p.length;
     if (this.closed) throw new TwinbladeError(NvlogErrorCode.closed, 'closed', 'change log is closed');
     if (!this.accepting) throw new TwinbladeError(NvlogErrorCode.powerFail, 'unsupported', 'power failure: no new changes are accepted');
-    const len = paddedEntryBytes(payload.length);
+    const len = paddedEntryBytes(payloadBytes);
     if (len > this.layout.halfBytes) throw new TwinbladeError(NvlogErrorCode.invalidArgument, 'invalid-argument', `entry of ${len} bytes is larger than a log half`);
     if (this.writePos + len > this.layout.halfBytes) {
       const other: 0 | 1 = this.activeHalf === 0 ? 1 : 0;
@@ -468,7 +474,7 @@ export class NvLog {
       this.switchTo(other);
     }
     const seq = this.nextSeq++;
-    const bytes = encodeEntry({ type, origin: this.opts.bladeId, seq, bootGeneration: this.header.bootGeneration }, payload);
+    const bytes = encodeEntryParts({ type, origin: this.opts.bladeId, seq, bootGeneration: this.header.bootGeneration }, parts);
     const position = this.activeHalf * this.layout.halfBytes + this.writePos;
     const offset = this.layout.localOffset + position;
     this.nvram.write(offset, bytes);
