@@ -241,6 +241,29 @@ describe('RAID resync after a power cut, in the background', () => {
     }
   });
 
+  it('the partner taking the disks mid-resync (writes fenced) stops it without failing any disk; the partner resyncs at its open', async () => {
+    const r = new Rig(18);
+    await r.sim.run(async () => {
+      const data = await tornVolume(r, torn);
+      const v = await r.open();
+      while ((v.status().resyncStripesLeft ?? 0) > stripes - regionStripes) await r.sim.timers.sleep(50);
+      // The partner's reservation: this blade's handles can no longer write.
+      for (const d of r.disks) d.setFenced(true);
+      await v.whenResyncDone();
+      expect(r.eventsOf('member-failed')).toEqual([]);
+      expect(r.eventsOf('resync-done')).toEqual([]);
+      // The partner opens the same disks through its own handles and resyncs what is left.
+      const partnerDisks = r.disks.map((d) => d.attach());
+      const startedBefore = r.eventsOf('resync-started').length;
+      const theirs = await openVolume(partnerDisks, r.runtime({ ...slowLimits, resyncBandwidthBytesPerSec: Infinity }));
+      expect(r.eventsOf('resync-started')).toHaveLength(startedBefore + 1);
+      await theirs.whenResyncDone();
+      expect((await theirs.verifyParity()).mismatchedStripes).toEqual([]);
+      partnerDisks[0]?.fail();
+      await expectVolume(theirs, data);
+    });
+  });
+
   it('close mid-resync leaves the unchecked regions dirty; the next open resyncs them', async () => {
     const r = new Rig(15);
     await r.sim.run(async () => {
