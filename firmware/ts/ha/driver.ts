@@ -195,7 +195,11 @@ export class HaDriver {
       case 'fence': {
         const t0 = this.o.clock.nowMs();
         this.trace('fence-start', { op: a.op, set: a.set });
-        fenceSet(this.o.fence, a.op, this.o.setDisks[a.set]).then(
+        // Our mailbox writes to a set's disks stop (and drain) before its reservation goes: the
+        // partner may reserve the disks at once, and a late write of ours would be refused.
+        if (a.op === 'reserve' || a.op === 'preempt') this.mailbox.resumeWriting(a.set);
+        const quiesced = a.op === 'release' ? this.mailbox.stopWriting(a.set) : Promise.resolve();
+        quiesced.then(() => fenceSet(this.o.fence, a.op, this.o.setDisks[a.set])).then(
           () => {
             this.trace('fence-done', { op: a.op, set: a.set, ok: true, ms: this.o.clock.nowMs() - t0 });
             this.step({ type: 'fence-result', op: a.op, set: a.set, token: a.token, ok: true });

@@ -46,6 +46,10 @@ export class MailboxIo {
   private polling = false;
   private writing = false;
   private pendingWrite: { message: StatusMessage; sets: number } | undefined;
+  /** Sets whose disks get no more writes (bit per set): their reservation is being released. */
+  private stoppedSets = 0;
+  /** The disk write (with its flush) running now, and the set of its disk. */
+  private current: { set: SetIndex; done: Promise<void> } | undefined;
   private closed = false;
   readonly stats = { writes: 0, reads: 0, writeErrors: 0, readErrors: 0, rejected: 0 };
 
@@ -115,20 +119,47 @@ export class MailboxIo {
         const w = this.pendingWrite;
         this.pendingWrite = undefined;
         for (const d of this.opts.disks) {
-          if ((w.sets & (1 << d.set)) === 0) continue;
-          try {
-            await d.device.write(mailboxSlotOffset(this.opts.bladeIndex), encodeMailbox({ slot: this.opts.bladeIndex, diskIndex: d.index, status: w.message }, sectorOf(d.device)));
-            await d.device.flush();
-            this.stats.writes++;
-          } catch (e) {
-            this.stats.writeErrors++;
-            if (isTwinbladeError(e, BlockErrorCode.fenced)) this.opts.onWriteFenced(d.set);
-            else this.opts.onIoError?.(mailboxPathId(d.index), isTwinbladeError(e) ? e.code : 'unknown');
-          }
+          // Checked at each disk, not once per message: a set stopped while this message was
+          // on its way through the disks gets nothing more (stopWriting).
+          if ((w.sets & ~this.stoppedSets & (1 << d.set)) === 0 || this.closed) continue;
+          const done = this.writeOne(d, w.message);
+          this.current = { set: d.set, done };
+          await done;
+          this.current = undefined;
         }
       }
     } finally {
       this.writing = false;
+    }
+  }
+
+  /**
+   * Stops every write to the disks of `set` and resolves once none is in flight: call it
+   * before releasing the set's reservation (giveback, or letting go of the partner's disks),
+   * since the partner may reserve them the moment they are released and must then find no
+   * write of ours arriving (a refused write is a fencing violation, ST-4). Queued and future
+   * messages skip the set until `resumeWriting(set)`.
+   */
+  async stopWriting(set: SetIndex): Promise<void> {
+    this.stoppedSets |= 1 << set;
+    const c = this.current;
+    if (c !== undefined && c.set === set) await c.done;
+  }
+
+  /** Writes to the disks of `set` may go out again (we are acquiring its reservation). */
+  resumeWriting(set: SetIndex): void {
+    this.stoppedSets &= ~(1 << set);
+  }
+
+  private async writeOne(d: MailboxDisk, message: StatusMessage): Promise<void> {
+    try {
+      await d.device.write(mailboxSlotOffset(this.opts.bladeIndex), encodeMailbox({ slot: this.opts.bladeIndex, diskIndex: d.index, status: message }, sectorOf(d.device)));
+      await d.device.flush();
+      this.stats.writes++;
+    } catch (e) {
+      this.stats.writeErrors++;
+      if (isTwinbladeError(e, BlockErrorCode.fenced)) this.opts.onWriteFenced(d.set);
+      else this.opts.onIoError?.(mailboxPathId(d.index), isTwinbladeError(e) ? e.code : 'unknown');
     }
   }
 }
