@@ -138,21 +138,19 @@ interface Page {
   shared: boolean;
 }
 
+/** A block image a CP writes: the frozen data, sealed into the write buffer if metadata. */
+interface CpImage {
+  data: Uint8Array;
+  seal: BlockIdentity | undefined;
+}
+
 interface CpWrite {
   first: number;
   blocks: number;
   /** Ready-made content (map region, superblock). */
   data?: Uint8Array;
-  /**
-   * Or the frozen block images by position in the write (undefined: unused), handed to the
-   * volume as they are or copied into a buffer just before the write. Parallel arrays rather
-   * than an object per block: a 192 MiB CP freezes 49,152 blocks.
-   */
-  images?: Array<Uint8Array | undefined> | undefined;
-  /** The identity to seal each metadata image with (sparse; made only when a write has metadata). */
-  seals?: Array<BlockIdentity | undefined> | undefined;
-  /** Positions the freeze may fill (a partly used stripe's free blocks); all of them when absent. */
-  slots?: number[];
+  /** Or block images, copied into a buffer just before the write (overlapping other writes' I/O). */
+  images?: Array<CpImage | undefined> | undefined;
   /** A partly used stripe: read it first, so its live blocks are rewritten unchanged. */
   readFirst?: boolean;
 }
@@ -1448,50 +1446,43 @@ export class CowFs implements FileSystem {
       if (last !== undefined && last.first + last.blocks === st * S && last.blocks + S <= runBlocksMax) last.blocks += S;
       else runs.push({ first: st * S, blocks: S });
     }
-    const writes: CpWrite[] = runs.map((r) => ({ first: r.first, blocks: r.blocks, images: new Array<Uint8Array | undefined>(r.blocks) }));
-    for (const p of room.partial) {
-      writes.push({ first: p.stripe * S, blocks: S, images: new Array<Uint8Array | undefined>(S), slots: p.free, readFirst: true });
+    const writes: CpWrite[] = runs.map((r) => ({ first: r.first, blocks: r.blocks, images: new Array<CpImage | undefined>(r.blocks) }));
+    const targets: number[] = [];
+    const targetSlot: Array<{ w: CpWrite; i: number }> = [];
+    for (const w of writes) {
+      for (let i = 0; i < w.blocks; i++) {
+        targets.push(w.first + i);
+        targetSlot.push({ w, i });
+      }
     }
-    // The next free position: write `wi`, its `si`-th fillable block (index math, no per-block
-    // target objects).
-    let wi = 0;
-    let si = 0;
+    for (const p of room.partial) {
+      const w: CpWrite = { first: p.stripe * S, blocks: S, images: new Array<CpImage | undefined>(S), readFirst: true };
+      writes.push(w);
+      for (const i of p.free) {
+        targets.push(w.first + i);
+        targetSlot.push({ w, i });
+      }
+    }
+    let next = 0;
     const pinned: Page[] = [];
     const writeTree = (t: Inode, set: Set<Page>): void => {
-      const kind0 = this.kindOf(t, 0);
-      const pages = framesInTreeOrder(set);
-      // Consecutive pages share their parent (pages are in level, index order): look it up
-      // once per run of siblings rather than once per block.
-      let parentKey = -1;
-      let parent: Page | undefined;
-      for (const p of pages) {
-        let w = writes[wi];
-        while (w !== undefined && si >= (w.slots?.length ?? w.blocks)) {
-          w = writes[++wi];
-          si = 0;
-        }
-        assert(w !== undefined && w.images !== undefined, 'cowfs: CP ran out of allocated blocks');
-        const i = w.slots !== undefined ? (w.slots[si] as number) : si;
-        si++;
-        const addr = w.first + i;
+      const list = [...set].sort((a, b) => a.level - b.level || a.index - b.index);
+      for (const p of list) {
+        const addr = targets[next];
+        const at = targetSlot[next++];
+        assert(addr !== undefined && at !== undefined && at.w.images !== undefined, 'cowfs: CP ran out of allocated blocks');
         this.liveBlocks.set(addr);
         this.blockCache.invalidate(addr);
-        const kind = p.level === 0 ? kind0 : BlockType.indirect;
+        const kind = this.kindOf(t, p.level);
         // No copy here: the CP keeps the block's buffer, and the live page copies it on its
         // next change (`shared`), so the freeze stays short however much data is dirty.
-        w.images[i] = p.data;
-        if (kind !== 'raw') (w.seals ??= new Array<BlockIdentity | undefined>(w.blocks))[i] = { type: kind, owner: t.ino, level: p.level, index: p.index };
+        at.w.images[at.i] = { data: p.data, seal: kind !== 'raw' ? { type: kind, owner: t.ino, level: p.level, index: p.index } : undefined };
         p.shared = true;
         if (p.level === t.height) t.root = addr;
         else {
-          const pIndex = Math.floor(p.index / F);
-          const key = pageKey(p.level + 1, pIndex);
-          if (key !== parentKey) {
-            parent = this.cachedPage(t.ino, p.level + 1, pIndex);
-            parentKey = key;
-          }
+          const parent = this.cachedPage(t.ino, p.level + 1, Math.floor(p.index / F));
           assert(parent !== undefined && parent.dirty, () => `cowfs: dirty block of inode ${t.ino} has a clean or missing parent`);
-          putPtr(parent.data, p.index % F, addr);
+          writePtr(parent.data, p.index % F, addr);
         }
         p.addr = addr;
         p.dirty = false;
