@@ -138,19 +138,21 @@ interface Page {
   shared: boolean;
 }
 
-/** A block image a CP writes: the frozen data, sealed into the write buffer if metadata. */
-interface CpImage {
-  data: Uint8Array;
-  seal: BlockIdentity | undefined;
-}
-
 interface CpWrite {
   first: number;
   blocks: number;
   /** Ready-made content (map region, superblock). */
   data?: Uint8Array;
-  /** Or block images, copied into a buffer just before the write (overlapping other writes' I/O). */
-  images?: Array<CpImage | undefined> | undefined;
+  /**
+   * Or the frozen block images by position in the write (undefined: unused), handed to the
+   * volume as they are or copied into a buffer just before the write. Parallel arrays rather
+   * than an object per block: a 192 MiB CP freezes 49,152 blocks.
+   */
+  images?: Array<Uint8Array | undefined> | undefined;
+  /** The identity to seal each metadata image with (sparse; made only when a write has metadata). */
+  seals?: Array<BlockIdentity | undefined> | undefined;
+  /** Positions the freeze may fill (a partly used stripe's free blocks); all of them when absent. */
+  slots?: number[];
   /** A partly used stripe: read it first, so its live blocks are rewritten unchanged. */
   readFirst?: boolean;
 }
@@ -1446,43 +1448,50 @@ export class CowFs implements FileSystem {
       if (last !== undefined && last.first + last.blocks === st * S && last.blocks + S <= runBlocksMax) last.blocks += S;
       else runs.push({ first: st * S, blocks: S });
     }
-    const writes: CpWrite[] = runs.map((r) => ({ first: r.first, blocks: r.blocks, images: new Array<CpImage | undefined>(r.blocks) }));
-    const targets: number[] = [];
-    const targetSlot: Array<{ w: CpWrite; i: number }> = [];
-    for (const w of writes) {
-      for (let i = 0; i < w.blocks; i++) {
-        targets.push(w.first + i);
-        targetSlot.push({ w, i });
-      }
-    }
+    const writes: CpWrite[] = runs.map((r) => ({ first: r.first, blocks: r.blocks, images: new Array<Uint8Array | undefined>(r.blocks) }));
     for (const p of room.partial) {
-      const w: CpWrite = { first: p.stripe * S, blocks: S, images: new Array<CpImage | undefined>(S), readFirst: true };
-      writes.push(w);
-      for (const i of p.free) {
-        targets.push(w.first + i);
-        targetSlot.push({ w, i });
-      }
+      writes.push({ first: p.stripe * S, blocks: S, images: new Array<Uint8Array | undefined>(S), slots: p.free, readFirst: true });
     }
-    let next = 0;
+    // The next free position: write `wi`, its `si`-th fillable block (index math, no per-block
+    // target objects).
+    let wi = 0;
+    let si = 0;
     const pinned: Page[] = [];
     const writeTree = (t: Inode, set: Set<Page>): void => {
-      const list = [...set].sort((a, b) => a.level - b.level || a.index - b.index);
-      for (const p of list) {
-        const addr = targets[next];
-        const at = targetSlot[next++];
-        assert(addr !== undefined && at !== undefined && at.w.images !== undefined, 'cowfs: CP ran out of allocated blocks');
+      const kind0 = this.kindOf(t, 0);
+      const pages = pagesInTreeOrder(set);
+      // Consecutive pages share their parent (pages are in level, index order): look it up
+      // once per run of siblings rather than once per block.
+      let parentKey = -1;
+      let parent: Page | undefined;
+      for (const p of pages) {
+        let w = writes[wi];
+        while (w !== undefined && si >= (w.slots?.length ?? w.blocks)) {
+          w = writes[++wi];
+          si = 0;
+        }
+        assert(w !== undefined && w.images !== undefined, 'cowfs: CP ran out of allocated blocks');
+        const i = w.slots !== undefined ? (w.slots[si] as number) : si;
+        si++;
+        const addr = w.first + i;
         this.liveBlocks.set(addr);
         this.blockCache.invalidate(addr);
-        const kind = this.kindOf(t, p.level);
+        const kind = p.level === 0 ? kind0 : BlockType.indirect;
         // No copy here: the CP keeps the block's buffer, and the live page copies it on its
         // next change (`shared`), so the freeze stays short however much data is dirty.
-        at.w.images[at.i] = { data: p.data, seal: kind !== 'raw' ? { type: kind, owner: t.ino, level: p.level, index: p.index } : undefined };
+        w.images[i] = p.data;
+        if (kind !== 'raw') (w.seals ??= new Array<BlockIdentity | undefined>(w.blocks))[i] = { type: kind, owner: t.ino, level: p.level, index: p.index };
         p.shared = true;
         if (p.level === t.height) t.root = addr;
         else {
-          const parent = this.cachedPage(t.ino, p.level + 1, Math.floor(p.index / F));
+          const pIndex = Math.floor(p.index / F);
+          const key = pageKey(p.level + 1, pIndex);
+          if (key !== parentKey) {
+            parent = this.cachedPage(t.ino, p.level + 1, pIndex);
+            parentKey = key;
+          }
           assert(parent !== undefined && parent.dirty, () => `cowfs: dirty block of inode ${t.ino} has a clean or missing parent`);
-          writePtr(parent.data, p.index % F, addr);
+          putPtr(parent.data, p.index % F, addr);
         }
         p.addr = addr;
         p.dirty = false;
@@ -1591,10 +1600,18 @@ export class CowFs implements FileSystem {
     this.regionBlocks[p.slot] = p.blocks;
     this.regionInodes[p.slot] = p.inodes;
     this.committedApplied = p.applied;
+    // Pinned pages come grouped by inode: look up each inode's page map once.
+    let mapIno = -1;
+    let map: Map<number, Page> | undefined;
     for (const page of p.pinned) {
       page.pinned = false;
       page.shared = false;
-      if (!page.dirty && this.cachedPage(page.ino, page.level, page.index) === page) this.lru.add(page);
+      if (page.dirty) continue;
+      if (page.ino !== mapIno) {
+        map = this.pages.get(page.ino);
+        mapIno = page.ino;
+      }
+      if (map?.get(pageKey(page.level, page.index)) === page) this.lru.add(page);
     }
     this.lastCpStats = { cpNumber: p.cp, blocks: p.dataBlocks, mapBlocks: p.mapBlocks, partialStripes: p.partialStripes, freezeMs: p.freezeMs, writeMs: (this.opts.clock?.nowMs() ?? 0) - t0 };
     this.opts.onCpCommitted?.({ cpNumber: p.cp, appliedSeq: new Map(p.applied) });
@@ -1788,6 +1805,7 @@ function materialize(w: CpWrite, cp: number, base: Uint8Array | undefined, scrat
   if (w.data !== undefined) return w.data;
   const buf = base ?? scratch ?? new Uint8Array(w.blocks * fsBlockBytes);
   const images = w.images ?? [];
+  const seals = w.seals;
   for (let i = 0; i < w.blocks; i++) {
     const img = images[i];
     if (img === undefined) {
@@ -1795,10 +1813,12 @@ function materialize(w: CpWrite, cp: number, base: Uint8Array | undefined, scrat
       continue;
     }
     const sub = buf.subarray(i * fsBlockBytes, (i + 1) * fsBlockBytes);
-    sub.set(img.data);
-    if (img.seal !== undefined) sealBlock(sub, img.seal, cp);
+    sub.set(img);
+    const seal = seals?.[i];
+    if (seal !== undefined) sealBlock(sub, seal, cp);
   }
   w.images = undefined;
+  w.seals = undefined;
   return buf;
 }
 
@@ -1831,23 +1851,58 @@ function newPageBuffer(): Uint8Array {
 /**
  * One CP write as separate blocks: file data as it is (the CP holds those buffers until it
  * commits; the live page copies before changing one), metadata copied and sealed, unused
- * blocks zero.
+ * blocks zero. Fills in the write's own image array rather than building another.
  */
 function cpBlocks(w: CpWrite, cp: number): Uint8Array[] {
-  const images = w.images ?? [];
-  const out = new Array<Uint8Array>(w.blocks);
+  const out = w.images ?? [];
+  const seals = w.seals;
   for (let i = 0; i < w.blocks; i++) {
-    const img = images[i];
+    const img = out[i];
     if (img === undefined) out[i] = zeroBlock;
-    else if (img.seal === undefined) out[i] = img.data;
     else {
-      const sealed = img.data.slice();
-      sealBlock(sealed, img.seal, cp);
-      out[i] = sealed;
+      const seal = seals?.[i];
+      if (seal !== undefined) {
+        const sealed = img.slice();
+        sealBlock(sealed, seal, cp);
+        out[i] = sealed;
+      }
     }
   }
   w.images = undefined;
+  w.seals = undefined;
+  return out as Uint8Array[];
+}
+
+/**
+ * The dirty pages of one tree in the order the freeze gives them addresses: by level, then
+ * index (children before parents, so a parent takes its children's new addresses before it
+ * is itself placed). Sequential writes dirty level-0 pages in index order, so a level whose
+ * pages are already in order is not sorted.
+ */
+function pagesInTreeOrder(set: ReadonlySet<Page>): Page[] {
+  const byLevel: Page[][] = [];
+  for (const p of set) (byLevel[p.level] ??= []).push(p);
+  const out: Page[] = [];
+  for (const level of byLevel) {
+    if (level === undefined) continue;
+    let sorted = true;
+    for (let i = 1; i < level.length && sorted; i++) sorted = (level[i - 1] as Page).index < (level[i] as Page).index;
+    if (!sorted) level.sort((a, b) => a.index - b.index);
+    for (const p of level) out.push(p);
+  }
   return out;
+}
+
+/**
+ * `writePtr` by index math: the freeze writes one pointer per frozen block, and a DataView
+ * per call was a tenth of its time. Same little-endian bytes.
+ */
+function putPtr(block: Uint8Array, slot: number, addr: number): void {
+  const o = blockHeaderBytes + slot * 4;
+  block[o] = addr & 0xff;
+  block[o + 1] = (addr >>> 8) & 0xff;
+  block[o + 2] = (addr >>> 16) & 0xff;
+  block[o + 3] = (addr >>> 24) & 0xff;
 }
 
 /** Blocks per volume write during a CP: whole stripes, about `cpWriteBytesMax`. */
