@@ -88,11 +88,10 @@ describe('mirroring over the link (TCP loopback, mmap NVRAM)', () => {
     expect(t0link.linkMessages).toBeLessThan(t0link.mirrorMessages);
     expect(t0link.rejected).toBe(0);
 
-    // The partner goes away: blade 0 keeps answering on its local copy and reports degraded.
+    // The partner goes away: blade 0 keeps answering on its local copy and reports degraded
+    // (at once when the link reports every path down, else at the ack timeout).
     await b.close();
-    const t0 = Date.now();
     await l0.appendChange(new Uint8Array([0, 99]), new Uint8Array(10));
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
     expect(l0.mirrorState).toBe('degraded');
     const local = await l0.appendChange(new Uint8Array([0, 100]), new Uint8Array(10));
     expect(local.seq).toBe(66);

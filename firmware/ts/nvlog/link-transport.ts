@@ -31,6 +31,8 @@ export class LinkMirrorTransport implements MirrorTransport {
   /** Link messages sent, and mirror messages carried in them (bundling ratio). */
   linkMessages = 0;
   mirrorMessages = 0;
+  /** Times every path to the partner went down and the log was told it is unreachable. */
+  unreachableEvents = 0;
 
   constructor(
     private readonly endpoint: LinkEndpoint,
@@ -41,11 +43,15 @@ export class LinkMirrorTransport implements MirrorTransport {
   }
 
   /**
-   * Connects `log` to the link: messages in, session events as partner up/down. A partner
-   * that restarted gets a fresh greeting, so both logs are resynchronised (NV-3, HA-8).
+   * Connects `log` to the link: messages in, session and path events as partner up/down. A
+   * partner that restarted gets a fresh greeting, so both logs are resynchronised (NV-3,
+   * HA-8). With every path down the log is told at once that the partner is unreachable: it
+   * acknowledges on its local copy alone instead of retrying a resync into a dead link
+   * (each retry would hold every change for an ack timeout); when a path of the same
+   * session comes back, the log greets again and both logs resynchronise.
    * With a session already established the log greets at once — even while no path is up
-   * at this instant: the greeting waits in the link's queue, and no event would come later
-   * for a session that merely recovers its paths.
+   * at this instant: the greeting waits in the link's queue (and the log greets again
+   * when a path comes back).
    */
   bind(log: NvLog): this {
     this.bindSink(log);
@@ -57,25 +63,61 @@ export class LinkMirrorTransport implements MirrorTransport {
   bindSink(log: MirrorSink): () => void {
     this.log = log;
     log.attachTransport(this);
+    // Whether the log was last told the partner is up: path events report only changes.
+    let connected = this.endpoint.peerReachable;
+    let recheckScheduled = false;
+    let bound = true;
     const onMessage = (ch: number, payload: Uint8Array): void => {
       if (ch === this.channel) this.receive(payload);
     };
     const onEstablished = (): void => {
       this.pieces = [];
+      connected = true;
       log.peerConnected();
     };
     const onRestart = (): void => {
       this.pieces = [];
+      connected = true;
       log.peerDisconnected();
       log.peerConnected();
+    };
+    const recheck = (): void => {
+      recheckScheduled = false;
+      if (!bound) return;
+      const reachable = this.endpoint.peerReachable;
+      if (reachable === connected) return;
+      connected = reachable;
+      if (reachable) {
+        // The same session recovered a path: greet, so the partner resynchronises its log to
+        // us, and its reset in answer restarts ours (MirrorOrigin.partnerListening).
+        this.pieces = [];
+        log.peerConnected();
+      } else {
+        this.unreachableEvents++;
+        log.peerDisconnected();
+      }
+    };
+    // Path events arrive in a batch with the session events they cause (a path up that
+    // establishes a new session): decide after the batch, so a new session greets once.
+    const onPathChange = (): void => {
+      if (recheckScheduled) return;
+      recheckScheduled = true;
+      queueMicrotask(recheck);
     };
     this.endpoint.on('message', onMessage);
     this.endpoint.on('peerEstablished', onEstablished);
     this.endpoint.on('peerRestart', onRestart);
+    this.endpoint.on('pathUp', onPathChange);
+    this.endpoint.on('pathDown', onPathChange);
+    this.endpoint.on('activePath', onPathChange);
     return () => {
+      bound = false;
       this.endpoint.off('message', onMessage);
       this.endpoint.off('peerEstablished', onEstablished);
       this.endpoint.off('peerRestart', onRestart);
+      this.endpoint.off('pathUp', onPathChange);
+      this.endpoint.off('pathDown', onPathChange);
+      this.endpoint.off('activePath', onPathChange);
     };
   }
 

@@ -268,6 +268,8 @@ export class HaMachine {
   private serving = 0;
   private operatorDisabled: boolean;
   private mirrorSynced: boolean;
+  /** Our log's mirror reached `synced` at least once in this run (a `mirror` event said so). */
+  private mirrorSyncedOnce = false;
   /** The last stable phase and reservations, as persisted (step 253 reads them). */
   private stablePhase: HaPhase;
   private stableClaimed: number;
@@ -394,6 +396,7 @@ export class HaMachine {
         this.onReplayDone(event.set, event.ok);
         break;
       case 'mirror':
+        if (event.synced) this.mirrorSyncedOnce = true;
         if (this.mirrorSynced !== event.synced) {
           this.mirrorSynced = event.synced;
           this.broadcastNow = true;
@@ -1049,7 +1052,7 @@ export class HaMachine {
   private blockers(operatorInitiated: boolean): number {
     let r = 0;
     if (this.operatorDisabled) r |= DisableReason.operator;
-    if (!this.mirrorSynced) r |= DisableReason.mirror;
+    if (!this.mirrorSynced && (operatorInitiated || !this.partnerVouchesForMirror())) r |= DisableReason.mirror;
     if (this.versionMismatch()) r |= DisableReason.version;
     const p = this.partner;
     if (p !== undefined) {
@@ -1058,6 +1061,20 @@ export class HaMachine {
     }
     if (!operatorInitiated && this.takeoversInWindow() >= this.t.takeoverCountMax) r |= DisableReason.damped;
     return r;
+  }
+
+  /**
+   * A takeover replays our copy of the partner's log; the partner says whether that copy is
+   * complete (its status flag mirrorSynced; otherwise NO-TAKEOVER, blocker partnerNoTakeover).
+   * Our own log's mirror is the other direction, and it degrades the moment the partner dies
+   * (the link drops), so for an automatic takeover of a silent partner it does not block once
+   * the partner's last word vouches for our copy — provided our log has synchronised with a
+   * partner in this run: before that (a blade booting next to a dead partner, its NVRAM
+   * perhaps lost) our copy may be from another life, and our own mirror error still counts.
+   */
+  private partnerVouchesForMirror(): boolean {
+    const p = this.partner;
+    return this.mirrorSyncedOnce && p !== undefined && (p.flags & StatusFlag.mirrorSynced) !== 0 && p.indicator !== StateIndicator.noTakeover;
   }
 
   private considerTakeover(): void {
