@@ -109,11 +109,29 @@ export class MemoryDrc implements DuplicateRequestCache {
  * The key as bytes (XDR: client string, then xid, prog, vers, proc, argsCrc, argsBytes as
  * u32), for logs that index requests by an opaque byte key (nvlog's state-machine log).
  */
+/**
+ * Encoded keys by key object: the change path and the duplicate-request cache encode the same
+ * request's key four times (admission, change entry, outcome, reply). Keys are never changed
+ * once made; callers never write into the returned bytes.
+ */
+const encodedKeys = new WeakMap<RequestKey, Uint8Array>();
+
 export function encodeRequestKey(k: RequestKey): Uint8Array {
+  const known = encodedKeys.get(k);
+  if (known !== undefined && decodedMatches(known, k)) return known;
   const w = new XdrWriter(64);
   w.string(k.client, 255);
   for (const v of [k.xid, k.prog, k.vers, k.proc, k.argsCrc, k.argsBytes]) w.u32(v);
-  return w.bytes().slice();
+  const b = w.bytes().slice();
+  encodedKeys.set(k, b);
+  return b;
+}
+
+/** The cached bytes still describe `k` (cheap: the numbers only; a key's client never changes). */
+function decodedMatches(b: Uint8Array, k: RequestKey): boolean {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const at = b.length - 24;
+  return v.getUint32(at) === k.xid && v.getUint32(at + 4) === k.prog && v.getUint32(at + 8) === k.vers && v.getUint32(at + 12) === k.proc && v.getUint32(at + 16) === k.argsCrc && v.getUint32(at + 20) === k.argsBytes;
 }
 
 export function decodeRequestKey(b: Uint8Array): RequestKey {
