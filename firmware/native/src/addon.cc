@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -651,41 +652,110 @@ Napi::Value SplitStripesFn(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// The checked arguments of gatherStripes / gatherStripesAsync.
+struct GatherArgs {
+  std::vector<uint8_t*> blocks;
+  std::vector<uint8_t*> members;
+  uint8_t* parity = nullptr;
+  size_t blockBytes = 0;
+  size_t unitBlocks = 0;
+  size_t stripes = 0;
+};
+
+// Fills `a` from (blocks, unitBlocks, members, parity | null); false with an exception pending.
+bool GetGatherArgs(const Napi::CallbackInfo& info, GatherArgs* a) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray() || info[0].As<Napi::Array>().Length() == 0) {
+    ThrowType(env, "blocks must be a non-empty array of Uint8Arrays");
+    return false;
+  }
+  Napi::Array arr = info[0].As<Napi::Array>();
+  Napi::Value first = arr.Get(uint32_t{0});
+  if (!first.IsTypedArray()) {
+    ThrowType(env, "blocks must be a non-empty array of Uint8Arrays");
+    return false;
+  }
+  a->blockBytes = first.As<Napi::TypedArray>().ByteLength();
+  if (a->blockBytes == 0) {
+    ThrowRange(env, "blocks must not be empty");
+    return false;
+  }
+  if (!GetByteArray(info, 0, "blocks", a->blockBytes, &a->blocks)) return false;
+  int64_t unitBlocks = 0;
+  if (!GetNonNegInt(info, 1, "unitBlocks", &unitBlocks)) return false;
+  if (unitBlocks == 0) {
+    ThrowRange(env, "unitBlocks must be positive");
+    return false;
+  }
+  a->unitBlocks = static_cast<size_t>(unitBlocks);
+  if (info.Length() <= 2 || !info[2].IsArray() || info[2].As<Napi::Array>().Length() == 0) {
+    ThrowType(env, "members must be a non-empty array of Uint8Arrays");
+    return false;
+  }
+  size_t memberCount = info[2].As<Napi::Array>().Length();
+  size_t stripeBlocks = a->unitBlocks * memberCount;
+  if (a->blocks.size() % stripeBlocks != 0) {
+    ThrowRange(env, "blocks must make whole stripes (unitBlocks * members.length)");
+    return false;
+  }
+  a->stripes = a->blocks.size() / stripeBlocks;
+  size_t runBytes = a->stripes * a->unitBlocks * a->blockBytes;
+  if (!GetByteArray(info, 2, "members", runBytes, &a->members)) return false;
+  if (info.Length() > 3 && !info[3].IsNull() && !info[3].IsUndefined()) {
+    size_t pn = 0;
+    if (!GetBytes(info, 3, "parity", &a->parity, &pn)) return false;
+    if (pn != runBytes) {
+      ThrowRange(env, "parity must be as long as a member run");
+      return false;
+    }
+  }
+  return true;
+}
+
 // gatherStripes(blocks, unitBlocks, members, parity | null): see xor.h. Every block has the
 // same length (the block size); members and parity hold stripes * unitBlocks blocks each.
 Napi::Value GatherStripesFn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsArray() || info[0].As<Napi::Array>().Length() == 0) {
-    return ThrowType(env, "blocks must be a non-empty array of Uint8Arrays");
-  }
-  Napi::Array arr = info[0].As<Napi::Array>();
-  Napi::Value first = arr.Get(uint32_t{0});
-  if (!first.IsTypedArray()) return ThrowType(env, "blocks must be a non-empty array of Uint8Arrays");
-  size_t blockBytes = first.As<Napi::TypedArray>().ByteLength();
-  if (blockBytes == 0) return ThrowRange(env, "blocks must not be empty");
-  std::vector<uint8_t*> blocks;
-  if (!GetByteArray(info, 0, "blocks", blockBytes, &blocks)) return env.Undefined();
-  int64_t unitBlocks = 0;
-  if (!GetNonNegInt(info, 1, "unitBlocks", &unitBlocks)) return env.Undefined();
-  if (unitBlocks == 0) return ThrowRange(env, "unitBlocks must be positive");
-  if (info.Length() <= 2 || !info[2].IsArray() || info[2].As<Napi::Array>().Length() == 0) {
-    return ThrowType(env, "members must be a non-empty array of Uint8Arrays");
-  }
-  size_t memberCount = info[2].As<Napi::Array>().Length();
-  size_t stripeBlocks = static_cast<size_t>(unitBlocks) * memberCount;
-  if (blocks.size() % stripeBlocks != 0) return ThrowRange(env, "blocks must make whole stripes (unitBlocks * members.length)");
-  size_t stripes = blocks.size() / stripeBlocks;
-  size_t runBytes = stripes * static_cast<size_t>(unitBlocks) * blockBytes;
-  std::vector<uint8_t*> members;
-  if (!GetByteArray(info, 2, "members", runBytes, &members)) return env.Undefined();
-  uint8_t* parity = nullptr;
-  if (info.Length() > 3 && !info[3].IsNull() && !info[3].IsUndefined()) {
-    size_t pn = 0;
-    if (!GetBytes(info, 3, "parity", &parity, &pn)) return env.Undefined();
-    if (pn != runBytes) return ThrowRange(env, "parity must be as long as a member run");
-  }
-  twinblade::GatherStripes(blocks.data(), blockBytes, static_cast<size_t>(unitBlocks), stripes, members.data(), memberCount, parity);
+  GatherArgs a;
+  if (!GetGatherArgs(info, &a)) return env.Undefined();
+  twinblade::GatherStripes(a.blocks.data(), a.blockBytes, a.unitBlocks, a.stripes, a.members.data(), a.members.size(), a.parity);
   return env.Undefined();
+}
+
+// gatherStripesAsync(blocks, unitBlocks, members, parity | null): Promise<void>. The same
+// gather on the libuv thread pool, so that a CP's main thread freezes and issues the next
+// write while this one's data is copied and its parity computed (a 4 MiB write: ~1 ms of
+// memory bandwidth). The arrays (and so every buffer in them) are held by references until
+// the worker completes; the caller must not change the buffers before the promise settles.
+class GatherWorker : public PromiseWorker {
+ public:
+  GatherWorker(const Napi::CallbackInfo& info, GatherArgs&& args) : PromiseWorker(info.Env(), "gatherStripes"), args_(std::move(args)) {
+    blocks_ = Napi::Persistent(info[0].As<Napi::Object>());
+    members_ = Napi::Persistent(info[2].As<Napi::Object>());
+    if (args_.parity != nullptr) parity_ = Napi::Persistent(info[3].As<Napi::Object>());
+  }
+
+ protected:
+  void Execute() override {
+    twinblade::GatherStripes(args_.blocks.data(), args_.blockBytes, args_.unitBlocks, args_.stripes, args_.members.data(), args_.members.size(),
+                             args_.parity);
+  }
+
+ private:
+  GatherArgs args_;
+  Napi::ObjectReference blocks_;
+  Napi::ObjectReference members_;
+  Napi::ObjectReference parity_;
+};
+
+Napi::Value GatherStripesAsyncFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  GatherArgs a;
+  if (!GetGatherArgs(info, &a)) return env.Undefined();
+  auto* w = new GatherWorker(info, std::move(a));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
 }
 
 Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 3); }
@@ -710,6 +780,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("xorAll", Napi::Function::New(env, XorAllFn));
   exports.Set("splitStripes", Napi::Function::New(env, SplitStripesFn));
   exports.Set("gatherStripes", Napi::Function::New(env, GatherStripesFn));
+  exports.Set("gatherStripesAsync", Napi::Function::New(env, GatherStripesAsyncFn));
   exports.Set("xorImplementation", Napi::String::New(env, twinblade::XorImplementation()));
   exports.Set("openpty", Napi::Function::New(env, OpenPty));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));

@@ -62,6 +62,7 @@ interface NativeBinding {
   xorAll(out: ArrayBufferView, parts: readonly ArrayBufferView[]): void;
   splitStripes(data: ArrayBufferView, unitBytes: number, members: readonly ArrayBufferView[], parity: ArrayBufferView | null): void;
   gatherStripes(blocks: readonly ArrayBufferView[], unitBlocks: number, members: readonly ArrayBufferView[], parity: ArrayBufferView | null): void;
+  gatherStripesAsync(blocks: readonly ArrayBufferView[], unitBlocks: number, members: readonly ArrayBufferView[], parity: ArrayBufferView | null): Promise<void>;
   xorImplementation: 'vector' | 'scalar';
 }
 
@@ -307,6 +308,29 @@ export function gatherStripesNative(blocks: readonly Uint8Array[], unitBlocks: n
     if (parity.byteLength !== runBytes) throw rangeError('parity must be as long as a member run');
   }
   binding.gatherStripes(blocks, unitBlocks, members, parity);
+}
+
+/**
+ * gatherStripesNative on the libuv thread pool: settles once the runs and parity are filled.
+ * The addon holds the arrays (and so their buffers) until then; the caller must not change
+ * them meanwhile. Block sizes are checked by the addon (one pass over the blocks, not two).
+ */
+export function gatherStripesNativeAsync(blocks: readonly Uint8Array[], unitBlocks: number, members: readonly Uint8Array[], parity: Uint8Array | null): Promise<void> {
+  if (!Array.isArray(blocks) || blocks.length === 0) throw typeError('blocks must be a non-empty array of Uint8Arrays');
+  checkView(blocks[0], 'blocks');
+  const blockBytes = (blocks[0] as Uint8Array).byteLength;
+  if (blockBytes === 0) throw rangeError('blocks must not be empty');
+  checkUint(unitBlocks, 'unitBlocks');
+  if (unitBlocks === 0) throw rangeError('unitBlocks must be positive');
+  if (!Array.isArray(members) || members.length === 0) throw typeError('members must be a non-empty array of Uint8Arrays');
+  if (blocks.length % (unitBlocks * members.length) !== 0) throw rangeError('blocks must make whole stripes (unitBlocks * members.length)');
+  const runBytes = (blocks.length / members.length) * blockBytes;
+  checkSameLength(members, runBytes, 'members');
+  if (parity !== null) {
+    checkView(parity, 'parity');
+    if (parity.byteLength !== runBytes) throw rangeError('parity must be as long as a member run');
+  }
+  return binding.gatherStripesAsync(blocks, unitBlocks, members, parity);
 }
 
 // The RAID layer's parity goes through the addon from now on (checked against the portable

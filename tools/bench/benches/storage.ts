@@ -2,7 +2,7 @@
 // write bandwidth of the data disks, CP write bandwidth of the copy-on-write file system
 // through RAID (and their ratio, cpToRawRatio, per round side by side), small-file creates per
 // second, sequential read bandwidth, and rebuild bandwidth.
-// `npm run bench -- storage [--dir D] [--disk-mib N] [--rounds R] [--cp-write-mib M] [--cp-concurrency C]`.
+// `npm run bench -- storage [--dir D] [--disk-mib N] [--rounds R] [--cp-write-mib M] [--cp-concurrency C] [--gather thread|main]`.
 import { parseArgs } from 'node:util';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import type { BlockDevice } from '../../../firmware/ts/hal/block/block-device.ts
 import { assert } from '../../../firmware/ts/core/assert.ts';
 import { diskLayout } from '../../../firmware/ts/storage/layout.ts';
 import { createVolume, type RaidVolume } from '../../../firmware/ts/storage/raid/index.ts';
-import { xorKernelName } from '../../../firmware/ts/storage/raid/xor.ts';
+import { gatherStripesAsyncInstalled, installGatherStripesAsync, xorKernelName } from '../../../firmware/ts/storage/raid/xor.ts';
 import { cowFsDefaults } from '../../../firmware/ts/storage/fs/limits.ts';
 import { measureRebuild, measureSequentialWrite } from '../../../firmware/ts/storage/raid/measure.ts';
 import { CowFs, mkfs } from '../../../firmware/ts/storage/fs/cowfs.ts';
@@ -44,6 +44,9 @@ export const bench: Bench = {
         // 0.40-0.49 against 0.31-0.38 with the file system's default of 2, same raw shape);
         // the raw side always uses the same queue depth.
         'cp-concurrency': { type: 'string', default: '4' },
+        // Where RAID gathers a CP write's blocks and computes its parity: on the libuv thread
+        // pool (the addon's gatherStripesAsync), or on the main thread as before.
+        gather: { type: 'string', default: 'thread' },
       },
       strict: true,
     });
@@ -64,6 +67,9 @@ export const bench: Bench = {
       const native = (await import('../../../firmware/ts/native/index.ts')) as Record<string, unknown>;
       if (typeof native['crc32cNative'] === 'function') installCrc32c(native['crc32cNative'] as (d: Uint8Array, c: number) => number);
       if (typeof native['allocAligned'] === 'function') allocate = (n) => (native['allocAligned'] as (n: number) => Uint8Array)(n);
+      if (values.gather === 'thread' && typeof native['gatherStripesNativeAsync'] === 'function') {
+        await installGatherStripesAsync(native['gatherStripesNativeAsync'] as Parameters<typeof installGatherStripesAsync>[0]);
+      }
       figures['crc32c'] = typeof native['crc32cImplementation'] === 'string' ? native['crc32cImplementation'] : 'unknown';
     } catch (e) {
       notes.push(`native addon unavailable (${(e as Error).message.split('\n')[0] ?? ''}): portable CRC, unaligned buffers`);
@@ -79,6 +85,7 @@ export const bench: Bench = {
       const direct = disks.every((d) => d.direct);
       figures['oDirect'] = direct;
       figures['xorKernel'] = xorKernelName();
+      figures['gatherOffThread'] = gatherStripesAsyncInstalled();
       figures['loadAverage1mStart'] = round(loadavg()[0] ?? 0, 2);
       if (!direct) notes.push(`${dir} refused O_DIRECT: figures include the page cache`);
       const members = disks.slice(0, memberCount);
@@ -236,9 +243,11 @@ export const bench: Bench = {
       figures['cpToRaidRatio'] = round(cpToRaid, 3);
       figures['loadAverage1mEnd'] = round(loadavg()[0] ?? 0, 2);
       notes.push(`CP writer: cpWriteBytesMax ${cpWriteBytes / MiB} MiB, cpWriteConcurrencyMax ${cpConcurrency} (file system defaults ${cowFsDefaults.cpWriteBytesMax / MiB} MiB, ${cowFsDefaults.cpWriteConcurrencyMax}); raw writes in the same shape`);
+      notes.push(`RAID gather + parity of CP writes: ${gatherStripesAsyncInstalled() ? 'on the libuv thread pool (gatherStripesAsync)' : 'on the main thread'} (--gather thread|main)`);
       notes.push(`disks: ${memberCount} members + 1 spare, ${diskBytes / MiB} MiB files in ${dir}; stripe unit ${stripeUnitBytes / 1024} KiB`);
       notes.push(`load average (1 min) ${figures['loadAverage1mStart']} at the start, ${figures['loadAverage1mEnd']} at the end, on ${cpus().length} CPUs: the host is shared, so compare ratios, not absolute figures`);
     } finally {
+      await installGatherStripesAsync(undefined);
       for (const d of disks as BlockDevice[]) await d.close();
       if (owned) await rm(dir, { recursive: true, force: true });
     }

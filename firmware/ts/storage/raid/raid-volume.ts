@@ -20,7 +20,7 @@ import { diskByteOffset, raidBlockBytes } from './geometry.ts';
 import type { RaidGeometry } from './geometry.ts';
 import { StripeLocks } from './stripe-lock.ts';
 import { TokenBucket } from './token-bucket.ts';
-import { gatherStripes, splitStripes, xorAll, xorInto } from './xor.ts';
+import { gatherStripesOffThread, splitStripes, xorAll, xorInto } from './xor.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { decodeIntent, encodeIntent, intentRegionStripes } from './intent.ts';
 import { diskLayout } from '../layout.ts';
@@ -261,8 +261,10 @@ export class RaidVolume implements Volume {
     }
     this.checkRange(firstBlock, blocks.length);
     const g = this.geometry;
+    // Off the main thread when one is installed (installGatherStripesAsync): the CP issues its next
+    // write meanwhile.
     return this.writeStripesLocked(firstBlock / this.stripeBlocks, blocks.length / this.stripeBlocks, (members, parity) =>
-      gatherStripes(blocks, g.unitBlocks, members, parity),
+      gatherStripesOffThread(blocks, g.unitBlocks, members, parity),
     );
   }
 
@@ -601,7 +603,7 @@ export class RaidVolume implements Volume {
    * Writes `stripes` whole stripes from `firstStripe`: `fill` puts each data member's units
    * (consecutive) into its buffer and their parity into the last, in one pass.
    */
-  private async writeStripesLocked(firstStripe: number, stripes: number, fill: (members: Uint8Array[], parity: Uint8Array) => void): Promise<void> {
+  private async writeStripesLocked(firstStripe: number, stripes: number, fill: (members: Uint8Array[], parity: Uint8Array) => void | Promise<void>): Promise<void> {
     const g = this.geometry;
     this.checkUsable();
     const release = await this.locks.acquire(firstStripe, firstStripe + stripes);
@@ -612,7 +614,9 @@ export class RaidVolume implements Volume {
       const runBytes = stripes * g.stripeUnitBytes;
       const perMember = Array.from({ length: g.memberCount }, () => this.pool.take(runBytes));
       try {
-        fill(perMember.slice(0, g.dataDisks), perMember[g.parityPosition] as Uint8Array);
+        // Only an asynchronous fill (an off-thread gather) is awaited: a synchronous one adds no turn.
+        const filled = fill(perMember.slice(0, g.dataDisks), perMember[g.parityPosition] as Uint8Array);
+        if (filled !== undefined) await filled;
         const regions = await this.beginIntent(firstStripe, firstStripe + stripes);
         try {
           await this.writeMembers(firstStripe * g.unitBlocks, perMember);

@@ -183,3 +183,57 @@ export function gatherStripes(blocks: readonly Uint8Array[], unitBlocks: number,
   if (parity !== null && parity.length !== runBytes) throw new RangeError(`gatherStripes: parity has ${parity.length} bytes, need ${runBytes}`);
   kernels.gatherStripes(blocks, unitBlocks, members, parity);
 }
+
+/** A gather that runs off the main thread and settles once the runs and parity are filled. */
+export type GatherStripesAsync = (blocks: readonly Uint8Array[], unitBlocks: number, members: readonly Uint8Array[], parity: Uint8Array | null) => Promise<void>;
+
+let gatherAsync: GatherStripesAsync | undefined;
+
+/**
+ * Opts in to gathering CP writes off the main thread (the native addon's
+ * gatherStripesNativeAsync): the main thread then freezes and issues the next write while
+ * the thread pool copies this one's blocks and computes its parity. Checked against the
+ * portable gather on a sample first. Opt-in, not installed with the addon: a simulation's
+ * writes must settle on its own schedule, never on a thread's. `undefined` uninstalls.
+ */
+export async function installGatherStripesAsync(fn: GatherStripesAsync | undefined): Promise<void> {
+  if (fn === undefined) {
+    gatherAsync = undefined;
+    return;
+  }
+  const blocks = Array.from({ length: 12 }, (_, i) => new Uint8Array(96).map((_, j) => (i * 61 + j * 7 + 3) & 0xff));
+  const want = [new Uint8Array(4 * 96), new Uint8Array(4 * 96), new Uint8Array(4 * 96), new Uint8Array(4 * 96)];
+  const got = [new Uint8Array(4 * 96), new Uint8Array(4 * 96), new Uint8Array(4 * 96), new Uint8Array(4 * 96)];
+  gatherStripesPortable(blocks, 2, want.slice(0, 3), want[3] as Uint8Array);
+  await fn(blocks, 2, got.slice(0, 3), got[3] as Uint8Array);
+  if (!want.every((w, i) => w.every((v, j) => v === (got[i] as Uint8Array)[j]))) throw new Error('installGatherStripesAsync: the gather disagrees with the portable one');
+  gatherAsync = fn;
+}
+
+/** True when gatherStripesAsync runs off the main thread (for figures and logs). */
+export function gatherStripesAsyncInstalled(): boolean {
+  return gatherAsync !== undefined;
+}
+
+/**
+ * gatherStripes off the main thread when a gather was installed with
+ * installGatherStripesAsync (the promise settles once it is done; the caller must not change
+ * `blocks`, `members` or `parity` before then); otherwise gatherStripes in place, returning
+ * undefined, so a synchronous caller (a simulation) takes no extra turn.
+ */
+export function gatherStripesOffThread(blocks: readonly Uint8Array[], unitBlocks: number, members: readonly Uint8Array[], parity: Uint8Array | null): Promise<void> | undefined {
+  if (gatherAsync === undefined) {
+    gatherStripes(blocks, unitBlocks, members, parity);
+    return undefined;
+  }
+  const m = members.length;
+  const bs = blocks[0]?.length ?? 0;
+  if (!Number.isInteger(unitBlocks) || unitBlocks <= 0 || m === 0 || bs === 0 || blocks.length % (unitBlocks * m) !== 0) {
+    throw new RangeError(`gatherStripes: ${blocks.length} blocks are not whole stripes of ${m} units of ${unitBlocks} blocks`);
+  }
+  const runBytes = (blocks.length / m) * bs;
+  for (const b of members) if (b.length !== runBytes) throw new RangeError(`gatherStripes: a member buffer has ${b.length} bytes, need ${runBytes}`);
+  if (parity !== null && parity.length !== runBytes) throw new RangeError(`gatherStripes: parity has ${parity.length} bytes, need ${runBytes}`);
+  // Block sizes are checked by the installed gather (the addon: one pass over the array, not two).
+  return gatherAsync(blocks, unitBlocks, members, parity);
+}
