@@ -115,4 +115,37 @@ describe('HA-8: which mirror blocks a takeover of a dead partner', () => {
     const r = m.operator('takeover', 50);
     expect(r.ok).toBe(false);
   });
+
+  it('HA-8 on the power-sense line: the partner\'s mailboxes are read twice more first, and a NO-TAKEOVER found there refuses', () => {
+    for (const lastOnDisk of [{}, { indicator: StateIndicator.noTakeover, flags: 0 }] as Partial<StatusMessage>[]) {
+      const { m, actions, drain } = boot();
+      m.step({ type: 'mirror', synced: true }, 30);
+      m.step({ type: 'status', path: 'mbox2', message: partnerMsg(4) }, 100 - timing.mailboxPollIntervalMs);
+      m.step({ type: 'status', path: 'mbox2', message: partnerMsg(6) }, 100);
+      m.step({ type: 'status', path: 'serial', message: partnerMsg(7) }, 100);
+      // The link is cut: our log degrades; the partner announced NO-TAKEOVER on its disks (or
+      // not) and lost power; its link messages stop.
+      m.step({ type: 'mirror', synced: false }, 600);
+      m.step({ type: 'partner-power', good: false }, 1000);
+      const alerts = (): string[] => actions.flatMap((a) => (a.type === 'alert' ? [a.code] : []));
+      let t = 1000;
+      for (; t < 1200; t += timing.tickIntervalMs) {
+        m.tick(t);
+        drain();
+      }
+      // No fresh mailbox read yet: our copy may be stale, our own mirror error still counts.
+      expect(alerts()).not.toContain(HaCode.takeoverStarted);
+      m.step({ type: 'status', path: 'mbox2', message: partnerMsg(8, lastOnDisk) }, 1200);
+      m.tick(1210);
+      drain();
+      expect(alerts()).not.toContain(HaCode.takeoverStarted);
+      m.step({ type: 'status', path: 'mbox2', message: partnerMsg(8, lastOnDisk) }, 1450);
+      for (t = 1460; t < 2000; t += timing.tickIntervalMs) {
+        m.tick(t);
+        drain();
+      }
+      if (lastOnDisk.indicator === StateIndicator.noTakeover) expect(alerts()).not.toContain(HaCode.takeoverStarted);
+      else expect(alerts()).toContain(HaCode.takeoverStarted);
+    }
+  });
 });

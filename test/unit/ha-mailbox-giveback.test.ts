@@ -115,4 +115,17 @@ describe('mailbox writes around a giveback', () => {
     await until(vt, heartbeat);
     expect(fenced).toEqual([0]);
   });
+
+  it('HA-8 whenWritten resolves when a round of a matching record is written (a failed disk does not hold it back), not for other records', async () => {
+    const { vt, disks, io } = setup();
+    let announced = false;
+    void io.whenWritten((m) => m.indicator === StateIndicator.noTakeover).then(() => (announced = true));
+    await until(vt, io.write(msg(1), 0b11));
+    expect(announced).toBe(false);
+    (disks[3] as SimBlockDevice).fail();
+    const w = io.write({ ...msg(2), indicator: StateIndicator.noTakeover }, 0b11);
+    await until(vt, w);
+    expect(announced).toBe(true);
+    expect([0, 1, 2].map((i) => seqOn(disks[i] as SimBlockDevice, i))).toEqual([2, 2, 2]);
+  });
 });

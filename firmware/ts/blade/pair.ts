@@ -390,6 +390,10 @@ export class PairBlade {
       // Short, it would degrade the mirror under a burst of 1 MiB writes on a busy host — and a
       // degraded mirror forbids takeover (HA-8) exactly when a power cut under load needs it.
       limits: { mirrorAckTimeoutMs: mirrorAckTimeoutMs },
+      // HA-8: a degraded mirror answers clients from the local copy only once NO-TAKEOVER is
+      // on our mailbox disks (the log degrades the moment the link drops: in a partition the
+      // partner must know, before we answer alone, that its copy of our log is stale).
+      announceDegraded: () => this.ha.announceMirrorDegraded(),
       ...(this.awaitedGiveback ? { mode: 'after-giveback' as const } : {}),
     });
     const log = opened.log;

@@ -8,7 +8,7 @@ import { isTwinbladeError } from '../core/errors.ts';
 import type { GpioLine } from '../hal/gpio/gpio.ts';
 import { LinkDatagramType, type LinkEndpoint } from '../link/endpoint.ts';
 import { HaMachine, type HaAction, type HaConfig, type HaPathConfig, type HaStatusReport, type OperatorCommand, type OperatorResult, type PersistedHaState, type SetIndex } from './core/machine.ts';
-import { decodeStatus, encodeStatus } from './core/status.ts';
+import { decodeStatus, encodeStatus, StatusFlag } from './core/status.ts';
 import { fenceSet, type Fence } from './fence.ts';
 import { MailboxIo, mailboxPathId, type MailboxDisk } from './mailbox-io.ts';
 
@@ -143,6 +143,19 @@ export class HaDriver {
   /** From the NVRAM mirroring layer (HA-8). */
   setMirrorSynced(synced: boolean): void {
     this.step({ type: 'mirror', synced });
+  }
+
+  /**
+   * HA-8, "announce before waiving" (docs/nvlog.md): our log's mirror is not in sync, and it
+   * wants to answer clients from its local copy alone. Resolves once a status record saying
+   * so (NO-TAKEOVER, flag mirrorSynced clear) is on the mailbox disks we hold: a partner that
+   * loses the link and then sees us die must find it there, or it would take us over from a
+   * mirror lacking what we answered. The log's `announceDegraded` option.
+   */
+  announceMirrorDegraded(): Promise<void> {
+    const written = this.mailbox.whenWritten((m) => (m.flags & StatusFlag.mirrorSynced) === 0);
+    this.step({ type: 'mirror', synced: false });
+    return written;
   }
 
   /**

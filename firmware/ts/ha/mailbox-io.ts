@@ -48,6 +48,8 @@ export class MailboxIo {
   private pendingWrite: { message: StatusMessage; sets: number } | undefined;
   /** Sets whose disks get no more writes (bit per set): their reservation is being released. */
   private stoppedSets = 0;
+  /** Callers waiting for a message of a kind to be on the disks (whenWritten). */
+  private writtenWaiters: Array<{ match: (m: StatusMessage) => boolean; resolve: () => void }> = [];
   /** The disk write (with its flush) running now, and the set of its disk. */
   private current: { set: SetIndex; done: Promise<void> } | undefined;
   private closed = false;
@@ -118,15 +120,17 @@ export class MailboxIo {
       while (this.pendingWrite !== undefined && !this.closed) {
         const w = this.pendingWrite;
         this.pendingWrite = undefined;
+        let written = 0;
         for (const d of this.opts.disks) {
           // Checked at each disk, not once per message: a set stopped while this message was
           // on its way through the disks gets nothing more (stopWriting).
           if ((w.sets & ~this.stoppedSets & (1 << d.set)) === 0 || this.closed) continue;
           const done = this.writeOne(d, w.message);
-          this.current = { set: d.set, done };
-          await done;
+          this.current = { set: d.set, done: done.then(() => undefined) };
+          if (await done) written++;
           this.current = undefined;
         }
+        if (written > 0) this.settleWaiters(w.message);
       }
     } finally {
       this.writing = false;
@@ -151,15 +155,37 @@ export class MailboxIo {
     this.stoppedSets &= ~(1 << set);
   }
 
-  private async writeOne(d: MailboxDisk, message: StatusMessage): Promise<void> {
+  /**
+   * Resolves once a message matching `match` has been written, in one round over the disks
+   * of its sets, to every one of them it could reach (at least one): the partner, which
+   * merges the newest record of all its mailbox paths, cannot miss it then. Used to announce
+   * NO-TAKEOVER before our log answers clients from its local copy alone (HA-8).
+   */
+  whenWritten(match: (m: StatusMessage) => boolean): Promise<void> {
+    return new Promise((resolve) => this.writtenWaiters.push({ match, resolve }));
+  }
+
+  private settleWaiters(message: StatusMessage): void {
+    const keep: typeof this.writtenWaiters = [];
+    for (const w of this.writtenWaiters) {
+      if (w.match(message)) w.resolve();
+      else keep.push(w);
+    }
+    this.writtenWaiters = keep;
+  }
+
+  /** One disk's record and flush; false if it failed (reported, never thrown). */
+  private async writeOne(d: MailboxDisk, message: StatusMessage): Promise<boolean> {
     try {
       await d.device.write(mailboxSlotOffset(this.opts.bladeIndex), encodeMailbox({ slot: this.opts.bladeIndex, diskIndex: d.index, status: message }, sectorOf(d.device)));
       await d.device.flush();
       this.stats.writes++;
+      return true;
     } catch (e) {
       this.stats.writeErrors++;
       if (isTwinbladeError(e, BlockErrorCode.fenced)) this.opts.onWriteFenced(d.set);
       else this.opts.onIoError?.(mailboxPathId(d.index), isTwinbladeError(e) ? e.code : 'unknown');
+      return false;
     }
   }
 }

@@ -196,6 +196,8 @@ interface PathState {
   reportedUp: boolean;
   /** Fresh records since the sense line said lost, newer than a message sent before a cut could be. */
   advancesAfterLoss: number;
+  /** Records decoded (fresh or not) since the sense line said lost (partnerVouchesForMirror). */
+  readsAfterLoss: number;
 }
 
 export interface HaPathReport {
@@ -346,7 +348,7 @@ export class HaMachine {
     this.bootMs = nowMs;
     for (const p of config.paths) {
       if (this.paths.has(p.id)) throw new InvalidArgumentError('ERR_HA_CONFIG', `duplicate path ${p.id}`);
-      this.paths.set(p.id, { id: p.id, kind: p.kind, lastAdvanceMs: undefined, lastReadOkMs: undefined, linkDown: false, corruptCount: 0, goodCount: 0, staleSinceMs: undefined, bad: false, reportedUp: false, advancesAfterLoss: 0 });
+      this.paths.set(p.id, { id: p.id, kind: p.kind, lastAdvanceMs: undefined, lastReadOkMs: undefined, linkDown: false, corruptCount: 0, goodCount: 0, staleSinceMs: undefined, bad: false, reportedUp: false, advancesAfterLoss: 0, readsAfterLoss: 0 });
     }
     // Step 251: a new instantiation, so a new generation (HA-2), persisted before any message carries it.
     this.generation = (persisted?.generation ?? 0) + 1;
@@ -549,6 +551,7 @@ export class HaMachine {
     // proves the partner was alive when the stream first saw that far.
     if (pathAdvanced && watched && !p.bad && witnessMs > (p.lastAdvanceMs ?? -Infinity)) p.lastAdvanceMs = witnessMs;
     const lostMs = this.powerLostSinceMs;
+    if (lostMs !== undefined && p.kind === 'mailbox') p.readsAfterLoss++;
     if (pathAdvanced && watched && !p.bad && lostMs !== undefined && witnessMs > lostMs + powerSenseSlackMs(this.t, p.kind)) p.advancesAfterLoss++;
     // Evidence that the partner stopped writing: the same record, read again and again
     // without a gap. Any change, gap or bad read starts the streak over.
@@ -957,7 +960,10 @@ export class HaMachine {
     // does not toggle, and one that reads good again has told the truth at least once more.
     this.powerSenseFaulty = false;
     this.powerLostSinceMs = good ? undefined : this.nowMs;
-    for (const p of this.paths.values()) p.advancesAfterLoss = 0;
+    for (const p of this.paths.values()) {
+      p.advancesAfterLoss = 0;
+      p.readsAfterLoss = 0;
+    }
   }
 
   /** The partner ran after the line reported its power lost: some path advanced later than a message sent before a cut could. */
@@ -1071,10 +1077,17 @@ export class HaMachine {
    * the partner's last word vouches for our copy — provided our log has synchronised with a
    * partner in this run: before that (a blade booting next to a dead partner, its NVRAM
    * perhaps lost) our copy may be from another life, and our own mirror error still counts.
+   * The partner's last word must be its last: after a link cut it speaks through its mailboxes
+   * only, and it writes NO-TAKEOVER there before answering a client alone (announceDegraded),
+   * so a decision on the sense line (faster than a mailbox timeout) first reads the mailboxes
+   * again — two reads on a path the partner writes, the second begun after the line said lost.
    */
   private partnerVouchesForMirror(): boolean {
     const p = this.partner;
-    return this.mirrorSyncedOnce && p !== undefined && (p.flags & StatusFlag.mirrorSynced) !== 0 && p.indicator !== StateIndicator.noTakeover;
+    if (!this.mirrorSyncedOnce || p === undefined || (p.flags & StatusFlag.mirrorSynced) === 0 || p.indicator === StateIndicator.noTakeover) return false;
+    if (this.powerLostSinceMs === undefined || !this.hasKind('mailbox')) return true;
+    for (const q of this.paths.values()) if (q.kind === 'mailbox' && q.lastAdvanceMs !== undefined && q.readsAfterLoss >= 2) return true;
+    return false;
   }
 
   private considerTakeover(): void {
