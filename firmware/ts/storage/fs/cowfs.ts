@@ -65,6 +65,7 @@ import {
 import { cowFsDefaults } from './limits.ts';
 import { BlockCache, blockCacheDefaults, ReadStreams, type BlockCacheStats } from './block-cache.ts';
 import { scanCp } from './fsck.ts';
+import { CpWriteQueue } from './cp-queue.ts';
 
 const F = indirectFanout;
 
@@ -169,6 +170,7 @@ interface PreparedCp {
   mapBlocks: number;
   freezeMs: number;
   slot: number;
+  /** The writes the freeze did not hand to the writers already (the last data run, the maps). */
   writes: CpWrite[];
   superblock: Uint8Array;
   pinned: Page[];
@@ -178,6 +180,20 @@ interface PreparedCp {
 }
 
 const pageKey = (level: number, index: number): number => index * 8 + level;
+
+/** One volume write of a CP, for the CP's writers. */
+interface CpJob {
+  cp: number;
+  w: CpWrite;
+}
+
+/**
+ * Microtask turns the freeze yields after handing a write to the writers: about what a
+ * writer takes from the queue to the volume's gather being queued on the thread pool, so
+ * that gather (and the writes before it) overlap the rest of the freeze. Microtasks only,
+ * so a simulation's schedule stays its own; changes still wait (the freeze holds the lock).
+ */
+const cpFreezeYieldTurns = 16;
 
 function toFsError(e: unknown): FsError {
   if (e instanceof FsError) return e;
@@ -1392,14 +1408,25 @@ export class CowFs implements FileSystem {
     this.checkUsable();
     // With no CP running, the freeze is queued on the lock right now, so the CP holds exactly
     // the changes applied before this call; otherwise it freezes once the running CP commits.
-    const frozen = this.cpRunning === undefined ? this.locked(async () => this.freeze()) : undefined;
-    frozen?.catch(() => undefined);
+    // The writers start with the freeze and take each write as soon as it is complete.
+    const startFreeze = (): { frozen: Promise<PreparedCp>; queue: CpWriteQueue<CpJob>; writers: Promise<void> } => {
+      const queue = new CpWriteQueue<CpJob>();
+      const writers = this.cpWriters(queue);
+      writers.catch(() => undefined);
+      const frozen = this.locked(async () => this.freeze(queue));
+      // A failed freeze hands over nothing more: the writers finish what they hold and stop.
+      frozen.catch(() => queue.close());
+      return { frozen, queue, writers };
+    };
+    const early = this.cpRunning === undefined ? startFreeze() : undefined;
+    early?.frozen.catch(() => undefined);
     this.cpQueued = true;
     const run = this.cpChain.then(async () => {
       this.cpQueued = false;
-      const prepared = frozen !== undefined ? await frozen : await this.locked(async () => this.freeze());
+      const { frozen, queue, writers } = early ?? startFreeze();
+      const prepared = await frozen;
       try {
-        await this.writeCp(prepared);
+        await this.writeCp(prepared, queue, writers);
       } catch (e) {
         this.fail(e);
         throw e;
@@ -1431,8 +1458,12 @@ export class CowFs implements FileSystem {
     });
   }
 
-  /** Synchronous snapshot of every change so far into write buffers (under the lock). */
-  private freeze(): PreparedCp {
+  /**
+   * Snapshot of every change so far into CP writes (under the lock, so no change interleaves).
+   * Each data write is handed to `queue` as soon as all of its blocks are placed; the freeze
+   * then yields a few microtask turns so its gather and I/O start while the rest is frozen.
+   */
+  private async freeze(queue: CpWriteQueue<CpJob>): Promise<PreparedCp> {
     this.checkUsable();
     const t0 = this.opts.clock?.nowMs() ?? 0;
     const dataBlocks = this.dirtyCount;
@@ -1457,7 +1488,8 @@ export class CowFs implements FileSystem {
     let wi = 0;
     let si = 0;
     const pinned: Page[] = [];
-    const writeTree = (t: Inode, set: Set<Page>): void => {
+    let handed = 0;
+    const writeTree = async (t: Inode, set: Set<Page>): Promise<void> => {
       const kind0 = this.kindOf(t, 0);
       const pages = pagesInTreeOrder(set);
       // Consecutive pages share their parent (pages are in level, index order): look it up
@@ -1466,10 +1498,16 @@ export class CowFs implements FileSystem {
       let parent: Page | undefined;
       for (const p of pages) {
         let w = writes[wi];
+        let complete = false;
         while (w !== undefined && si >= (w.slots?.length ?? w.blocks)) {
+          // Every block of write `wi` is placed (children before parents: none changes again).
+          queue.push({ cp, w });
+          handed++;
+          complete = true;
           w = writes[++wi];
           si = 0;
         }
+        if (complete) for (let k = 0; k < cpFreezeYieldTurns; k++) await undefined;
         assert(w !== undefined && w.images !== undefined, 'cowfs: CP ran out of allocated blocks');
         const i = w.slots !== undefined ? (w.slots[si] as number) : si;
         si++;
@@ -1505,7 +1543,7 @@ export class CowFs implements FileSystem {
     for (const ino of inos) {
       const t = this.inodes.get(ino);
       assert(t !== undefined, () => `cowfs: inode ${ino} has dirty blocks but is not cached`);
-      writeTree(t, this.dirtyPages.get(ino) as Set<Page>);
+      await writeTree(t, this.dirtyPages.get(ino) as Set<Page>);
     }
     for (const ino of [...this.dirtyInodes].sort((a, b) => a - b)) {
       const n = this.inodes.get(ino);
@@ -1516,7 +1554,7 @@ export class CowFs implements FileSystem {
     }
     this.dirtyInodes.clear();
     const ifilePages = this.dirtyPages.get(inodeFileIno);
-    if (ifilePages !== undefined) writeTree(this.ifile, ifilePages);
+    if (ifilePages !== undefined) await writeTree(this.ifile, ifilePages);
     assert(this.dirtyCount === 0, () => `cowfs: ${this.dirtyCount} dirty blocks left after freezing CP ${cp}`);
 
     // The map region of this slot: rewrite the stripes whose map blocks changed since the
@@ -1566,31 +1604,41 @@ export class CowFs implements FileSystem {
     this.freedCurrent = 0;
     const mapBlocks = changedStripes.size * S;
     const freezeMs = (this.opts.clock?.nowMs() ?? 0) - t0;
-    return { cp, dataBlocks, partialStripes: room.partial.length, mapBlocks, freezeMs, slot, writes, superblock, pinned, blocks, inodes, applied };
+    return { cp, dataBlocks, partialStripes: room.partial.length, mapBlocks, freezeMs, slot, writes: writes.slice(handed), superblock, pinned, blocks, inodes, applied };
   }
 
-  private async writeCp(p: PreparedCp): Promise<void> {
-    const t0 = this.opts.clock?.nowMs() ?? 0;
-    const queue = [...p.writes];
+  /**
+   * `cpWriteConcurrencyMax` writers: each takes the next CP write from `queue` and writes it,
+   * until the queue is closed and empty. Rejects with the first failed write.
+   */
+  private async cpWriters(queue: CpWriteQueue<CpJob>): Promise<void> {
     const writeBlocks = this.volume.writeStripeBlocks?.bind(this.volume);
     const worker = async (): Promise<void> => {
-      for (let w = queue.shift(); w !== undefined; w = queue.shift()) {
+      for (let job = await queue.next(); job !== undefined; job = await queue.next()) {
+        const { cp, w } = job;
         if (writeBlocks !== undefined && w.data === undefined && w.readFirst !== true) {
           // The volume gathers the blocks straight into its per-disk buffers: no copy here.
-          await writeBlocks(w.first, cpBlocks(w, p.cp));
+          await writeBlocks(w.first, cpBlocks(w, cp));
           continue;
         }
         const base = w.readFirst === true ? (await this.volume.readBlocks(w.first, w.blocks)).slice() : undefined;
         const bytes = w.blocks * fsBlockBytes;
         const at = w.data === undefined && base === undefined ? this.cpBuffers.findIndex((b) => b.length === bytes) : -1;
         const scratch = at >= 0 ? this.cpBuffers.splice(at, 1)[0] : undefined;
-        const buf = materialize(w, p.cp, base, scratch);
+        const buf = materialize(w, cp, base, scratch);
         await this.volume.writeStripes(w.first, buf);
         // The volume is done with the buffer once the write settles (the Volume contract).
         if (w.data === undefined && base === undefined && this.cpBuffers.length < Math.max(1, this.opts.cpWriteConcurrencyMax)) this.cpBuffers.push(buf);
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, this.opts.cpWriteConcurrencyMax) }, worker));
+  }
+
+  private async writeCp(p: PreparedCp, queue: CpWriteQueue<CpJob>, writers: Promise<void>): Promise<void> {
+    const t0 = this.opts.clock?.nowMs() ?? 0;
+    for (const w of p.writes) queue.push({ cp: p.cp, w });
+    queue.close();
+    await writers;
     await this.volume.flush();
     await this.volume.writeStripes(p.slot * this.geometry.stripeBlocks, p.superblock);
     await this.volume.flush();
