@@ -332,7 +332,9 @@ export class RaidVolume implements Volume {
     if (disk.sizeBytes < this.geometry.memberBytesMin) {
       throw new RaidError(RaidErrorCode.diskTooSmall, 'invalid-argument', `spare ${disk.name}: ${disk.sizeBytes} bytes, the volume needs ${this.geometry.memberBytesMin}`);
     }
-    if (this.slots.some((s) => s.disk === disk) || this.spares.some((s) => s.disk === disk)) {
+    // A disk the volume failed out may still sit in its position (no spare took it over yet):
+    // it is no member any more, and is formatted like any disk this volume failed out.
+    if (this.slots.some((s) => s.disk === disk && (s.state === 'ok' || s.state === 'rebuilding')) || this.spares.some((s) => s.disk === disk)) {
       throw new RaidError(RaidErrorCode.diskInUse, 'invalid-argument', `spare ${disk.name}: already part of this volume`);
     }
     const read = await readLabel(disk);
