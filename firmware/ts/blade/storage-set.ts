@@ -105,7 +105,7 @@ export async function openStorageSet(members: readonly BlockDevice[], spares: re
 
 /**
  * Hot-swap for the set's disks: every `intervalMs`, each disk of the set that the volume
- * does not hold (as a member or a spare) is offered to `addSpare`. The volume formats a blank
+ * does not hold as a working member or a spare (a failed member included) is offered to `addSpare`. The volume formats a blank
  * disk or one it failed out earlier (its data is stale by then, docs/raid.md), which starts a
  * rebuild if a position is lost; an unreadable disk (still dead, not yet swapped) is tried
  * again next time; a disk holding anything else is refused and left untouched.
@@ -139,7 +139,9 @@ class ReplacementWatch {
     const st = this.volume.status();
     // An offline volume accepts nothing; reassembly (a reboot) sorts its disks out.
     if (st.state === 'offline') return;
-    const used = new Set(st.disks.map((d) => d.name));
+    // A member the volume failed out still sits in its position; RaidVolume.addSpare takes
+    // it back (a swapped-in blank disk, or the same disk healed) and rebuilds onto it.
+    const used = new Set(st.disks.filter((d) => d.state !== 'failed').map((d) => d.name));
     for (const d of this.disks) {
       if (this.stopped) return;
       if (used.has(d.name)) continue;
