@@ -1,6 +1,6 @@
-// A CP's writes start while it is still freezing: each volume write goes to the writers as
-// soon as all of its blocks are placed (CpWriteQueue), so its I/O overlaps the rest of the
-// freeze; what the disks end up holding is unchanged, and a power cut at any step of such a
+// With cpFreezeOverlap, a CP's writes start while it is still freezing: each volume write
+// goes to the writers as soon as all of its blocks are placed (CpWriteQueue), so its I/O
+// overlaps the rest of the freeze (without it, none starts before the freeze ends); what the disks end up holding is unchanged, and a power cut at any step of such a
 // CP (many small runs, so most go out during the freeze) still leaves the last committed CP.
 // Also the queue itself.
 import { describe, expect, it } from 'vitest';
@@ -34,7 +34,8 @@ describe('CpWriteQueue', () => {
 });
 
 describe('CP writes overlap the freeze', () => {
-  it('the first volume write is issued before the freeze ends, and the file and fsck come back whole', async () => {
+  /** Events of one 2 MiB CP: 'clock' (the freeze reads it at its start and end) and 'write'. */
+  async function cpEvents(overlap: boolean): Promise<{ events: string[]; vol: MemVolume; f: { ino: number; gen: number }; data: Uint8Array }> {
     const vol = new MemVolume({ blockCount: 16 * 1024, stripeBlocks: 4 });
     await mkfs(vol.session(), { fsid: 1n });
     const events: string[] = [];
@@ -46,7 +47,6 @@ describe('CP writes overlap the freeze', () => {
         return session.writeStripes(first, data);
       },
     };
-    // The freeze reads the clock when it starts and when it ends (its freezeMs).
     const clock: Clock = {
       nowMs: () => {
         events.push('clock');
@@ -54,7 +54,7 @@ describe('CP writes overlap the freeze', () => {
       },
       wallNs: () => 0n,
     };
-    const fs = await CowFs.mount(logged, { clock, cpWriteBytesMax: 64 * 1024, cpWriteConcurrencyMax: 2 });
+    const fs = await CowFs.mount(logged, { clock, cpWriteBytesMax: 64 * 1024, cpWriteConcurrencyMax: 2, cpFreezeOverlap: overlap });
     const f = fs.allocInode();
     await fs.apply({ op: 'create', dir: fs.rootIno, name: 'f', how: 'guarded', attrs: {}, newIno: f.ino, newGen: f.gen, time: { sec: 1, nsec: 0 }, cred });
     const data = new Prng(5).bytes(2 * MiB);
@@ -63,6 +63,12 @@ describe('CP writes overlap the freeze', () => {
     }
     events.length = 0;
     await fs.takeCp();
+    await fs.close();
+    return { events, vol, f, data };
+  }
+
+  it('with cpFreezeOverlap the first volume write is issued before the freeze ends, and the file and fsck come back whole', async () => {
+    const { events, vol, f, data } = await cpEvents(true);
     const freezeStart = events.indexOf('clock');
     const freezeEnd = events.indexOf('clock', freezeStart + 1);
     const firstWrite = events.indexOf('write');
@@ -71,7 +77,6 @@ describe('CP writes overlap the freeze', () => {
     expect(firstWrite).toBeLessThan(freezeEnd);
     // 2 MiB in 64 KiB runs: most writes went out during the freeze.
     expect(events.slice(0, freezeEnd).filter((e) => e === 'write').length).toBeGreaterThan(16);
-    await fs.close();
     const again = await CowFs.mount(vol.session());
     for (let off = 0; off < data.length; off += MiB) {
       const back = await again.read(f, off, MiB);
@@ -79,6 +84,13 @@ describe('CP writes overlap the freeze', () => {
     }
     await again.close();
     expect(await fsck(vol.session())).toEqual([]);
+  });
+
+  it('without it (the default) no write is issued before the freeze ends', async () => {
+    const { events } = await cpEvents(false);
+    const freezeEnd = events.indexOf('clock', 1);
+    expect(freezeEnd).toBeGreaterThan(0);
+    expect(events.indexOf('write')).toBeGreaterThan(freezeEnd);
   });
 });
 
@@ -88,7 +100,7 @@ describe('power cut during a CP whose writes overlap its freeze', () => {
     const prng = new Prng(seed);
     const vol = new MemVolume({ blockCount: 32 * 1024, stripeBlocks: 2 });
     await mkfs(vol.session(), { fsid: 3n });
-    const fs = await CowFs.mount(vol.session(), { cpWriteBytesMax: 8 * 1024, cpWriteConcurrencyMax: 2 });
+    const fs = await CowFs.mount(vol.session(), { cpWriteBytesMax: 8 * 1024, cpWriteConcurrencyMax: 2, cpFreezeOverlap: true });
     const h = new ModelHarness(fs, new MemFs({ fsid: 3n }), prng.fork());
     for (let i = 0; i < 60; i++) await h.step();
     await fs.takeCp();

@@ -81,6 +81,14 @@ export interface CowFsOptions {
   dirIndexEntriesMax?: number;
   cpWriteConcurrencyMax?: number;
   cpWriteBytesMax?: number;
+  /**
+   * Start a CP's writes while it is still freezing (default false): the freeze yields after
+   * handing each complete run to the writers, so their gather and I/O overlap the rest of it.
+   * Measured here: CP wall time 2-7 % shorter, but the freeze (during which changes wait)
+   * about twice as long when the gather runs on the main thread; worth it with the gather
+   * off the main thread and idle cores.
+   */
+  cpFreezeOverlap?: boolean;
   /** The clean-block cache and read-ahead of the read path (block-cache.ts; 0 bytes turns both off). */
   readCache?: Partial<typeof blockCacheDefaults>;
   /** Called after every committed CP (the change log releases the entries it contains). */
@@ -322,6 +330,7 @@ export class CowFs implements FileSystem {
       dirIndexEntriesMax: opts.dirIndexEntriesMax ?? cowFsDefaults.dirIndexEntriesMax,
       cpWriteConcurrencyMax: opts.cpWriteConcurrencyMax ?? cowFsDefaults.cpWriteConcurrencyMax,
       cpWriteBytesMax: opts.cpWriteBytesMax ?? cowFsDefaults.cpWriteBytesMax,
+      cpFreezeOverlap: opts.cpFreezeOverlap ?? false,
       ...opts,
     };
     this.readCache = { ...blockCacheDefaults, ...opts.readCache };
@@ -1460,10 +1469,26 @@ export class CowFs implements FileSystem {
 
   /**
    * Snapshot of every change so far into CP writes (under the lock, so no change interleaves).
-   * Each data write is handed to `queue` as soon as all of its blocks are placed; the freeze
-   * then yields a few microtask turns so its gather and I/O start while the rest is frozen.
+   * Each data write is handed to `queue` as soon as all of its blocks are placed; with
+   * `cpFreezeOverlap` the freeze then yields a few microtask turns so its gather and I/O
+   * start while the rest is frozen (otherwise it runs through, and the writers start after).
    */
-  private async freeze(queue: CpWriteQueue<CpJob>): Promise<PreparedCp> {
+  private freeze(queue: CpWriteQueue<CpJob>): PreparedCp | Promise<PreparedCp> {
+    const steps = this.freezeSteps(queue);
+    let r = steps.next();
+    // Without cpFreezeOverlap the steps never yield: the freeze is one synchronous run.
+    if (r.done === true) return r.value;
+    return (async (): Promise<PreparedCp> => {
+      while (r.done !== true) {
+        for (let k = 0; k < cpFreezeYieldTurns; k++) await undefined;
+        r = steps.next();
+      }
+      return r.value;
+    })();
+  }
+
+  /** The freeze, yielding after each hand-over to the writers when `cpFreezeOverlap` is set. */
+  private *freezeSteps(queue: CpWriteQueue<CpJob>): Generator<void, PreparedCp, void> {
     this.checkUsable();
     const t0 = this.opts.clock?.nowMs() ?? 0;
     const dataBlocks = this.dirtyCount;
@@ -1489,8 +1514,9 @@ export class CowFs implements FileSystem {
     let si = 0;
     const pinned: Page[] = [];
     let handed = 0;
-    const writeTree = async (t: Inode, set: Set<Page>): Promise<void> => {
-      const kind0 = this.kindOf(t, 0);
+    const overlap = this.opts.cpFreezeOverlap;
+    const writeTree = function* (fs: CowFs, t: Inode, set: Set<Page>): Generator<void, void, void> {
+      const kind0 = fs.kindOf(t, 0);
       const pages = pagesInTreeOrder(set);
       // Consecutive pages share their parent (pages are in level, index order): look it up
       // once per run of siblings rather than once per block.
@@ -1507,13 +1533,13 @@ export class CowFs implements FileSystem {
           w = writes[++wi];
           si = 0;
         }
-        if (complete) for (let k = 0; k < cpFreezeYieldTurns; k++) await undefined;
+        if (complete && overlap) yield;
         assert(w !== undefined && w.images !== undefined, 'cowfs: CP ran out of allocated blocks');
         const i = w.slots !== undefined ? (w.slots[si] as number) : si;
         si++;
         const addr = w.first + i;
-        this.liveBlocks.set(addr);
-        this.blockCache.invalidate(addr);
+        fs.liveBlocks.set(addr);
+        fs.blockCache.invalidate(addr);
         const kind = p.level === 0 ? kind0 : BlockType.indirect;
         // No copy here: the CP keeps the block's buffer, and the live page copies it on its
         // next change (`shared`), so the freeze stays short however much data is dirty.
@@ -1525,7 +1551,7 @@ export class CowFs implements FileSystem {
           const pIndex = Math.floor(p.index / F);
           const key = pageKey(p.level + 1, pIndex);
           if (key !== parentKey) {
-            parent = this.cachedPage(t.ino, p.level + 1, pIndex);
+            parent = fs.cachedPage(t.ino, p.level + 1, pIndex);
             parentKey = key;
           }
           assert(parent !== undefined && parent.dirty, () => `cowfs: dirty block of inode ${t.ino} has a clean or missing parent`);
@@ -1536,14 +1562,14 @@ export class CowFs implements FileSystem {
         p.pinned = true;
         pinned.push(p);
       }
-      this.dirtyCount -= set.size;
-      this.dirtyPages.delete(t.ino);
+      fs.dirtyCount -= set.size;
+      fs.dirtyPages.delete(t.ino);
     };
     const inos = [...this.dirtyPages.keys()].filter((i) => i !== inodeFileIno).sort((a, b) => a - b);
     for (const ino of inos) {
       const t = this.inodes.get(ino);
       assert(t !== undefined, () => `cowfs: inode ${ino} has dirty blocks but is not cached`);
-      await writeTree(t, this.dirtyPages.get(ino) as Set<Page>);
+      yield* writeTree(this, t, this.dirtyPages.get(ino) as Set<Page>);
     }
     for (const ino of [...this.dirtyInodes].sort((a, b) => a - b)) {
       const n = this.inodes.get(ino);
@@ -1554,7 +1580,7 @@ export class CowFs implements FileSystem {
     }
     this.dirtyInodes.clear();
     const ifilePages = this.dirtyPages.get(inodeFileIno);
-    if (ifilePages !== undefined) await writeTree(this.ifile, ifilePages);
+    if (ifilePages !== undefined) yield* writeTree(this, this.ifile, ifilePages);
     assert(this.dirtyCount === 0, () => `cowfs: ${this.dirtyCount} dirty blocks left after freezing CP ${cp}`);
 
     // The map region of this slot: rewrite the stripes whose map blocks changed since the
