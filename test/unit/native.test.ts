@@ -246,4 +246,27 @@ describe('native addon: openpty', () => {
       closeSync(pty.slave);
     }
   });
+
+  it('gives a non-blocking master: a read of an empty queue fails with EAGAIN instead of blocking the event loop', async () => {
+    const pty = openPty();
+    try {
+      expect(() => readSync(pty.master, Buffer.alloc(16), 0, 16, null)).toThrow(expect.objectContaining({ code: 'EAGAIN' }));
+      writeSync(pty.slave, Uint8Array.from([1, 2, 3]));
+      const got = Buffer.alloc(16);
+      let n = 0;
+      // The kernel hands the bytes to the master side from a work queue: poll for them.
+      for (let i = 0; i < 2000 && n < 3; i++) {
+        try {
+          n += readSync(pty.master, got, n, 16 - n, null);
+        } catch (e) {
+          if ((e as { code?: string }).code !== 'EAGAIN') throw e;
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      }
+      expect([...got.subarray(0, n)]).toEqual([1, 2, 3]);
+    } finally {
+      closeSync(pty.master);
+      closeSync(pty.slave);
+    }
+  });
 });

@@ -523,7 +523,8 @@ Napi::Value Crc32cPortable(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------------------
 // Pseudo-terminals
 
-// openpty(): { master, slave, slavePath }, both ends raw (cfmakeraw) and close-on-exec.
+// openpty(): { master, slave, slavePath }, both ends raw (cfmakeraw) and close-on-exec; the
+// master non-blocking.
 Napi::Value OpenPty(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int master = -1;
@@ -545,6 +546,12 @@ Napi::Value OpenPty(const Napi::CallbackInfo& info) {
   }
   fcntl(master, F_SETFD, FD_CLOEXEC);
   fcntl(slave, F_SETFD, FD_CLOEXEC);
+  // The master is non-blocking. Node's tty stream reads it on the event loop, and libuv
+  // leaves a read-write tty it cannot reopen in blocking mode: a read that found the queue
+  // empty after a full buffer then blocked the event loop, and with it the very writer it
+  // waited for (a deadlocked test run). Writers of the master retry on EAGAIN.
+  int mflags = fcntl(master, F_GETFL);
+  if (mflags >= 0) fcntl(master, F_SETFL, mflags | O_NONBLOCK);
   Napi::Object out = Napi::Object::New(env);
   out.Set("master", Napi::Number::New(env, master));
   out.Set("slave", Napi::Number::New(env, slave));
