@@ -288,15 +288,15 @@ export function splitStripesNative(data: Uint8Array, unitBytes: number, members:
 }
 
 /**
- * Gathers whole stripes given as separate equal-sized blocks into per-member runs and their
- * parity in one pass in the addon (see gatherStripes in storage/raid/xor.ts for the order).
+ * The argument checks both gathers share; `allBlocks` also checks every block's length here
+ * (the async gather leaves that to the addon: one pass over the blocks, not two).
  */
-export function gatherStripesNative(blocks: readonly Uint8Array[], unitBlocks: number, members: readonly Uint8Array[], parity: Uint8Array | null): void {
+function checkGatherArgs(blocks: readonly Uint8Array[], unitBlocks: number, members: readonly Uint8Array[], parity: Uint8Array | null, allBlocks: boolean): void {
   if (!Array.isArray(blocks) || blocks.length === 0) throw typeError('blocks must be a non-empty array of Uint8Arrays');
   checkView(blocks[0], 'blocks');
   const blockBytes = (blocks[0] as Uint8Array).byteLength;
   if (blockBytes === 0) throw rangeError('blocks must not be empty');
-  checkSameLength(blocks, blockBytes, 'blocks');
+  if (allBlocks) checkSameLength(blocks, blockBytes, 'blocks');
   checkUint(unitBlocks, 'unitBlocks');
   if (unitBlocks === 0) throw rangeError('unitBlocks must be positive');
   if (!Array.isArray(members) || members.length === 0) throw typeError('members must be a non-empty array of Uint8Arrays');
@@ -307,6 +307,14 @@ export function gatherStripesNative(blocks: readonly Uint8Array[], unitBlocks: n
     checkView(parity, 'parity');
     if (parity.byteLength !== runBytes) throw rangeError('parity must be as long as a member run');
   }
+}
+
+/**
+ * Gathers whole stripes given as separate equal-sized blocks into per-member runs and their
+ * parity in one pass in the addon (see gatherStripes in storage/raid/xor.ts for the order).
+ */
+export function gatherStripesNative(blocks: readonly Uint8Array[], unitBlocks: number, members: readonly Uint8Array[], parity: Uint8Array | null): void {
+  checkGatherArgs(blocks, unitBlocks, members, parity, true);
   binding.gatherStripes(blocks, unitBlocks, members, parity);
 }
 
@@ -316,20 +324,7 @@ export function gatherStripesNative(blocks: readonly Uint8Array[], unitBlocks: n
  * them meanwhile. Block sizes are checked by the addon (one pass over the blocks, not two).
  */
 export function gatherStripesNativeAsync(blocks: readonly Uint8Array[], unitBlocks: number, members: readonly Uint8Array[], parity: Uint8Array | null): Promise<void> {
-  if (!Array.isArray(blocks) || blocks.length === 0) throw typeError('blocks must be a non-empty array of Uint8Arrays');
-  checkView(blocks[0], 'blocks');
-  const blockBytes = (blocks[0] as Uint8Array).byteLength;
-  if (blockBytes === 0) throw rangeError('blocks must not be empty');
-  checkUint(unitBlocks, 'unitBlocks');
-  if (unitBlocks === 0) throw rangeError('unitBlocks must be positive');
-  if (!Array.isArray(members) || members.length === 0) throw typeError('members must be a non-empty array of Uint8Arrays');
-  if (blocks.length % (unitBlocks * members.length) !== 0) throw rangeError('blocks must make whole stripes (unitBlocks * members.length)');
-  const runBytes = (blocks.length / members.length) * blockBytes;
-  checkSameLength(members, runBytes, 'members');
-  if (parity !== null) {
-    checkView(parity, 'parity');
-    if (parity.byteLength !== runBytes) throw rangeError('parity must be as long as a member run');
-  }
+  checkGatherArgs(blocks, unitBlocks, members, parity, false);
   return binding.gatherStripesAsync(blocks, unitBlocks, members, parity);
 }
 
