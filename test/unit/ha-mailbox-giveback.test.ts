@@ -9,37 +9,11 @@ import { MailboxIo, type MailboxDisk } from '../../firmware/ts/ha/mailbox-io.ts'
 import { decodeMailbox } from '../../firmware/ts/ha/core/mailbox.ts';
 import { HaPhase, StateIndicator, type StatusMessage } from '../../firmware/ts/ha/core/status.ts';
 import { mailboxSlotOffset } from '../../firmware/ts/storage/layout.ts';
+import { statusMessage, untilSettled } from './mailbox-fixtures.ts';
 
+/** Blade b in TAKEOVER, claiming both sets. */
 function msg(sequence: number): StatusMessage {
-  return {
-    protocolVersion: 1,
-    systemId: 9,
-    bladeIndex: 1,
-    indicator: StateIndicator.takeover,
-    phase: HaPhase.takeover,
-    flags: 0,
-    reasons: 0,
-    generation: 1,
-    sequence,
-    peerGeneration: 0,
-    peerSequence: 0,
-    firmwareVersion: 1,
-    claimedSets: 0b11,
-    bootId: 3,
-  };
-}
-
-/** Runs virtual time until `p` settles (the sim disk completes I/O on timers). */
-async function until<T>(vt: VirtualTime, p: Promise<T>): Promise<T> {
-  let done = false;
-  const q = p.finally(() => {
-    done = true;
-  });
-  for (let i = 0; i < 10_000 && !done; i++) {
-    await new Promise((r) => setImmediate(r));
-    if (!done && !vt.runNext()) await new Promise((r) => setImmediate(r));
-  }
-  return q;
+  return statusMessage(1, sequence, { indicator: StateIndicator.takeover, phase: HaPhase.takeover, claimedSets: 0b11 });
 }
 
 /** Blade b (index 1) holding both sets after a takeover: disks 0,1 are a's set, 2,3 its own. */
@@ -74,7 +48,7 @@ function seqOn(disk: SimBlockDevice, index: number): number | undefined {
 describe('mailbox writes around a giveback', () => {
   it('ST-4 HA-9 stopWriting drains the write in flight to the set and skips its disks after; the partner reserving them then sees no refused write', async () => {
     const { vt, disks, handles, io, fenced, started } = setup();
-    await until(vt, io.write(msg(1), 0b11));
+    await untilSettled(vt, io.write(msg(1), 0b11));
     expect([0, 1, 2, 3].map((i) => seqOn(disks[i] as SimBlockDevice, i))).toEqual([1, 1, 1, 1]);
     started.length = 0;
     // A heartbeat to both sets is on its way through a's first disk when the giveback starts.
@@ -84,14 +58,14 @@ describe('mailbox writes around a giveback', () => {
     const stopped = io.stopWriting(0).then(() => {
       drained = true;
     });
-    await until(vt, stopped);
+    await untilSettled(vt, stopped);
     expect(drained).toBe(true);
     // The release happens now, and a reserves its disks at once: any write of b is refused.
     (handles[0] as SimBlockDevice).setFenced(true);
     (handles[1] as SimBlockDevice).setFenced(true);
-    await until(vt, heartbeat);
+    await untilSettled(vt, heartbeat);
     // Another heartbeat still names both sets (the machine clears the set only when the release completes).
-    await until(vt, io.write(msg(3), 0b11));
+    await untilSettled(vt, io.write(msg(3), 0b11));
     expect(fenced).toEqual([]);
     expect(started).toEqual([0, 2, 3, 2, 3]);
     expect([0, 1, 2, 3].map((i) => seqOn(disks[i] as SimBlockDevice, i))).toEqual([2, 1, 3, 3]);
@@ -99,11 +73,11 @@ describe('mailbox writes around a giveback', () => {
 
   it('HA-6 resumeWriting lets the set be written again once we acquire it (a later takeover)', async () => {
     const { vt, disks, io, fenced } = setup();
-    await until(vt, io.stopWriting(0));
-    await until(vt, io.write(msg(1), 0b11));
+    await untilSettled(vt, io.stopWriting(0));
+    await untilSettled(vt, io.write(msg(1), 0b11));
     expect([0, 1, 2, 3].map((i) => seqOn(disks[i] as SimBlockDevice, i))).toEqual([undefined, undefined, 1, 1]);
     io.resumeWriting(0);
-    await until(vt, io.write(msg(2), 0b11));
+    await untilSettled(vt, io.write(msg(2), 0b11));
     expect([0, 1, 2, 3].map((i) => seqOn(disks[i] as SimBlockDevice, i))).toEqual([2, 2, 2, 2]);
     expect(fenced).toEqual([]);
   });
@@ -112,7 +86,7 @@ describe('mailbox writes around a giveback', () => {
     const { vt, handles, io, fenced } = setup();
     const heartbeat = io.write(msg(2), 0b11);
     (handles[1] as SimBlockDevice).setFenced(true);
-    await until(vt, heartbeat);
+    await untilSettled(vt, heartbeat);
     expect(fenced).toEqual([0]);
   });
 
@@ -120,11 +94,11 @@ describe('mailbox writes around a giveback', () => {
     const { vt, disks, io } = setup();
     let announced = false;
     void io.whenWritten((m) => m.indicator === StateIndicator.noTakeover).then(() => (announced = true));
-    await until(vt, io.write(msg(1), 0b11));
+    await untilSettled(vt, io.write(msg(1), 0b11));
     expect(announced).toBe(false);
     (disks[3] as SimBlockDevice).fail();
     const w = io.write({ ...msg(2), indicator: StateIndicator.noTakeover }, 0b11);
-    await until(vt, w);
+    await untilSettled(vt, w);
     expect(announced).toBe(true);
     expect([0, 1, 2].map((i) => seqOn(disks[i] as SimBlockDevice, i))).toEqual([2, 2, 2]);
   });

@@ -7,40 +7,10 @@ import { SimBlockDevice } from '../../firmware/ts/hal/block/sim/sim-block-device
 import { Prng } from '../../firmware/ts/core/prng.ts';
 import { MailboxIo, mailboxPathId, type MailboxDisk } from '../../firmware/ts/ha/mailbox-io.ts';
 import { decodeMailbox } from '../../firmware/ts/ha/core/mailbox.ts';
-import { HaPhase, StateIndicator, type StatusMessage } from '../../firmware/ts/ha/core/status.ts';
 import { mailboxSlotOffset } from '../../firmware/ts/storage/layout.ts';
+import { statusMessage, untilSettled } from './mailbox-fixtures.ts';
 
-function msg(blade: 0 | 1, sequence: number): StatusMessage {
-  return {
-    protocolVersion: 1,
-    systemId: 9,
-    bladeIndex: blade,
-    indicator: StateIndicator.normal,
-    phase: HaPhase.normal,
-    flags: 0,
-    reasons: 0,
-    generation: 1,
-    sequence,
-    peerGeneration: 0,
-    peerSequence: 0,
-    firmwareVersion: 1,
-    claimedSets: 1 << blade,
-    bootId: 3,
-  };
-}
-
-/** Runs virtual time until `p` settles (the sim disk completes I/O on timers). */
-async function until<T>(vt: VirtualTime, p: Promise<T>): Promise<T> {
-  let done = false;
-  const q = p.finally(() => {
-    done = true;
-  });
-  for (let i = 0; i < 10_000 && !done; i++) {
-    await new Promise((r) => setImmediate(r));
-    if (!done && !vt.runNext()) await new Promise((r) => setImmediate(r));
-  }
-  return q;
-}
+const msg = statusMessage;
 
 interface Side {
   io: MailboxIo;
@@ -77,11 +47,11 @@ describe('mailbox I/O', () => {
   it('HA-1 writes our slot on the disks of the sets we hold, durably, and the partner reads it', async () => {
     const { vt, disks, sides } = setup();
     const [a, b] = sides;
-    await until(vt, a.io.write(msg(0, 5), 0b01));
+    await untilSettled(vt, a.io.write(msg(0, 5), 0b01));
     // Only set 0's disks got a record, in our slot, and it is durable (flushed).
     for (const i of [0, 1]) expect(decodeMailbox((disks[i] as SimBlockDevice).peekDurable(mailboxSlotOffset(0), 4096), 0, i).status.sequence).toBe(5);
     for (const i of [2, 3]) expect((disks[i] as SimBlockDevice).peek(mailboxSlotOffset(0), 4096).every((x) => x === 0)).toBe(true);
-    await until(vt, b.io.pollOnce());
+    await untilSettled(vt, b.io.pollOnce());
     expect(b.status).toEqual([
       { path: mailboxPathId(0), seq: 5 },
       { path: mailboxPathId(1), seq: 5 },
@@ -92,16 +62,16 @@ describe('mailbox I/O', () => {
 
   it('works with 512-byte sectors (the record is one sector: atomic)', async () => {
     const { vt, sides } = setup(512);
-    await until(vt, sides[1].io.write(msg(1, 9), 0b10));
-    await until(vt, sides[0].io.pollOnce());
+    await untilSettled(vt, sides[1].io.write(msg(1, 9), 0b10));
+    await untilSettled(vt, sides[0].io.pollOnce());
     expect(sides[0].status.map((s) => s.seq)).toEqual([9, 9]);
   });
 
   it('HA-1 a corrupted record is rejected with its code, the other disk still delivers', async () => {
     const { vt, disks, sides } = setup();
-    await until(vt, sides[1].io.write(msg(1, 3), 0b10));
+    await untilSettled(vt, sides[1].io.write(msg(1, 3), 0b10));
     (disks[2] as SimBlockDevice).corrupt(mailboxSlotOffset(1) + 20, 8);
-    await until(vt, sides[0].io.pollOnce());
+    await untilSettled(vt, sides[0].io.pollOnce());
     expect(sides[0].status).toEqual([{ path: mailboxPathId(3), seq: 3 }]);
     expect(sides[0].rejected.find((r) => r.path === mailboxPathId(2))?.code).toMatch(/^ERR_MAILBOX_/);
     expect(sides[0].io.stats.rejected).toBe(3);
@@ -112,7 +82,7 @@ describe('mailbox I/O', () => {
     const a = sides[0];
     const handle = (a.io as unknown as { opts: { disks: MailboxDisk[] } }).opts.disks[2]?.device as SimBlockDevice;
     handle.setFenced(true);
-    await until(vt, a.io.write(msg(0, 1), 0b11));
+    await untilSettled(vt, a.io.write(msg(0, 1), 0b11));
     expect(a.fenced).toEqual([1]);
     expect(a.io.stats.writes).toBe(3);
   });
@@ -120,7 +90,7 @@ describe('mailbox I/O', () => {
   it('read failures are counted and reported, not fatal', async () => {
     const { vt, disks, sides } = setup();
     (disks[0] as SimBlockDevice).fail();
-    await until(vt, sides[1].io.pollOnce());
+    await untilSettled(vt, sides[1].io.pollOnce());
     expect(sides[1].ioErrors).toEqual([`${mailboxPathId(0)}:ERR_BLOCK_IO`]);
     expect(sides[1].io.stats.readErrors).toBe(1);
   });
@@ -131,10 +101,10 @@ describe('mailbox I/O', () => {
     const w1 = a.io.write(msg(0, 1), 0b01);
     void a.io.write(msg(0, 2), 0b01);
     void a.io.write(msg(0, 3), 0b01);
-    await until(vt, w1);
+    await untilSettled(vt, w1);
     b.io.start();
     for (let t = 0; t < 3; t++) {
-      await until(vt, new Promise<void>((r) => vt.timers.after(150, r)));
+      await untilSettled(vt, new Promise<void>((r) => vt.timers.after(150, r)));
     }
     b.io.stop();
     const seen = new Set(b.status.map((s) => s.seq));
@@ -142,7 +112,7 @@ describe('mailbox I/O', () => {
     expect(a.io.stats.writes).toBe(4);
     const polled = b.io.stats.reads;
     expect(polled).toBeGreaterThanOrEqual(8);
-    await until(vt, new Promise<void>((r) => vt.timers.after(1000, r)));
+    await untilSettled(vt, new Promise<void>((r) => vt.timers.after(1000, r)));
     expect(b.io.stats.reads).toBe(polled);
   });
 });
