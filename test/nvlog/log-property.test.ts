@@ -95,6 +95,39 @@ async function check(seed: number, ops: Op[]): Promise<void> {
 }
 
 describe('change log against a model', () => {
+  it('NV-6 the first entry of a new half survives a cut whole while the unpersisted tail of the old half is torn (found by the property)', async () => {
+    await check(1409552438, [
+      { kind: 'cut', mode: 'tear' },
+      { kind: 'cut', mode: 'tear' },
+      { kind: 'cut', mode: 'tear' },
+      { kind: 'append', size: 700 },
+      { kind: 'cp' },
+      { kind: 'append', size: 0 },
+      { kind: 'append', size: 16 },
+      { kind: 'cut', mode: 'tear' },
+      { kind: 'append', size: 0 },
+      { kind: 'steps', n: 1 },
+      { kind: 'append', size: 0 },
+    ]);
+  });
+
+  it('NV-6 a torn rewrite of the first position after the live run cannot revive the entry the previous recovery discarded (found by the property)', async () => {
+    await check(601828081, [
+      { kind: 'append', size: 16 },
+      { kind: 'steps', n: 1 },
+      { kind: 'append', size: 0 },
+      { kind: 'cut', mode: 'tear' },
+      { kind: 'append', size: 16 },
+      { kind: 'append', size: 700 },
+      { kind: 'cut', mode: 'tear' },
+      { kind: 'append', size: 0 },
+      { kind: 'append', size: 0 },
+      { kind: 'append', size: 0 },
+      { kind: 'cut', mode: 'tear' },
+      { kind: 'cut', mode: 'tear' },
+    ]);
+  });
+
   it('NV-6 NV-5 recovers to a prefix containing every acknowledged entry after random appends, releases, tears and power cuts', async () => {
     await fc.assert(
       fc.asyncProperty(fc.nat(), fc.array(opArb, { minLength: 5, maxLength: 160 }), (seed, ops) => check(seed, ops)),

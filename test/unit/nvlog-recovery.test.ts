@@ -204,13 +204,29 @@ describe('NV-5 replay plan', () => {
     expect(seqs(p.discarded)).toEqual([4, 5]);
   });
 
-  it('refuses to guess when entries after the consistency point are missing', () => {
+  it('a hole before the first entry of a half that a torn write explains: what follows was never acknowledged', () => {
+    // 6 and 7 were written into half 1 and torn by the cut (nothing durable after 5 there);
+    // 8 and 9 opened half 0 and survived whole without being persisted. Durable entries form
+    // a prefix, so 8 and 9 were never acknowledged.
     const log = recoverRegion(region([{ seq: 8 }, { seq: 9 }]).bytes, halfBytes, 0);
     const p = planReplay(log, 5);
-    expect(p.ok).toBe(false);
-    if (!p.ok) {
-      expect(p.code).toBe('ERR_NVLOG_REPLAY_GAP');
-      expect(p.expectedSeq).toBe(6);
+    if (!p.ok) throw new Error(p.detail);
+    expect(seqs(p.toApply)).toEqual([]);
+    expect(seqs(p.discarded)).toEqual([8, 9]);
+  });
+
+  it('refuses to guess when no torn write explains entries missing after the consistency point', () => {
+    // The other half holds a later entry (12): 6 and 7 had nowhere to be torn.
+    const later = recoverRegion(region([{ seq: 8 }, { seq: 9 }], [{ seq: 12 }]).bytes, halfBytes, 0);
+    // The other half ends at an entry of the other blade: data this firmware never writes.
+    const foreign = recoverRegion(region([{ seq: 8 }, { seq: 9 }], [{ seq: 3, origin: 1 }]).bytes, halfBytes, 0);
+    for (const log of [later, foreign]) {
+      const p = planReplay(log, 5);
+      expect(p.ok).toBe(false);
+      if (!p.ok) {
+        expect(p.code).toBe('ERR_NVLOG_REPLAY_GAP');
+        expect(p.expectedSeq).toBe(6);
+      }
     }
   });
 

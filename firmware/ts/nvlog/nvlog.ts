@@ -299,7 +299,15 @@ export class NvLog {
     const log = new NvLog(nvram, opts, layout, header, nextCopy, nextSeq);
     log.releasedSeqValue = plan.releasedSeq;
     await log.adopt(plan.live, recovered, localRegion);
+    await log.clearTail(localRegion);
     await log.writeHeader();
+    if (voidThrough === undefined && plan.live.length === 0 && plan.releasedSeq > opts.cpSeq) {
+      // Nothing of the old run stays live, so new entries start at the front of half 0 and
+      // may overwrite the release entry that recorded the release point: record it again
+      // first, or a later recovery could take released entries for missing ones.
+      log.appendRelease(plan.releasedSeq);
+      await log.durable(log.lastSeq, false);
+    }
     if (voidThrough !== undefined) {
       log.sm.restore(smOnly, opts.cpSeq, opts.clock.nowMs(), smReleased);
       log.appendRelease(voidThrough);
@@ -343,6 +351,23 @@ export class NvLog {
     }
     if (wrote) await this.nvram.persist(this.layout.localOffset, 2 * this.layout.halfBytes);
     this.noteBytes();
+  }
+
+  /**
+   * Zeroes what lies after the live run in the active half, durably, before anything new is
+   * written there. The bytes right after the run are the torn or unacknowledged tail that
+   * recovery just discarded (and older laps after it). New entries reuse those sequence
+   * numbers at those positions, so a torn write of the first new entry could otherwise leave
+   * the old discarded entry whole again — same number, right after the live run, valid
+   * checksums — and a later recovery would apply a change this one threw away.
+   */
+  private async clearTail(localRegion: Uint8Array): Promise<void> {
+    const from = this.activeHalf * this.layout.halfBytes + this.writePos;
+    let to = (this.activeHalf + 1) * this.layout.halfBytes;
+    while (to > from && localRegion[to - 1] === 0) to--;
+    if (to <= from) return;
+    this.nvram.write(this.layout.localOffset + from, new Uint8Array(to - from));
+    await this.nvram.persist(this.layout.localOffset + from, to - from);
   }
 
   // ---- events -------------------------------------------------------------------------
@@ -499,10 +524,10 @@ export class NvLog {
 
   /**
    * The range one entry's persist covers: from the oldest entry not yet durable through this
-   * one. An entry then never becomes durable before an entry written earlier, so what
-   * survives a power cut is always a prefix of the log: a hole after the consistency point
-   * can only be corruption, never a tear (and recovery refuses it). On battery-backed memory
-   * the fence costs the same whatever the range.
+   * one. An entry then never becomes durable before an entry written earlier, so what is
+   * durable is always a prefix of the log (entries written but not yet persisted may survive
+   * a cut in any combination; recovery keeps only the contiguous run and refuses a hole no
+   * torn write explains). On battery-backed memory the fence costs the same whatever the range.
    */
   private fenceRange(end: number): [number, number] {
     const oldest = this.live.get(this.localDurableSeq + 1);

@@ -315,12 +315,13 @@ export function planReplay(log: RecoveredLog, cpSeq: number): ReplayPlan {
   if (live === undefined) {
     const later = log.records.filter(after);
     const first = later[0];
-    if (first !== undefined) {
+    if (first !== undefined && !tornBeforeHalf(log, first, base)) {
       // Nothing ends at or spans the consistency point, yet later entries exist: some
-      // entries between the CP and them are gone. Never guess; report.
+      // entries between the CP and them are gone, and no torn write explains it. Never
+      // guess; report.
       return { ok: false, code: NvlogErrorCode.replayGap, expectedSeq: base + 1, foundSeq: first.seq, detail: `entries ${base + 1}..${first.seq - 1} are missing after the consistency point (cp ${cpSeq}, released through ${releasedSeq})` };
     }
-    return { ok: true, live: [], toApply: [], discarded: [], lastSeq, releasedSeq, baseSeq: base };
+    return { ok: true, live: [], toApply: [], discarded: later, lastSeq, releasedSeq, baseSeq: base };
   }
   const liveSet = new Set(live);
   return {
@@ -332,6 +333,27 @@ export function planReplay(log: RecoveredLog, cpSeq: number): ReplayPlan {
     releasedSeq,
     baseSeq: base,
   };
+}
+
+/**
+ * Whether the entries missing between `base` and `first` (the first entry found after it) can
+ * be writes torn by a power cut, so that `first` and everything after it were never
+ * acknowledged. The scan of a half accepts a contiguous run from the half's start, so `first`
+ * opens its half and the missing entries were written into the other half, where no entry
+ * numbered after `base` survived. Durable entries always form a prefix (an entry's persist
+ * covers every earlier one not yet durable), but a write not yet persisted may survive a cut
+ * whole or not at all, whatever came before it: the first entry of a new half can outlive
+ * the still unpersisted tail of the old one. That is a tear when the other half's scan ended
+ * at a break a torn write leaves (zeroes, a torn header or body, an older lap's entry); a
+ * half that is full and intact, or ends at data this firmware never writes, is no tear.
+ */
+function tornBeforeHalf(log: RecoveredLog, first: LogRecord, base: number): boolean {
+  const half = Math.floor(first.position / log.halfBytes);
+  if (first.position !== half * log.halfBytes) return false;
+  const other = log.halves[half === 0 ? 1 : 0];
+  const tearEnds: ReadonlyArray<EndReason | undefined> = ['empty', 'torn-header', 'torn-body', 'stale', 'stale-boot'];
+  if (!tearEnds.includes(other.endRow.end)) return false;
+  return log.records.every((r) => Math.floor(r.position / log.halfBytes) === half || r.seq <= base);
 }
 
 // ---- continuing a partner's log after takeover -----------------------------------------
