@@ -181,6 +181,18 @@ export function blockContract(name: string, makeDriver: () => Promise<BlockDrive
         expectBytes(await settle(device.read(2 * ss, 2 * ss)), pattern(2 * ss, 4));
       }));
 
+    it('allocateBuffer, where offered, gives zeroed buffers of the size asked that write and read back', () =>
+      withDriver(async ({ device, settle }) => {
+        if (device.allocateBuffer === undefined) return;
+        const ss = device.sectorSize;
+        const buf = device.allocateBuffer(2 * ss);
+        expect(buf.length).toBe(2 * ss);
+        expect(buf.every((b) => b === 0)).toBe(true);
+        buf.set(pattern(2 * ss, 6));
+        await settle(device.write(ss, buf));
+        expectBytes(await settle(device.read(ss, 2 * ss)), pattern(2 * ss, 6));
+      }));
+
     it('returns reads that the caller owns', () =>
       withDriver(async ({ device, settle }) => {
         const ss = device.sectorSize;

@@ -456,7 +456,7 @@ export const bench: Bench = {
         targets.push(entry);
         entry.m = await mountNfs({ host: '127.0.0.1', nfsPort: entry.t.nfsPort, mountPort: entry.t.mountPort, path: entry.t.path, auth: { uid: 0, gid: 0 } });
         // Warm-up pass (JIT, caches, TCP windows) whose figures are thrown away.
-        await measure(entry.m, 1, qd, 64);
+        await measure(entry.m, 1, qd, 64, phases);
       }
       // Alternate the servers round by round and keep each one's best figure, so that load
       // from other processes on the host penalises both alike rather than whichever ran then.

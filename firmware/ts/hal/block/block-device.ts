@@ -49,6 +49,11 @@ export interface BlockDevice {
   read(offset: number, length: number): Promise<Uint8Array>;
   /** Writes `data` at `offset`. The driver copies `data` if it needs alignment; the caller may reuse it once the promise settles. */
   write(offset: number, data: Uint8Array): Promise<void>;
+  /**
+   * Optional: a zeroed buffer of `bytes` that this device writes without copying it (aligned
+   * for O_DIRECT on the Linux driver). Callers that fill buffers for writing allocate them here.
+   */
+  allocateBuffer?(bytes: number): Uint8Array;
   /** Durability barrier for every completed write. */
   flush(): Promise<void>;
   close(): Promise<void>;

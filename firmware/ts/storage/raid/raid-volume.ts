@@ -1187,7 +1187,10 @@ export class RaidVolume implements Volume {
   }
 
   private allocate(bytes: number): Uint8Array {
-    const buf = this.options.allocate?.(bytes) ?? new Uint8Array(bytes);
+    // The members' own buffers when they have them (aligned for O_DIRECT): written without a
+    // bounce copy. A volume's members share one driver, so the first one present speaks for all.
+    const disk = this.slots.find((s) => s.disk?.allocateBuffer !== undefined)?.disk;
+    const buf = this.options.allocate?.(bytes) ?? disk?.allocateBuffer?.(bytes) ?? new Uint8Array(bytes);
     assert(buf.length === bytes, 'allocate returns a buffer of the requested size');
     return buf;
   }

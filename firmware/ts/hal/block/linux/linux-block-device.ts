@@ -180,6 +180,12 @@ export class LinuxBlockDevice implements BlockDevice {
     );
   }
 
+  allocateBuffer(bytes: number): Uint8Array {
+    if (!this.direct) return new Uint8Array(bytes);
+    const buf = allocAligned(bytes);
+    return new Uint8Array(buf.buffer, buf.byteOffset, bytes);
+  }
+
   write(offset: number, data: Uint8Array): Promise<void> {
     if (!(data instanceof Uint8Array)) throw new InvalidArgumentError(BlockErrorCode.unaligned, `${this.name}: data must be a Uint8Array`);
     this.checkRange(offset, data.length);
