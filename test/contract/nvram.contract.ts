@@ -1,6 +1,6 @@
 // The Nvram contract (hal/nvram/nvram.ts), run by test files against every driver: byte
-// addressing, copies in and out, range and argument checks, closed handles, persistence
-// across a reopen, and a model-checked random workload.
+// addressing, copies in and out, gather writes, range and argument checks, closed handles,
+// persistence across a reopen, and a model-checked random workload.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { Nvram } from '../../firmware/ts/hal/nvram/nvram.ts';
@@ -73,6 +73,37 @@ export function nvramContract(name: string, makeDriver: () => Promise<NvramDrive
         expect(nvram.read(64, 16)).toEqual(bytes(16, 4));
       }));
 
+    it('writeParts stores the joined parts, copying them, as write of the joined bytes would', () =>
+      withDriver(async ({ nvram }) => {
+        const a = bytes(5, 11);
+        const b = bytes(300, 12);
+        const c = bytes(3, 13);
+        nvram.writeParts(40, [a, new Uint8Array(0), b, c]);
+        a.fill(0);
+        b.fill(0);
+        const joined = new Uint8Array([...bytes(5, 11), ...bytes(300, 12), ...bytes(3, 13)]);
+        expect(nvram.read(40, joined.length)).toEqual(joined);
+        // Small gathers (inside one aligned word) and a single part.
+        nvram.writeParts(8, [Uint8Array.of(1, 2), Uint8Array.of(3), Uint8Array.of(4, 5, 6, 7, 8)]);
+        expect([...nvram.read(8, 8)]).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+        nvram.writeParts(nvram.sizeBytes - 4, [bytes(4, 14)]);
+        expect(nvram.read(nvram.sizeBytes - 4, 4)).toEqual(bytes(4, 14));
+        nvram.writeParts(nvram.sizeBytes, []);
+        await nvram.persist();
+        expect(nvram.read(40, joined.length)).toEqual(joined);
+      }));
+
+    it('writeParts checks the joined range and every part before storing anything', () =>
+      withDriver(async ({ nvram }) => {
+        const end = nvram.sizeBytes;
+        nvram.write(end - 8, bytes(8, 15));
+        expectCode(() => nvram.writeParts(end - 8, [bytes(4, 16), bytes(5, 17)]), NvramErrorCode.outOfRange);
+        expectCode(() => nvram.writeParts(end - 8, [bytes(4, 16), [1, 2] as unknown as Uint8Array]), NvramErrorCode.invalidArgument);
+        expectCode(() => nvram.writeParts(end - 8, bytes(4, 16) as unknown as Uint8Array[]), NvramErrorCode.invalidArgument);
+        expectCode(() => nvram.writeParts(-8, [bytes(4, 16)]), NvramErrorCode.invalidArgument);
+        expect(nvram.read(end - 8, 8)).toEqual(bytes(8, 15));
+      }));
+
     it('rejects ranges past the end with ERR_NVRAM_OUT_OF_RANGE and changes nothing', () =>
       withDriver(async ({ nvram }) => {
         const end = nvram.sizeBytes;
@@ -137,6 +168,7 @@ export function nvramContract(name: string, makeDriver: () => Promise<NvramDrive
       await nvram.close();
       expectCode(() => nvram.read(0, 1), NvramErrorCode.closed);
       expectCode(() => nvram.write(0, bytes(1, 1)), NvramErrorCode.closed);
+      expectCode(() => nvram.writeParts(0, [bytes(1, 1), bytes(9, 2)]), NvramErrorCode.closed);
       const e: unknown = await nvram.persist().catch((err: unknown) => err);
       expect((e as TwinbladeError).code).toBe(NvramErrorCode.closed);
       await d.teardown?.();
@@ -171,11 +203,12 @@ export function nvramContract(name: string, makeDriver: () => Promise<NvramDrive
         const model = new Uint8Array(span);
         await fc.assert(
           fc.asyncProperty(
-            fc.array(fc.record({ at: fc.nat(span - 1), data: fc.uint8Array({ minLength: 0, maxLength: 40 }), persist: fc.boolean() }), { maxLength: 25 }),
+            fc.array(fc.record({ at: fc.nat(span - 1), data: fc.uint8Array({ minLength: 0, maxLength: 40 }), cut: fc.nat(40), gather: fc.boolean(), persist: fc.boolean() }), { maxLength: 25 }),
             async (ops) => {
               for (const op of ops) {
                 const data = op.data.subarray(0, span - op.at);
-                nvram.write(op.at, data);
+                if (op.gather) nvram.writeParts(op.at, [data.subarray(0, op.cut), data.subarray(op.cut)]);
+                else nvram.write(op.at, data);
                 model.set(data, op.at);
                 if (op.persist) await nvram.persist();
               }

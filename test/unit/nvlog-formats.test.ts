@@ -11,7 +11,9 @@ import {
   decodeStatePayload,
   encodeChangePayload,
   encodeEntry,
+  encodeEntryHeader,
   encodeStatePayload,
+  entryPadding,
 } from '../../firmware/ts/nvlog/core/entry.ts';
 import {
   HEADER_COPY_BYTES,
@@ -126,6 +128,28 @@ describe('log entry', () => {
         const r = decodeEntry(b);
         expect([r.seq, r.bootGeneration, r.origin, r.type]).toEqual([seq, boot, origin, EntryType.change]);
         expect(r.payload).toEqual(payload);
+      }),
+      { numRuns: 200 },
+    );
+  });
+  it('as header + payload pieces + padding (the gather write into NVRAM) is the same bytes as encodeEntry', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 5 }), fc.integer({ min: 1, max: 2 ** 48 }), (pieces, seq) => {
+        const h = { type: EntryType.change, origin: 1 as const, seq, bootGeneration: 9 };
+        const joined = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
+        let at = 0;
+        for (const p of pieces) {
+          joined.set(p, at);
+          at += p.length;
+        }
+        const gathered = [encodeEntryHeader(h, pieces), ...pieces, entryPadding(joined.length)];
+        const out = new Uint8Array(gathered.reduce((n, p) => n + p.length, 0));
+        at = 0;
+        for (const p of gathered) {
+          out.set(p, at);
+          at += p.length;
+        }
+        expect(out).toEqual(encodeEntry(h, joined));
       }),
       { numRuns: 200 },
     );

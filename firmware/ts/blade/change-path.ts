@@ -2,9 +2,9 @@
 // local NVRAM log → mirrored to the partner → both durable → apply to the file system →
 // reply. Also the duplicate-request cache kept in the state-machine log (SM-2) and the
 // applier that replay uses after a reboot or a takeover — one code path for both (NV-5).
-import { dataView, utf8Decode, utf8Encode } from '../core/bytes.ts';
+import { dataView } from '../core/bytes.ts';
 import { DecodeError, isTwinbladeError } from '../core/errors.ts';
-import { decodeChangeOp, encodeChangeOp } from '../fsapi/codec.ts';
+import { decodeChangeOp, decodeChangeOutcome, encodeChangeOp, encodeChangeOutcome } from '../fsapi/codec.ts';
 import { FsError, FsStatus, fsLimits, type ChangeOp, type ChangeResult } from '../fsapi/ops.ts';
 import type { ChangeLog } from '../nfs/nfs3-service.ts';
 import { encodeRequestKey, type ChangeOutcome, type DrcEntry, type DuplicateRequestCache, type RequestKey } from '../nfs/core/drc.ts';
@@ -53,21 +53,18 @@ export function decodeEnvelope(b: Uint8Array): { fsid: bigint; op: ChangeOp } {
 
 /**
  * What the state-machine log keeps as a request's reply: either the encoded RPC reply body
- * that was sent (tag 1), or — for a change applied by replay, whose reply was never encoded
- * here — its outcome (tag 2), from which the NFS service encodes byte for byte the reply the
- * original would have had.
+ * that was sent (tag 1), or the change's outcome (tag 3, fsapi/codec.ts binary outcome),
+ * written as soon as the change is applied and used for a change applied by replay, whose
+ * reply was never encoded here; from it the NFS service encodes byte for byte the reply the
+ * original would have had. Tag 2 (the outcome as JSON) is retired: never written, refused.
  */
-const replyTag = { rpcReply: 1, outcome: 2 } as const;
-
-function outcomeToJson(o: ChangeOutcome): string {
-  return JSON.stringify(o);
-}
+const replyTag = { rpcReply: 1, outcome: 3 } as const;
 
 export function encodeStoredOutcome(o: ChangeOutcome): Uint8Array {
-  const json = utf8Encode(outcomeToJson(o));
-  const out = new Uint8Array(1 + json.length);
+  const body = encodeChangeOutcome(o);
+  const out = new Uint8Array(1 + body.length);
   out[0] = replyTag.outcome;
-  out.set(json, 1);
+  out.set(body, 1);
   return out;
 }
 
@@ -78,12 +75,13 @@ export function encodeStoredReply(reply: Uint8Array): Uint8Array {
   return out;
 }
 
+/** The stored reply or outcome; undefined for anything malformed (the retransmission is then dropped). */
 export function decodeStored(b: Uint8Array): DrcEntry | undefined {
   if (b.length < 1) return undefined;
   if (b[0] === replyTag.rpcReply) return { state: 'replied', reply: b.subarray(1) };
   if (b[0] === replyTag.outcome) {
     try {
-      return { state: 'applied', outcome: JSON.parse(utf8Decode(b.subarray(1))) as ChangeOutcome };
+      return { state: 'applied', outcome: decodeChangeOutcome(b.subarray(1)) };
     } catch {
       return undefined;
     }

@@ -1,10 +1,10 @@
-// The binary codec of change descriptors (`ChangeOp`, fsapi/ops.ts): what the change log
-// stores and mirrors for every file-system change, so that either blade can apply it
-// deterministically. Versioned, little-endian, every length bounded; the log entry around it
-// carries the checksum. Format description: docs/formats.md, "Change descriptor".
+// The binary codecs of change descriptors (`ChangeOp`: what the change log stores and mirrors,
+// so either blade applies a change deterministically) and of change outcomes (what answers a
+// retransmission). Versioned, little-endian, bounded; the log entry carries the checksum.
+// Format description: docs/formats.md, "Change descriptor" and "Change outcome".
 import { dataView, utf8Decode, utf8Encode } from '../core/bytes.ts';
 import { DecodeError, InvalidArgumentError } from '../core/errors.ts';
-import { FileType, fsLimits, type ChangeOp, type Cred, type CreateMode, type InodeRef, type SetAttr, type Time } from './ops.ts';
+import { FileType, FsStatus, fsLimits, type Attr, type ChangeOp, type ChangeResult, type Cred, type CreateMode, type InodeRef, type SetAttr, type Time, type WccAttr } from './ops.ts';
 
 export const CHANGE_CODEC_VERSION = 1;
 
@@ -410,4 +410,287 @@ export function decodeChangeOp(b: Uint8Array): ChangeOp {
   }
   r.end();
   return c;
+}
+
+// ---- change outcomes ----------------------------------------------------------------------
+
+/**
+ * What a change did, as the state-machine log keeps it (SM-2): the file system's result, or
+ * the status it failed with and the directory's weak cache consistency data when it had it.
+ * From this alone the NFS service rebuilds the reply byte for byte (nfs/core/drc.ts
+ * `ChangeOutcome` is the same type).
+ */
+export type StoredChangeOutcome =
+  | { ok: true; result: ChangeResult }
+  | { ok: false; status: FsStatus; dirPre?: WccAttr; dirPost?: Attr };
+
+export const OUTCOME_CODEC_VERSION = 1;
+
+export const OutcomeCodecErrorCode = {
+  truncated: 'ERR_OUTCOME_TRUNCATED',
+  version: 'ERR_OUTCOME_VERSION',
+  /** The kind byte names no result (nor a failure). */
+  kind: 'ERR_OUTCOME_KIND',
+  /** A field is out of its range (file type, status, flags, nsec ≥ 1e9, a u64 beyond 2^53). */
+  field: 'ERR_OUTCOME_FIELD',
+  trailing: 'ERR_OUTCOME_TRAILING',
+  /** encode: a value does not fit its field (thrown as InvalidArgumentError). */
+  invalid: 'ERR_OUTCOME_INVALID',
+} as const;
+
+/** Encoded sizes: a time is sec:u64 + nsec:u32; wcc = size:u64 + mtime + ctime. */
+const TIME_BYTES = 12;
+export const OUTCOME_WCC_BYTES = 8 + 2 * TIME_BYTES;
+/** type:u8, mode, nlink, uid, gid:u32, size, used:u64, rdev major, minor:u32, ino:u64, gen:u32, atime, mtime, ctime. */
+export const OUTCOME_ATTR_BYTES = 1 + 4 * 4 + 2 * 8 + 2 * 4 + 8 + 4 + 3 * TIME_BYTES;
+
+const fileTypes: ReadonlySet<number> = new Set(Object.values(FileType));
+const failStatuses: ReadonlySet<number> = new Set(Object.values(FsStatus).filter((s) => s !== FsStatus.OK));
+const OUTCOME_FAILED = 0;
+const FAIL_DIR_PRE = 1;
+const FAIL_DIR_POST = 2;
+
+/** The fields each result kind carries after the kind byte, in order ('w' wcc, 'a' attr, 'c' count:u32). */
+const resultLayouts: Record<ChangeResult['op'], string> = {
+  setattr: 'wa',
+  write: 'wac',
+  create: 'awa',
+  mkdir: 'awa',
+  symlink: 'awa',
+  mknod: 'awa',
+  remove: 'wa',
+  rmdir: 'wa',
+  rename: 'wawa',
+  link: 'awa',
+};
+
+function outcomeInvalid(msg: string): never {
+  throw new InvalidArgumentError(OutcomeCodecErrorCode.invalid, `change outcome: ${msg}`);
+}
+function outcomeBad(msg: string): never {
+  throw new DecodeError(OutcomeCodecErrorCode.field, `change outcome: ${msg}`);
+}
+
+/** A fixed-size little-endian writer over one exactly sized buffer (outcomes have no variable fields). */
+class OutcomeWriter {
+  readonly buf: Uint8Array;
+  private readonly v: DataView;
+  private off = 0;
+  constructor(bytes: number) {
+    this.buf = new Uint8Array(bytes);
+    this.v = dataView(this.buf);
+  }
+  u8(x: number): void {
+    this.v.setUint8(this.off, x);
+    this.off += 1;
+  }
+  u32(x: number, what: string): void {
+    if (!(Number.isInteger(x) && x >= 0 && x <= 0xffffffff)) outcomeInvalid(`${what} ${x} is not a 32-bit unsigned integer`);
+    this.v.setUint32(this.off, x, true);
+    this.off += 4;
+  }
+  u64(x: number, what: string): void {
+    if (!(Number.isSafeInteger(x) && x >= 0)) outcomeInvalid(`${what} ${x} is not a non-negative safe integer`);
+    this.v.setUint32(this.off, x % 2 ** 32, true);
+    this.v.setUint32(this.off + 4, Math.floor(x / 2 ** 32), true);
+    this.off += 8;
+  }
+  time(t: Time, what: string): void {
+    if (!(Number.isInteger(t.nsec) && t.nsec >= 0 && t.nsec < 1e9)) outcomeInvalid(`${what}.nsec ${t.nsec} out of range`);
+    this.u64(t.sec, `${what}.sec`);
+    this.u32(t.nsec, `${what}.nsec`);
+  }
+  wcc(w: WccAttr): void {
+    this.u64(w.size, 'wcc.size');
+    this.time(w.mtime, 'wcc.mtime');
+    this.time(w.ctime, 'wcc.ctime');
+  }
+  attr(a: Attr): void {
+    if (!fileTypes.has(a.type)) outcomeInvalid(`file type ${a.type}`);
+    this.u8(a.type);
+    this.u32(a.mode, 'mode');
+    this.u32(a.nlink, 'nlink');
+    this.u32(a.uid, 'uid');
+    this.u32(a.gid, 'gid');
+    this.u64(a.size, 'size');
+    this.u64(a.used, 'used');
+    this.u32(a.rdev.major, 'rdev.major');
+    this.u32(a.rdev.minor, 'rdev.minor');
+    this.u64(a.ino, 'ino');
+    this.u32(a.gen, 'gen');
+    this.time(a.atime, 'atime');
+    this.time(a.mtime, 'mtime');
+    this.time(a.ctime, 'ctime');
+  }
+}
+
+class OutcomeReader {
+  private off = 0;
+  private readonly v: DataView;
+  constructor(private readonly b: Uint8Array) {
+    this.v = dataView(b);
+  }
+  private need(n: number): void {
+    if (this.off + n > this.b.length) throw new DecodeError(OutcomeCodecErrorCode.truncated, `change outcome truncated at byte ${this.off} (needs ${n} more)`);
+  }
+  u8(): number {
+    this.need(1);
+    return this.v.getUint8(this.off++);
+  }
+  u32(): number {
+    this.need(4);
+    const x = this.v.getUint32(this.off, true);
+    this.off += 4;
+    return x;
+  }
+  u64(what: string): number {
+    this.need(8);
+    const x = this.v.getUint32(this.off, true) + this.v.getUint32(this.off + 4, true) * 2 ** 32;
+    this.off += 8;
+    if (!Number.isSafeInteger(x)) outcomeBad(`${what} beyond 2^53`);
+    return x;
+  }
+  time(what: string): Time {
+    const sec = this.u64(`${what}.sec`);
+    const nsec = this.u32();
+    if (nsec >= 1e9) outcomeBad(`${what}.nsec ${nsec} out of range`);
+    return { sec, nsec };
+  }
+  wcc(): WccAttr {
+    return { size: this.u64('wcc.size'), mtime: this.time('wcc.mtime'), ctime: this.time('wcc.ctime') };
+  }
+  attr(): Attr {
+    const type = this.u8();
+    if (!fileTypes.has(type)) outcomeBad(`file type ${type}`);
+    return {
+      type: type as FileType,
+      mode: this.u32(),
+      nlink: this.u32(),
+      uid: this.u32(),
+      gid: this.u32(),
+      size: this.u64('size'),
+      used: this.u64('used'),
+      rdev: { major: this.u32(), minor: this.u32() },
+      ino: this.u64('ino'),
+      gen: this.u32(),
+      atime: this.time('atime'),
+      mtime: this.time('mtime'),
+      ctime: this.time('ctime'),
+    };
+  }
+  end(): void {
+    if (this.off !== this.b.length) throw new DecodeError(OutcomeCodecErrorCode.trailing, `change outcome has ${this.b.length - this.off} trailing bytes`);
+  }
+}
+
+function layoutBytes(layout: string): number {
+  let n = 0;
+  for (const f of layout) n += f === 'w' ? OUTCOME_WCC_BYTES : f === 'a' ? OUTCOME_ATTR_BYTES : 4;
+  return n;
+}
+
+/**
+ * Encodes a change outcome (docs/formats.md, "Change outcome"): fixed-size binary fields,
+ * little-endian, no names or lengths, so it costs a few hundred nanoseconds per change where
+ * the JSON it replaces cost several microseconds. Throws ERR_OUTCOME_INVALID for a value
+ * that does not fit its field.
+ */
+export function encodeChangeOutcome(o: StoredChangeOutcome): Uint8Array {
+  if (!o.ok) {
+    if (!failStatuses.has(o.status)) outcomeInvalid(`failure status ${o.status}`);
+    const w = new OutcomeWriter(2 + 4 + 1 + (o.dirPre === undefined ? 0 : OUTCOME_WCC_BYTES) + (o.dirPost === undefined ? 0 : OUTCOME_ATTR_BYTES));
+    w.u8(OUTCOME_CODEC_VERSION);
+    w.u8(OUTCOME_FAILED);
+    w.u32(o.status, 'status');
+    w.u8((o.dirPre === undefined ? 0 : FAIL_DIR_PRE) | (o.dirPost === undefined ? 0 : FAIL_DIR_POST));
+    if (o.dirPre !== undefined) w.wcc(o.dirPre);
+    if (o.dirPost !== undefined) w.attr(o.dirPost);
+    return w.buf;
+  }
+  const r = o.result;
+  const layout = resultLayouts[r.op];
+  if (layout === undefined) outcomeInvalid(`result of unknown op ${String(r.op)}`);
+  const w = new OutcomeWriter(2 + layoutBytes(layout));
+  w.u8(OUTCOME_CODEC_VERSION);
+  w.u8(opcodes.indexOf(r.op) + 1);
+  switch (r.op) {
+    case 'setattr':
+      w.wcc(r.pre);
+      w.attr(r.post);
+      break;
+    case 'write':
+      w.wcc(r.pre);
+      w.attr(r.post);
+      w.u32(r.count, 'count');
+      break;
+    case 'create':
+    case 'mkdir':
+    case 'symlink':
+    case 'mknod':
+    case 'link':
+      w.attr(r.obj);
+      w.wcc(r.dirPre);
+      w.attr(r.dirPost);
+      break;
+    case 'remove':
+    case 'rmdir':
+      w.wcc(r.dirPre);
+      w.attr(r.dirPost);
+      break;
+    case 'rename':
+      w.wcc(r.fromPre);
+      w.attr(r.fromPost);
+      w.wcc(r.toPre);
+      w.attr(r.toPost);
+      break;
+  }
+  return w.buf;
+}
+
+/** Decodes a change outcome; anything malformed throws a DecodeError with an ERR_OUTCOME_* code. */
+export function decodeChangeOutcome(b: Uint8Array): StoredChangeOutcome {
+  const r = new OutcomeReader(b);
+  const version = r.u8();
+  if (version !== OUTCOME_CODEC_VERSION) throw new DecodeError(OutcomeCodecErrorCode.version, `change outcome version ${version} is not ${OUTCOME_CODEC_VERSION}`);
+  const kind = r.u8();
+  let o: StoredChangeOutcome;
+  if (kind === OUTCOME_FAILED) {
+    const status = r.u32();
+    if (!failStatuses.has(status)) outcomeBad(`failure status ${status}`);
+    const flags = r.u8();
+    if ((flags & ~(FAIL_DIR_PRE | FAIL_DIR_POST)) !== 0) outcomeBad(`flags ${flags}`);
+    const f: { ok: false; status: FsStatus; dirPre?: WccAttr; dirPost?: Attr } = { ok: false, status: status as FsStatus };
+    if ((flags & FAIL_DIR_PRE) !== 0) f.dirPre = r.wcc();
+    if ((flags & FAIL_DIR_POST) !== 0) f.dirPost = r.attr();
+    o = f;
+  } else {
+    const op = opcodes[kind - 1];
+    if (op === undefined) throw new DecodeError(OutcomeCodecErrorCode.kind, `unknown change outcome kind ${kind}`);
+    let result: ChangeResult;
+    switch (op) {
+      case 'setattr':
+        result = { op, pre: r.wcc(), post: r.attr() };
+        break;
+      case 'write':
+        result = { op, pre: r.wcc(), post: r.attr(), count: r.u32() };
+        break;
+      case 'create':
+      case 'mkdir':
+      case 'symlink':
+      case 'mknod':
+      case 'link':
+        result = { op, obj: r.attr(), dirPre: r.wcc(), dirPost: r.attr() };
+        break;
+      case 'remove':
+      case 'rmdir':
+        result = { op, dirPre: r.wcc(), dirPost: r.attr() };
+        break;
+      case 'rename':
+        result = { op, fromPre: r.wcc(), fromPost: r.attr(), toPre: r.wcc(), toPost: r.attr() };
+        break;
+    }
+    o = { ok: true, result };
+  }
+  r.end();
+  return o;
 }

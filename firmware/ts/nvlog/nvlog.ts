@@ -5,14 +5,14 @@
 import type { Clock, TimerHandle, Timers } from '../core/clock.ts';
 import { assert } from '../core/assert.ts';
 import { buggify } from '../core/buggify.ts';
-import { fromHex } from '../core/bytes.ts';
 import { TwinbladeError } from '../core/errors.ts';
 import type { Nvram } from '../hal/nvram/nvram.ts';
 import {
   EntryType,
   changePayloadParts,
   encodeChangePayload,
-  encodeEntryParts,
+  encodeEntryHeader,
+  entryPadding,
   encodeReleasePayload,
   encodeStatePayload,
   RELEASE_PAYLOAD_BYTES,
@@ -121,6 +121,18 @@ export interface AppendResult {
 
 type Listener<T> = (v: T) => void;
 
+/** Where a live entry of the local log is (its bytes are in NVRAM there). */
+interface LiveEntry {
+  seq: number;
+  /** Byte offset inside the local log region (0 .. 2*halfBytes). */
+  position: number;
+  /** The whole padded entry. */
+  length: number;
+  half: 0 | 1;
+}
+
+const noBytes = new Uint8Array(0);
+
 interface HalfState {
   /** Entries in this half that are not yet released. */
   liveCount: number;
@@ -144,8 +156,13 @@ export class NvLog {
   private activeHalf: 0 | 1 = 0;
   private writePos = 0;
   private readonly halves: [HalfState, HalfState] = [emptyHalf(), emptyHalf()];
-  /** Live (unreleased) records by sequence number, for resynchronising the mirror. */
-  private readonly live = new Map<number, MirrorItem & { half: 0 | 1 }>();
+  /**
+   * Live (unreleased) records by sequence number, for resynchronising the mirror. Where they
+   * are, not their bytes: the bytes stay in NVRAM until the half is released, and a resync
+   * reads them from there (holding a copy of every live entry in the heap cost a 1 MiB
+   * buffer per 1 MiB WRITE kept alive until its release, and the GC work that goes with it).
+   */
+  private readonly live = new Map<number, LiveEntry>();
   private nextSeq: number;
   private localDurableSeq: number;
   private readonly durableAhead = new Set<number>();
@@ -344,7 +361,7 @@ export class NvLog {
       h.liveCount++;
       if (r.type === EntryType.change) h.changes++;
       h.maxSeq = r.seq;
-      this.live.set(r.seq, { seq: r.seq, position: r.position, bytes: r.bytes, half });
+      this.live.set(r.seq, { seq: r.seq, position: r.position, length: r.bytes.length, half });
       this.liveBytes += r.bytes.length;
       this.activeHalf = half;
       this.writePos = r.position + r.bytes.length - half * this.layout.halfBytes;
@@ -499,24 +516,33 @@ export class NvLog {
       this.switchTo(other);
     }
     const seq = this.nextSeq++;
-    const bytes = encodeEntryParts({ type, origin: this.opts.bladeId, seq, bootGeneration: this.header.bootGeneration }, parts);
+    // Header, payload pieces and padding go straight into NVRAM in one gather write: the
+    // payload (a WRITE's data, a view of the RPC record) is copied once, into the log.
+    const header = encodeEntryHeader({ type, origin: this.opts.bladeId, seq, bootGeneration: this.header.bootGeneration }, parts);
+    const gather: Uint8Array[] = [header];
+    for (const p of parts) gather.push(p);
+    const pad = entryPadding(payloadBytes);
+    if (pad.length > 0) gather.push(pad);
     const position = this.activeHalf * this.layout.halfBytes + this.writePos;
     const offset = this.layout.localOffset + position;
-    this.nvram.write(offset, bytes);
+    this.nvram.writeParts(offset, gather);
     this.writePos += len;
     const h = this.halves[this.activeHalf];
     if (h.liveCount === 0) h.firstSeq = seq;
     h.liveCount++;
     if (type === EntryType.change) h.changes++;
     h.maxSeq = seq;
-    this.live.set(seq, { seq, position, bytes, half: this.activeHalf });
-    this.liveBytes += bytes.length;
+    this.live.set(seq, { seq, position, length: len, half: this.activeHalf });
+    this.liveBytes += len;
     this.counters.appends++;
     this.noteBytes();
     const [fenceFrom, fenceBytes] = this.fenceRange(offset + len);
     const p = this.nvram.persist(fenceFrom, fenceBytes).then(() => this.localDurable(seq));
     this.inFlightPersists.add(p);
     void p.finally(() => this.inFlightPersists.delete(p)).catch(() => undefined);
+    // A degraded mirror sends nothing (a later resync reads the live entries from NVRAM), so
+    // the entry's bytes are copied out of NVRAM only for a partner that receives them.
+    const bytes = this.mirror.state === 'degraded' ? noBytes : this.nvram.read(offset, len);
     this.mirror.append({ seq, position, bytes }, this.opts.clock.nowMs());
     this.flushMirror();
     return seq;
@@ -646,14 +672,14 @@ export class NvLog {
   private releaseHalf(half: 0 | 1, now: number): number {
     const h = this.halves[half];
     const carry = this.sm.carryCandidates(h.firstSeq, h.maxSeq, now, this.limits.carryForwardMax);
-    const payloads = carry.map((r) => ({ r, p: encodeStatePayload({ key: fromHexKey(r.key), changeSeq: r.changeSeq, reply: r.reply ?? new Uint8Array(0) }) }));
+    const payloads = carry.map((r) => ({ r, p: encodeStatePayload({ key: r.keyBytes, changeSeq: r.changeSeq, reply: r.reply ?? new Uint8Array(0) }) }));
     // Room for the carried replies and the release entry that follows them.
     const need = payloads.reduce((s, x) => s + paddedEntryBytes(x.p.length), 0) + paddedEntryBytes(RELEASE_PAYLOAD_BYTES);
     if (this.writePos + need > this.layout.halfBytes) return 0;
     let lastCarried = 0;
     for (const { r, p } of payloads) {
       lastCarried = this.appendEntry(EntryType.state, p);
-      this.sm.noteStateSeq(fromHexKey(r.key), lastCarried);
+      this.sm.noteStateSeq(r.keyBytes, lastCarried);
     }
     let n = 0;
     for (let s = h.firstSeq; s <= h.maxSeq; s++) if (this.live.get(s)?.half === half && this.forget(s)) n++;
@@ -728,7 +754,7 @@ export class NvLog {
   }
 
   private liveItems(): MirrorItem[] {
-    return [...this.live.values()].sort((a, b) => a.seq - b.seq).map(({ seq, position, bytes }) => ({ seq, position, bytes }));
+    return [...this.live.values()].sort((a, b) => a.seq - b.seq).map(({ seq, position, length }) => ({ seq, position, bytes: this.nvram.read(this.layout.localOffset + position, length) }));
   }
 
   private flushMirror(): void {
@@ -909,7 +935,7 @@ export class NvLog {
     const it = this.live.get(seq);
     if (it === undefined) return false;
     this.live.delete(seq);
-    this.liveBytes -= it.bytes.length;
+    this.liveBytes -= it.length;
     return true;
   }
 
@@ -928,10 +954,6 @@ export class NvLog {
 
 function emptyHalf(): HalfState {
   return { liveCount: 0, maxSeq: 0, firstSeq: 0, freeAfterSeq: 0, changes: 0 };
-}
-
-function fromHexKey(k: string): Uint8Array {
-  return fromHex(k);
 }
 
 export function partnerOf(b: BladeId): BladeId {

@@ -24,6 +24,11 @@ export const NvramErrorCode = {
  * - If the battery has failed, the whole content is lost at the next power cut (the sim and
  *   rig drivers model this; real hardware reports it through the battery gauge).
  * - `read` returns a copy the caller owns.
+ * - `writeParts(offset, parts)` stores the concatenation of `parts` at `offset`: the same
+ *   result, durability and tearing as one `write` of the joined bytes, but each part is
+ *   copied once, straight into the memory (a log entry's header and its 1 MiB of WRITE data
+ *   are not joined in a fresh buffer first). The range is that of the joined bytes; every
+ *   part must be a Uint8Array; the checks run before anything is stored.
  * - Calls after `close` throw `ERR_NVRAM_CLOSED`; `close` is idempotent.
  */
 export interface Nvram {
@@ -31,6 +36,8 @@ export interface Nvram {
   readonly sizeBytes: number;
   read(offset: number, length: number): Uint8Array;
   write(offset: number, data: Uint8Array): void;
+  /** Gather write: `parts` joined, stored at `offset` as one `write` (see the contract). */
+  writeParts(offset: number, parts: readonly Uint8Array[]): void;
   /** Makes every completed `write` in [offset, offset+length) (default: all) durable. */
   persist(offset?: number, length?: number): Promise<void>;
   close(): Promise<void>;

@@ -11,6 +11,8 @@ export type RequestState = 'received' | 'logged' | 'applied' | 'replied';
 
 export interface SmRecord {
   key: string;
+  /** The key as the log stores it (what `key` is the hex of). */
+  keyBytes: Uint8Array;
   state: RequestState;
   /** The change entry this request logged (0 until logged, or for a request that changes nothing). */
   changeSeq: number;
@@ -47,8 +49,19 @@ export class StateMachineLog {
 
   constructor(private readonly limits: { smRequestsMax: number; replyRetentionMs: number } = nvlogLimits) {}
 
+  /**
+   * The table's key for request key bytes. Memoised per buffer: the change path passes the
+   * same encoded key (drc.ts caches it per request) to six or seven calls per request, and
+   * hex-encoding then hashing a fresh 80-character string each time showed in the profile of
+   * 4 KiB FILE_SYNC writes. Key buffers are never written after they are made.
+   */
   static keyOf(key: Uint8Array): string {
-    return toHex(key);
+    let k = keyStrings.get(key);
+    if (k === undefined) {
+      k = toHex(key);
+      keyStrings.set(key, k);
+    }
+    return k;
   }
 
   /** Admits a request; throws ERR_NVLOG_SM_FULL when the pipeline bound is reached (SM-3). */
@@ -59,7 +72,7 @@ export class StateMachineLog {
     if (this.byKey.size >= this.limits.smRequestsMax && !this.evictOldest()) {
       throw new TwinbladeError(NvlogErrorCode.smFull, 'busy', `state-machine log holds ${this.byKey.size} requests, none of them finished and inside a consistency point`);
     }
-    this.byKey.set(k, newRecord(k));
+    this.byKey.set(k, newRecord(k, key));
     this.highWater = Math.max(this.highWater, this.byKey.size);
     return { kind: 'new' };
   }
@@ -71,21 +84,21 @@ export class StateMachineLog {
   }
 
   logged(key: Uint8Array, changeSeq: number): void {
-    const r = this.ensure(StateMachineLog.keyOf(key));
+    const r = this.ensure(StateMachineLog.keyOf(key), key);
     if (r.state === 'received') r.state = 'logged';
     r.changeSeq = changeSeq;
   }
 
   /** Applied with this reply. `retainFromMs` starts the retention window of a reply that replay recomputed. */
   applied(key: Uint8Array, reply: Uint8Array | undefined, retainFromMs?: number): void {
-    const r = this.ensure(StateMachineLog.keyOf(key));
+    const r = this.ensure(StateMachineLog.keyOf(key), key);
     if (r.state !== 'replied') r.state = 'applied';
     r.reply = reply;
     if (retainFromMs !== undefined && r.repliedAtMs === undefined) r.repliedAtMs = retainFromMs;
   }
 
   replied(key: Uint8Array, nowMs: number): void {
-    const r = this.ensure(StateMachineLog.keyOf(key));
+    const r = this.ensure(StateMachineLog.keyOf(key), key);
     r.state = 'replied';
     r.repliedAtMs = nowMs;
   }
@@ -107,14 +120,14 @@ export class StateMachineLog {
       if (rec.type === EntryType.change) {
         if (rec.seq <= releasedSeq) continue;
         const p = decodeChangePayload(rec.payload);
-        const r = this.ensure(StateMachineLog.keyOf(p.key));
+        const r = this.ensure(StateMachineLog.keyOf(p.key), p.key);
         if (r.state === 'replied') continue;
         r.changeSeq = rec.seq;
         r.state = rec.seq <= cpSeq ? 'applied' : 'logged';
         if (r.state === 'applied') r.repliedAtMs = nowMs;
       } else if (rec.type === EntryType.state) {
         const p = decodeStatePayload(rec.payload);
-        const r = this.ensure(StateMachineLog.keyOf(p.key));
+        const r = this.ensure(StateMachineLog.keyOf(p.key), p.key);
         r.state = 'replied';
         r.changeSeq = p.changeSeq;
         r.reply = p.reply.slice();
@@ -188,10 +201,10 @@ export class StateMachineLog {
     return false;
   }
 
-  private ensure(k: string): SmRecord {
+  private ensure(k: string, keyBytes: Uint8Array): SmRecord {
     let r = this.byKey.get(k);
     if (r === undefined) {
-      r = newRecord(k);
+      r = newRecord(k, keyBytes);
       this.byKey.set(k, r);
       this.highWater = Math.max(this.highWater, this.byKey.size);
     }
@@ -199,6 +212,9 @@ export class StateMachineLog {
   }
 }
 
-function newRecord(k: string): SmRecord {
-  return { key: k, state: 'received', changeSeq: 0, reply: undefined, repliedAtMs: undefined, stateSeq: 0 };
+const keyStrings = new WeakMap<Uint8Array, string>();
+
+function newRecord(k: string, keyBytes: Uint8Array): SmRecord {
+  // A copy: restore passes a view of a log record, which must not be kept alive by the table.
+  return { key: k, keyBytes: keyBytes.slice(), state: 'received', changeSeq: 0, reply: undefined, repliedAtMs: undefined, stateSeq: 0 };
 }

@@ -53,6 +53,22 @@ export class TearingNvram implements Nvram {
     this.data.set(data, offset);
   }
 
+  writeParts(offset: number, parts: readonly Uint8Array[]): void {
+    let length = 0;
+    for (const p of parts) {
+      if (!(p instanceof Uint8Array)) throw new TwinbladeError(NvramErrorCode.invalidArgument, 'invalid-argument', `${this.name}: parts must be Uint8Arrays`);
+      length += p.length;
+    }
+    this.check(offset, length);
+    // One pending write: a power cut tears it per word like any other.
+    this.pending.push({ offset, before: this.data.slice(offset, offset + length) });
+    let at = offset;
+    for (const p of parts) {
+      this.data.set(p, at);
+      at += p.length;
+    }
+  }
+
   persist(offset = 0, length = this.sizeBytes - offset): Promise<void> {
     this.check(offset, length);
     const gen = this.generation;

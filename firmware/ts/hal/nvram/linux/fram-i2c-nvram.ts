@@ -5,7 +5,7 @@ import type { Nvram } from '../nvram.ts';
 import { NvramErrorCode } from '../nvram.ts';
 import type { I2cBus } from '../../i2c/i2c-bus.ts';
 import { InvalidArgumentError, TwinbladeError } from '../../../core/errors.ts';
-import { checkNvramData, checkNvramRange, nvramClosedError, persistRange } from '../sim/nvram-range.ts';
+import { checkNvramData, checkNvramParts, checkNvramRange, nvramClosedError, persistRange } from '../sim/nvram-range.ts';
 
 /** The 7-bit address of an FRAM with its address pins low (FM24CL64, MB85RC256). */
 export const framDefaultAddress = 0x50;
@@ -104,7 +104,24 @@ export class FramNvram implements Nvram {
     if (this.closed) throw nvramClosedError(this.name);
     if (data.length === 0) return;
     this.shadow.set(data, offset);
-    const r: Range = { start: offset, end: offset + data.length };
+    this.queueRange(offset, data.length);
+  }
+
+  writeParts(offset: number, parts: readonly Uint8Array[]): void {
+    const length = checkNvramParts(this.name, this.sizeBytes, offset, parts);
+    if (this.closed) throw nvramClosedError(this.name);
+    if (length === 0) return;
+    let at = offset;
+    for (const p of parts) {
+      this.shadow.set(p, at);
+      at += p.length;
+    }
+    this.queueRange(offset, length);
+  }
+
+  /** Queues [offset, offset+length) of the shadow for the FRAM and starts the pump. */
+  private queueRange(offset: number, length: number): void {
+    const r: Range = { start: offset, end: offset + length };
     // Merge with the newest queued range when they touch: the bytes sent are read from the
     // shadow when sent, so a merged range carries both writes.
     const tail = this.queue[this.queue.length - 1];

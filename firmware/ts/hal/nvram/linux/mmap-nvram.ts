@@ -6,7 +6,7 @@ import type { Nvram } from '../nvram.ts';
 import { NvramErrorCode } from '../nvram.ts';
 import { InvalidArgumentError, TwinbladeError } from '../../../core/errors.ts';
 import { blockDeviceInfo, mmap, msync, munmap, storeFence } from '../../../native/index.ts';
-import { checkNvramData, checkNvramRange, nvramClosedError, persistRange } from '../sim/nvram-range.ts';
+import { checkNvramData, checkNvramParts, checkNvramRange, joinNvramParts, nvramClosedError, persistRange } from '../sim/nvram-range.ts';
 
 /**
  * - `'fence'` (default): persist = a store fence. Right for battery-backed memory (pmem,
@@ -119,6 +119,21 @@ export class MmapNvram implements Nvram {
       return;
     }
     this.view.set(data, offset);
+  }
+
+  writeParts(offset: number, parts: readonly Uint8Array[]): void {
+    const length = checkNvramParts(this.name, this.sizeBytes, offset, parts);
+    if (this.mapping === undefined) throw nvramClosedError(this.name);
+    // Small enough to fall within one aligned word: `write` stores it as one 64-bit store.
+    if (length <= 8) {
+      this.write(offset, joinNvramParts(parts, length));
+      return;
+    }
+    let at = offset;
+    for (const p of parts) {
+      this.view.set(p, at);
+      at += p.length;
+    }
   }
 
   persist(offset?: number, length?: number): Promise<void> {

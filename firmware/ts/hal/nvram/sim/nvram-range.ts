@@ -17,6 +17,33 @@ export function checkNvramData(name: string, data: unknown): asserts data is Uin
   if (!(data instanceof Uint8Array)) throw new InvalidArgumentError(NvramErrorCode.invalidArgument, `${name}: data must be a Uint8Array`);
 }
 
+/**
+ * `writeParts(offset, parts)` arguments: `parts` an array of Uint8Array, and their joined
+ * range valid (the same errors as `write`). Returns the joined length.
+ */
+export function checkNvramParts(name: string, sizeBytes: number, offset: number, parts: unknown): number {
+  if (!Array.isArray(parts)) throw new InvalidArgumentError(NvramErrorCode.invalidArgument, `${name}: parts must be an array of Uint8Array`);
+  let length = 0;
+  for (const p of parts as unknown[]) {
+    checkNvramData(name, p);
+    length += p.length;
+  }
+  checkNvramRange(name, sizeBytes, offset, length);
+  return length;
+}
+
+/** The joined bytes of `parts` (`length` long): for drivers that store a small gather write whole. */
+export function joinNvramParts(parts: readonly Uint8Array[], length: number): Uint8Array {
+  if (parts.length === 1) return parts[0] as Uint8Array;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** `persist(offset?, length?)` arguments: both absent (everything) or a valid range. */
 export function persistRange(name: string, sizeBytes: number, offset: number | undefined, length: number | undefined): [number, number] {
   const off = offset ?? 0;

@@ -5,7 +5,7 @@ import type { Nvram } from '../nvram.ts';
 import { NvramErrorCode } from '../nvram.ts';
 import type { Prng } from '../../../core/prng.ts';
 import { InvalidArgumentError } from '../../../core/errors.ts';
-import { checkNvramData, checkNvramRange, nvramClosedError, persistRange } from './nvram-range.ts';
+import { checkNvramData, checkNvramParts, checkNvramRange, joinNvramParts, nvramClosedError, persistRange } from './nvram-range.ts';
 
 /** Stores of this size, aligned to it, are atomic: a power cut never tears them. */
 export const nvramAtomicWordBytes = 8;
@@ -80,6 +80,13 @@ export class SimNvram implements Nvram {
     const before = this.mem.data.slice(offset, offset + data.length);
     this.mem.data.set(data, offset);
     this.mem.last = [{ offset, before, after: data.slice() }];
+  }
+
+  /** One write of the joined parts: a power cut may tear it like any last unpersisted write. */
+  writeParts(offset: number, parts: readonly Uint8Array[]): void {
+    const length = checkNvramParts(this.name, this.sizeBytes, offset, parts);
+    if (this.closed) throw nvramClosedError(this.name);
+    this.write(offset, joinNvramParts(parts, length));
   }
 
   persist(offset?: number, length?: number): Promise<void> {
