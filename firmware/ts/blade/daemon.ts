@@ -5,6 +5,7 @@
 // for the `blade` CLI and a Prometheus metrics endpoint; structured JSON logs.
 import path from 'node:path';
 import fs from 'node:fs/promises';
+import { totalmem } from 'node:os';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle, Timers } from '../core/clock.ts';
 import { Prng } from '../core/prng.ts';
@@ -20,7 +21,7 @@ import { replay } from '../nvlog/core/replay.ts';
 import { startNfsServer, type NfsServer } from '../nfs/server.ts';
 import { deriveWriteVerifier } from '../nfs/fh.ts';
 import { openDisks } from './disks.ts';
-import { openStorageSet, type StorageSet } from './storage-set.ts';
+import { openStorageSet, readCacheBytesFor, type StorageSet } from './storage-set.ts';
 import { FileSystems, NvChangeLog, NvDrc, ReplayApplier, takeConsistencyPoint } from './change-path.ts';
 import { MgmtServer } from './mgmt.ts';
 import { MetricsRegistry } from './metrics.ts';
@@ -115,6 +116,7 @@ export class Blade {
       timers,
       prng,
       cpIntervalMs,
+      readCacheBytes: readCacheBytesFor(totalmem(), svc?.readCacheBytes),
       formatIfBlank: opts.formatIfBlank ?? true,
       now,
       // The log is released by takeConsistencyPoint only (after the outcomes a CP holds are

@@ -3,6 +3,7 @@
 // machine with the mailbox disks and the fence, and mirrors its log to the partner. The HA
 // machine decides when a disk set is replayed and served: its own after the reboot steps
 // (HA-10), its partner's after a takeover (HA-6, HA-7), and gives it back (HA-9).
+import { totalmem } from 'node:os';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle, Timers } from '../core/clock.ts';
 import { Prng } from '../core/prng.ts';
@@ -34,7 +35,7 @@ import type { MailboxDisk } from '../ha/mailbox-io.ts';
 import { startNfsServer, type NfsServer } from '../nfs/server.ts';
 import { deriveWriteVerifier } from '../nfs/fh.ts';
 import { openDisks } from './disks.ts';
-import { openStorageSet, type StorageSet } from './storage-set.ts';
+import { openStorageSet, readCacheBytesFor, type StorageSet } from './storage-set.ts';
 import { FileSystems, NvChangeLog, NvDrc, ReplayApplier, takeConsistencyPoint } from './change-path.ts';
 import { HaStateStore } from './ha-state.ts';
 import { AddressManager, type ClientAddress } from './addresses.ts';
@@ -358,6 +359,7 @@ export class PairBlade {
       timers: this.timers,
       prng: this.prng,
       cpIntervalMs: this.board.service?.cpIntervalMs ?? 10_000,
+      readCacheBytes: readCacheBytesFor(totalmem(), this.board.service?.readCacheBytes),
       formatIfBlank,
       now: () => this.now(),
       onProblem: (p) => this.log.warn({ problem: p, set }, 'file system problem'),

@@ -23,6 +23,36 @@ export const storageSetLimits = {
   replacedDiskProbeIntervalMs: 2000,
 } as const;
 
+/**
+ * How much memory a disk set's clean-block cache may hold when the board descriptor does not
+ * say (`service.readCacheBytes`). A storage appliance uses its memory as cache: the file data
+ * clients read back (or wrote recently) is served from memory, as a kernel page cache serves
+ * it for a file server on a local file system. The bound only caps growth; the cache holds
+ * nothing until data is read or written, so many daemons on one host (the rig, the tests)
+ * take only what their own traffic brings in.
+ */
+export const readCacheLimits = {
+  /**
+   * Share of the board's RAM per disk set: a blade serving both sets after a takeover keeps
+   * at most a quarter, and the rig's two blades on one host at most half of it between them.
+   */
+  ramFraction: 1 / 8,
+  /** Never less than the file system's own default (small boards, containers with little RAM). */
+  bytesMin: 64 * 1024 * 1024,
+  /**
+   * Never more than this: each cached block is a Map entry the garbage collector walks, and
+   * the buffers are memory outside the JavaScript heap that V8 accounts for in its GC heuristics.
+   */
+  bytesMax: 2 * 1024 * 1024 * 1024,
+} as const;
+
+/** The block cache bound of one disk set: `configured` when given, else a share of `totalMemBytes`. */
+export function readCacheBytesFor(totalMemBytes: number, configured?: number): number {
+  if (configured !== undefined) return configured;
+  const share = Math.floor((totalMemBytes * readCacheLimits.ramFraction) / (1024 * 1024)) * 1024 * 1024;
+  return Math.min(readCacheLimits.bytesMax, Math.max(readCacheLimits.bytesMin, share));
+}
+
 export const StorageSetErrorCode = {
   foreign: 'ERR_SET_FOREIGN_DISKS',
   partlyBlank: 'ERR_SET_PARTLY_BLANK',
@@ -53,6 +83,8 @@ export interface StorageSetOptions {
   onDiskRefused?: (disk: string, message: string) => void;
   /** Override of storageSetLimits.replacedDiskProbeIntervalMs; 0 turns replacement probing off. */
   replacedDiskProbeIntervalMs?: number;
+  /** Bytes the file system's clean-block cache may hold (readCacheBytesFor); default the file system's own. */
+  readCacheBytes?: number;
 }
 
 export interface StorageSet {
@@ -86,6 +118,7 @@ export async function openStorageSet(members: readonly BlockDevice[], spares: re
   const fs = await CowFs.mount(volume, {
     timers: o.timers,
     cpIntervalMs: o.cpIntervalMs,
+    ...(o.readCacheBytes !== undefined ? { readCache: { blockCacheBytesMax: o.readCacheBytes } } : {}),
     ...(o.onCpCommitted ? { onCpCommitted: o.onCpCommitted } : {}),
     ...(o.onProblem ? { onProblem: o.onProblem } : {}),
   });

@@ -132,6 +132,12 @@ export const boardSchema = z
         logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
         /** Consistency point interval (ms). */
         cpIntervalMs: z.number().int().min(100).default(10_000),
+        /**
+         * Bytes of clean file data one disk set may keep in memory for reads (the file system's
+         * block cache, docs/filesystem.md). Default: an eighth of the board's RAM, at least 64 MiB
+         * and at most 2 GiB (storage-set.ts `readCacheBytesFor`); 0 turns caching and read-ahead off.
+         */
+        readCacheBytes: z.number().int().min(0).optional(),
         /** The blade adds and removes its client addresses itself (in its own network namespace or host); off in the loopback rig. */
         manageAddresses: z.boolean().default(false),
       })

@@ -30,21 +30,28 @@ export interface BlockCacheStats {
   invalidations: number;
   bytes: number;
   blocks: number;
+  /** The bound on `bytes` (blockCacheBytesMax). */
+  bytesMax: number;
 }
 
 interface Entry {
   data: Uint8Array;
+  /** Hit since it was (re)queued: eviction gives it a second chance instead of dropping it. */
+  referenced: boolean;
 }
 
-interface Fill {
+/** A read in flight that will bring blocks [first, first + count) in one buffer. */
+export interface Fill {
   first: number;
   /** The whole buffer read (undefined: the read failed). */
   promise: Promise<Uint8Array | undefined>;
 }
 
 /**
- * Clean blocks by physical address, least recently used evicted first, and the reads in
- * flight that will fill it. Pure: the caller supplies the reads.
+ * Clean blocks by physical address, least recently used evicted first (approximately: a hit
+ * only marks the entry, and eviction requeues a marked one once — the CLOCK "second chance"
+ * — rather than moving the entry on every hit, which was a Map delete and insert per 4 KiB
+ * block read), and the reads in flight that will fill it. Pure: the caller supplies the reads.
  *
  * Invariant: an address is cached (or filled) only while the caller's block map has it in
  * use; `invalidate` is called when it is freed, and a fill that was in flight then does not
@@ -57,28 +64,38 @@ export class BlockCache {
   private readonly buffers = new Map<ArrayBufferLike, number>();
   private bytes = 0;
   private readonly inFlight = new Set<Promise<unknown>>();
-  readonly stats: BlockCacheStats = { hits: 0, misses: 0, pendingHits: 0, readAheadBlocks: 0, invalidations: 0, bytes: 0, blocks: 0 };
+  readonly stats: BlockCacheStats;
 
-  constructor(readonly bytesMax: number) {}
+  constructor(readonly bytesMax: number) {
+    this.stats = { hits: 0, misses: 0, pendingHits: 0, readAheadBlocks: 0, invalidations: 0, bytes: 0, blocks: 0, bytesMax };
+  }
 
   /** The cached block at `addr` (a view: callers copy from it and never write to it). */
   get(addr: number): Uint8Array | undefined {
     const e = this.entries.get(addr);
     if (e === undefined) return undefined;
-    // Most recently used last (Map keeps insertion order).
-    this.entries.delete(addr);
-    this.entries.set(addr, e);
+    e.referenced = true;
     this.stats.hits++;
     return e.data;
   }
 
   /** A read in flight that will bring `addr` (resolves undefined if it failed). */
   pending(addr: number, blockBytes: number): Promise<Uint8Array | undefined> | undefined {
-    const f = this.fills.get(addr);
+    const f = this.pendingFill(addr);
     if (f === undefined) return undefined;
-    this.stats.pendingHits++;
     const i = addr - f.first;
     return f.promise.then((data) => data?.subarray(i * blockBytes, (i + 1) * blockBytes));
+  }
+
+  /**
+   * The read in flight that will bring `addr`, whose buffer holds it at block `addr - first`
+   * (the promise resolves undefined if the read failed). Unlike `pending`, no promise per block:
+   * a reader waiting for many blocks of one fill awaits it once.
+   */
+  pendingFill(addr: number): Readonly<Fill> | undefined {
+    const f = this.fills.get(addr);
+    if (f !== undefined) this.stats.pendingHits++;
+    return f;
   }
 
   /** Counts a block the caller had to read itself. */
@@ -166,7 +183,7 @@ export class BlockCache {
       this.entries.delete(addr);
       this.release(old.data);
     }
-    this.entries.set(addr, { data });
+    this.entries.set(addr, { data, referenced: false });
     const buf = data.buffer;
     const refs = this.buffers.get(buf) ?? 0;
     if (refs === 0) this.bytes += buf.byteLength;
@@ -183,10 +200,17 @@ export class BlockCache {
   }
 
   private evict(): void {
-    for (const [addr, e] of this.entries) {
-      if (this.bytes <= this.bytesMax) break;
-      this.entries.delete(addr);
-      this.release(e.data);
+    // Oldest first (a Map iterates in insertion order). A referenced entry is requeued at the
+    // end unmarked, so the loop ends: each entry is requeued at most once per call.
+    if (this.bytes > this.bytesMax) {
+      for (const [addr, e] of this.entries) {
+        if (this.bytes <= this.bytesMax) break;
+        this.entries.delete(addr);
+        if (e.referenced) {
+          e.referenced = false;
+          this.entries.set(addr, e);
+        } else this.release(e.data);
+      }
     }
     this.sync();
   }
