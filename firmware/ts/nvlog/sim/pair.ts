@@ -160,6 +160,10 @@ export class PairSim {
     const fs = this.fss[id];
     const p = this.blades[partnerOf(id)];
     b.booting = true;
+    // A booting blade's status says its mirror is not synchronised (blade/pair.ts:
+    // mirrorSyncedAtBoot false) until its resync completes: its reset empties the partner's
+    // copy first, so the partner must not take it over from that copy meanwhile (HA-8).
+    this.takeoverAllowed[id] = false;
     const inc = ++b.incarnation;
     while (fs.takenOver && !fs.takeoverCpDone) await this.sched.sleep(1);
     const giveback = fs.takenOver;
@@ -214,7 +218,9 @@ export class PairSim {
     b.mirrorState = log.mirrorState;
     log.onMirrorState((c) => {
       b.mirrorState = c.state;
+      // The status flag follows the mirror state (blade/pair.ts setMirrorSynced).
       if (c.state === 'synced') this.takeoverAllowed[id] = true;
+      else if (c.state === 'resyncing') this.takeoverAllowed[id] = false;
       this.trace(`blade ${id} mirror ${c.state}: ${c.reason}`);
     });
     log.onFull(() => this.startCp(id));
@@ -300,6 +306,11 @@ export class PairSim {
     try {
       const r = await replay(rec, fs.disk.lastSeq, this.applier(dead, mem), sm, this.sched.nowMs());
       this.trace(`blade ${survivor} replayed ${r.applied} changes of blade ${dead} after cp ${fs.disk.lastSeq}`);
+      // As the blade does after takeover (blade/pair.ts): the outcomes of what the survivor
+      // replayed go into its mirror of the partner's log, which the partner fetches when it
+      // boots after the giveback; without them a replayed request the client never saw
+      // answered is forgotten at the next release and runs again when retransmitted (SM-2).
+      if (s.incarnation === inc && s.log !== undefined) await s.log.continuePartnerLog(r.outcomes);
     } catch (e) {
       this.violations.push(`takeover replay of fs ${dead} failed: ${(e as Error).message}`);
     }
