@@ -228,6 +228,22 @@ describe('HA machine', () => {
     expect(when(b) - when(a)).toBeGreaterThanOrEqual(timing.tieBreakDelayMs - 5);
   });
 
+  it('HA-6 a blade that stalls during its tie-break delay listens again before announcing (ha sim seed 3430)', () => {
+    // Seed 3430: a partition, then blade b hung 13 ms before its tie-break delay ended; when it
+    // resumed the partition had healed, but its first tick announced a takeover of a partner
+    // it had not yet had a chance to hear.
+    const { m, d } = bootToNormal(1);
+    const downAt = tickUntil(m, d, 20, () => d.alerts().includes(HaCode.partnerDown));
+    expect(d.alerts()).not.toContain(HaCode.takeoverStarted);
+    const resumeAt = downAt + timing.tieBreakDelayMs + 1000;
+    m.tick(resumeAt);
+    d.drain();
+    expect(d.alerts()).not.toContain(HaCode.takeoverStarted);
+    // Still silent after listening for a heartbeat timeout: now it takes over.
+    const startedAt = tickUntil(m, d, resumeAt, () => d.alerts().includes(HaCode.takeoverStarted));
+    expect(startedAt - resumeAt).toBeGreaterThanOrEqual(pathTimeoutMs(timing, 'interconnect'));
+  });
+
   it('claim 14: the partner announcing TAKEOVER makes a NORMAL blade stop writing at once', () => {
     const { m, d } = bootToNormal(1);
     m.step({ type: 'status', path: 'mbox2', message: partnerMsg(0, { sequence: 9, indicator: StateIndicator.takeover, flags: StatusFlag.takeoverInProgress }) }, 50);

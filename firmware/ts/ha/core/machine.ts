@@ -893,7 +893,9 @@ export class HaMachine {
         else if (this.phase === HaPhase.takeover) this.considerGiveback();
         break;
       case 'tiebreak':
-        if (this.partnerAlive()) {
+        // A stall of our own during the delay (a hung blade resuming) leaves every path
+        // silent only because we did not listen: start over once we have (considerTakeover).
+        if (this.partnerAlive() || this.justResumed()) {
           this.step_ = 'steady';
         } else if (this.nowMs >= this.stepDeadlineMs || this.partnerPowerLost()) {
           // The sense line may report the power lost during the delay: no reason to wait on.
