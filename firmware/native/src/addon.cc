@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +21,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -765,7 +767,228 @@ Napi::Value GatherStripesAsyncFn(const Napi::CallbackInfo& info) {
   return p;
 }
 
-Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 3); }
+// One member's parts for xorConcat: pointers and lengths of its Uint8Arrays, in order.
+bool GetParts(Napi::Env env, napi_value arr, const char* what, std::vector<const uint8_t*>* ptrs, std::vector<size_t>* lens, size_t* total) {
+  bool isArray = false;
+  uint32_t n = 0;
+  if (napi_is_array(env, arr, &isArray) != napi_ok || !isArray || napi_get_array_length(env, arr, &n) != napi_ok) {
+    ThrowType(env, std::string(what) + " must be arrays of Uint8Arrays");
+    return false;
+  }
+  ptrs->reserve(n);
+  lens->reserve(n);
+  *total = 0;
+  for (uint32_t k = 0; k < n; k++) {
+    napi_value v = nullptr;
+    napi_status st = napi_get_element(env, arr, k, &v);
+    if (st == napi_pending_exception) return false;
+    napi_typedarray_type type = napi_uint8_array;
+    size_t length = 0;
+    void* data = nullptr;
+    if (st != napi_ok || napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
+      ThrowType(env, std::string(what) + " must be arrays of Uint8Arrays");
+      return false;
+    }
+    ptrs->push_back(static_cast<const uint8_t*>(data));
+    lens->push_back(length);
+    *total += length;
+  }
+  return true;
+}
+
+// xorConcat(out, members): out = XOR over members of the concatenation of each member's
+// Uint8Arrays (each concatenation as long as out); see xor.h. The parity of a CP write whose
+// blocks stay where they are: a member's blocks, adjacent pieces of one slab merged, are a
+// few segments, so this costs a few calls per member rather than one per block.
+Napi::Value XorConcatFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* out = nullptr;
+  size_t n = 0;
+  if (!GetBytes(info, 0, "out", &out, &n)) return env.Undefined();
+  if (info.Length() <= 1 || !info[1].IsArray() || info[1].As<Napi::Array>().Length() == 0) {
+    return ThrowType(env, "members must be a non-empty array of arrays of Uint8Arrays");
+  }
+  Napi::Array arr = info[1].As<Napi::Array>();
+  size_t memberCount = arr.Length();
+  std::vector<std::vector<const uint8_t*>> ptrs(memberCount);
+  std::vector<std::vector<size_t>> lens(memberCount);
+  for (uint32_t m = 0; m < memberCount; m++) {
+    size_t total = 0;
+    if (!GetParts(env, arr.Get(m), "members", &ptrs[m], &lens[m], &total)) return env.Undefined();
+    if (total != n) return ThrowRange(env, "every member's parts must add up to the length of out");
+  }
+  std::vector<const uint8_t* const*> segs(memberCount);
+  std::vector<const size_t*> lenPtrs(memberCount);
+  std::vector<size_t> counts(memberCount);
+  for (size_t m = 0; m < memberCount; m++) {
+    segs[m] = ptrs[m].data();
+    lenPtrs[m] = lens[m].data();
+    counts[m] = ptrs[m].size();
+  }
+  twinblade::XorConcat(out, n, segs.data(), lenPtrs.data(), counts.data(), memberCount);
+  return env.Undefined();
+}
+
+// pwritev(fd, parts, position, alignment): Promise<bytesWritten>. Writes the concatenation of
+// `parts` at `position` straight from their memory (a CP's page buffers), on the thread pool,
+// looping over IOV_MAX batches and short writes. Parts that touch end to end in memory become
+// one iovec. With `alignment` > 0 (O_DIRECT), every run of parts whose address or length is not
+// a multiple of it is copied into one aligned scratch buffer on the pool thread first, so the
+// main thread never copies; aligned parts are written in place. The parts array (and so its
+// buffers) is held by a reference until the worker completes; the caller must change neither.
+class WritevWorker : public PromiseWorker {
+ public:
+  WritevWorker(Napi::Env env, int fd, Napi::Value parts, std::vector<iovec>&& segs, int64_t position, size_t alignment)
+      : PromiseWorker(env, "pwritev"), fd_(fd), segs_(std::move(segs)), position_(position), alignment_(alignment) {
+    parts_ = Napi::Persistent(parts.As<Napi::Object>());
+  }
+  ~WritevWorker() override { std::free(scratch_); }
+
+ protected:
+  void Execute() override {
+    if (alignment_ > 0 && !Bounce()) return;
+    size_t idx = 0;
+    size_t done = 0;
+    const size_t iovMax = IOV_MAX;
+    while (idx < segs_.size()) {
+      size_t count = segs_.size() - idx < iovMax ? segs_.size() - idx : iovMax;
+      ssize_t n = ::pwritev(fd_, &segs_[idx], static_cast<int>(count), position_ + static_cast<int64_t>(done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        errno_ = errno;
+        return;
+      }
+      if (n == 0) break;
+      done += static_cast<size_t>(n);
+      size_t k = static_cast<size_t>(n);
+      while (k > 0 && idx < segs_.size()) {
+        iovec& v = segs_[idx];
+        if (k >= v.iov_len) {
+          k -= v.iov_len;
+          idx++;
+        } else {
+          v.iov_base = static_cast<uint8_t*>(v.iov_base) + k;
+          v.iov_len -= k;
+          k = 0;
+        }
+      }
+    }
+    done_ = done;
+  }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(done_)); }
+
+ private:
+  bool Misaligned(const iovec& v) const {
+    return (reinterpret_cast<uintptr_t>(v.iov_base) % alignment_) != 0 || v.iov_len % alignment_ != 0;
+  }
+
+  // Replaces every run of misaligned segments by one segment of an aligned scratch buffer. A
+  // run ends once its length is a multiple of the alignment and the next segment is aligned,
+  // so every scratch segment starts aligned too.
+  bool Bounce() {
+    size_t scratchBytes = 0;
+    size_t run = 0;
+    bool open = false;
+    for (size_t i = 0; i < segs_.size(); i++) {
+      const iovec& v = segs_[i];
+      if (!open && !Misaligned(v)) continue;
+      open = true;
+      run += v.iov_len;
+      bool last = i + 1 == segs_.size();
+      if (last || (run % alignment_ == 0 && !Misaligned(segs_[i + 1]))) {
+        scratchBytes += (run + alignment_ - 1) / alignment_ * alignment_;
+        run = 0;
+        open = false;
+      }
+    }
+    if (scratchBytes == 0) return true;
+    void* p = nullptr;
+    int rc = posix_memalign(&p, alignment_, scratchBytes);
+    if (rc != 0) {
+      errno_ = rc;
+      return false;
+    }
+    scratch_ = static_cast<uint8_t*>(p);
+    std::vector<iovec> out;
+    out.reserve(segs_.size());
+    uint8_t* at = scratch_;
+    iovec cur{nullptr, 0};
+    open = false;
+    for (size_t i = 0; i < segs_.size(); i++) {
+      const iovec& v = segs_[i];
+      if (!open && !Misaligned(v)) {
+        out.push_back(v);
+        continue;
+      }
+      if (!open) cur = iovec{at, 0};
+      open = true;
+      std::memcpy(static_cast<uint8_t*>(cur.iov_base) + cur.iov_len, v.iov_base, v.iov_len);
+      cur.iov_len += v.iov_len;
+      bool last = i + 1 == segs_.size();
+      if (last || (cur.iov_len % alignment_ == 0 && !Misaligned(segs_[i + 1]))) {
+        out.push_back(cur);
+        at += (cur.iov_len + alignment_ - 1) / alignment_ * alignment_;
+        open = false;
+      }
+    }
+    segs_ = std::move(out);
+    return true;
+  }
+
+  int fd_;
+  std::vector<iovec> segs_;
+  int64_t position_;
+  size_t alignment_;
+  uint8_t* scratch_ = nullptr;
+  size_t done_ = 0;
+  Napi::ObjectReference parts_;
+};
+
+Napi::Value Pwritev(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  int64_t position = 0;
+  int64_t alignment = 0;
+  if (!GetFd(info, 0, &fd)) return env.Undefined();
+  if (info.Length() <= 1 || !info[1].IsArray() || info[1].As<Napi::Array>().Length() == 0) {
+    return ThrowType(env, "parts must be a non-empty array of Uint8Arrays");
+  }
+  if (!GetNonNegInt(info, 2, "position", &position)) return env.Undefined();
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    if (!GetNonNegInt(info, 3, "alignment", &alignment)) return env.Undefined();
+    if (alignment != 0 && (!IsPowerOfTwo(alignment) || alignment > (1 << 21))) {
+      return ThrowRange(env, "alignment must be 0 or a power of two up to 2 MiB");
+    }
+  }
+  napi_value arr = info[1];
+  uint32_t n = info[1].As<Napi::Array>().Length();
+  std::vector<iovec> segs;
+  segs.reserve(n);
+  for (uint32_t k = 0; k < n; k++) {
+    napi_value v = nullptr;
+    napi_status st = napi_get_element(env, arr, k, &v);
+    if (st == napi_pending_exception) return env.Undefined();
+    napi_typedarray_type type = napi_uint8_array;
+    size_t length = 0;
+    void* data = nullptr;
+    if (st != napi_ok || napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
+      return ThrowType(env, "parts must be an array of Uint8Arrays");
+    }
+    if (length == 0) continue;
+    // Parts that touch in memory (consecutive pieces of one slab) go as one iovec.
+    if (!segs.empty() && static_cast<uint8_t*>(segs.back().iov_base) + segs.back().iov_len == data) {
+      segs.back().iov_len += length;
+    } else {
+      segs.push_back(iovec{data, length});
+    }
+  }
+  auto* w = new WritevWorker(env, fd, info[1], std::move(segs), position, static_cast<size_t>(alignment));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 4); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Function::New(env, Version));
@@ -788,6 +1011,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("splitStripes", Napi::Function::New(env, SplitStripesFn));
   exports.Set("gatherStripes", Napi::Function::New(env, GatherStripesFn));
   exports.Set("gatherStripesAsync", Napi::Function::New(env, GatherStripesAsyncFn));
+  exports.Set("xorConcat", Napi::Function::New(env, XorConcatFn));
+  exports.Set("pwritev", Napi::Function::New(env, Pwritev));
   exports.Set("xorImplementation", Napi::String::New(env, twinblade::XorImplementation()));
   exports.Set("openpty", Napi::Function::New(env, OpenPty));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));

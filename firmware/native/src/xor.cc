@@ -42,6 +42,41 @@ inline void XorSpan(uint8_t* __restrict dst, const uint8_t* __restrict src, size
   for (; i < n; i++) dst[i] ^= src[i];
 }
 
+// out = srcs[0] ^ ... ^ srcs[count-1] (count >= 1), reading every source once and writing out
+// once: the CP's parity without a copy of the first source.
+inline void XorManySpan(uint8_t* __restrict out, const uint8_t* const* srcs, size_t count, size_t n) {
+  size_t i = 0;
+  for (; i + 4 * kLane <= n; i += 4 * kLane) {
+    Lane a0, a1, a2, a3;
+    const uint8_t* s0 = srcs[0] + i;
+    std::memcpy(&a0, s0, kLane);
+    std::memcpy(&a1, s0 + kLane, kLane);
+    std::memcpy(&a2, s0 + 2 * kLane, kLane);
+    std::memcpy(&a3, s0 + 3 * kLane, kLane);
+    for (size_t p = 1; p < count; p++) {
+      Lane b0, b1, b2, b3;
+      const uint8_t* sp = srcs[p] + i;
+      std::memcpy(&b0, sp, kLane);
+      std::memcpy(&b1, sp + kLane, kLane);
+      std::memcpy(&b2, sp + 2 * kLane, kLane);
+      std::memcpy(&b3, sp + 3 * kLane, kLane);
+      a0 ^= b0;
+      a1 ^= b1;
+      a2 ^= b2;
+      a3 ^= b3;
+    }
+    std::memcpy(out + i, &a0, kLane);
+    std::memcpy(out + i + kLane, &a1, kLane);
+    std::memcpy(out + i + 2 * kLane, &a2, kLane);
+    std::memcpy(out + i + 3 * kLane, &a3, kLane);
+  }
+  for (; i < n; i++) {
+    uint8_t v = srcs[0][i];
+    for (size_t p = 1; p < count; p++) v ^= srcs[p][i];
+    out[i] = v;
+  }
+}
+
 // Work in blocks that stay in L1/L2 while every part is folded in.
 constexpr size_t kBlock = 16 * 1024;
 
@@ -89,6 +124,47 @@ void GatherStripes(const uint8_t* const* blocks, size_t blockBytes, size_t unitB
         if (m == 0) std::memcpy(p, src, blockBytes);
         else XorSpan(p, src, blockBytes);
       }
+    }
+  }
+}
+
+void XorConcat(uint8_t* out, size_t n, const uint8_t* const* const* segs, const size_t* const* lens, const size_t* segCounts, size_t memberCount) {
+  if (memberCount == 0) {
+    std::memset(out, 0, n);
+    return;
+  }
+  // Per member: the segment being read and the offset in it. Each step XORs the longest span
+  // that lies inside the current segment of every member, at most one cache block.
+  constexpr size_t kFan = 32;
+  size_t seg[kFan];
+  size_t off[kFan];
+  const uint8_t* srcs[kFan];
+  for (size_t m0 = 0; m0 < memberCount; m0 += kFan) {
+    size_t count = memberCount - m0 < kFan ? memberCount - m0 : kFan;
+    for (size_t k = 0; k < count; k++) {
+      seg[k] = 0;
+      off[k] = 0;
+    }
+    size_t at = 0;
+    while (at < n) {
+      size_t len = n - at < kBlock ? n - at : kBlock;
+      for (size_t k = 0; k < count; k++) {
+        size_t m = m0 + k;
+        while (seg[k] < segCounts[m] && off[k] == lens[m][seg[k]]) {
+          seg[k]++;
+          off[k] = 0;
+        }
+        size_t left = lens[m][seg[k]] - off[k];
+        if (left < len) len = left;
+        srcs[k] = segs[m][seg[k]] + off[k];
+      }
+      if (m0 == 0) {
+        XorManySpan(out + at, srcs, count, len);
+      } else {
+        for (size_t k = 0; k < count; k++) XorSpan(out + at, srcs[k], len);
+      }
+      for (size_t k = 0; k < count; k++) off[k] += len;
+      at += len;
     }
   }
 }

@@ -25,6 +25,12 @@ void SplitStripes(const uint8_t* data, size_t unitBytes, size_t stripes, uint8_t
 void GatherStripes(const uint8_t* const* blocks, size_t blockBytes, size_t unitBlocks, size_t stripes, uint8_t* const* members,
                    size_t memberCount, uint8_t* parity);
 
+// out = XOR over m < memberCount of member m's bytes, where member m's bytes are the
+// concatenation of its `segCounts[m]` segments (segs[m][k], lens[m][k] bytes), each
+// concatenation `n` bytes long. One pass: every source read once, out written once. The RAID
+// layer's parity of a CP write whose data stays in the file system's pages (no gather).
+void XorConcat(uint8_t* out, size_t n, const uint8_t* const* const* segs, const size_t* const* lens, const size_t* segCounts, size_t memberCount);
+
 // Which XOR path was compiled in: "vector" (GCC vector extensions) or "scalar".
 const char* XorImplementation();
 

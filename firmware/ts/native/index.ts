@@ -63,6 +63,8 @@ interface NativeBinding {
   splitStripes(data: ArrayBufferView, unitBytes: number, members: readonly ArrayBufferView[], parity: ArrayBufferView | null): void;
   gatherStripes(blocks: readonly ArrayBufferView[], unitBlocks: number, members: readonly ArrayBufferView[], parity: ArrayBufferView | null): void;
   gatherStripesAsync(blocks: readonly ArrayBufferView[], unitBlocks: number, members: readonly ArrayBufferView[], parity: ArrayBufferView | null): Promise<void>;
+  xorConcat(out: ArrayBufferView, members: ReadonlyArray<readonly ArrayBufferView[]>): void;
+  pwritev(fd: number, parts: readonly ArrayBufferView[], position: number, alignment?: number): Promise<number>;
   xorImplementation: 'vector' | 'scalar';
 }
 
@@ -175,6 +177,24 @@ export function pwrite(fd: number, buffer: ArrayBufferView, position: number): P
   checkView(buffer, 'buffer');
   checkUint(position, 'position');
   return binding.pwrite(fd, buffer, position);
+}
+
+/**
+ * Writes the concatenation of `parts` at `position` with pwritev on the thread pool, straight
+ * from the parts' memory: `Promise<bytesWritten>`. Parts adjacent in memory go as one iovec.
+ * With `alignment` > 0 (O_DIRECT: `directIoAlignmentBytes`), runs of parts not aligned to it in
+ * address or length are first copied into an aligned scratch buffer on the pool thread; the
+ * aligned ones are written in place. The addon holds the array until the promise settles: the
+ * caller must change neither it nor the parts' bytes meanwhile.
+ */
+export function pwritev(fd: number, parts: readonly Uint8Array[], position: number, alignment = 0): Promise<number> {
+  checkFd(fd);
+  if (!Array.isArray(parts) || parts.length === 0) throw typeError('parts must be a non-empty array of Uint8Arrays');
+  for (const p of parts) if (!(p instanceof Uint8Array)) throw typeError('parts must be an array of Uint8Arrays');
+  checkUint(position, 'position');
+  checkUint(alignment, 'alignment');
+  if (alignment !== 0 && ((alignment & (alignment - 1)) !== 0 || alignment > 1 << 21)) throw rangeError('alignment must be 0 or a power of two up to 2 MiB');
+  return binding.pwritev(fd, parts, position, alignment);
 }
 
 /** fdatasync(2) on the thread pool. */
@@ -328,6 +348,26 @@ export function gatherStripesNativeAsync(blocks: readonly Uint8Array[], unitBloc
   return binding.gatherStripesAsync(blocks, unitBlocks, members, parity);
 }
 
+/**
+ * out = XOR over `members` of the concatenation of each member's parts (every concatenation as
+ * long as `out`), in one pass in the addon: the parity of a write whose data stays in separate
+ * buffers (see xorConcat in storage/raid/xor.ts).
+ */
+export function xorConcatNative(out: Uint8Array, members: ReadonlyArray<readonly Uint8Array[]>): void {
+  checkView(out, 'out');
+  if (!Array.isArray(members) || members.length === 0) throw typeError('members must be a non-empty array of arrays of Uint8Arrays');
+  for (const parts of members) {
+    if (!Array.isArray(parts)) throw typeError('members must be arrays of Uint8Arrays');
+    let total = 0;
+    for (const p of parts) {
+      if (!(p instanceof Uint8Array)) throw typeError('members must be arrays of Uint8Arrays');
+      total += p.byteLength;
+    }
+    if (total !== out.byteLength) throw rangeError("every member's parts must add up to the length of out");
+  }
+  binding.xorConcat(out, members);
+}
+
 // The RAID layer's parity goes through the addon from now on (checked against the portable
 // kernels by installXorKernels first).
 installXorKernels({
@@ -335,5 +375,6 @@ installXorKernels({
   xorAll: (o, p) => binding.xorAll(o, p),
   splitStripes: (d, u, m, p) => binding.splitStripes(d, u, m, p),
   gatherStripes: (b, u, m, p) => binding.gatherStripes(b, u, m, p),
+  xorConcat: (o, m) => binding.xorConcat(o, m),
   name: `native-${binding.xorImplementation}`,
 });

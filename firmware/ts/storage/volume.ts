@@ -42,6 +42,14 @@ export interface Volume {
    * The caller may reuse the buffers once the promise settles.
    */
   writeStripeBlocks?(firstBlock: number, blocks: readonly Uint8Array[]): Promise<void>;
+  /**
+   * Optional: a zeroed buffer of `bytes` (a plain Uint8Array) that the volume's disks write
+   * without copying (aligned for O_DIRECT on the Linux driver). A caller whose buffers end up
+   * in `writeStripeBlocks` (the file system's page slabs) allocates them here, so a CP's data
+   * goes to the disks straight from its pages. A function that may be kept and called
+   * unbound: it holds no reference to the volume itself.
+   */
+  readonly allocateBuffer?: (bytes: number) => Uint8Array;
   flush(): Promise<void>;
   status(): VolumeStatus;
 }

@@ -2,9 +2,10 @@
 // write bandwidth of the data disks, CP write bandwidth of the copy-on-write file system
 // through RAID (and their ratio, cpToRawRatio, per round side by side), small-file creates per
 // second, sequential read bandwidth, and rebuild bandwidth.
-// `npm run bench -- storage [--dir D] [--disk-mib N] [--rounds R] [--cp-write-mib M] [--cp-concurrency C] [--gather thread|main] [--cp-overlap]`.
+// `npm run bench -- storage [--dir D] [--disk-mib N] [--rounds R] [--cp-write-mib M] [--cp-concurrency C] [--gather thread|main] [--cp-overlap] [--cpu-prof-dir DIR]`.
 import { parseArgs } from 'node:util';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { installCrc32c } from '../../../firmware/ts/core/crc32c.ts';
@@ -50,6 +51,11 @@ export const bench: Bench = {
         gather: { type: 'string', default: 'main' },
         // The CP's writes start during its freeze (CowFsOptions.cpFreezeOverlap).
         'cp-overlap': { type: 'boolean', default: false },
+        // How RAID writes a CP's blocks (RaidRuntimeOptions.zeroCopyWrites): in place with the
+        // members' writev ('auto', the default) or gathered into per-member buffers first ('off').
+        'zero-copy': { type: 'string', default: 'auto' },
+        // Writes a .cpuprofile of the main thread per round, covering only the CP (takeCp).
+        'cpu-prof-dir': { type: 'string' },
       },
       strict: true,
     });
@@ -81,6 +87,15 @@ export const bench: Bench = {
     const dir = values.dir ?? (await mkdtemp(join(tmpdir(), 'twinblade-storage-bench-')));
     const owned = values.dir === undefined;
     const disks: LinuxBlockDevice[] = [];
+    const profDir = values['cpu-prof-dir'];
+    let profiler: Session | undefined;
+    if (profDir !== undefined) {
+      await mkdir(profDir, { recursive: true });
+      profiler = new Session();
+      profiler.connect();
+      await profiler.post('Profiler.enable');
+      await profiler.post('Profiler.setSamplingInterval', { interval: 100 });
+    }
     try {
       for (let i = 0; i <= memberCount; i++) {
         disks.push(await LinuxBlockDevice.open(join(dir, `disk${i}.img`), { create: true, sizeBytes: diskBytes, direct: 'prefer', name: `disk${i}` }));
@@ -90,6 +105,7 @@ export const bench: Bench = {
       figures['xorKernel'] = xorKernelName();
       figures['gatherOffThread'] = gatherStripesAsyncInstalled();
       figures['cpFreezeOverlap'] = values['cp-overlap'];
+      figures['zeroCopy'] = values['zero-copy'];
       figures['loadAverage1mStart'] = round(loadavg()[0] ?? 0, 2);
       if (!direct) notes.push(`${dir} refused O_DIRECT: figures include the page cache`);
       const members = disks.slice(0, memberCount);
@@ -146,17 +162,22 @@ export const bench: Bench = {
           ...opt,
         });
         rawCpuMs.push(cpuMs(process.cpuUsage(rawCpu0)));
-        volume = await createVolume(members, { pairId: 'bench', volumeId: 'fs', clock: realClock, timers: realTimers, prng: new Prng(1), overwrite: true, stripeUnitBytes, autoRebuild: false, ...opt });
+        volume = await createVolume(members, { pairId: 'bench', volumeId: 'fs', clock: realClock, timers: realTimers, prng: new Prng(1), overwrite: true, stripeUnitBytes, autoRebuild: false, zeroCopyWrites: values['zero-copy'] === 'off' ? false : 'auto', ...opt });
         await mkfs(volume, { fsid: 1n });
         fs = await CowFs.mount(volume, { dirtyBytesMax: 2 * cpBytes, cachePagesMax: 4096, clock: realClock, cpWriteBytesMax: cpWriteBytes, cpWriteConcurrencyMax: cpConcurrency, cpFreezeOverlap: values['cp-overlap'] });
         big = fs.allocInode();
         await fs.apply({ op: 'create', dir: fs.rootIno, name: 'big', how: 'guarded', attrs: {}, newIno: big.ino, newGen: big.gen, time: { sec: 1, nsec: 0 }, cred });
         for (let off = 0; off < cpBytes; off += MiB) await fs.apply({ op: 'write', target: big, offset: off, data: chunk, time: { sec: 2, nsec: 0 }, cred });
+        if (profiler !== undefined) await profiler.post('Profiler.start');
         const cp0 = realClock.nowMs();
         const cpCpu0 = process.cpuUsage();
         await fs.takeCp();
         const cpMs = realClock.nowMs() - cp0;
         cpCpuMs.push(cpuMs(process.cpuUsage(cpCpu0)));
+        if (profiler !== undefined && profDir !== undefined) {
+          const { profile } = await profiler.post('Profiler.stop');
+          await writeFile(join(profDir, `cp-round${round}.cpuprofile`), JSON.stringify(profile));
+        }
         const rawMiBps = raw.aggregateBytesPerSec / MiB;
         const cpMiBps = cpBytes / MiB / (cpMs / 1000);
         raws.push(rawMiBps);
@@ -252,6 +273,7 @@ export const bench: Bench = {
       notes.push(`load average (1 min) ${figures['loadAverage1mStart']} at the start, ${figures['loadAverage1mEnd']} at the end, on ${cpus().length} CPUs: the host is shared, so compare ratios, not absolute figures`);
     } finally {
       await installGatherStripesAsync(undefined);
+      profiler?.disconnect();
       for (const d of disks as BlockDevice[]) await d.close();
       if (owned) await rm(dir, { recursive: true, force: true });
     }

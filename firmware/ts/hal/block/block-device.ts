@@ -54,6 +54,14 @@ export interface BlockDevice {
    * for O_DIRECT on the Linux driver). Callers that fill buffers for writing allocate them here.
    */
   allocateBuffer?(bytes: number): Uint8Array;
+  /**
+   * Optional: `write` of the concatenation of `parts` at `offset` (the total, not each part,
+   * a multiple of `sectorSize`), straight from the parts' memory where the driver can (pwritev
+   * on the Linux driver): a caller holding data in separate buffers (a CP's pages) needs no
+   * copy into one first. Same contract as `write`; the caller must change neither `parts` nor
+   * their bytes until the promise settles.
+   */
+  writev?(offset: number, parts: readonly Uint8Array[]): Promise<void>;
   /** Durability barrier for every completed write. */
   flush(): Promise<void>;
   close(): Promise<void>;

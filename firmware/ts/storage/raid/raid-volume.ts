@@ -20,7 +20,7 @@ import { diskByteOffset, raidBlockBytes } from './geometry.ts';
 import type { RaidGeometry } from './geometry.ts';
 import { StripeLocks } from './stripe-lock.ts';
 import { TokenBucket } from './token-bucket.ts';
-import { gatherStripesOffThread, splitStripes, xorAll, xorInto } from './xor.ts';
+import { coalesceViews, gatherStripesAsyncInstalled, gatherStripesOffThread, splitStripes, xorAll, xorConcat, xorInto } from './xor.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { decodeIntent, encodeIntent, intentRegionStripes } from './intent.ts';
 import { diskLayout } from '../layout.ts';
@@ -101,6 +101,17 @@ export interface RaidRuntimeOptions {
    * need not copy into bounce buffers. Default: `new Uint8Array(bytes)`.
    */
   allocate?: (bytes: number) => Uint8Array;
+  /**
+   * How `writeStripeBlocks` (a CP's write of separate blocks) reaches the members:
+   * - `'auto'` (default): straight from the caller's blocks with the members' `writev` when
+   *   every member being written offers it (only the parity is computed into a buffer; no
+   *   copy of the data on this thread), otherwise gathered into per-member buffers first (and
+   *   always gathered when an off-thread gather was opted in to, `installGatherStripesAsync`);
+   * - `true`: always as blocks, concatenated per member for a disk without `writev` (tests
+   *   run the zero-copy path on simulated disks this way);
+   * - `false`: always gathered first (the path before `writev`; for side-by-side figures).
+   */
+  zeroCopyWrites?: boolean | 'auto';
 }
 
 export interface RaidCounters {
@@ -190,6 +201,13 @@ export class RaidVolume implements Volume {
   private writeSeq = 0;
   private readonly pool: BufferPool;
   /**
+   * Volume.allocateBuffer: the allocator the members write without bounce copies, as a plain
+   * Uint8Array (never a Node Buffer, whose `slice` is a view, not a copy). A function of the
+   * disk driver only, so that a caller keeping it (the file system's page slabs) does not keep
+   * this volume alive.
+   */
+  readonly allocateBuffer: (bytes: number) => Uint8Array;
+  /**
    * Per region: named dirty by an intent record at open and not yet resynced. Such a
    * region's bit stays set (on disk too) until its parity has been checked, whatever flushes.
    */
@@ -213,6 +231,7 @@ export class RaidVolume implements Volume {
     this.assembly = init.verdicts;
     this.limits = { ...defaultRaidLimits, ...options.limits };
     this.pool = new BufferPool((n) => this.allocate(n), this.limits.writeBufferPoolBytesMax);
+    this.allocateBuffer = plainAllocator(options.allocate ?? diskAllocator(init.slots.map((s) => s.disk)));
     this.regionStripes = intentRegionStripes(this.geometry.stripeCount, this.geometry.stripeUnitBytes, this.limits.intentRegionBytes);
     const regions = Math.ceil(this.geometry.stripeCount / this.regionStripes);
     this.intentDirty = new Array<boolean>(regions).fill(false);
@@ -261,11 +280,35 @@ export class RaidVolume implements Volume {
     }
     this.checkRange(firstBlock, blocks.length);
     const g = this.geometry;
+    const firstStripe = firstBlock / this.stripeBlocks;
+    const stripes = blocks.length / this.stripeBlocks;
+    if (this.zeroCopy()) {
+      // Each data member writes its units straight from the caller's blocks (pwritev on the
+      // Linux driver): only the parity is computed into a buffer of ours. Blocks adjacent in
+      // memory (pages of one slab) are merged first, so the addon sees a few parts per member.
+      const perData: Uint8Array[][] = [];
+      for (let m = 0; m < g.dataDisks; m++) {
+        const run = new Array<Uint8Array>(stripes * g.unitBlocks);
+        for (let s = 0; s < stripes; s++) {
+          const from = (s * g.dataDisks + m) * g.unitBlocks;
+          for (let o = 0; o < g.unitBlocks; o++) run[s * g.unitBlocks + o] = blocks[from + o] as Uint8Array;
+        }
+        perData.push(coalesceViews(run));
+      }
+      return this.writeStripesLocked(firstStripe, stripes, (_members, parity) => xorConcat(parity, perData), perData);
+    }
     // Off the main thread when one is installed (installGatherStripesAsync): the CP issues its next
     // write meanwhile.
-    return this.writeStripesLocked(firstBlock / this.stripeBlocks, blocks.length / this.stripeBlocks, (members, parity) =>
-      gatherStripesOffThread(blocks, g.unitBlocks, members, parity),
-    );
+    return this.writeStripesLocked(firstStripe, stripes, (members, parity) => gatherStripesOffThread(blocks, g.unitBlocks, members, parity));
+  }
+
+  /** Whether `writeStripeBlocks` writes the caller's blocks in place (see `zeroCopyWrites`). */
+  private zeroCopy(): boolean {
+    const mode = this.options.zeroCopyWrites ?? 'auto';
+    if (mode !== 'auto') return mode;
+    // An off-thread gather, when one was opted in to (installGatherStripesAsync), is kept.
+    if (gatherStripesAsyncInstalled()) return false;
+    return this.writablePositions().every((p) => this.slots[p]?.disk?.writev !== undefined);
   }
 
   async flush(): Promise<void> {
@@ -603,9 +646,16 @@ export class RaidVolume implements Volume {
 
   /**
    * Writes `stripes` whole stripes from `firstStripe`: `fill` puts each data member's units
-   * (consecutive) into its buffer and their parity into the last, in one pass.
+   * (consecutive) into its buffer and their parity into the last, in one pass. With
+   * `dataParts` the data members write those blocks in place (`fill` gets no member buffers
+   * and computes the parity only).
    */
-  private async writeStripesLocked(firstStripe: number, stripes: number, fill: (members: Uint8Array[], parity: Uint8Array) => void | Promise<void>): Promise<void> {
+  private async writeStripesLocked(
+    firstStripe: number,
+    stripes: number,
+    fill: (members: Uint8Array[], parity: Uint8Array) => void | Promise<void>,
+    dataParts?: ReadonlyArray<readonly Uint8Array[]>,
+  ): Promise<void> {
     const g = this.geometry;
     this.checkUsable();
     const release = await this.locks.acquire(firstStripe, firstStripe + stripes);
@@ -614,20 +664,22 @@ export class RaidVolume implements Volume {
       // One pass over the data: each member's units, consecutive, and their parity, into
       // reused buffers (aligned for O_DIRECT when the allocator is).
       const runBytes = stripes * g.stripeUnitBytes;
-      const perMember = Array.from({ length: g.memberCount }, () => this.pool.take(runBytes));
+      const taken = Array.from({ length: dataParts === undefined ? g.memberCount : 1 }, () => this.pool.take(runBytes));
+      const parity = taken[taken.length - 1] as Uint8Array;
+      const perPosition: Array<Uint8Array | readonly Uint8Array[]> = dataParts === undefined ? taken : [...dataParts, parity];
       try {
         // Only an asynchronous fill (an off-thread gather) is awaited: a synchronous one adds no turn.
-        const filled = fill(perMember.slice(0, g.dataDisks), perMember[g.parityPosition] as Uint8Array);
+        const filled = fill(dataParts === undefined ? taken.slice(0, g.dataDisks) : [], parity);
         if (filled !== undefined) await filled;
         const regions = await this.beginIntent(firstStripe, firstStripe + stripes);
         try {
-          await this.writeMembers(firstStripe * g.unitBlocks, perMember);
+          await this.writeMembers(firstStripe * g.unitBlocks, perPosition);
         } finally {
           this.endIntent(regions);
         }
       } finally {
         // writeMembers settles every member write before returning: nothing references them.
-        this.pool.give(...perMember);
+        this.pool.give(...taken);
       }
     } finally {
       release();
@@ -638,11 +690,34 @@ export class RaidVolume implements Volume {
     this.checkUsable();
   }
 
-  /** Writes `perPosition[p]` at disk block `diskBlock` of every writable position. */
-  private async writeMembers(diskBlock: number, perPosition: Uint8Array[]): Promise<void> {
+  /**
+   * Writes `perPosition[p]` at disk block `diskBlock` of every writable position: one buffer,
+   * or blocks written in place with the disk's `writev` (concatenated first for a disk without one).
+   */
+  private async writeMembers(diskBlock: number, perPosition: ReadonlyArray<Uint8Array | readonly Uint8Array[]>): Promise<void> {
     const writable = this.writablePositions();
     const disks = writable.map((p) => this.slots[p]?.disk as BlockDevice);
-    const results = await Promise.allSettled(writable.map((p, i) => (disks[i] as BlockDevice).write(diskByteOffset(diskBlock), perPosition[p] as Uint8Array)));
+    const offset = diskByteOffset(diskBlock);
+    const concatenated: Uint8Array[] = [];
+    const results = await Promise.allSettled(
+      writable.map((p, i) => {
+        const disk = disks[i] as BlockDevice;
+        const data = perPosition[p] as Uint8Array | readonly Uint8Array[];
+        if (data instanceof Uint8Array) return disk.write(offset, data);
+        if (disk.writev !== undefined) return disk.writev(offset, data);
+        let bytes = 0;
+        for (const b of data) bytes += b.length;
+        const buf = this.pool.take(bytes);
+        bytes = 0;
+        for (const b of data) {
+          buf.set(b, bytes);
+          bytes += b.length;
+        }
+        concatenated.push(buf);
+        return disk.write(offset, buf);
+      }),
+    );
+    this.pool.give(...concatenated);
     let fenced: unknown;
     results.forEach((r, i) => {
       if (r.status === 'fulfilled') return;
@@ -1198,6 +1273,21 @@ export class RaidVolume implements Volume {
   private emit(event: RaidEvent): void {
     this.options.onEvent?.(event);
   }
+}
+
+/** The first disk's own buffer allocator, bound to that disk alone (all members share one driver). */
+function diskAllocator(disks: ReadonlyArray<BlockDevice | undefined>): ((bytes: number) => Uint8Array) | undefined {
+  const disk = disks.find((d) => d?.allocateBuffer !== undefined);
+  return disk?.allocateBuffer === undefined ? undefined : disk.allocateBuffer.bind(disk);
+}
+
+/** `allocate` (or `new Uint8Array`) returning plain Uint8Array views. */
+function plainAllocator(allocate: ((bytes: number) => Uint8Array) | undefined): (bytes: number) => Uint8Array {
+  if (allocate === undefined) return (bytes) => new Uint8Array(bytes);
+  return (bytes) => {
+    const b = allocate(bytes);
+    return Object.getPrototypeOf(b) === Uint8Array.prototype ? b : new Uint8Array(b.buffer, b.byteOffset, b.length);
+  };
 }
 
 function tableState(s: SlotState): MemberState {

@@ -77,12 +77,29 @@ export function gatherStripesPortable(blocks: readonly Uint8Array[], unitBlocks:
   }
 }
 
+/**
+ * out = XOR over `members` of the concatenation of each member's parts (each concatenation as
+ * long as `out`; parts of any lengths): the parity of a write whose data stays where it is.
+ */
+export function xorConcatPortable(out: Uint8Array, members: ReadonlyArray<readonly Uint8Array[]>): void {
+  members.forEach((parts, m) => {
+    let at = 0;
+    for (const p of parts) {
+      const dst = out.subarray(at, at + p.length);
+      if (m === 0) dst.set(p);
+      else xorIntoPortable(dst, p);
+      at += p.length;
+    }
+  });
+}
+
 /** The kernels the RAID layer calls; arguments are checked here, before either implementation. */
 export interface XorKernels {
   xorInto(dst: Uint8Array, src: Uint8Array): void;
   xorAll(out: Uint8Array, parts: readonly Uint8Array[]): void;
   splitStripes(data: Uint8Array, unitBytes: number, members: readonly Uint8Array[], parity: Uint8Array | null): void;
   gatherStripes(blocks: readonly Uint8Array[], unitBlocks: number, members: readonly Uint8Array[], parity: Uint8Array | null): void;
+  xorConcat(out: Uint8Array, members: ReadonlyArray<readonly Uint8Array[]>): void;
   /** For figures and logs: 'portable', or what the installer says. */
   name: string;
 }
@@ -92,6 +109,7 @@ export const portableXorKernels: XorKernels = {
   xorAll: xorAllPortable,
   splitStripes: splitStripesPortable,
   gatherStripes: gatherStripesPortable,
+  xorConcat: xorConcatPortable,
   name: 'portable',
 };
 
@@ -123,8 +141,14 @@ export function installXorKernels(k: XorKernels): void {
   const gGot = [new Uint8Array(4 * 96), new Uint8Array(4 * 96), new Uint8Array(4 * 96), new Uint8Array(4 * 96)];
   gatherStripesPortable(blocks, 2, gWant.slice(0, 3), gWant[3] as Uint8Array);
   k.gatherStripes(blocks, 2, gGot.slice(0, 3), gGot[3] as Uint8Array);
+  // Parity of three members whose 384 bytes come in differently cut parts (one zero-length).
+  const cWant = new Uint8Array(384);
+  const cGot = new Uint8Array(384);
+  const cuts = [[a.subarray(0, 384)], [a.subarray(500, 600), a.subarray(0, 0), a.subarray(700, 984)], [a.subarray(1000, 1001), a.subarray(2000, 2383)]];
+  xorConcatPortable(cWant, cuts);
+  k.xorConcat(cGot, cuts);
   const same = (p: Uint8Array, q: Uint8Array): boolean => p.length === q.length && p.every((v, i) => v === q[i]);
-  if (!want.every((w, i) => same(w, got[i] as Uint8Array)) || !gWant.every((w, i) => same(w, gGot[i] as Uint8Array)) || !same(x1, x2) || !same(y1, y2)) {
+  if (!want.every((w, i) => same(w, got[i] as Uint8Array)) || !gWant.every((w, i) => same(w, gGot[i] as Uint8Array)) || !same(cWant, cGot) || !same(x1, x2) || !same(y1, y2)) {
     throw new Error(`installXorKernels: ${k.name} disagrees with the portable kernels`);
   }
   kernels = k;
@@ -182,6 +206,47 @@ export function gatherStripes(blocks: readonly Uint8Array[], unitBlocks: number,
   for (const b of members) if (b.length !== runBytes) throw new RangeError(`gatherStripes: a member buffer has ${b.length} bytes, need ${runBytes}`);
   if (parity !== null && parity.length !== runBytes) throw new RangeError(`gatherStripes: parity has ${parity.length} bytes, need ${runBytes}`);
   kernels.gatherStripes(blocks, unitBlocks, members, parity);
+}
+
+/**
+ * out = XOR over `members` of the concatenation of each member's parts (each concatenation as
+ * long as `out`): the parity of a full-stripe write whose data members write their blocks in
+ * place (see xorConcatPortable).
+ */
+export function xorConcat(out: Uint8Array, members: ReadonlyArray<readonly Uint8Array[]>): void {
+  if (members.length === 0) throw new RangeError('xorConcat: no members');
+  for (const parts of members) {
+    let total = 0;
+    for (const p of parts) total += p.length;
+    if (total !== out.length) throw new RangeError(`xorConcat: a member's parts make ${total} bytes, out has ${out.length}`);
+  }
+  kernels.xorConcat(out, members);
+}
+
+/**
+ * `parts` with every run of views that lie end to end in one ArrayBuffer merged into one view
+ * (a CP's consecutive pages carved from one slab): fewer iovecs and fewer addon calls per block.
+ */
+export function coalesceViews(parts: readonly Uint8Array[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let buf: ArrayBufferLike | undefined;
+  let start = 0;
+  let end = 0;
+  let single: Uint8Array | undefined;
+  for (const p of parts) {
+    if (p.buffer === buf && p.byteOffset === end) {
+      end += p.length;
+      single = undefined;
+      continue;
+    }
+    if (buf !== undefined) out.push(single ?? new Uint8Array(buf, start, end - start));
+    buf = p.buffer;
+    start = p.byteOffset;
+    end = start + p.length;
+    single = p;
+  }
+  if (buf !== undefined) out.push(single ?? new Uint8Array(buf, start, end - start));
+  return out;
 }
 
 /** A gather that runs off the main thread and settles once the runs and parity are filled. */

@@ -13,6 +13,7 @@ import {
   openDirect,
   pread,
   pwrite,
+  pwritev,
 } from '../../../native/index.ts';
 
 /**
@@ -206,6 +207,31 @@ export class LinuxBlockDevice implements BlockDevice {
         },
         (e: unknown) => {
           throw ioError(this.name, `write ${offset}+${data.length}`, e);
+        },
+      ),
+    );
+  }
+
+  writev(offset: number, parts: readonly Uint8Array[]): Promise<void> {
+    if (!Array.isArray(parts)) throw new InvalidArgumentError(BlockErrorCode.unaligned, `${this.name}: parts must be an array of Uint8Arrays`);
+    let length = 0;
+    for (const p of parts) {
+      if (!(p instanceof Uint8Array)) throw new InvalidArgumentError(BlockErrorCode.unaligned, `${this.name}: parts must be an array of Uint8Arrays`);
+      length += p.length;
+    }
+    this.checkRange(offset, length);
+    if (this.closed) return Promise.reject(closedError(this.name));
+    if (!this.writable) return Promise.reject(new TwinbladeError(BlockErrorCode.readOnly, 'unsupported', `${this.name}: opened read-only`));
+    if (length === 0) return Promise.resolve();
+    // O_DIRECT: the addon copies misaligned parts into an aligned buffer on the pool thread
+    // (never on this one); aligned parts (pages of aligned slabs) are written in place.
+    return this.track(
+      pwritev(this.fd, parts, offset, this.direct ? directIoAlignmentBytes : 0).then(
+        (n) => {
+          if (n !== length) throw ioError(this.name, `write ${offset}+${length}`, new Error(`short write (${n} bytes)`));
+        },
+        (e: unknown) => {
+          throw ioError(this.name, `write ${offset}+${length}`, e);
         },
       ),
     );
