@@ -349,7 +349,8 @@ export function decodeChangeOp(b: Uint8Array): ChangeOp {
       const count = r.u32();
       if (count > fsLimits.writeBytesMax) bad(`write of ${count} bytes (max ${fsLimits.writeBytesMax})`);
       if (offset + count > fsLimits.fileSizeBytesMax) bad('write beyond the file size limit');
-      c = { op, time, cred, target, offset, data: r.bytes(count) };
+      // Its own copy, which nothing else refers to: the file system may keep it (handOver).
+      c = { op, time, cred, target, offset, data: handOverWriteData(r.bytes(count)) };
       break;
     }
     case 'create': {
@@ -410,6 +411,28 @@ export function decodeChangeOp(b: Uint8Array): ChangeOp {
   }
   r.end();
   return c;
+}
+
+// ---- write data handed over --------------------------------------------------------------
+
+/**
+ * WRITE data whose producer hands it over with the change: nobody writes to these bytes
+ * again (the NFS service's view of the WRITE's RPC record, which is never reused; a decoded
+ * descriptor's own copy). The file system may then keep them as its page buffers instead of
+ * copying them (storage/fs/cowfs.ts `writeData`). Data not handed over is copied as before,
+ * so a caller that reuses its buffer after `apply` stays correct.
+ */
+const handedOver = new WeakSet<Uint8Array>();
+
+/** Marks `data` as handed over (see above) and returns it. */
+export function handOverWriteData(data: Uint8Array): Uint8Array {
+  handedOver.add(data);
+  return data;
+}
+
+/** Whether `data` (this very view) was handed over. */
+export function isHandedOver(data: Uint8Array): boolean {
+  return handedOver.has(data);
 }
 
 // ---- change outcomes ----------------------------------------------------------------------

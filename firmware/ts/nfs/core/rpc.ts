@@ -264,7 +264,17 @@ export class RecordDecoder {
   private buffered = 0;
   private fragments: Uint8Array[] = [];
   private recordBytes = 0;
-  constructor(private readonly recordBytesMax: number) {}
+  /**
+   * `allocate(n)` gives the buffer a record spanning several chunks or fragments is joined
+   * into; every byte of it is then written, so it need not be zeroed (the TCP server passes an
+   * allocator that skips the zero fill of a 1 MiB WRITE's record). Records are never reused:
+   * the NFS service hands a WRITE's data over to the file system as it is (fsapi/codec.ts
+   * `handOverWriteData`).
+   */
+  constructor(
+    private readonly recordBytesMax: number,
+    private readonly allocate: (bytes: number) => Uint8Array = (bytes) => new Uint8Array(bytes),
+  ) {}
 
   /** Bytes held for an incomplete record (the per-connection memory this decoder uses). */
   get bufferedBytes(): number {
@@ -293,7 +303,7 @@ export class RecordDecoder {
         this.fragments.push(frag);
         this.recordBytes += len;
         if (last) {
-          const rec = new Uint8Array(this.recordBytes);
+          const rec = this.allocate(this.recordBytes);
           let off = 0;
           for (const f of this.fragments) {
             rec.set(f, off);
@@ -334,7 +344,7 @@ export class RecordDecoder {
       this.chunks.shift();
       return first;
     }
-    const out = new Uint8Array(n);
+    const out = this.allocate(n);
     let off = 0;
     while (off < n) {
       const c = this.chunks[0] as Uint8Array;
