@@ -86,6 +86,16 @@ async function write(fs: CowFs, f: InodeRef, offset: number, data: Uint8Array): 
   await fs.apply({ op: 'write', target: f, offset, data, time: now(), cred });
 }
 
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 async function readSeq(fs: CowFs, f: InodeRef, size: number, chunk: number): Promise<Uint8Array> {
   const out = new Uint8Array(size);
   for (let off = 0; off < size; off += chunk) out.set((await fs.read(f, off, chunk)).data, off);
@@ -251,13 +261,15 @@ describe('CoW FS read path with the block cache', () => {
     expect(await fsck(vol)).toEqual([]);
   });
 
-  it('property: reads equal a shadow copy under random writes, truncations, removes, CPs and block reuse (tiny volume and caches)', async () => {
+  it('property: reads (and readParts, whose views never change later) equal a shadow copy under random writes, truncations, removes, CPs and block reuse (tiny volume and caches)', async () => {
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 2 ** 31 - 1 }), async (seed) => {
         const prng = new Prng(seed);
         // A small volume, so CPs reuse freed blocks soon; small caches, so reads go to disk.
-        const { fs } = await fresh({ cachePagesMax: 2, readCache: { blockCacheBytesMax: 256 * B, readAheadBytesMin: 4 * B, readAheadBytesMax: 16 * B, readAheadCallBytesMax: 8 * B } }, 384, 8);
+        // Few or many pages kept: readParts lends clean pages, and copies dirty and pinned ones.
+        const { fs } = await fresh({ cachePagesMax: prng.int(2) === 0 ? 2 : 64, readCache: { blockCacheBytesMax: 256 * B, readAheadBytesMin: 4 * B, readAheadBytesMax: 16 * B, readAheadCallBytesMax: 8 * B } }, 384, 8);
         const files: Array<{ name: string; ref: InodeRef; data: Uint8Array }> = [];
+        const lent: Array<{ parts: Uint8Array[]; want: Uint8Array; step: number }> = [];
         let made = 0;
         for (let step = 0; step < 200; step++) {
           const r = prng.int(100);
@@ -285,11 +297,25 @@ describe('CoW FS read path with the block cache', () => {
             files.splice(i, 1);
           } else if (r < 70) {
             await fs.takeCp();
-          } else {
+          } else if (r < 85) {
             const f = files[prng.int(files.length)] as (typeof files)[number];
             const chunk = [B, 8 * 1024, 16 * 1024][prng.int(3)] as number;
             const got = await readSeq(fs, f.ref, f.data.length, chunk);
             if (!bytesEqual(got, f.data)) throw new Error(`seed ${seed} step ${step}: ${f.name} reads differ from what was written`);
+          } else {
+            // readParts hands out views of cached buffers and lent pages: they must read right
+            // now, and keep reading the same whatever is written, truncated or freed later.
+            const f = files[prng.int(files.length)] as (typeof files)[number];
+            const off = prng.int(f.data.length + 1);
+            const r = await fs.readParts(f.ref, off, 1 + prng.int(20 * 1024));
+            const got = concat(r.parts);
+            expect(got.length).toBe(r.length);
+            if (!bytesEqual(got, f.data.subarray(off, off + r.length))) throw new Error(`seed ${seed} step ${step}: ${f.name} readParts differs from what was written`);
+            expect(r.eof).toBe(off + r.length >= f.data.length);
+            lent.push({ parts: r.parts, want: got, step });
+          }
+          for (const l of lent) {
+            if (!bytesEqual(concat(l.parts), l.want)) throw new Error(`seed ${seed} step ${step}: data lent by readParts at step ${l.step} changed`);
           }
         }
         await fs.close();

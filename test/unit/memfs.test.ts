@@ -57,6 +57,34 @@ describe('MemFs', () => {
     expect([...tail.data]).toEqual([...data.subarray(0, 10), ...new Array(10).fill(0)]);
   });
 
+  it('readParts lends chunk views that later writes and truncations leave unchanged', async () => {
+    const fs = new MemFs();
+    const f = await create(fs, fs.rootIno, 'f');
+    const data = Uint8Array.from({ length: 100_000 }, (_, i) => (i * 7) % 251);
+    await fs.apply({ op: 'write', time: t(), cred: root, target: f, offset: 200_000, data });
+    const concat = (parts: Uint8Array[]): Uint8Array => {
+      const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+      return out;
+    };
+    // A hole, then data across a chunk boundary, up to the end.
+    const r = await fs.readParts(f, 150_000, 200_000);
+    expect(r.length).toBe(150_000);
+    expect(r.eof).toBe(true);
+    expect(r.attr.size).toBe(300_000);
+    const want = new Uint8Array(150_000);
+    want.set(data, 50_000);
+    expect(concat(r.parts)).toEqual(want);
+    await fs.apply({ op: 'write', time: t(), cred: root, target: f, offset: 200_000, data: new Uint8Array(100_000).fill(9) });
+    await fs.apply({ op: 'setattr', time: t(), cred: root, target: f, attrs: { size: 250_001 } });
+    expect(concat(r.parts)).toEqual(want);
+    expect(concat((await fs.readParts(f, 250_000, 10)).parts)).toEqual(Uint8Array.of(9));
+    // The check sees the attributes first and its error is the answer; past the end is empty.
+    await expect(fs.readParts(f, 0, 1, () => { throw new FsError(FsStatus.ACCES); })).rejects.toMatchObject({ status: FsStatus.ACCES });
+    expect(await fs.readParts(f, 250_001, 10)).toMatchObject({ parts: [], length: 0, eof: true });
+    expect(await status(fs.readParts(fs.rootIno, 0, 1))).toBe(FsStatus.ISDIR);
+  });
+
   it('enforces its capacity with NOSPC and frees space on remove', async () => {
     const fs = new MemFs({ totalBytes: 128 * 1024 });
     const f = await create(fs, fs.rootIno, 'big');

@@ -33,6 +33,8 @@ import {
 } from './ops.ts';
 
 const CHUNK = 64 * 1024;
+/** What a hole reads as in readParts (never written to). */
+const zeroChunk = new Uint8Array(CHUNK);
 const DIR_SIZE = 4096;
 
 interface Inode {
@@ -79,6 +81,8 @@ export class MemFs implements FileSystem {
   private readonly totalBytes: number;
   private readonly totalFiles: number;
   private chunkCount = 0;
+  /** Chunks handed out by readParts: changed only through a copy (ownChunk). */
+  private readonly lent = new WeakSet<Uint8Array>();
 
   constructor(opts: MemFsOptions = {}) {
     this.fsid = opts.fsid ?? 1n;
@@ -124,6 +128,38 @@ export class MemFs implements FileSystem {
       pos += k;
     }
     return { data, eof: offset + n >= f.size };
+  }
+
+  /**
+   * `read` without a copy: views of the file's chunks, which are lent (the next change of a
+   * lent chunk writes a copy of it instead, `ownChunk`), and one shared zero chunk for holes.
+   */
+  async readParts(
+    ref: InodeRef,
+    offset: number,
+    count: number,
+    check?: (attr: Attr) => void,
+  ): Promise<{ parts: Uint8Array[]; length: number; eof: boolean; attr: Attr }> {
+    const f = this.get(ref);
+    const attr = attrOf(f);
+    check?.(attr);
+    if (f.type === FileType.DIR) throw new FsError(FsStatus.ISDIR);
+    if (f.type !== FileType.REG) throw new FsError(FsStatus.INVAL);
+    if (offset >= f.size) return { parts: [], length: 0, eof: true, attr };
+    const n = Math.min(count, f.size - offset);
+    const parts: Uint8Array[] = [];
+    let pos = 0;
+    while (pos < n) {
+      const abs = offset + pos;
+      const idx = Math.floor(abs / CHUNK);
+      const within = abs - idx * CHUNK;
+      const k = Math.min(CHUNK - within, n - pos);
+      const chunk = f.chunks.get(idx);
+      if (chunk !== undefined) this.lent.add(chunk);
+      parts.push((chunk ?? zeroChunk).subarray(within, within + k));
+      pos += k;
+    }
+    return { parts, length: n, eof: offset + n >= f.size, attr };
   }
 
   async readlink(ref: InodeRef): Promise<string> {
@@ -473,8 +509,7 @@ export class MemFs implements FileSystem {
         }
       }
       const lastIdx = Math.floor(size / CHUNK);
-      const last = f.chunks.get(lastIdx);
-      if (last !== undefined) last.fill(0, size - lastIdx * CHUNK);
+      if (f.chunks.has(lastIdx)) this.ownChunk(f, lastIdx).fill(0, size - lastIdx * CHUNK);
     }
     f.size = size;
   }
@@ -496,11 +531,20 @@ export class MemFs implements FileSystem {
         chunk = new Uint8Array(CHUNK);
         f.chunks.set(idx, chunk);
         this.chunkCount++;
-      }
+      } else chunk = this.ownChunk(f, idx);
       chunk.set(data.subarray(pos, pos + k), within);
       pos += k;
     }
     if (offset + data.length > f.size) f.size = offset + data.length;
+  }
+
+  /** Chunk `idx` of `f` (present) ready to change in place: a copy if readParts lent it. */
+  private ownChunk(f: Inode, idx: number): Uint8Array {
+    const chunk = f.chunks.get(idx) as Uint8Array;
+    if (!this.lent.has(chunk)) return chunk;
+    const own = chunk.slice();
+    f.chunks.set(idx, own);
+    return own;
   }
 
   private byIno(ino: number): Inode {

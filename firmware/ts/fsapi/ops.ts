@@ -211,6 +211,20 @@ export interface FileSystem {
   getattr(ref: InodeRef): Promise<Attr>;
   lookup(dir: InodeRef, name: string): Promise<Attr>;
   read(ref: InodeRef, offset: number, count: number): Promise<{ data: Uint8Array; eof: boolean }>;
+  /**
+   * Optional: `read` without copying, for a reply that sends the data where it lies. `parts`
+   * are consecutive pieces of the data (`length` bytes in all), views of the file system's own
+   * buffers that nobody writes to afterwards (a later change of the file goes elsewhere), so
+   * they may be kept until sent. `check` runs first with the file's attributes (which are
+   * returned too), and what it throws is the answer: a READ checks permission there without
+   * a GETATTR of its own.
+   */
+  readParts?(
+    ref: InodeRef,
+    offset: number,
+    count: number,
+    check?: (attr: Attr) => void,
+  ): Promise<{ parts: Uint8Array[]; length: number; eof: boolean; attr: Attr }>;
   readlink(ref: InodeRef): Promise<string>;
   /**
    * Up to `maxEntries` entries after `cookie` (0n: from the start; "." and ".." included

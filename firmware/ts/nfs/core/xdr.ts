@@ -209,11 +209,29 @@ export class XdrWriter {
   opaqueTail(b: Uint8Array): void {
     this.u32(b.length);
     this.tail = b;
+    this.tailBytes = b.length;
+  }
+
+  /** More parts of the tail after `tail` (opaqueTailParts), also sent by reference. */
+  private tailMore: readonly Uint8Array[] = [];
+  private tailBytes = 0;
+
+  /**
+   * Like `opaqueTail`, the opaque being the concatenation of `parts`, none of them copied (a
+   * READ reply whose data lies in several cached buffers).
+   */
+  opaqueTailParts(parts: readonly Uint8Array[]): void {
+    let n = 0;
+    for (const p of parts) n += p.length;
+    this.u32(n);
+    this.tail = parts[0] ?? new Uint8Array(0);
+    this.tailMore = parts.slice(1);
+    this.tailBytes = n;
   }
 
   /** Total encoded length from `from`, including the tail and its padding. */
   length(from = 0): number {
-    const t = this.tail === undefined ? 0 : this.tail.length + ((4 - (this.tail.length % 4)) % 4);
+    const t = this.tail === undefined ? 0 : this.tailBytes + ((4 - (this.tailBytes % 4)) % 4);
     return this.pos - from + t;
   }
 
@@ -221,8 +239,10 @@ export class XdrWriter {
   segments(from = 0): Uint8Array[] {
     const head = this.buf.subarray(from, this.pos);
     if (this.tail === undefined) return [head];
-    const pad = (4 - (this.tail.length % 4)) % 4;
-    return pad === 0 ? [head, this.tail] : [head, this.tail, new Uint8Array(pad)];
+    const pad = (4 - (this.tailBytes % 4)) % 4;
+    const out = this.tailMore.length === 0 ? [head, this.tail] : [head, this.tail, ...this.tailMore];
+    if (pad !== 0) out.push(new Uint8Array(pad));
+    return out;
   }
 
   /** Appends raw bytes (already XDR-encoded). */

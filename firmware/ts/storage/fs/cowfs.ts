@@ -479,6 +479,31 @@ export class CowFs implements FileSystem {
     });
   }
 
+  /**
+   * `read` without a copy (FileSystem.readParts): the data as views of the buffers it lies in
+   * — the block cache's, a read-ahead's, a clean page's (lent: the page's next change copies
+   * it first) — and copies only of blocks a change may still alter in place (dirty pages, and
+   * pages a CP in flight is writing). Adjacent views of one buffer are merged.
+   */
+  async readParts(
+    ref: InodeRef,
+    offset: number,
+    count: number,
+    check?: (attr: Attr) => void,
+  ): Promise<{ parts: Uint8Array[]; length: number; eof: boolean; attr: Attr }> {
+    return this.query(async () => {
+      const f = await this.get(ref);
+      const attr = attrOf(f);
+      check?.(attr);
+      if (f.type === FileType.DIR) throw new FsError(FsStatus.ISDIR);
+      if (f.type !== FileType.REG) throw new FsError(FsStatus.INVAL);
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(count) || count < 0) throw new FsError(FsStatus.INVAL);
+      if (offset >= f.size) return { parts: [], length: 0, eof: true, attr };
+      const n = Math.min(count, f.size - offset);
+      return { parts: await this.readRangeParts(f, offset, n), length: n, eof: offset + n >= f.size, attr };
+    });
+  }
+
   async readlink(ref: InodeRef): Promise<string> {
     return this.query(async () => {
       const f = await this.get(ref);
@@ -944,21 +969,78 @@ export class CowFs implements FileSystem {
    * buffer (the block cache's, a read-ahead's or this call's own volume read) laid out
    * contiguously, the result is a view of it, not a copy: a sequential 64 KiB READ served from
    * read-ahead then costs neither a fresh allocation nor a copy. Callers never write to it.
-   *
-   * Per block the work is a few Map lookups and no await (profiled: an await per block for its
-   * pointer, and a second page-map lookup, were a third of a cached READ's file-system CPU).
    */
   private async readRange(f: Inode, offset: number, n: number): Promise<Uint8Array> {
     if (n === 0) return new Uint8Array(0);
     const first = Math.floor(offset / fsBlockBytes);
+    const { src, pages } = await this.gatherBlocks(f, offset, n);
+    const head = offset - first * fsBlockBytes;
+    const one = src[0];
+    if (pages === undefined && one !== undefined && one.length === fsBlockBytes) {
+      let contiguous = true;
+      for (let i = 1; i < src.length && contiguous; i++) {
+        const b = src[i];
+        contiguous = b !== undefined && b.buffer === one.buffer && b.byteOffset === one.byteOffset + i * fsBlockBytes;
+      }
+      if (contiguous) return new Uint8Array(one.buffer, one.byteOffset + head, n);
+    }
+    const out = new Uint8Array(n);
+    for (let i = 0; i < src.length; i++) {
+      const b = src[i];
+      if (b === undefined) continue;
+      const lo = Math.max(offset, (first + i) * fsBlockBytes);
+      const hi = Math.min(offset + n, (first + i + 1) * fsBlockBytes);
+      out.set(b.subarray(lo - (first + i) * fsBlockBytes, hi - (first + i) * fsBlockBytes), lo - offset);
+    }
+    return out;
+  }
+
+  /** Like `readRange`, as views of where the bytes lie (see `readParts`); n > 0. */
+  private async readRangeParts(f: Inode, offset: number, n: number): Promise<Uint8Array[]> {
+    const first = Math.floor(offset / fsBlockBytes);
+    const { src, pages } = await this.gatherBlocks(f, offset, n);
+    const parts: Uint8Array[] = [];
+    let prev: Uint8Array | undefined;
+    for (let i = 0; i < src.length; i++) {
+      let b = src[i] ?? readZeros;
+      const p = pages?.[i];
+      if (p !== undefined) {
+        // A dirty page changes in place on the next write, and a pinned one is the CP's image
+        // until it commits (which then clears `shared`): those are copied. A clean page is
+        // lent: marked shared, its next change copies it first (dirtyPage).
+        if (p.dirty || p.pinned) b = b.slice();
+        else p.shared = true;
+      }
+      const base = (first + i) * fsBlockBytes;
+      const lo = Math.max(offset, base) - base;
+      const hi = Math.min(offset + n, base + fsBlockBytes) - base;
+      if (lo !== 0 || hi !== fsBlockBytes) b = b.subarray(lo, hi);
+      if (prev !== undefined && prev.buffer === b.buffer && prev.byteOffset + prev.length === b.byteOffset) {
+        prev = new Uint8Array(prev.buffer, prev.byteOffset, prev.length + b.length);
+        parts[parts.length - 1] = prev;
+      } else {
+        parts.push(b);
+        prev = b;
+      }
+    }
+    return parts;
+  }
+
+  /**
+   * Where each block of [offset, offset + n) of `f` is (undefined: a hole, zeros), one entry
+   * per block from the first: the file's own pages first (dirty, or clean and recently used;
+   * `pages` says which blocks came from one, undefined when none did), then the clean-block
+   * cache and the read-ahead in flight; what is left is gathered into contiguous on-disk runs,
+   * each read with one volume call. Starts the read-ahead of sequential reads.
+   *
+   * Per block the work is a few Map lookups and no await (profiled: an await per block for its
+   * pointer, and a second page-map lookup, were a third of a cached READ's file-system CPU).
+   */
+  private async gatherBlocks(f: Inode, offset: number, n: number): Promise<{ src: Array<Uint8Array | undefined>; pages: Array<Page | undefined> | undefined }> {
+    const first = Math.floor(offset / fsBlockBytes);
     const last = Math.floor((offset + n - 1) / fsBlockBytes);
-    // Where each block's bytes are (undefined: a hole, zeros). Pages of the file are
-    // mutable (a later write changes them in place), so they are always copied.
     const src = new Array<Uint8Array | undefined>(last - first + 1);
-    let fromPages = false;
-    // Memory first (the file's own pages: dirty, or clean and recently used), then the
-    // clean-block cache and the read-ahead in flight; what is left is gathered into
-    // contiguous on-disk runs, each read with one volume call.
+    let fromPages: Array<Page | undefined> | undefined;
     const cache = this.readCache.blockCacheBytesMax > 0 ? this.blockCache : undefined;
     let runs: Array<{ fbn: number; addr: number; count: number }> | undefined;
     let waits: Array<{ fbn: number; addr: number; fill: Readonly<Fill> }> | undefined;
@@ -970,7 +1052,7 @@ export class CowFs implements FileSystem {
       const cached = pages?.get(pageKey(0, fbn));
       if (cached !== undefined) {
         src[fbn - first] = cached.data;
-        fromPages = true;
+        (fromPages ??= new Array<Page | undefined>(src.length))[fbn - first] = cached;
         continue;
       }
       const addr = ptrs.cached(fbn) ?? (await ptrs.at(fbn));
@@ -1014,25 +1096,7 @@ export class CowFs implements FileSystem {
         cache?.put(r.addr, data, fsBlockBytes);
       }
     }
-    const head = offset - first * fsBlockBytes;
-    const one = src[0];
-    if (!fromPages && one !== undefined && one.length === fsBlockBytes) {
-      let contiguous = true;
-      for (let i = 1; i < src.length && contiguous; i++) {
-        const b = src[i];
-        contiguous = b !== undefined && b.buffer === one.buffer && b.byteOffset === one.byteOffset + i * fsBlockBytes;
-      }
-      if (contiguous) return new Uint8Array(one.buffer, one.byteOffset + head, n);
-    }
-    const out = new Uint8Array(n);
-    for (let i = 0; i < src.length; i++) {
-      const b = src[i];
-      if (b === undefined) continue;
-      const lo = Math.max(offset, (first + i) * fsBlockBytes);
-      const hi = Math.min(offset + n, (first + i + 1) * fsBlockBytes);
-      out.set(b.subarray(lo - (first + i) * fsBlockBytes, hi - (first + i) * fsBlockBytes), lo - offset);
-    }
-    return out;
+    return { src, pages: fromPages };
   }
 
   /**
@@ -1860,6 +1924,9 @@ export class CowFs implements FileSystem {
     this.blockCache.clear();
   }
 }
+
+/** What a hole reads as in `readParts` (never written to). */
+const readZeros = new Uint8Array(fsBlockBytes);
 
 /**
  * The on-disk pointers of one file's data blocks, for a read that walks many consecutive
