@@ -82,6 +82,23 @@ describe('native pwritev', () => {
     }
   });
 
+  it('bounces a misaligned run larger than a pool thread keeps for reuse', async () => {
+    const path = makeFile('big.img', 12 << 20);
+    const fd = openDirect(path, true);
+    try {
+      const big = new Uint8Array((9 << 20) + 16).map((_, i) => (i * 13 + 5) & 0xff).subarray(8, (9 << 20) + 8);
+      const small = new Uint8Array(4096 + 8).fill(0x3c).subarray(8);
+      // A big bounce (its own buffer), then a small one (the thread's), then the big one again.
+      for (const parts of [[big], [small], [small, big.subarray(0, 8192)], [big]]) {
+        const n = parts.reduce((k, q) => k + q.length, 0);
+        expect(await pwritev(fd, parts, 4096, directIoAlignmentBytes)).toBe(n);
+        expect(Buffer.from(readFileSync(path).subarray(4096, 4096 + n)).equals(Buffer.from(concat(parts)))).toBe(true);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  });
+
   it('writes more parts than IOV_MAX in batches, merging parts adjacent in memory', async () => {
     const path = makeFile('many.img', 4 << 20);
     const fd = openSync(path, 'r+');

@@ -836,13 +836,25 @@ Napi::Value XorConcatFn(const Napi::CallbackInfo& info) {
 // a multiple of it is copied into one aligned scratch buffer on the pool thread first, so the
 // main thread never copies; aligned parts are written in place. The parts array (and so its
 // buffers) is held by a reference until the worker completes; the caller must change neither.
+// Each pool thread keeps one bounce buffer for pwritev (up to kScratchKeepBytes) rather than
+// allocating a fresh one per call: fresh multi-MiB memory costs a page fault and a zeroed page
+// per 4 KiB on first touch. A worker uses it only inside Execute, on that thread.
+constexpr size_t kScratchKeepBytes = 8 * 1024 * 1024;
+struct ThreadScratch {
+  uint8_t* data = nullptr;
+  size_t bytes = 0;
+  size_t alignment = 0;
+  ~ThreadScratch() { std::free(data); }
+};
+thread_local ThreadScratch threadScratch;
+
 class WritevWorker : public PromiseWorker {
  public:
   WritevWorker(Napi::Env env, int fd, Napi::Value parts, std::vector<iovec>&& segs, int64_t position, size_t alignment)
       : PromiseWorker(env, "pwritev"), fd_(fd), segs_(std::move(segs)), position_(position), alignment_(alignment) {
     parts_ = Napi::Persistent(parts.As<Napi::Object>());
   }
-  ~WritevWorker() override { std::free(scratch_); }
+  ~WritevWorker() override { std::free(owned_); }
 
  protected:
   void Execute() override {
@@ -902,13 +914,26 @@ class WritevWorker : public PromiseWorker {
       }
     }
     if (scratchBytes == 0) return true;
-    void* p = nullptr;
-    int rc = posix_memalign(&p, alignment_, scratchBytes);
-    if (rc != 0) {
-      errno_ = rc;
-      return false;
+    ThreadScratch& t = threadScratch;
+    if (t.data != nullptr && t.bytes >= scratchBytes && t.alignment >= alignment_) {
+      scratch_ = t.data;
+    } else {
+      void* p = nullptr;
+      int rc = posix_memalign(&p, alignment_, scratchBytes);
+      if (rc != 0) {
+        errno_ = rc;
+        return false;
+      }
+      scratch_ = static_cast<uint8_t*>(p);
+      if (scratchBytes <= kScratchKeepBytes) {
+        std::free(t.data);
+        t.data = scratch_;
+        t.bytes = scratchBytes;
+        t.alignment = alignment_;
+      } else {
+        owned_ = scratch_;
+      }
     }
-    scratch_ = static_cast<uint8_t*>(p);
     std::vector<iovec> out;
     out.reserve(segs_.size());
     uint8_t* at = scratch_;
@@ -940,6 +965,8 @@ class WritevWorker : public PromiseWorker {
   int64_t position_;
   size_t alignment_;
   uint8_t* scratch_ = nullptr;
+  // The bounce buffer when too big for the thread's own (freed with the worker).
+  uint8_t* owned_ = nullptr;
   size_t done_ = 0;
   Napi::ObjectReference parts_;
 };
