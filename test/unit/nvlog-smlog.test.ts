@@ -69,6 +69,35 @@ describe('state-machine log', () => {
     expect(sm.metrics().evictions).toBe(1);
   });
 
+  it('SM-3 a full table keeps admitting a stream of finished requests, never evicting unfinished ones', () => {
+    const max = 64;
+    const sm = new StateMachineLog({ smRequestsMax: max, replyRetentionMs: 1e9 });
+    const k = (n: number): Uint8Array => new Uint8Array([n & 0xff, (n >> 8) & 0xff, 7, 7]);
+    // Two requests that never finish, among the oldest: every eviction must pass them by.
+    sm.receive(k(0));
+    sm.receive(k(1));
+    sm.logged(k(1), 1);
+    let seq = 1;
+    for (let n = 2; n < 3000; n++) {
+      if (n >= max) sm.release(seq - max / 2, 0);
+      expect(sm.receive(k(n)).kind).toBe('new');
+      sm.logged(k(n), ++seq);
+      sm.applied(k(n), Uint8Array.of(1));
+      sm.replied(k(n), 0);
+    }
+    expect(sm.get(k(0))?.state).toBe('received');
+    expect(sm.get(k(1))?.state).toBe('logged');
+    expect(sm.metrics()).toMatchObject({ requests: max });
+    expect(sm.metrics().evictions).toBe(3000 - max);
+    // The newest ones are not in a consistency point: nothing may give way for another.
+    sm.release(0, 0);
+    const fresh = new StateMachineLog({ smRequestsMax: 2, replyRetentionMs: 1e9 });
+    fresh.receive(k(1));
+    fresh.receive(k(2));
+    expect(() => fresh.receive(k(3))).toThrow(expect.objectContaining({ code: 'ERR_NVLOG_SM_FULL' }));
+    expect(() => fresh.receive(k(4))).toThrow(expect.objectContaining({ code: 'ERR_NVLOG_SM_FULL' }));
+  });
+
   it('SM-3 releases requests inside the consistency point once their retention passed', () => {
     const sm = new StateMachineLog({ smRequestsMax: 10, replyRetentionMs: 10 });
     for (let i = 1; i <= 3; i++) {

@@ -11,7 +11,7 @@ import {
   EntryType,
   changePayloadParts,
   encodeChangePayload,
-  encodeEntryHeader,
+  entryHeaderScratch,
   entryPadding,
   encodeReleasePayload,
   encodeStatePayload,
@@ -518,7 +518,7 @@ export class NvLog {
     const seq = this.nextSeq++;
     // Header, payload pieces and padding go straight into NVRAM in one gather write: the
     // payload (a WRITE's data, a view of the RPC record) is copied once, into the log.
-    const header = encodeEntryHeader({ type, origin: this.opts.bladeId, seq, bootGeneration: this.header.bootGeneration }, parts);
+    const header = entryHeaderScratch({ type, origin: this.opts.bladeId, seq, bootGeneration: this.header.bootGeneration }, parts);
     const gather: Uint8Array[] = [header];
     for (const p of parts) gather.push(p);
     const pad = entryPadding(payloadBytes);

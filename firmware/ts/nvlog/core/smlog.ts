@@ -46,6 +46,8 @@ export class StateMachineLog {
   /** The newest consistency point seen by `release`: records inside it may be evicted. */
   private cpSeq = 0;
   private evictions = 0;
+  /** Where `evictOldest` continues (a live Map iterator: it follows inserts and deletes). */
+  private evictCursor: Iterator<[string, SmRecord]> | undefined;
 
   constructor(private readonly limits: { smRequestsMax: number; replyRetentionMs: number } = nvlogLimits) {}
 
@@ -188,17 +190,34 @@ export class StateMachineLog {
    * At capacity, the oldest finished request whose change is inside a consistency point gives
    * way before its retention ends (like a duplicate-request cache evicting its oldest entry):
    * the bound on the pipeline wins over a very late retransmission. Unfinished requests are
-   * never evicted.
+   * never evicted. The table is scanned by a cursor that stays where the last eviction was
+   * (oldest first, like a CLOCK hand; at most one lap per call): scanning from the front each
+   * time walked over every entry deleted there since the Map last compacted, thousands of
+   * them at 4096 requests, and showed as 2.5 % of the blade's CPU at 4 KiB FILE_SYNC writes.
    */
   private evictOldest(): boolean {
-    for (const [k, r] of this.byKey) {
+    const total = this.byKey.size;
+    let visited = 0;
+    let lapStarted = false;
+    for (;;) {
+      if (this.evictCursor === undefined) {
+        if (lapStarted) return false;
+        this.evictCursor = this.byKey.entries();
+        lapStarted = true;
+      }
+      const n = this.evictCursor.next();
+      if (n.done === true) {
+        this.evictCursor = undefined;
+        continue;
+      }
+      const [k, r] = n.value;
       if ((r.state === 'replied' || r.state === 'applied') && r.changeSeq <= this.cpSeq) {
         this.byKey.delete(k);
         this.evictions++;
         return true;
       }
+      if (++visited >= total) return false;
     }
-    return false;
   }
 
   private ensure(k: string, keyBytes: Uint8Array): SmRecord {
