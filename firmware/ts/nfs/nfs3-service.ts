@@ -21,6 +21,7 @@ import {
   FsStatus,
   fsLimits,
 } from '../fsapi/ops.ts';
+import { handOverWriteData } from '../fsapi/codec.ts';
 import { AcceptStat, beginAcceptedReply, replyBody } from './core/rpc.ts';
 import { type Codec, XdrReader, XdrWriter } from './core/xdr.ts';
 import * as x from './core/nfs3.ts';
@@ -658,7 +659,10 @@ export class Nfs3Service implements RpcProgram {
     const t = this.changeTarget(ctx, a.fh);
     if (t instanceof FsError) return this.refuse(ctx, t);
     if (a.data.length < a.count || a.count > this.transferMax(ctx.transport)) return this.refuse(ctx, new FsError(FsStatus.INVAL));
-    return this.change(ctx, t.exp, () => ({ op: 'write', ...this.base(ctx, t.exp), target: t.ref, offset: a.offset, data: a.data.subarray(0, a.count) }));
+    // The data is a view of the call's RPC record, which nothing writes to again (the record
+    // decoder never reuses a record's memory): handed over, the file system keeps it as its
+    // page buffers rather than copying it.
+    return this.change(ctx, t.exp, () => ({ op: 'write', ...this.base(ctx, t.exp), target: t.ref, offset: a.offset, data: handOverWriteData(a.data.subarray(0, a.count)) }));
   }
 
   private newObject(ctx: CallContext, where: { dir: Uint8Array; name: string }, make: (exp: NfsExport, dir: InodeRef, ino: InodeRef) => ChangeOp): Promise<XdrWriter | null> | XdrWriter {
