@@ -8,8 +8,10 @@ import {
   OUTCOME_ATTR_BYTES,
   OUTCOME_WCC_BYTES,
   OutcomeCodecErrorCode,
+  changeOutcomeBytes,
   decodeChangeOutcome,
   encodeChangeOutcome,
+  encodeChangeOutcomeInto,
   type StoredChangeOutcome,
 } from '../../firmware/ts/fsapi/codec.ts';
 import { FileType, FsStatus, type Attr, type ChangeResult, type WccAttr } from '../../firmware/ts/fsapi/ops.ts';
@@ -67,6 +69,21 @@ describe('change outcome codec', () => {
         expect(decodeChangeOutcome(encodeChangeOutcome(o))).toEqual(o);
       }),
       { numRuns: 500 },
+    );
+  });
+
+  it('encodes into a buffer behind a prefix the same bytes, and refuses a buffer too small', () => {
+    fc.assert(
+      fc.property(outcome, fc.nat(9), (o, at) => {
+        const whole = encodeChangeOutcome(o);
+        expect(changeOutcomeBytes(o)).toBe(whole.length);
+        const out = new Uint8Array(at + whole.length + 3).fill(0xaa);
+        encodeChangeOutcomeInto(o, out, at);
+        expect(out.subarray(at, at + whole.length)).toEqual(whole);
+        expect([...out.subarray(0, at), ...out.subarray(at + whole.length)].every((b) => b === 0xaa)).toBe(true);
+        expect(() => encodeChangeOutcomeInto(o, new Uint8Array(whole.length - 1 + at), at)).toThrow(expect.objectContaining({ code: OutcomeCodecErrorCode.invalid }));
+      }),
+      { numRuns: 200 },
     );
   });
 

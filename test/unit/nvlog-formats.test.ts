@@ -14,6 +14,7 @@ import {
   encodeEntryHeader,
   encodeStatePayload,
   entryPadding,
+  statePayloadParts,
 } from '../../firmware/ts/nvlog/core/entry.ts';
 import {
   HEADER_COPY_BYTES,
@@ -152,6 +153,23 @@ describe('log entry', () => {
         expect(out).toEqual(encodeEntry(h, joined));
       }),
       { numRuns: 200 },
+    );
+  });
+  it('a state payload as parts (head written by hand, key and reply by reference) joins to encodeStatePayload', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ maxLength: 1024 }), fc.oneof(fc.nat(1000), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })), (key, reply, changeSeq) => {
+        const parts = statePayloadParts({ key, changeSeq, reply });
+        expect(parts[1]).toBe(key);
+        expect(parts[2]).toBe(reply);
+        const joined = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+        let at = 0;
+        for (const p of parts) {
+          joined.set(p, at);
+          at += p.length;
+        }
+        expect(joined).toEqual(encodeStatePayload({ key, changeSeq, reply }));
+      }),
+      { numRuns: 300 },
     );
   });
   it('NV-6 detects a flipped bit anywhere in header or payload with a stable code', () => {

@@ -4,7 +4,8 @@
 // applier that replay uses after a reboot or a takeover — one code path for both (NV-5).
 import { dataView } from '../core/bytes.ts';
 import { DecodeError, isTwinbladeError } from '../core/errors.ts';
-import { decodeChangeOp, decodeChangeOutcome, encodeChangeOp, encodeChangeOutcome } from '../fsapi/codec.ts';
+import { changeOutcomeBytes, decodeChangeOp, decodeChangeOutcome, encodeChangeOp, encodeChangeOutcomeInto } from '../fsapi/codec.ts';
+import { slabBytes } from '../nfs/core/xdr.ts';
 import { FsError, FsStatus, fsLimits, type ChangeOp, type ChangeResult } from '../fsapi/ops.ts';
 import type { ChangeLog } from '../nfs/nfs3-service.ts';
 import { encodeRequestKey, type ChangeOutcome, type DrcEntry, type DuplicateRequestCache, type RequestKey } from '../nfs/core/drc.ts';
@@ -77,16 +78,19 @@ export function decodeEnvelope(b: Uint8Array): { fsid: bigint; op: ChangeOp } {
  */
 const replyTag = { rpcReply: 1, outcome: 3 } as const;
 
+// Stored replies and outcomes live as long as their retention (30 s): one small buffer each
+// would be an ArrayBuffer per request for the garbage collector to track and sweep, so they
+// are carved out of shared slabs.
+
 export function encodeStoredOutcome(o: ChangeOutcome): Uint8Array {
-  const body = encodeChangeOutcome(o);
-  const out = new Uint8Array(1 + body.length);
+  const out = slabBytes(1 + changeOutcomeBytes(o));
   out[0] = replyTag.outcome;
-  out.set(body, 1);
+  encodeChangeOutcomeInto(o, out, 1);
   return out;
 }
 
 export function encodeStoredReply(reply: Uint8Array): Uint8Array {
-  const out = new Uint8Array(1 + reply.length);
+  const out = slabBytes(1 + reply.length);
   out[0] = replyTag.rpcReply;
   out.set(reply, 1);
   return out;

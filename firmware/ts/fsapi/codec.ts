@@ -494,13 +494,13 @@ function outcomeBad(msg: string): never {
   throw new DecodeError(OutcomeCodecErrorCode.field, `change outcome: ${msg}`);
 }
 
-/** A fixed-size little-endian writer over one exactly sized buffer (outcomes have no variable fields). */
+/** A fixed-size little-endian writer into `buf` from `off` (outcomes have no variable fields). */
 class OutcomeWriter {
-  readonly buf: Uint8Array;
   private readonly v: DataView;
-  private off = 0;
-  constructor(bytes: number) {
-    this.buf = new Uint8Array(bytes);
+  constructor(
+    readonly buf: Uint8Array,
+    private off: number,
+  ) {
     this.v = dataView(this.buf);
   }
   u8(x: number): void {
@@ -612,6 +612,14 @@ function layoutBytes(layout: string): number {
   return n;
 }
 
+/** The encoded size of `o` (see `encodeChangeOutcomeInto`). */
+export function changeOutcomeBytes(o: StoredChangeOutcome): number {
+  if (!o.ok) return 2 + 4 + 1 + (o.dirPre === undefined ? 0 : OUTCOME_WCC_BYTES) + (o.dirPost === undefined ? 0 : OUTCOME_ATTR_BYTES);
+  const layout = resultLayouts[o.result.op];
+  if (layout === undefined) outcomeInvalid(`result of unknown op ${String(o.result.op)}`);
+  return 2 + layoutBytes(layout);
+}
+
 /**
  * Encodes a change outcome (docs/formats.md, "Change outcome"): fixed-size binary fields,
  * little-endian, no names or lengths, so it costs a few hundred nanoseconds per change where
@@ -619,21 +627,29 @@ function layoutBytes(layout: string): number {
  * that does not fit its field.
  */
 export function encodeChangeOutcome(o: StoredChangeOutcome): Uint8Array {
+  const out = new Uint8Array(changeOutcomeBytes(o));
+  encodeChangeOutcomeInto(o, out, 0);
+  return out;
+}
+
+/**
+ * Encodes `o` into `out` at `at` (`changeOutcomeBytes(o)` bytes): for a caller that stores it
+ * behind a prefix of its own without another buffer and copy. Throws like encodeChangeOutcome.
+ */
+export function encodeChangeOutcomeInto(o: StoredChangeOutcome, out: Uint8Array, at: number): void {
+  if (out.length - at < changeOutcomeBytes(o)) outcomeInvalid('output buffer too small');
+  const w = new OutcomeWriter(out, at);
   if (!o.ok) {
     if (!failStatuses.has(o.status)) outcomeInvalid(`failure status ${o.status}`);
-    const w = new OutcomeWriter(2 + 4 + 1 + (o.dirPre === undefined ? 0 : OUTCOME_WCC_BYTES) + (o.dirPost === undefined ? 0 : OUTCOME_ATTR_BYTES));
     w.u8(OUTCOME_CODEC_VERSION);
     w.u8(OUTCOME_FAILED);
     w.u32(o.status, 'status');
     w.u8((o.dirPre === undefined ? 0 : FAIL_DIR_PRE) | (o.dirPost === undefined ? 0 : FAIL_DIR_POST));
     if (o.dirPre !== undefined) w.wcc(o.dirPre);
     if (o.dirPost !== undefined) w.attr(o.dirPost);
-    return w.buf;
+    return;
   }
   const r = o.result;
-  const layout = resultLayouts[r.op];
-  if (layout === undefined) outcomeInvalid(`result of unknown op ${String(r.op)}`);
-  const w = new OutcomeWriter(2 + layoutBytes(layout));
   w.u8(OUTCOME_CODEC_VERSION);
   w.u8(opcodes.indexOf(r.op) + 1);
   switch (r.op) {
@@ -667,7 +683,6 @@ export function encodeChangeOutcome(o: StoredChangeOutcome): Uint8Array {
       w.attr(r.toPost);
       break;
   }
-  return w.buf;
 }
 
 /** Decodes a change outcome; anything malformed throws a DecodeError with an ERR_OUTCOME_* code. */

@@ -15,6 +15,7 @@ import {
   entryPadding,
   encodeReleasePayload,
   encodeStatePayload,
+  statePayloadParts,
   RELEASE_PAYLOAD_BYTES,
   paddedEntryBytes,
   type LogRecord,
@@ -458,7 +459,7 @@ export class NvLog {
     // next release carries it forward into the log.
     this.sm.applied(key, reply);
     this.sm.replied(key, this.opts.clock.nowMs());
-    const seq = this.appendEntry(EntryType.state, encodeStatePayload({ key, changeSeq, reply }));
+    const seq = this.appendEntry(EntryType.state, statePayloadParts({ key, changeSeq, reply }));
     this.sm.noteStateSeq(key, seq);
     await this.waitFor(seq, false);
     return seq;
@@ -473,7 +474,7 @@ export class NvLog {
    */
   recordOutcome(key: Uint8Array, changeSeq: number, outcome: Uint8Array): number {
     this.sm.applied(key, outcome);
-    const seq = this.appendEntry(EntryType.state, encodeStatePayload({ key, changeSeq, reply: outcome }));
+    const seq = this.appendEntry(EntryType.state, statePayloadParts({ key, changeSeq, reply: outcome }));
     this.sm.noteStateSeq(key, seq);
     return seq;
   }

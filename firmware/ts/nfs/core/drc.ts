@@ -114,24 +114,22 @@ export class MemoryDrc implements DuplicateRequestCache {
  * request's key four times (admission, change entry, outcome, reply). Keys are never changed
  * once made; callers never write into the returned bytes.
  */
-const encodedKeys = new WeakMap<RequestKey, Uint8Array>();
+const encodedKeys = new WeakMap<RequestKey, { bytes: Uint8Array; xid: number; prog: number; vers: number; proc: number; argsCrc: number; argsBytes: number }>();
 
 export function encodeRequestKey(k: RequestKey): Uint8Array {
   const known = encodedKeys.get(k);
-  if (known !== undefined && decodedMatches(known, k)) return known;
+  // The cached bytes still describe `k` (the numbers only; a key's client never changes).
+  // Compared with the numbers they were made from, not read back through a DataView: that
+  // moved each small key buffer out of the JavaScript heap, an ArrayBuffer per request.
+  if (known !== undefined && known.xid === k.xid && known.prog === k.prog && known.vers === k.vers && known.proc === k.proc && known.argsCrc === k.argsCrc && known.argsBytes === k.argsBytes) {
+    return known.bytes;
+  }
   const w = new XdrWriter(64);
   w.string(k.client, 255);
   for (const v of [k.xid, k.prog, k.vers, k.proc, k.argsCrc, k.argsBytes]) w.u32(v);
-  const b = w.bytes().slice();
-  encodedKeys.set(k, b);
-  return b;
-}
-
-/** The cached bytes still describe `k` (cheap: the numbers only; a key's client never changes). */
-function decodedMatches(b: Uint8Array, k: RequestKey): boolean {
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const at = b.length - 24;
-  return v.getUint32(at) === k.xid && v.getUint32(at + 4) === k.prog && v.getUint32(at + 8) === k.vers && v.getUint32(at + 12) === k.proc && v.getUint32(at + 16) === k.argsCrc && v.getUint32(at + 20) === k.argsBytes;
+  const bytes = w.bytes().slice();
+  encodedKeys.set(k, { bytes, xid: k.xid, prog: k.prog, vers: k.vers, proc: k.proc, argsCrc: k.argsCrc, argsBytes: k.argsBytes });
+  return bytes;
 }
 
 export function decodeRequestKey(b: Uint8Array): RequestKey {

@@ -120,6 +120,11 @@ function allocBytes(n: number): Uint8Array {
   return b;
 }
 
+/** `n` bytes of slab memory (zeroed, never handed out twice): for small buffers made per request. */
+export function slabBytes(n: number): Uint8Array {
+  return allocBytes(n);
+}
+
 /** A copy of `b` in slab memory (for small buffers kept for a while, such as cached replies). */
 export function copyBytes(b: Uint8Array): Uint8Array {
   const out = allocBytes(b.length);

@@ -231,6 +231,29 @@ export function encodeStatePayload(p: StatePayload): Uint8Array {
   return b;
 }
 
+/**
+ * A state payload as pieces for the log's gather write (joined, the bytes of
+ * `encodeStatePayload`): a 12-byte head written by hand, then the key and the reply by
+ * reference, so recording a change's outcome allocates no payload buffer.
+ */
+export function statePayloadParts(p: StatePayload): Uint8Array[] {
+  if (p.key.length > nvlogLimits.requestKeyBytesMax) throw new InvalidArgumentError(NvlogErrorCode.invalidArgument, `request key of ${p.key.length} bytes`);
+  if (p.reply.length > nvlogLimits.replyBytesMax) throw new InvalidArgumentError(NvlogErrorCode.invalidArgument, `reply of ${p.reply.length} bytes`);
+  if (!Number.isSafeInteger(p.changeSeq) || p.changeSeq < 0) throw new InvalidArgumentError(NvlogErrorCode.invalidArgument, `bad change sequence number ${p.changeSeq}`);
+  const head = new Uint8Array(12);
+  const lo = p.changeSeq % 2 ** 32;
+  const hi = Math.floor(p.changeSeq / 2 ** 32);
+  for (let i = 0; i < 4; i++) {
+    head[i] = (lo >>> (8 * i)) & 0xff;
+    head[4 + i] = (hi >>> (8 * i)) & 0xff;
+  }
+  head[8] = p.key.length & 0xff;
+  head[9] = p.key.length >>> 8;
+  head[10] = p.reply.length & 0xff;
+  head[11] = p.reply.length >>> 8;
+  return [head, p.key, p.reply];
+}
+
 export function decodeStatePayload(b: Uint8Array): StatePayload {
   if (b.length < 12) throw new DecodeError(NvlogErrorCode.entryTruncated, 'state payload too short');
   const v = dataView(b);
