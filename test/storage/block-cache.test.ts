@@ -122,6 +122,7 @@ describe('BlockCache', () => {
     c.invalidate(100);
     expect(c.get(100)).toBeUndefined();
     expect(c.byteCount).toBe(2 * B);
+    expect(c.stats).toMatchObject({ bytes: 2 * B, blocks: 2, bytesMax: 4 * B });
   });
 
   it('a fill in flight answers pending readers, and an address invalidated meanwhile is never cached', async () => {
@@ -212,6 +213,28 @@ describe('CoW FS read path with the block cache', () => {
     expect(bytesEqual(await readSeq(fs, f, size, 64 * 1024), data)).toBe(true);
     expect(vol.readBlocksRead - before).toBe(0);
     expect(fs.readCacheStats.hits).toBeGreaterThan(size / B / 2);
+    await fs.close();
+  });
+
+  it('a file just written reads back from memory: its data pages move to the block cache, its indirect blocks stay cached (also while writes keep more dirty pages than the page cache bound)', async () => {
+    // More data pages than the page cache keeps: trimming must drop data (into the block
+    // cache) and keep the two level-1 indirect blocks, or reading back stalls on the disks.
+    const { vol, fs } = await fresh({ cachePagesMax: 64, readCache: { blockCacheBytesMax: 64 * 1024 * 1024 } });
+    const f = await create(fs, 'f');
+    const size = 1100 * B;
+    const data = blocks(1100, 5);
+    // A CP every 256 blocks, as a stream of writes gets them: the first indirect block is last
+    // written (and unpinned) a CP before the newest data pages, so it is older in the LRU.
+    for (let off = 0; off < size; off += 64 * B) {
+      await write(fs, f, off, data.subarray(off, off + 64 * B));
+      if ((off / B + 64) % 256 === 0) await fs.takeCp();
+    }
+    await fs.takeCp();
+    await fs.getattr(f); // a query: trims the page cache
+    const before = vol.reads;
+    expect(bytesEqual(await readSeq(fs, f, size, 16 * B), data)).toBe(true);
+    expect(vol.reads - before).toBe(0);
+    expect(fs.readCacheStats.misses).toBe(0);
     await fs.close();
   });
 

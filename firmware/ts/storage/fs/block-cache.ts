@@ -149,6 +149,7 @@ export class BlockCache {
       this.stats.invalidations++;
     }
     if (this.fills.delete(addr)) this.stats.invalidations++;
+    this.sync();
   }
 
   /** Drops everything (the file system stopped, or a test wants a cold cache). */

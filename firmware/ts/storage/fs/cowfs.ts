@@ -1866,18 +1866,35 @@ export class CowFs implements FileSystem {
 
   private trimCaches(): void {
     const keep = this.readCache.blockCacheBytesMax > 0;
-    // Runs after every query: start no iteration of the LRU unless it is over its bound (a Set
-    // iterator walks the holes its deletions left at the front, profiled at 4 % of a READ).
-    for (const p of this.pageCount > this.opts.cachePagesMax ? this.lru : []) {
-      if (this.pageCount <= this.opts.cachePagesMax) break;
+    // The bound is on clean pages (the LRU holds exactly those not pinned by a CP), as
+    // cachePagesMax says: dirty ones are bounded by dirtyBytesMax, and counting them here made
+    // a burst of writes drop every clean page, the file's indirect blocks included.
+    // Runs after every query and change: start no iteration of the LRU unless it is over its
+    // bound (a Set iterator walks the holes its deletions left at the front, profiled at 4 % of
+    // a READ).
+    const clean = this.lru;
+    let requeues = 0;
+    for (const p of clean.size > this.opts.cachePagesMax ? clean : []) {
+      if (clean.size <= this.opts.cachePagesMax) break;
+      const data = keep && p.level === 0 && p.addr !== 0 && p.ino !== inodeFileIno && this.inodes.get(p.ino)?.type === FileType.REG;
+      // File data leaves first: it goes on to the block cache below, still in memory, whereas a
+      // dropped indirect, directory or inode block costs a disk read, under the lock, when next
+      // needed (profiled: reading back a file just written stalled on each of its indirect
+      // blocks, one per 4 MiB, which the newer data pages had pushed out). Such a page at the
+      // head is moved to the tail instead, a bounded number of times per trim.
+      if (!data && requeues < trimMetadataRequeuesMax) {
+        requeues++;
+        this.lru.delete(p);
+        this.lru.add(p);
+        continue;
+      }
       this.dropPage(p);
       // A clean data block of a regular file holds exactly what the disks hold at its address
-      // (a CP wrote it, or it was read from there), and nothing refers to its buffer any more
-      // (clean pages are neither pinned nor shared with a CP): hand it to the block cache, so
-      // recently written data is read back from memory while the cache has room.
-      if (keep && p.level === 0 && p.addr !== 0 && p.ino !== inodeFileIno && this.inodes.get(p.ino)?.type === FileType.REG) {
-        this.blockCache.put(p.addr, p.data, fsBlockBytes);
-      }
+      // (a CP wrote it, or it was read from there), and nothing changes its buffer any more
+      // (clean pages are not pinned, and one lent to a READ by readParts is no longer written):
+      // hand it to the block cache, so recently written data is read back from memory while the
+      // cache has room.
+      if (data) this.blockCache.put(p.addr, p.data, fsBlockBytes);
     }
     while (this.inodes.size > this.opts.inodeCacheMax) {
       const first = this.cleanInodes.values().next();
@@ -1924,6 +1941,13 @@ export class CowFs implements FileSystem {
     this.blockCache.clear();
   }
 }
+
+/**
+ * Metadata pages (indirect, directory, inode-file blocks) a trim of the page cache moves from
+ * the head of its LRU to the tail rather than dropping, before it drops whatever is oldest:
+ * bounds a trim's work when metadata is all there is to drop.
+ */
+const trimMetadataRequeuesMax = 16;
 
 /** What a hole reads as in `readParts` (never written to). */
 const readZeros = new Uint8Array(fsBlockBytes);
