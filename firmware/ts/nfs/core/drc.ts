@@ -124,12 +124,36 @@ export function encodeRequestKey(k: RequestKey): Uint8Array {
   if (known !== undefined && known.xid === k.xid && known.prog === k.prog && known.vers === k.vers && known.proc === k.proc && known.argsCrc === k.argsCrc && known.argsBytes === k.argsBytes) {
     return known.bytes;
   }
-  const w = new XdrWriter(64);
-  w.string(k.client, 255);
-  for (const v of [k.xid, k.prog, k.vers, k.proc, k.argsCrc, k.argsBytes]) w.u32(v);
-  const bytes = w.bytes().slice();
+  const prefix = clientPrefix(k.client);
+  const bytes = new Uint8Array(prefix.length + 24);
+  bytes.set(prefix);
+  let at = prefix.length;
+  for (const v of [k.xid, k.prog, k.vers, k.proc, k.argsCrc, k.argsBytes]) {
+    // XDR u32: big-endian, written by hand (no writer or DataView per request).
+    bytes[at] = v >>> 24;
+    bytes[at + 1] = (v >>> 16) & 0xff;
+    bytes[at + 2] = (v >>> 8) & 0xff;
+    bytes[at + 3] = v & 0xff;
+    at += 4;
+  }
   encodedKeys.set(k, { bytes, xid: k.xid, prog: k.prog, vers: k.vers, proc: k.proc, argsCrc: k.argsCrc, argsBytes: k.argsBytes });
   return bytes;
+}
+
+/** XDR-encoded client strings, by client: a blade has few clients, and each request needs its own. */
+const clientPrefixes = new Map<string, Uint8Array>();
+const clientPrefixesMax = 1024;
+
+function clientPrefix(client: string): Uint8Array {
+  let p = clientPrefixes.get(client);
+  if (p === undefined) {
+    const w = new XdrWriter(64);
+    w.string(client, 255);
+    p = w.bytes().slice();
+    if (clientPrefixes.size >= clientPrefixesMax) clientPrefixes.clear();
+    clientPrefixes.set(client, p);
+  }
+  return p;
 }
 
 export function decodeRequestKey(b: Uint8Array): RequestKey {
