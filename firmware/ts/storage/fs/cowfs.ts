@@ -1014,15 +1014,16 @@ export class CowFs implements FileSystem {
       const base = (first + i) * fsBlockBytes;
       const lo = Math.max(offset, base) - base;
       const hi = Math.min(offset + n, base + fsBlockBytes) - base;
-      if (lo !== 0 || hi !== fsBlockBytes) b = b.subarray(lo, hi);
-      if (prev !== undefined && prev.buffer === b.buffer && prev.byteOffset + prev.length === b.byteOffset) {
-        prev = new Uint8Array(prev.buffer, prev.byteOffset, prev.length + b.length);
-        parts[parts.length - 1] = prev;
-      } else {
-        parts.push(b);
-        prev = b;
+      if (run !== undefined && run.buffer === b.buffer && at + len === b.byteOffset + lo) {
+        len += hi - lo;
+        continue;
       }
+      if (run !== undefined) parts.push(viewOf(run, at, len));
+      run = b;
+      at = b.byteOffset + lo;
+      len = hi - lo;
     }
+    if (run !== undefined) parts.push(viewOf(run, at, len));
     return parts;
   }
 
@@ -1951,6 +1952,11 @@ const trimMetadataRequeuesMax = 16;
 
 /** What a hole reads as in `readParts` (never written to). */
 const readZeros = new Uint8Array(fsBlockBytes);
+
+/** `len` bytes at byte offset `at` of `b`'s buffer: `b` itself when that is all of it. */
+function viewOf(b: Uint8Array, at: number, len: number): Uint8Array {
+  return at === b.byteOffset && len === b.length ? b : new Uint8Array(b.buffer, at, len);
+}
 
 /**
  * The on-disk pointers of one file's data blocks, for a read that walks many consecutive
