@@ -1000,7 +1000,11 @@ export class CowFs implements FileSystem {
     const first = Math.floor(offset / fsBlockBytes);
     const { src, pages } = await this.gatherBlocks(f, offset, n);
     const parts: Uint8Array[] = [];
-    let prev: Uint8Array | undefined;
+    // The run of bytes being gathered: `len` bytes at `at` of `run`'s buffer, made one view
+    // when it ends (one allocation per run, not one per block).
+    let run: Uint8Array | undefined;
+    let at = 0;
+    let len = 0;
     for (let i = 0; i < src.length; i++) {
       let b = src[i] ?? readZeros;
       const p = pages?.[i];
