@@ -23,6 +23,7 @@ import {
   FsStatus,
   fsLimits,
 } from '../../fsapi/ops.ts';
+import { isHandedOver } from '../../fsapi/codec.ts';
 import type { Volume } from '../volume.ts';
 import { Bitmap } from './bitmap.ts';
 import {
@@ -63,7 +64,7 @@ import {
   writePtr,
 } from './format.ts';
 import { cowFsDefaults } from './limits.ts';
-import { BlockCache, blockCacheDefaults, ReadStreams, type BlockCacheStats, type Fill } from './block-cache.ts';
+import { BlockCache, blockCacheDefaults, blockViews, ReadStreams, type BlockCacheStats, type Fill } from './block-cache.ts';
 import { scanCp } from './fsck.ts';
 import { CpWriteQueue } from './cp-queue.ts';
 
@@ -164,6 +165,11 @@ interface CpWrite {
   slots?: number[];
   /** A partly used stripe: read it first, so its live blocks are rewritten unchanged. */
   readFirst?: boolean;
+  /**
+   * The pages whose buffers this write holds: pinned (not evicted, copied before a change)
+   * until the write settles, then handed back at once, while the rest of the CP is written.
+   */
+  pages?: Page[] | undefined;
 }
 
 interface DirIndex {
@@ -181,7 +187,6 @@ interface PreparedCp {
   /** The writes the freeze did not hand to the writers already (the last data run, the maps). */
   writes: CpWrite[];
   superblock: Uint8Array;
-  pinned: Page[];
   blocks: Bitmap;
   inodes: Bitmap;
   applied: Map<number, bigint>;
@@ -410,6 +415,7 @@ export class CowFs implements FileSystem {
         regionInodes[other.cpNumber % 2] = o.inodes;
       }
     }
+    installPageSlabAllocator(volume.allocateBuffer);
     const fs = new CowFs(volume, geo, sb.fsid, opts, sb.cpNumber, sb.applied, sb.genCounter, sb.inodeFileRoot, sb.inodeFileHeight, regionBlocks, regionInodes, {
       blocks: mine.blocks.clone(),
       inodes: mine.inodes.clone(),
@@ -920,6 +926,12 @@ export class CowFs implements FileSystem {
   }
 
   private async writeData(f: Inode, offset: number, data: Uint8Array): Promise<void> {
+    // Handed-over data (a WRITE's bytes in its RPC record, a replayed descriptor's own copy:
+    // nobody writes to them again) becomes the page buffer of every block it overwrites
+    // whole: a 1 MiB write then allocates no page buffers and copies nothing here. Only when
+    // the data is most of the memory it lives in: a 4 KiB WRITE's bytes sit in a 64 KiB socket
+    // read, which a page must not keep alive (16 times the memory dirty data is counted as).
+    const adopt = isHandedOver(data) && 2 * data.length >= data.buffer.byteLength;
     let pos = 0;
     while (pos < data.length) {
       const abs = offset + pos;
@@ -927,9 +939,9 @@ export class CowFs implements FileSystem {
       const within = abs - fbn * fsBlockBytes;
       const k = Math.min(fsBlockBytes - within, data.length - pos);
       const whole = within === 0 && k === fsBlockBytes;
-      const fill = whole ? 'zero' : 'read';
-      const page = this.dataPageForWriteSync(f, fbn, fill) ?? (await this.pageForWrite(f, fbn, fill));
-      page.data.set(data.subarray(pos, pos + k), within);
+      const block = data.subarray(pos, pos + k);
+      const page = this.dataPageForWriteSync(f, fbn, whole ? 'zero' : 'read', whole && adopt ? block : undefined) ?? (await this.pageForWrite(f, fbn, whole ? 'zero' : 'read'));
+      if (page.data !== block) page.data.set(block, within);
       pos += k;
     }
     if (offset + data.length > f.size) f.size = offset + data.length;
@@ -941,17 +953,25 @@ export class CowFs implements FileSystem {
    * enough and the block is already dirty, or is overwritten whole and its level-1 parent is
    * cached and already dirty (every block after the first of a large write). The same steps
    * as getPageForWrite + dirtyPage, without their async walk per block, which profiled as
-   * most of a 1 MiB write's apply. Undefined: take the general path.
+   * most of a 1 MiB write's apply. Undefined: take the general path. With `adopt` (the whole
+   * new content of the block, handed over) the page's buffer becomes `adopt` itself: a dirty
+   * page is private (a CP's image or a reader's loan is always another buffer), so replacing
+   * its buffer is as good as overwriting it, and a reader holding the old one keeps a
+   * consistent block.
    */
-  private dataPageForWriteSync(t: Inode, fbn: number, fill: 'read' | 'zero'): Page | undefined {
+  private dataPageForWriteSync(t: Inode, fbn: number, fill: 'read' | 'zero', adopt?: Uint8Array): Page | undefined {
     if (t.type !== FileType.REG || t.ino === inodeFileIno || t.height < 1 || fbn >= treeCapacity(t.height)) return undefined;
     const cached = this.cachedPage(t.ino, 0, fbn);
-    if (cached !== undefined) return cached.dirty ? cached : undefined;
+    if (cached !== undefined) {
+      if (!cached.dirty) return undefined;
+      if (adopt !== undefined && !cached.shared) cached.data = adopt;
+      return cached;
+    }
     if (fill !== 'zero') return undefined;
     const parent = this.cachedPage(t.ino, 1, Math.floor(fbn / F));
     if (parent === undefined || !parent.dirty) return undefined;
     const addr = readPtr(parent.data, fbn % F);
-    const p: Page = { ino: t.ino, level: 0, index: fbn, data: newPageBuffer(), addr, dirty: false, pinned: false, shared: false };
+    const p: Page = { ino: t.ino, level: 0, index: fbn, data: adopt ?? newPageBuffer(), addr, dirty: false, pinned: false, shared: false };
     this.insertPage(p);
     if (addr === 0) t.blocks++;
     this.opMutated = true;
@@ -1079,22 +1099,22 @@ export class CowFs implements FileSystem {
       else (runs ??= []).push({ fbn, addr, count: 1 });
     }
     // The reads this call needs go out first, then the read-ahead, so both are in flight together.
-    const reads = runs?.map((r) => this.volume.readBlocks(r.addr, r.count));
+    const reads = runs?.map((r) => this.readVolumeBlocks(r.addr, r.count));
     reads?.forEach((p) => p.catch(() => undefined));
     if (cache !== undefined) await this.readAhead(f, offset, n);
     if (waits !== undefined) {
       for (const w of waits) {
-        const data = await w.fill.promise;
-        const i = w.addr - w.fill.first;
+        const blocks = await w.fill.promise;
         // A read-ahead that failed is read again here, which reports the error (or reconstructs).
-        src[w.fbn - first] = data !== undefined ? data.subarray(i * fsBlockBytes, (i + 1) * fsBlockBytes) : await this.volume.readBlocks(w.addr, 1);
+        src[w.fbn - first] = blocks?.[w.addr - w.fill.first] ?? (await this.volume.readBlocks(w.addr, 1));
       }
     }
     if (runs !== undefined && reads !== undefined) {
       for (let k = 0; k < runs.length; k++) {
         const r = runs[k] as { fbn: number; addr: number; count: number };
-        const data = await (reads[k] as Promise<Uint8Array>);
-        for (let i = 0; i < r.count; i++) src[r.fbn + i - first] = data.subarray(i * fsBlockBytes, (i + 1) * fsBlockBytes);
+        const data = await (reads[k] as Promise<Uint8Array | Uint8Array[]>);
+        const blocks = blockViews(data, r.count, fsBlockBytes);
+        for (let i = 0; i < r.count; i++) src[r.fbn + i - first] = blocks[i];
         // Under the lock: these blocks are in use, so their addresses hold exactly this data
         // until they are freed (which invalidates them).
         cache?.noteMiss(r.count);
@@ -1143,7 +1163,16 @@ export class CowFs implements FileSystem {
 
   /** Starts a background read of blocks [addr, addr + count) into the block cache. */
   private fillFromVolume(addr: number, count: number): void {
-    this.blockCache.fill(addr, count, fsBlockBytes, () => this.volume.readBlocks(addr, count));
+    this.blockCache.fill(addr, count, fsBlockBytes, () => this.readVolumeBlocks(addr, count));
+  }
+
+  /**
+   * File data blocks from the volume for the read path: as the pieces the disks were read
+   * into when the volume offers that (RAID: no copy of each member's read into one buffer;
+   * the block cache keeps the pieces as they are), else as one buffer.
+   */
+  private readVolumeBlocks(addr: number, count: number): Promise<Uint8Array | Uint8Array[]> {
+    return this.volume.readBlockParts !== undefined ? this.volume.readBlockParts(addr, count) : this.volume.readBlocks(addr, count);
   }
 
   // ---- directories ---------------------------------------------------------------------
@@ -1596,7 +1625,6 @@ export class CowFs implements FileSystem {
     // target objects).
     let wi = 0;
     let si = 0;
-    const pinned: Page[] = [];
     let handed = 0;
     const overlap = this.opts.cpFreezeOverlap;
     const writeTree = function* (fs: CowFs, t: Inode, set: Set<Page>): Generator<void, void, void> {
@@ -1644,7 +1672,7 @@ export class CowFs implements FileSystem {
         p.addr = addr;
         p.dirty = false;
         p.pinned = true;
-        pinned.push(p);
+        (w.pages ??= []).push(p);
       }
       fs.dirtyCount -= set.size;
       fs.dirtyPages.delete(t.ino);
@@ -1714,7 +1742,7 @@ export class CowFs implements FileSystem {
     this.freedCurrent = 0;
     const mapBlocks = changedStripes.size * S;
     const freezeMs = (this.opts.clock?.nowMs() ?? 0) - t0;
-    return { cp, dataBlocks, partialStripes: room.partial.length, mapBlocks, freezeMs, slot, writes: writes.slice(handed), superblock, pinned, blocks, inodes, applied };
+    return { cp, dataBlocks, partialStripes: room.partial.length, mapBlocks, freezeMs, slot, writes: writes.slice(handed), superblock, blocks, inodes, applied };
   }
 
   /**
@@ -1723,12 +1751,16 @@ export class CowFs implements FileSystem {
    */
   private async cpWriters(queue: CpWriteQueue<CpJob>): Promise<void> {
     const writeBlocks = this.volume.writeStripeBlocks?.bind(this.volume);
+    // What unused blocks of a write hold: from the volume's allocator too, so that it is
+    // written in place like the pages (it is never written to).
+    const zero = this.volume.allocateBuffer?.(fsBlockBytes) ?? zeroBlock;
     const worker = async (): Promise<void> => {
       for (let job = await queue.next(); job !== undefined; job = await queue.next()) {
         const { cp, w } = job;
         if (writeBlocks !== undefined && w.data === undefined && w.readFirst !== true) {
           // The volume gathers the blocks straight into its per-disk buffers: no copy here.
-          await writeBlocks(w.first, cpBlocks(w, cp));
+          await writeBlocks(w.first, cpBlocks(w, cp, zero));
+          this.unpinPages(w);
           continue;
         }
         const base = w.readFirst === true ? (await this.volume.readBlocks(w.first, w.blocks)).slice() : undefined;
@@ -1737,11 +1769,37 @@ export class CowFs implements FileSystem {
         const scratch = at >= 0 ? this.cpBuffers.splice(at, 1)[0] : undefined;
         const buf = materialize(w, cp, base, scratch);
         await this.volume.writeStripes(w.first, buf);
+        this.unpinPages(w);
         // The volume is done with the buffer once the write settles (the Volume contract).
         if (w.data === undefined && base === undefined && this.cpBuffers.length < Math.max(1, this.opts.cpWriteConcurrencyMax)) this.cpBuffers.push(buf);
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, this.opts.cpWriteConcurrencyMax) }, worker));
+  }
+
+  /**
+   * A CP write has settled: the volume is done with its pages' buffers, so they are the live
+   * pages' own again (a change writes in place, a reader need not copy) and clean ones may be
+   * evicted — while the rest of the CP is still being written, not all at its commit (49,152
+   * pages for a 192 MiB CP). A failed CP fails the file system, so nothing needs them after.
+   */
+  private unpinPages(w: CpWrite): void {
+    const pages = w.pages;
+    if (pages === undefined) return;
+    w.pages = undefined;
+    // Pages come grouped by inode: look up each inode's page map once.
+    let mapIno = -1;
+    let map: Map<number, Page> | undefined;
+    for (const page of pages) {
+      page.pinned = false;
+      page.shared = false;
+      if (page.dirty) continue;
+      if (page.ino !== mapIno) {
+        map = this.pages.get(page.ino);
+        mapIno = page.ino;
+      }
+      if (map?.get(pageKey(page.level, page.index)) === page) this.lru.add(page);
+    }
   }
 
   private async writeCp(p: PreparedCp, queue: CpWriteQueue<CpJob>, writers: Promise<void>): Promise<void> {
@@ -1758,19 +1816,6 @@ export class CowFs implements FileSystem {
     this.regionBlocks[p.slot] = p.blocks;
     this.regionInodes[p.slot] = p.inodes;
     this.committedApplied = p.applied;
-    // Pinned pages come grouped by inode: look up each inode's page map once.
-    let mapIno = -1;
-    let map: Map<number, Page> | undefined;
-    for (const page of p.pinned) {
-      page.pinned = false;
-      page.shared = false;
-      if (page.dirty) continue;
-      if (page.ino !== mapIno) {
-        map = this.pages.get(page.ino);
-        mapIno = page.ino;
-      }
-      if (map?.get(pageKey(page.level, page.index)) === page) this.lru.add(page);
-    }
     this.lastCpStats = { cpNumber: p.cp, blocks: p.dataBlocks, mapBlocks: p.mapBlocks, partialStripes: p.partialStripes, freezeMs: p.freezeMs, writeMs: (this.opts.clock?.nowMs() ?? 0) - t0 };
     this.opts.onCpCommitted?.({ cpNumber: p.cp, appliedSeq: new Map(p.applied) });
   }
@@ -2034,13 +2079,24 @@ const zeroBlock = new Uint8Array(fsBlockBytes);
  * is freed when all of its pieces are. Small, so that one long-lived page holds little else.
  */
 const pageSlabBytes = 16 * fsBlockBytes;
-let pageSlab = new Uint8Array(0);
+let pageSlab: Uint8Array = new Uint8Array(0);
 let pageSlabOffset = 0;
+/**
+ * Where slabs come from: the volume's `allocateBuffer` when it has one (`CowFs.mount` installs
+ * it; O_DIRECT-aligned on the Linux driver), so that a CP writes its pages to the disks in place
+ * (RAID's `writeStripeBlocks` with `writev`) instead of copying them into per-disk buffers.
+ */
+let pageSlabAllocate: (bytes: number) => Uint8Array = (bytes) => new Uint8Array(bytes);
+
+/** Page slabs from `allocate` from now on (undefined: plain memory). Any allocator is correct; only alignment differs. */
+function installPageSlabAllocator(allocate: ((bytes: number) => Uint8Array) | undefined): void {
+  pageSlabAllocate = allocate ?? ((bytes) => new Uint8Array(bytes));
+}
 
 /** A zeroed 4 KiB page buffer of its own (a view of a slab no other page shares bytes of). */
 function newPageBuffer(): Uint8Array {
   if (pageSlabOffset + fsBlockBytes > pageSlab.length) {
-    pageSlab = new Uint8Array(pageSlabBytes);
+    pageSlab = pageSlabAllocate(pageSlabBytes);
     pageSlabOffset = 0;
   }
   const b = pageSlab.subarray(pageSlabOffset, pageSlabOffset + fsBlockBytes);
@@ -2053,12 +2109,12 @@ function newPageBuffer(): Uint8Array {
  * commits; the live page copies before changing one), metadata copied and sealed, unused
  * blocks zero. Fills in the write's own image array rather than building another.
  */
-function cpBlocks(w: CpWrite, cp: number): Uint8Array[] {
+function cpBlocks(w: CpWrite, cp: number, zero: Uint8Array): Uint8Array[] {
   const out = w.images ?? [];
   const seals = w.seals;
   for (let i = 0; i < w.blocks; i++) {
     const img = out[i];
-    if (img === undefined) out[i] = zeroBlock;
+    if (img === undefined) out[i] = zero;
     else {
       const seal = seals?.[i];
       if (seal !== undefined) {
