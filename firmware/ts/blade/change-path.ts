@@ -42,7 +42,14 @@ export function encodeEnvelopeParts(fsid: bigint, op: ChangeOp): Uint8Array[] {
     return [head, encodeChangeOp(op)];
   }
   const body = encodeChangeOp({ ...op, data: op.data.subarray(0, 0) });
-  dataView(body).setUint32(body.length - 4, op.data.length, true);
+  // The count (u32, little-endian) by hand: a DataView over this small array would first
+  // move it out of the heap.
+  const n = op.data.length;
+  const at = body.length - 4;
+  body[at] = n & 0xff;
+  body[at + 1] = (n >>> 8) & 0xff;
+  body[at + 2] = (n >>> 16) & 0xff;
+  body[at + 3] = n >>> 24;
   return [head, body, op.data];
 }
 
