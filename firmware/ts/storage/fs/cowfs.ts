@@ -23,7 +23,6 @@ import {
   FsStatus,
   fsLimits,
 } from '../../fsapi/ops.ts';
-import { isHandedOver } from '../../fsapi/codec.ts';
 import type { Volume } from '../volume.ts';
 import { Bitmap } from './bitmap.ts';
 import {
@@ -64,7 +63,7 @@ import {
   writePtr,
 } from './format.ts';
 import { cowFsDefaults } from './limits.ts';
-import { BlockCache, blockCacheDefaults, blockViews, ReadStreams, type BlockCacheStats, type Fill } from './block-cache.ts';
+import { BlockCache, blockCacheDefaults, ReadStreams, type BlockCacheStats, type Fill } from './block-cache.ts';
 import { scanCp } from './fsck.ts';
 import { CpWriteQueue } from './cp-queue.ts';
 
@@ -926,12 +925,6 @@ export class CowFs implements FileSystem {
   }
 
   private async writeData(f: Inode, offset: number, data: Uint8Array): Promise<void> {
-    // Handed-over data (a WRITE's bytes in its RPC record, a replayed descriptor's own copy:
-    // nobody writes to them again) becomes the page buffer of every block it overwrites
-    // whole: a 1 MiB write then allocates no page buffers and copies nothing here. Only when
-    // the data is most of the memory it lives in: a 4 KiB WRITE's bytes sit in a 64 KiB socket
-    // read, which a page must not keep alive (16 times the memory dirty data is counted as).
-    const adopt = isHandedOver(data) && 2 * data.length >= data.buffer.byteLength;
     let pos = 0;
     while (pos < data.length) {
       const abs = offset + pos;
@@ -939,9 +932,9 @@ export class CowFs implements FileSystem {
       const within = abs - fbn * fsBlockBytes;
       const k = Math.min(fsBlockBytes - within, data.length - pos);
       const whole = within === 0 && k === fsBlockBytes;
-      const block = data.subarray(pos, pos + k);
-      const page = this.dataPageForWriteSync(f, fbn, whole ? 'zero' : 'read', whole && adopt ? block : undefined) ?? (await this.pageForWrite(f, fbn, whole ? 'zero' : 'read'));
-      if (page.data !== block) page.data.set(block, within);
+      const fill = whole ? 'zero' : 'read';
+      const page = this.dataPageForWriteSync(f, fbn, fill) ?? (await this.pageForWrite(f, fbn, fill));
+      page.data.set(data.subarray(pos, pos + k), within);
       pos += k;
     }
     if (offset + data.length > f.size) f.size = offset + data.length;
@@ -953,25 +946,17 @@ export class CowFs implements FileSystem {
    * enough and the block is already dirty, or is overwritten whole and its level-1 parent is
    * cached and already dirty (every block after the first of a large write). The same steps
    * as getPageForWrite + dirtyPage, without their async walk per block, which profiled as
-   * most of a 1 MiB write's apply. Undefined: take the general path. With `adopt` (the whole
-   * new content of the block, handed over) the page's buffer becomes `adopt` itself: a dirty
-   * page is private (a CP's image or a reader's loan is always another buffer), so replacing
-   * its buffer is as good as overwriting it, and a reader holding the old one keeps a
-   * consistent block.
+   * most of a 1 MiB write's apply. Undefined: take the general path.
    */
-  private dataPageForWriteSync(t: Inode, fbn: number, fill: 'read' | 'zero', adopt?: Uint8Array): Page | undefined {
+  private dataPageForWriteSync(t: Inode, fbn: number, fill: 'read' | 'zero'): Page | undefined {
     if (t.type !== FileType.REG || t.ino === inodeFileIno || t.height < 1 || fbn >= treeCapacity(t.height)) return undefined;
     const cached = this.cachedPage(t.ino, 0, fbn);
-    if (cached !== undefined) {
-      if (!cached.dirty) return undefined;
-      if (adopt !== undefined && !cached.shared) cached.data = adopt;
-      return cached;
-    }
+    if (cached !== undefined) return cached.dirty ? cached : undefined;
     if (fill !== 'zero') return undefined;
     const parent = this.cachedPage(t.ino, 1, Math.floor(fbn / F));
     if (parent === undefined || !parent.dirty) return undefined;
     const addr = readPtr(parent.data, fbn % F);
-    const p: Page = { ino: t.ino, level: 0, index: fbn, data: adopt ?? newPageBuffer(), addr, dirty: false, pinned: false, shared: false };
+    const p: Page = { ino: t.ino, level: 0, index: fbn, data: newPageBuffer(), addr, dirty: false, pinned: false, shared: false };
     this.insertPage(p);
     if (addr === 0) t.blocks++;
     this.opMutated = true;
@@ -1099,22 +1084,22 @@ export class CowFs implements FileSystem {
       else (runs ??= []).push({ fbn, addr, count: 1 });
     }
     // The reads this call needs go out first, then the read-ahead, so both are in flight together.
-    const reads = runs?.map((r) => this.readVolumeBlocks(r.addr, r.count));
+    const reads = runs?.map((r) => this.volume.readBlocks(r.addr, r.count));
     reads?.forEach((p) => p.catch(() => undefined));
     if (cache !== undefined) await this.readAhead(f, offset, n);
     if (waits !== undefined) {
       for (const w of waits) {
-        const blocks = await w.fill.promise;
+        const data = await w.fill.promise;
+        const i = w.addr - w.fill.first;
         // A read-ahead that failed is read again here, which reports the error (or reconstructs).
-        src[w.fbn - first] = blocks?.[w.addr - w.fill.first] ?? (await this.volume.readBlocks(w.addr, 1));
+        src[w.fbn - first] = data !== undefined ? data.subarray(i * fsBlockBytes, (i + 1) * fsBlockBytes) : await this.volume.readBlocks(w.addr, 1);
       }
     }
     if (runs !== undefined && reads !== undefined) {
       for (let k = 0; k < runs.length; k++) {
         const r = runs[k] as { fbn: number; addr: number; count: number };
-        const data = await (reads[k] as Promise<Uint8Array | Uint8Array[]>);
-        const blocks = blockViews(data, r.count, fsBlockBytes);
-        for (let i = 0; i < r.count; i++) src[r.fbn + i - first] = blocks[i];
+        const data = await (reads[k] as Promise<Uint8Array>);
+        for (let i = 0; i < r.count; i++) src[r.fbn + i - first] = data.subarray(i * fsBlockBytes, (i + 1) * fsBlockBytes);
         // Under the lock: these blocks are in use, so their addresses hold exactly this data
         // until they are freed (which invalidates them).
         cache?.noteMiss(r.count);
@@ -1163,16 +1148,7 @@ export class CowFs implements FileSystem {
 
   /** Starts a background read of blocks [addr, addr + count) into the block cache. */
   private fillFromVolume(addr: number, count: number): void {
-    this.blockCache.fill(addr, count, fsBlockBytes, () => this.readVolumeBlocks(addr, count));
-  }
-
-  /**
-   * File data blocks from the volume for the read path: as the pieces the disks were read
-   * into when the volume offers that (RAID: no copy of each member's read into one buffer;
-   * the block cache keeps the pieces as they are), else as one buffer.
-   */
-  private readVolumeBlocks(addr: number, count: number): Promise<Uint8Array | Uint8Array[]> {
-    return this.volume.readBlockParts !== undefined ? this.volume.readBlockParts(addr, count) : this.volume.readBlocks(addr, count);
+    this.blockCache.fill(addr, count, fsBlockBytes, () => this.volume.readBlocks(addr, count));
   }
 
   // ---- directories ---------------------------------------------------------------------
