@@ -1,0 +1,80 @@
+// A CP write's pages are handed back to the live file system as soon as that write settles,
+// not when the CP commits: a change to a block whose write has settled goes into the page in
+// place while the rest of the CP is still being written, a change to a block whose write is
+// in flight copies the page first, and either way the committed CP holds exactly what was
+// frozen and the next CP holds the changes.
+import { describe, expect, it } from 'vitest';
+import { Prng } from '../../firmware/ts/core/prng.ts';
+import type { Volume } from '../../firmware/ts/storage/volume.ts';
+import { CowFs, mkfs } from '../../firmware/ts/storage/fs/cowfs.ts';
+import { fsck } from '../../firmware/ts/storage/fs/fsck.ts';
+import { MemVolume } from '../../firmware/ts/storage/fs/mem-volume.ts';
+
+const cred = { uid: 0, gid: 0, gids: [] };
+const KiB = 1024;
+
+describe('CP pages are unpinned per write', () => {
+  it('a block whose write settled changes in place mid-CP; the CP commits what it froze', async () => {
+    const vol = new MemVolume({ blockCount: 16 * 1024, stripeBlocks: 4 });
+    await mkfs(vol.session(), { fsid: 1n });
+    const session = vol.session();
+    // writeStripeBlocks that copies the blocks when called (as a disk has them once the write
+    // settles) and holds every write after the first until released.
+    const settled: number[] = [];
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    let calls = 0;
+    // The block buffers every write was given, by call.
+    const given: Array<readonly Uint8Array[]> = [];
+    const blocks: Volume = {
+      ...session,
+      writeStripeBlocks: async (first, bs) => {
+        given.push(bs);
+        const data = new Uint8Array(bs.length * 4096);
+        bs.forEach((b, i) => data.set(b, i * 4096));
+        const n = calls++;
+        if (n > 0) await held;
+        await session.writeStripes(first, data);
+        settled.push(first);
+      },
+    };
+    const fs = await CowFs.mount(blocks, { cpWriteBytesMax: 16 * KiB, cpWriteConcurrencyMax: 2 });
+    const f = fs.allocInode();
+    await fs.apply({ op: 'create', dir: fs.rootIno, name: 'f', how: 'guarded', attrs: {}, newIno: f.ino, newGen: f.gen, time: { sec: 1, nsec: 0 }, cred });
+    const data = new Prng(3).bytes(256 * KiB);
+    await fs.apply({ op: 'write', target: f, offset: 0, data, time: { sec: 2, nsec: 0 }, cred });
+    const cp = fs.takeCp();
+    // The first write (the file's first blocks, placed first) settles; the others wait.
+    while (settled.length === 0) await new Promise((r) => setTimeout(r, 1));
+    expect(settled.length).toBe(1);
+    // Block 0 lies in the settled write, the last block in one still held.
+    const same = (b: Uint8Array, at: number): boolean => Buffer.from(b).equals(Buffer.from(data.subarray(at, at + 4096)));
+    const image0 = given[0]?.find((b) => same(b, 0));
+    expect(image0).toBeDefined();
+    await fs.apply({ op: 'write', target: f, offset: 0, data: new Uint8Array(4096).fill(0xa1), time: { sec: 3, nsec: 0 }, cred });
+    await fs.apply({ op: 'write', target: f, offset: 252 * KiB, data: new Uint8Array(4096).fill(0xb2), time: { sec: 3, nsec: 0 }, cred });
+    // Block 0's write had settled: its page was the live page's own again, changed in place.
+    expect(image0?.[0]).toBe(0xa1);
+    release();
+    const first = await cp;
+    // The last block's write was still to come: its page was copied, the image the CP wrote is intact.
+    expect(given.slice(1).flat().some((b) => same(b, 252 * KiB))).toBe(true);
+    // The disks hold the frozen data: a second mount of the same disks reads it.
+    const frozen = await CowFs.mount(session, {});
+    expect(frozen.cpNumber).toBe(first.cpNumber);
+    expect(Buffer.from((await frozen.read(f, 0, 256 * KiB)).data).equals(Buffer.from(data))).toBe(true);
+    await frozen.close();
+    expect(await fsck(session)).toEqual([]);
+    // The live file system has the changes, and the next CP writes them.
+    const want = data.slice();
+    want.fill(0xa1, 0, 4096);
+    want.fill(0xb2, 252 * KiB, 256 * KiB);
+    expect(Buffer.from((await fs.read(f, 0, 256 * KiB)).data).equals(Buffer.from(want))).toBe(true);
+    await fs.takeCp();
+    await fs.close();
+    const after = await CowFs.mount(session, {});
+    expect(Buffer.from((await after.read(f, 0, 256 * KiB)).data).equals(Buffer.from(want))).toBe(true);
+    await after.close();
+    expect(await fsck(session)).toEqual([]);
+  });
+});
