@@ -23,6 +23,7 @@ import {
   FsStatus,
   fsLimits,
 } from '../../fsapi/ops.ts';
+import { isHandedOver } from '../../fsapi/codec.ts';
 import type { Volume } from '../volume.ts';
 import { Bitmap } from './bitmap.ts';
 import {
@@ -925,6 +926,12 @@ export class CowFs implements FileSystem {
   }
 
   private async writeData(f: Inode, offset: number, data: Uint8Array): Promise<void> {
+    // Handed-over data (a WRITE's bytes in its RPC record, a replayed descriptor's own copy:
+    // nobody writes to them again) becomes the page buffer of every block it overwrites
+    // whole: a 1 MiB write then allocates no page buffers and copies nothing here. Only when
+    // the data is most of the memory it lives in: a 4 KiB WRITE's bytes sit in a 64 KiB socket
+    // read, which a page must not keep alive (16 times the memory dirty data is counted as).
+    const adopt = isHandedOver(data) && 2 * data.length >= data.buffer.byteLength;
     let pos = 0;
     while (pos < data.length) {
       const abs = offset + pos;
@@ -932,9 +939,9 @@ export class CowFs implements FileSystem {
       const within = abs - fbn * fsBlockBytes;
       const k = Math.min(fsBlockBytes - within, data.length - pos);
       const whole = within === 0 && k === fsBlockBytes;
-      const fill = whole ? 'zero' : 'read';
-      const page = this.dataPageForWriteSync(f, fbn, fill) ?? (await this.pageForWrite(f, fbn, fill));
-      page.data.set(data.subarray(pos, pos + k), within);
+      const block = data.subarray(pos, pos + k);
+      const page = this.dataPageForWriteSync(f, fbn, whole ? 'zero' : 'read', whole && adopt ? block : undefined) ?? (await this.pageForWrite(f, fbn, whole ? 'zero' : 'read'));
+      if (page.data !== block) page.data.set(block, within);
       pos += k;
     }
     if (offset + data.length > f.size) f.size = offset + data.length;
@@ -946,17 +953,25 @@ export class CowFs implements FileSystem {
    * enough and the block is already dirty, or is overwritten whole and its level-1 parent is
    * cached and already dirty (every block after the first of a large write). The same steps
    * as getPageForWrite + dirtyPage, without their async walk per block, which profiled as
-   * most of a 1 MiB write's apply. Undefined: take the general path.
+   * most of a 1 MiB write's apply. Undefined: take the general path. With `adopt` (the whole
+   * new content of the block, handed over) the page's buffer becomes `adopt` itself: a dirty
+   * page is private (a CP's image or a reader's loan is always another buffer), so replacing
+   * its buffer is as good as overwriting it, and a reader holding the old one keeps a
+   * consistent block.
    */
-  private dataPageForWriteSync(t: Inode, fbn: number, fill: 'read' | 'zero'): Page | undefined {
+  private dataPageForWriteSync(t: Inode, fbn: number, fill: 'read' | 'zero', adopt?: Uint8Array): Page | undefined {
     if (t.type !== FileType.REG || t.ino === inodeFileIno || t.height < 1 || fbn >= treeCapacity(t.height)) return undefined;
     const cached = this.cachedPage(t.ino, 0, fbn);
-    if (cached !== undefined) return cached.dirty ? cached : undefined;
+    if (cached !== undefined) {
+      if (!cached.dirty) return undefined;
+      if (adopt !== undefined && !cached.shared) cached.data = adopt;
+      return cached;
+    }
     if (fill !== 'zero') return undefined;
     const parent = this.cachedPage(t.ino, 1, Math.floor(fbn / F));
     if (parent === undefined || !parent.dirty) return undefined;
     const addr = readPtr(parent.data, fbn % F);
-    const p: Page = { ino: t.ino, level: 0, index: fbn, data: newPageBuffer(), addr, dirty: false, pinned: false, shared: false };
+    const p: Page = { ino: t.ino, level: 0, index: fbn, data: adopt ?? newPageBuffer(), addr, dirty: false, pinned: false, shared: false };
     this.insertPage(p);
     if (addr === 0) t.blocks++;
     this.opMutated = true;
