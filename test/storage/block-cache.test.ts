@@ -62,10 +62,33 @@ class GatedVolume implements Volume {
   }
 }
 
-async function fresh(opts: CowFsOptions, blockCount = 16 * 1024, stripeBlocks = 16): Promise<{ mem: MemVolume; vol: GatedVolume; fs: CowFs }> {
+/**
+ * A GatedVolume that also offers readBlockParts, as the RAID volume does: each read comes back
+ * as pieces of whole blocks, cut where `prng` says (one piece per block at most).
+ */
+class PartsVolume extends GatedVolume {
+  constructor(
+    v: Volume,
+    private readonly prng: Prng,
+  ) {
+    super(v);
+  }
+  async readBlockParts(first: number, count: number): Promise<Uint8Array[]> {
+    const data = await this.readBlocks(first, count);
+    const parts: Uint8Array[] = [];
+    for (let at = 0; at < count; ) {
+      const n = 1 + this.prng.int(count - at);
+      parts.push(data.slice(at * B, (at + n) * B));
+      at += n;
+    }
+    return parts;
+  }
+}
+
+async function fresh(opts: CowFsOptions, blockCount = 16 * 1024, stripeBlocks = 16, partsPrng?: Prng): Promise<{ mem: MemVolume; vol: GatedVolume; fs: CowFs }> {
   const mem = new MemVolume({ blockCount, stripeBlocks });
   await mkfs(mem.session(), { fsid: 7n, time: { sec: 1, nsec: 0 } });
-  const vol = new GatedVolume(mem.session());
+  const vol = partsPrng === undefined ? new GatedVolume(mem.session()) : new PartsVolume(mem.session(), partsPrng);
   return { mem, vol, fs: await CowFs.mount(vol, opts) };
 }
 
@@ -139,6 +162,22 @@ describe('BlockCache', () => {
     expect(c.get(11)).toBeUndefined();
     expect(c.get(13)?.[0]).toBe(53);
     expect(c.stats.readAheadBlocks).toBe(4);
+  });
+
+  it('takes reads in pieces of whole blocks (put and fill), and a read of the wrong size fails the fill', async () => {
+    const c = new BlockCache(64 * B);
+    c.put(10, [blocks(1, 1), blocks(2, 2)], B);
+    expect([c.get(10)?.[0], c.get(11)?.[0], c.get(12)?.[0]]).toEqual([1, 2, 3]);
+    expect(c.byteCount).toBe(3 * B);
+    c.fill(20, 3, B, () => Promise.resolve([blocks(2, 5), blocks(1, 9)]));
+    expect(await c.pending(22)).toEqual(blocks(1, 9));
+    expect(c.get(21)?.[0]).toBe(6);
+    c.fill(30, 2, B, () => Promise.resolve([blocks(1, 1)]));
+    expect(await c.pending(31)).toBeUndefined();
+    expect(c.has(30)).toBe(false);
+    c.fill(40, 1, B, () => Promise.resolve(new Uint8Array(B + 512)));
+    expect(await c.pending(40)).toBeUndefined();
+    expect(c.has(40)).toBe(false);
   });
 
   it('a failed fill leaves nothing cached and resolves pending readers with undefined', async () => {
@@ -290,7 +329,8 @@ describe('CoW FS read path with the block cache', () => {
         const prng = new Prng(seed);
         // A small volume, so CPs reuse freed blocks soon; small caches, so reads go to disk.
         // Few or many pages kept: readParts lends clean pages, and copies dirty and pinned ones.
-        const { fs } = await fresh({ cachePagesMax: prng.int(2) === 0 ? 2 : 64, readCache: { blockCacheBytesMax: 256 * B, readAheadBytesMin: 4 * B, readAheadBytesMax: 16 * B, readAheadCallBytesMax: 8 * B } }, 384, 8);
+        // And a volume that reads in pieces (readBlockParts) or in one buffer.
+        const { fs } = await fresh({ cachePagesMax: prng.int(2) === 0 ? 2 : 64, readCache: { blockCacheBytesMax: 256 * B, readAheadBytesMin: 4 * B, readAheadBytesMax: 16 * B, readAheadCallBytesMax: 8 * B } }, 384, 8, prng.int(2) === 0 ? new Prng(seed + 1) : undefined);
         const files: Array<{ name: string; ref: InodeRef; data: Uint8Array }> = [];
         const lent: Array<{ parts: Uint8Array[]; want: Uint8Array; step: number }> = [];
         let made = 0;

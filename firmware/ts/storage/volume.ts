@@ -34,6 +34,13 @@ export interface Volume {
   readonly blockCount: number;
   readonly stripeBlocks: number;
   readBlocks(firstBlock: number, count: number): Promise<Uint8Array>;
+  /**
+   * Optional: `readBlocks` as consecutive pieces rather than one buffer — views of the
+   * buffers the disks were read into, each a whole number of blocks, `count` blocks in all —
+   * so that a caller that keeps them (the file system's block cache) needs no copy. Nothing
+   * else refers to those buffers: the caller owns them.
+   */
+  readBlockParts?(firstBlock: number, count: number): Promise<Uint8Array[]>;
   /** Writes `data` (a whole number of stripes) at `firstBlock` (a stripe boundary). The caller may reuse `data` once the promise settles. */
   writeStripes(firstBlock: number, data: Uint8Array): Promise<void>;
   /**

@@ -40,11 +40,28 @@ interface Entry {
   referenced: boolean;
 }
 
-/** A read in flight that will bring blocks [first, first + count) in one buffer. */
+/** A read in flight that will bring blocks [first, first + count). */
 export interface Fill {
   first: number;
-  /** The whole buffer read (undefined: the read failed). */
-  promise: Promise<Uint8Array | undefined>;
+  /** The blocks read, one view per block from `first` (undefined: the read failed). */
+  promise: Promise<readonly Uint8Array[] | undefined>;
+}
+
+/**
+ * What a read brought, as one view per block: one buffer of `count` blocks, or consecutive
+ * pieces of whole blocks (Volume.readBlockParts). Anything else is a failed read.
+ */
+export function blockViews(data: Uint8Array | readonly Uint8Array[], count: number, blockBytes: number): Uint8Array[] {
+  const out = new Array<Uint8Array>(count);
+  let n = 0;
+  const split = (b: Uint8Array): void => {
+    if (b.length % blockBytes !== 0 || n + b.length / blockBytes > count) throw new RangeError(`block cache: a read returned ${b.length} bytes, not whole blocks of the ${count} asked for`);
+    for (let at = 0; at < b.length; at += blockBytes) out[n++] = b.subarray(at, at + blockBytes);
+  };
+  if (data instanceof Uint8Array) split(data);
+  else for (const b of data) split(b);
+  if (n !== count) throw new RangeError(`block cache: a read returned ${n} blocks of the ${count} asked for`);
+  return out;
 }
 
 /**
@@ -80,17 +97,17 @@ export class BlockCache {
   }
 
   /** A read in flight that will bring `addr` (resolves undefined if it failed). */
-  pending(addr: number, blockBytes: number): Promise<Uint8Array | undefined> | undefined {
+  pending(addr: number, _blockBytes?: number): Promise<Uint8Array | undefined> | undefined {
     const f = this.pendingFill(addr);
     if (f === undefined) return undefined;
     const i = addr - f.first;
-    return f.promise.then((data) => data?.subarray(i * blockBytes, (i + 1) * blockBytes));
+    return f.promise.then((blocks) => blocks?.[i]);
   }
 
   /**
-   * The read in flight that will bring `addr`, whose buffer holds it at block `addr - first`
-   * (the promise resolves undefined if the read failed). Unlike `pending`, no promise per block:
-   * a reader waiting for many blocks of one fill awaits it once.
+   * The read in flight that will bring `addr`, as block `addr - first` of what it resolves to
+   * (undefined if the read failed). Unlike `pending`, no promise per block: a reader waiting
+   * for many blocks of one fill awaits it once.
    */
   pendingFill(addr: number): Readonly<Fill> | undefined {
     const f = this.fills.get(addr);
@@ -103,10 +120,16 @@ export class BlockCache {
     this.stats.misses += count;
   }
 
-  /** Caches `data` (one block, or `blocks` consecutive blocks at `first` in one buffer). */
-  put(first: number, data: Uint8Array, blockBytes: number): void {
-    const n = Math.floor(data.length / blockBytes);
-    for (let i = 0; i < n; i++) this.insert(first + i, data.subarray(i * blockBytes, (i + 1) * blockBytes));
+  /**
+   * Caches consecutive blocks at `first`: one block, several in one buffer, or consecutive
+   * pieces of whole blocks (what Volume.readBlockParts returns).
+   */
+  put(first: number, data: Uint8Array | readonly Uint8Array[], blockBytes: number): void {
+    const pieces = data instanceof Uint8Array ? [data] : data;
+    let addr = first;
+    for (const b of pieces) {
+      for (let at = 0; at + blockBytes <= b.length; at += blockBytes) this.insert(addr++, b.subarray(at, at + blockBytes));
+    }
     this.evict();
   }
 
@@ -115,25 +138,29 @@ export class BlockCache {
    * caller leaves out blocks already cached or in flight). Errors are swallowed: a reader
    * that finds nothing falls back to its own read, which reports the error or reconstructs.
    */
-  fill(first: number, count: number, blockBytes: number, read: () => Promise<Uint8Array>): void {
+  fill(first: number, count: number, blockBytes: number, read: () => Promise<Uint8Array | readonly Uint8Array[]>): void {
     const fill: Fill = { first, promise: Promise.resolve(undefined) };
-    fill.promise = read().then(
-      (data) => {
-        for (let i = 0; i < count; i++) {
-          // Only blocks still registered to this fill: an invalidated one may be stale.
-          if (this.fills.get(first + i) === fill) {
-            this.fills.delete(first + i);
-            this.insert(first + i, data.subarray(i * blockBytes, (i + 1) * blockBytes));
-          }
+    const forget = (): undefined => {
+      for (let i = 0; i < count; i++) if (this.fills.get(first + i) === fill) this.fills.delete(first + i);
+      return undefined;
+    };
+    fill.promise = read().then((data) => {
+      let blocks: Uint8Array[];
+      try {
+        blocks = blockViews(data, count, blockBytes);
+      } catch {
+        return forget();
+      }
+      for (let i = 0; i < count; i++) {
+        // Only blocks still registered to this fill: an invalidated one may be stale.
+        if (this.fills.get(first + i) === fill) {
+          this.fills.delete(first + i);
+          this.insert(first + i, blocks[i] as Uint8Array);
         }
-        this.evict();
-        return data;
-      },
-      () => {
-        for (let i = 0; i < count; i++) if (this.fills.get(first + i) === fill) this.fills.delete(first + i);
-        return undefined;
-      },
-    );
+      }
+      this.evict();
+      return blocks;
+    }, forget);
     for (let i = 0; i < count; i++) this.fills.set(first + i, fill);
     this.stats.readAheadBlocks += count;
     const tracked = fill.promise.finally(() => this.inFlight.delete(tracked));

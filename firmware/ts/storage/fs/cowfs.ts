@@ -64,7 +64,7 @@ import {
   writePtr,
 } from './format.ts';
 import { cowFsDefaults } from './limits.ts';
-import { BlockCache, blockCacheDefaults, ReadStreams, type BlockCacheStats, type Fill } from './block-cache.ts';
+import { BlockCache, blockCacheDefaults, blockViews, ReadStreams, type BlockCacheStats, type Fill } from './block-cache.ts';
 import { scanCp } from './fsck.ts';
 import { CpWriteQueue } from './cp-queue.ts';
 
@@ -1099,22 +1099,22 @@ export class CowFs implements FileSystem {
       else (runs ??= []).push({ fbn, addr, count: 1 });
     }
     // The reads this call needs go out first, then the read-ahead, so both are in flight together.
-    const reads = runs?.map((r) => this.volume.readBlocks(r.addr, r.count));
+    const reads = runs?.map((r) => this.readVolumeBlocks(r.addr, r.count));
     reads?.forEach((p) => p.catch(() => undefined));
     if (cache !== undefined) await this.readAhead(f, offset, n);
     if (waits !== undefined) {
       for (const w of waits) {
-        const data = await w.fill.promise;
-        const i = w.addr - w.fill.first;
+        const blocks = await w.fill.promise;
         // A read-ahead that failed is read again here, which reports the error (or reconstructs).
-        src[w.fbn - first] = data !== undefined ? data.subarray(i * fsBlockBytes, (i + 1) * fsBlockBytes) : await this.volume.readBlocks(w.addr, 1);
+        src[w.fbn - first] = blocks?.[w.addr - w.fill.first] ?? (await this.volume.readBlocks(w.addr, 1));
       }
     }
     if (runs !== undefined && reads !== undefined) {
       for (let k = 0; k < runs.length; k++) {
         const r = runs[k] as { fbn: number; addr: number; count: number };
-        const data = await (reads[k] as Promise<Uint8Array>);
-        for (let i = 0; i < r.count; i++) src[r.fbn + i - first] = data.subarray(i * fsBlockBytes, (i + 1) * fsBlockBytes);
+        const data = await (reads[k] as Promise<Uint8Array | Uint8Array[]>);
+        const blocks = blockViews(data, r.count, fsBlockBytes);
+        for (let i = 0; i < r.count; i++) src[r.fbn + i - first] = blocks[i];
         // Under the lock: these blocks are in use, so their addresses hold exactly this data
         // until they are freed (which invalidates them).
         cache?.noteMiss(r.count);
@@ -1163,7 +1163,16 @@ export class CowFs implements FileSystem {
 
   /** Starts a background read of blocks [addr, addr + count) into the block cache. */
   private fillFromVolume(addr: number, count: number): void {
-    this.blockCache.fill(addr, count, fsBlockBytes, () => this.volume.readBlocks(addr, count));
+    this.blockCache.fill(addr, count, fsBlockBytes, () => this.readVolumeBlocks(addr, count));
+  }
+
+  /**
+   * File data blocks from the volume for the read path: as the pieces the disks were read
+   * into when the volume offers that (RAID: no copy of each member's read into one buffer;
+   * the block cache keeps the pieces as they are), else as one buffer.
+   */
+  private readVolumeBlocks(addr: number, count: number): Promise<Uint8Array | Uint8Array[]> {
+    return this.volume.readBlockParts !== undefined ? this.volume.readBlockParts(addr, count) : this.volume.readBlocks(addr, count);
   }
 
   // ---- directories ---------------------------------------------------------------------

@@ -253,6 +253,13 @@ export class RaidVolume implements Volume {
     return this.readBlocksLocked(firstBlock, count);
   }
 
+  /** Volume.readBlockParts: views of the member reads, one per stripe-unit run, no copy. */
+  readBlockParts(firstBlock: number, count: number): Promise<Uint8Array[]> {
+    this.checkRange(firstBlock, count);
+    if (count === 0) return Promise.resolve([]);
+    return this.readUnitRunsLocked(firstBlock, count);
+  }
+
   writeStripes(firstBlock: number, data: Uint8Array): Promise<void> {
     const stripeBytes = this.stripeBlocks * raidBlockBytes;
     if (!Number.isInteger(firstBlock) || firstBlock % this.stripeBlocks !== 0 || data.length === 0 || data.length % stripeBytes !== 0) {
@@ -510,6 +517,21 @@ export class RaidVolume implements Volume {
   // ---------------------------------------------------------------- reads
 
   private async readBlocksLocked(first: number, count: number): Promise<Uint8Array> {
+    const runs = await this.readUnitRunsLocked(first, count);
+    const out = new Uint8Array(count * raidBlockBytes);
+    let at = 0;
+    for (const r of runs) {
+      out.set(r, at);
+      at += r.length;
+    }
+    return out;
+  }
+
+  /**
+   * Blocks [first, first + count) as views of the member reads, in volume order, one per run
+   * of a stripe unit (a unit is contiguous both in the volume and on its disk).
+   */
+  private async readUnitRunsLocked(first: number, count: number): Promise<Uint8Array[]> {
     const g = this.geometry;
     this.checkUsable();
     const firstStripe = Math.floor(first / g.stripeBlocks);
@@ -517,13 +539,12 @@ export class RaidVolume implements Volume {
     const release = await this.locks.acquire(firstStripe, lastStripe + 1);
     try {
       this.checkUsable();
-      const out = new Uint8Array(count * raidBlockBytes);
       // Per data member, one read covering every block it must supply (the ends may over-read
       // up to a stripe unit); members are read in parallel.
       const extents = this.memberExtents(first, count);
       const buffers = await Promise.all(extents.map((e, m) => (e === undefined ? undefined : this.readExtent(m, e.lo, e.hi, 0))));
       this.checkUsable();
-      // Copy unit by unit: a unit is contiguous both in the volume and on its disk.
+      const runs: Uint8Array[] = [];
       let b = first;
       const end = first + count;
       while (b < end) {
@@ -537,10 +558,10 @@ export class RaidVolume implements Volume {
         const buf = buffers[member];
         assert(e !== undefined && buf !== undefined, 'every member that holds a requested block was read');
         const from = (diskBlock - e.lo) * raidBlockBytes;
-        out.set(buf.subarray(from, from + run * raidBlockBytes), (b - first) * raidBlockBytes);
+        runs.push(buf.subarray(from, from + run * raidBlockBytes));
         b += run;
       }
-      return out;
+      return runs;
     } finally {
       release();
     }
