@@ -932,6 +932,10 @@ export class CowFs implements FileSystem {
     // the data is most of the memory it lives in: a 4 KiB WRITE's bytes sit in a 64 KiB socket
     // read, which a page must not keep alive (16 times the memory dirty data is counted as).
     const adopt = isHandedOver(data) && 2 * data.length >= data.buffer.byteLength;
+    // The level-1 parent of the blocks being written, looked up once per parent (a 1 MiB write
+    // has one or two) rather than once per block; forgotten after any await (the general path
+    // may create or dirty it).
+    const parent: { index: number; page: Page | undefined } = { index: -1, page: undefined };
     let pos = 0;
     while (pos < data.length) {
       const abs = offset + pos;
@@ -940,7 +944,11 @@ export class CowFs implements FileSystem {
       const k = Math.min(fsBlockBytes - within, data.length - pos);
       const whole = within === 0 && k === fsBlockBytes;
       const block = data.subarray(pos, pos + k);
-      const page = this.dataPageForWriteSync(f, fbn, whole ? 'zero' : 'read', whole && adopt ? block : undefined) ?? (await this.pageForWrite(f, fbn, whole ? 'zero' : 'read'));
+      let page = this.dataPageForWriteSync(f, fbn, whole ? 'zero' : 'read', whole && adopt ? block : undefined, parent);
+      if (page === undefined) {
+        page = await this.pageForWrite(f, fbn, whole ? 'zero' : 'read');
+        parent.index = -1;
+      }
       if (page.data !== block) page.data.set(block, within);
       pos += k;
     }
@@ -957,9 +965,10 @@ export class CowFs implements FileSystem {
    * new content of the block, handed over) the page's buffer becomes `adopt` itself: a dirty
    * page is private (a CP's image or a reader's loan is always another buffer), so replacing
    * its buffer is as good as overwriting it, and a reader holding the old one keeps a
-   * consistent block.
+   * consistent block. `parentHint` remembers the level-1 page looked up last (the caller's
+   * loop passes the same object for every block and resets it after an await).
    */
-  private dataPageForWriteSync(t: Inode, fbn: number, fill: 'read' | 'zero', adopt?: Uint8Array): Page | undefined {
+  private dataPageForWriteSync(t: Inode, fbn: number, fill: 'read' | 'zero', adopt?: Uint8Array, parentHint?: { index: number; page: Page | undefined }): Page | undefined {
     if (t.type !== FileType.REG || t.ino === inodeFileIno || t.height < 1 || fbn >= treeCapacity(t.height)) return undefined;
     const cached = this.cachedPage(t.ino, 0, fbn);
     if (cached !== undefined) {
@@ -968,10 +977,21 @@ export class CowFs implements FileSystem {
       return cached;
     }
     if (fill !== 'zero') return undefined;
-    const parent = this.cachedPage(t.ino, 1, Math.floor(fbn / F));
+    const parentIndex = Math.floor(fbn / F);
+    let parent: Page | undefined;
+    if (parentHint !== undefined && parentHint.index === parentIndex) {
+      parent = parentHint.page;
+    } else {
+      parent = this.cachedPage(t.ino, 1, parentIndex);
+      if (parentHint !== undefined) {
+        parentHint.index = parentIndex;
+        parentHint.page = parent;
+      }
+    }
     if (parent === undefined || !parent.dirty) return undefined;
     const addr = readPtr(parent.data, fbn % F);
-    const p: Page = { ino: t.ino, level: 0, index: fbn, data: adopt ?? newPageBuffer(), addr, dirty: false, pinned: false, shared: false };
+    // Made dirty at once: inserted clean, it would enter the LRU only for markDirty to take it out.
+    const p: Page = { ino: t.ino, level: 0, index: fbn, data: adopt ?? newPageBuffer(), addr, dirty: true, pinned: false, shared: false };
     this.insertPage(p);
     if (addr === 0) t.blocks++;
     this.opMutated = true;
