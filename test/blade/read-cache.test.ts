@@ -7,7 +7,8 @@ import { Prng } from '../../firmware/ts/core/prng.ts';
 import { realClock, realTimers } from '../../firmware/ts/hal/clock/real.ts';
 import { SimBlockDevice } from '../../firmware/ts/hal/block/sim/sim-block-device.ts';
 import { BoardError, parseBoard } from '../../firmware/ts/board/board.ts';
-import { openStorageSet, readCacheBytesFor, readCacheLimits } from '../../firmware/ts/blade/storage-set.ts';
+import { collectReadCacheMetrics, openStorageSet, readCacheBytesFor, readCacheLimits } from '../../firmware/ts/blade/storage-set.ts';
+import { MetricsRegistry } from '../../firmware/ts/blade/metrics.ts';
 import { blockCacheDefaults } from '../../firmware/ts/storage/fs/block-cache.ts';
 
 const MiB = 1024 * 1024;
@@ -45,9 +46,11 @@ describe('board service.readCacheBytes', () => {
 });
 
 describe('openStorageSet readCacheBytes', () => {
-  const open = (readCacheBytes?: number) =>
+  const newDisks = (): SimBlockDevice[] =>
+    ['d0', 'd1', 'd2'].map((name, i) => new SimBlockDevice({ timers: realTimers, prng: new Prng(10 + i), sizeBytes: 12 * MiB, name, latency: { readMs: 0, writeMs: 0, flushMs: 0, jitterMs: 0 } }));
+  const open = (readCacheBytes?: number, disks = newDisks()) =>
     openStorageSet(
-      ['d0', 'd1', 'd2'].map((name, i) => new SimBlockDevice({ timers: realTimers, prng: new Prng(10 + i), sizeBytes: 12 * MiB, name, latency: { readMs: 0, writeMs: 0, flushMs: 0, jitterMs: 0 } })),
+      disks,
       [],
       {
         pairId: 'test',
@@ -77,6 +80,43 @@ describe('openStorageSet readCacheBytes', () => {
       expect(plain.fs.readCacheStats.bytesMax).toBe(blockCacheDefaults.blockCacheBytesMax);
     } finally {
       await plain.close();
+    }
+  });
+
+  it('reports its figures as metrics: hits of a file read back, bytes held and the bound', async () => {
+    const disks = newDisks();
+    const set = await open(32 * MiB, disks);
+    try {
+      const fs = set.fs;
+      const cred = { uid: 0, gid: 0, gids: [] };
+      const time = { sec: 1_800_000_000, nsec: 0 };
+      const n = fs.allocInode();
+      const r = await fs.apply({ op: 'create', dir: fs.rootIno, name: 'f', how: 'guarded', attrs: { mode: 0o644 }, newIno: n.ino, newGen: n.gen, time, cred });
+      if (r.op !== 'create') throw new Error('create');
+      const f = { ino: r.obj.ino, gen: r.obj.gen };
+      await fs.apply({ op: 'write', target: f, offset: 0, data: new Uint8Array(MiB).fill(5), time, cred });
+      await fs.takeCp();
+      // Cold: reopened, the first pass reads the disks, the second the cache.
+      await set.close();
+      const again = await open(32 * MiB, disks.map((d) => d.attach()));
+      try {
+        const ref = { ino: f.ino, gen: f.gen };
+        for (let pass = 0; pass < 2; pass++) for (let off = 0; off < MiB; off += 64 * 1024) expect((await again.fs.read(ref, off, 64 * 1024)).data[7]).toBe(5);
+        const m = new MetricsRegistry();
+        collectReadCacheMetrics(m, () => [{ blade: 'a', fs: again.fs }]);
+        const text = m.render();
+        const value = (name: string): number => Number(new RegExp(`^${name}\\{set="a"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+        expect(value('twinblade_read_cache_hits_total')).toBeGreaterThanOrEqual(256);
+        expect(value('twinblade_read_cache_misses_total') + value('twinblade_read_ahead_blocks_total')).toBeGreaterThanOrEqual(256);
+        expect(value('twinblade_read_cache_bytes')).toBeGreaterThanOrEqual(MiB);
+        expect(value('twinblade_read_cache_bytes_max')).toBe(32 * MiB);
+        expect(text).toContain('# TYPE twinblade_read_cache_hits_total counter');
+      } finally {
+        await again.close();
+      }
+    } catch (e) {
+      await set.close().catch(() => undefined);
+      throw e;
     }
   });
 });

@@ -21,7 +21,7 @@ import { replay } from '../nvlog/core/replay.ts';
 import { startNfsServer, type NfsServer } from '../nfs/server.ts';
 import { deriveWriteVerifier } from '../nfs/fh.ts';
 import { openDisks } from './disks.ts';
-import { openStorageSet, readCacheBytesFor, type StorageSet } from './storage-set.ts';
+import { collectReadCacheMetrics, openStorageSet, readCacheBytesFor, type StorageSet } from './storage-set.ts';
 import { FileSystems, NvChangeLog, NvDrc, ReplayApplier, takeConsistencyPoint } from './change-path.ts';
 import { MgmtServer } from './mgmt.ts';
 import { MetricsRegistry } from './metrics.ts';
@@ -258,6 +258,7 @@ export class Blade {
     r.collect('twinblade_write_through', '1 when changes are committed to disk before replies (battery not good)', 'gauge', () => [{ value: this.log.writeThrough ? 1 : 0 }]);
     r.collect('twinblade_cp_number', 'Last committed consistency point', 'counter', () => [{ value: this.cpState.last }]);
     r.collect('twinblade_cp_age_seconds', 'Seconds since the last consistency point', 'gauge', () => [{ value: (this.o.clock.nowMs() - this.cpState.lastAtMs) / 1000 }]);
+    collectReadCacheMetrics(r, () => [{ blade: this.o.board.identity.blade, fs: this.set.fs }]);
     r.collect('twinblade_volume_degraded', '1 when the RAID volume runs without full redundancy', 'gauge', () => [{ value: this.set.volume.status().state === 'normal' ? 0 : 1 }]);
     return r;
   }

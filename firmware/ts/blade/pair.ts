@@ -35,7 +35,7 @@ import type { MailboxDisk } from '../ha/mailbox-io.ts';
 import { startNfsServer, type NfsServer } from '../nfs/server.ts';
 import { deriveWriteVerifier } from '../nfs/fh.ts';
 import { openDisks } from './disks.ts';
-import { openStorageSet, readCacheBytesFor, type StorageSet } from './storage-set.ts';
+import { collectReadCacheMetrics, openStorageSet, readCacheBytesFor, type StorageSet } from './storage-set.ts';
 import { FileSystems, NvChangeLog, NvDrc, ReplayApplier, takeConsistencyPoint } from './change-path.ts';
 import { HaStateStore } from './ha-state.ts';
 import { AddressManager, type ClientAddress } from './addresses.ts';
@@ -616,6 +616,10 @@ export class PairBlade {
     r.collect('twinblade_path_up', 'Interconnect and mailbox paths (1 up)', 'gauge', () => this.ha.status().paths.map((p) => ({ labels: { path: p.id, kind: p.kind }, value: p.up ? 1 : 0 })));
     r.collect('twinblade_serving_sets', 'Disk sets this blade serves', 'gauge', () => [{ value: Object.values(this.sets).filter((s) => s?.nfs).length }]);
     r.collect('twinblade_cp_age_seconds', 'Seconds since the last consistency point', 'gauge', () => [{ value: (this.clock.nowMs() - this.cpInfo.lastAtMs) / 1000 }]);
+    collectReadCacheMetrics(r, () => ([0, 1] as const).flatMap((i) => {
+      const s = this.sets[i];
+      return s === undefined ? [] : [{ blade: this.bladeOf(i), fs: s.set.fs }];
+    }));
     return r;
   }
 

@@ -12,6 +12,8 @@ import type { BlockDevice } from '../hal/block/block-device.ts';
 import { readLabel } from '../storage/label.ts';
 import { createVolume, openVolume, type RaidEvent, type RaidVolume } from '../storage/raid/index.ts';
 import { CowFs, mkfs, type CpInfo, type FsProblem } from '../storage/fs/cowfs.ts';
+import type { BlockCacheStats } from '../storage/fs/block-cache.ts';
+import type { MetricsRegistry } from './metrics.ts';
 import type { Time } from '../fsapi/ops.ts';
 
 export const storageSetLimits = {
@@ -51,6 +53,19 @@ export function readCacheBytesFor(totalMemBytes: number, configured?: number): n
   if (configured !== undefined) return configured;
   const share = Math.floor((totalMemBytes * readCacheLimits.ramFraction) / (1024 * 1024)) * 1024 * 1024;
   return Math.min(readCacheLimits.bytesMax, Math.max(readCacheLimits.bytesMin, share));
+}
+
+/**
+ * Registers the read cache's figures of the disk sets `sets()` returns at each scrape (labelled
+ * by whose set it is): hits, misses and blocks read ahead since mount, bytes held and the bound.
+ */
+export function collectReadCacheMetrics(r: MetricsRegistry, sets: () => ReadonlyArray<{ blade: 'a' | 'b'; fs: CowFs }>): void {
+  const each = (value: (s: BlockCacheStats) => number) => () => sets().map((s) => ({ labels: { set: s.blade }, value: value(s.fs.readCacheStats) }));
+  r.collect('twinblade_read_cache_hits_total', 'Blocks read from the block cache (since mount)', 'counter', each((s) => s.hits + s.pendingHits));
+  r.collect('twinblade_read_cache_misses_total', 'Blocks read from the disks by a reader (since mount)', 'counter', each((s) => s.misses));
+  r.collect('twinblade_read_ahead_blocks_total', 'Blocks read ahead (since mount)', 'counter', each((s) => s.readAheadBlocks));
+  r.collect('twinblade_read_cache_bytes', 'Bytes of read buffers the block cache keeps', 'gauge', each((s) => s.bytes));
+  r.collect('twinblade_read_cache_bytes_max', 'Bound of the block cache (service.readCacheBytes or a share of RAM)', 'gauge', each((s) => s.bytesMax));
 }
 
 export const StorageSetErrorCode = {
