@@ -1946,7 +1946,7 @@ export class CowFs implements FileSystem {
     let requeues = 0;
     for (const p of clean.size > this.opts.cachePagesMax ? clean : []) {
       if (clean.size <= this.opts.cachePagesMax) break;
-      const data = keep && p.level === 0 && p.addr !== 0 && p.ino !== inodeFileIno && this.inodes.get(p.ino)?.type === FileType.REG;
+      const data = p.level === 0 && p.ino !== inodeFileIno && this.inodes.get(p.ino)?.type === FileType.REG;
       // File data leaves first: it goes on to the block cache below, still in memory, whereas a
       // dropped indirect, directory or inode block costs a disk read, under the lock, when next
       // needed (profiled: reading back a file just written stalled on each of its indirect
@@ -1964,7 +1964,7 @@ export class CowFs implements FileSystem {
       // (clean pages are not pinned, and one lent to a READ by readParts is no longer written):
       // hand it to the block cache, so recently written data is read back from memory while the
       // cache has room.
-      if (data) this.blockCache.put(p.addr, p.data, fsBlockBytes);
+      if (keep && data && p.addr !== 0) this.blockCache.put(p.addr, p.data, fsBlockBytes);
     }
     while (this.inodes.size > this.opts.inodeCacheMax) {
       const first = this.cleanInodes.values().next();
