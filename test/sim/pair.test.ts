@@ -83,4 +83,11 @@ describe('pair simulation area: the findings of issue #7, with the schedule that
     // whose NVRAM was lost counted boots from 1 again and a stale partner copy won the merge.
     for (const seed of [57, 953]) expect((await run(seed, {}, widened)).reason).toBe('');
   });
+
+  it('HA-9 SM-2 a giveback waits for the interconnect, over which the partner fetches its log copy (seed 10900: battery cut, takeover, link cut)', async () => {
+    // The blade lost its NVRAM to a failed battery; given back during the link cut, it booted
+    // without the copy (the outcomes its partner's replay recorded) and a retransmitted MKDIR
+    // ran again (EXIST). HA gives back only with the interconnect or network up (machine.ts).
+    expect((await run(10900)).reason).toBe('');
+  });
 });

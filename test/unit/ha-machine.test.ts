@@ -313,6 +313,40 @@ describe('HA machine', () => {
     expect(m.operator('giveback', 4000)).toMatchObject({ ok: false });
   });
 
+  it('HA-9 SM-2 gives back automatically only with the interconnect or network up (pair sim seed 10900)', () => {
+    // Seed 10900: a giveback over the mailboxes alone, during a link cut, let the partner
+    // boot without our copy of its log (which holds the outcomes of what we replayed for it,
+    // and here what its failed battery lost): a retransmitted MKDIR ran again (EXIST).
+    const t0 = { ...timing, givebackDelayMinMs: 500 };
+    const m = new HaMachine(config(0, { autoGiveback: true, timing: t0 }), { generation: 3, phase: HaPhase.normal, claimedSets: 1, operatorDisabled: false }, 0);
+    const d = new Driver(m);
+    d.fence('reserve', 0, true, 5);
+    m.step({ type: 'status', path: 'serial', message: partnerMsg(1, { sequence: 1 }) }, 10);
+    d.drain();
+    m.step({ type: 'replay-done', set: 0, ok: true }, 20);
+    expect(m.operator('takeover', 40)).toEqual({ ok: true });
+    m.tick(40 + t0.takeoverGraceMs);
+    d.fence('preempt', 1, true, 500);
+    m.step({ type: 'reset-done' }, 560);
+    m.step({ type: 'replay-done', set: 1, ok: true }, 600);
+    d.drain();
+    expect(m.status().phase).toBe('TAKEOVER');
+    const ready = (sequence: number): StatusMessage => partnerMsg(1, { generation: 2, sequence, phase: HaPhase.rebooting, claimedSets: 0, flags: StatusFlag.awaitingGiveback | StatusFlag.mirrorSynced });
+    const servedOff = (): boolean => d.actions.some((a) => a.type === 'serve' && a.set === 1 && !a.on);
+    let seq = 1;
+    for (let t = 700; t <= 3000; t += t0.mailboxWriteIntervalMs) {
+      m.step({ type: 'status', path: 'mbox2', message: ready(seq++) }, t);
+      m.tick(t);
+      d.drain();
+    }
+    expect(m.status().phase).toBe('TAKEOVER');
+    expect(servedOff()).toBe(false);
+    m.step({ type: 'status', path: 'serial', message: ready(seq++) }, 3010);
+    m.tick(3025);
+    d.drain();
+    expect(servedOff()).toBe(true);
+  });
+
   it('HA-11 damping: no more than takeoverCountMax automatic takeovers within the window', () => {
     const { m, d } = bootToNormal(0);
     const timing = defaultHaTiming;

@@ -1166,8 +1166,19 @@ export class HaMachine {
     if (this.nowMs - this.takeoverSinceMs < this.t.givebackDelayMinMs) return;
     const p = this.partner;
     if (!this.partnerAlive() || !this.partnerReadyForGiveback() || p === undefined) return;
+    // The partner fetches our copy of its log over the interconnect or network when it boots
+    // after the giveback: it holds the outcomes of the changes our replay applied (and what a
+    // failed battery lost), which answer its clients' retransmissions (SM-2). With only the
+    // mailboxes up we keep serving its set (pair sim seed 10900).
+    if (!this.linkPathUp()) return;
     if (this.versionMismatch()) return;
     this.startGiveback();
+  }
+
+  /** Some interconnect or network path is up (not only the mailboxes). */
+  private linkPathUp(): boolean {
+    for (const p of this.paths.values()) if (p.kind !== 'mailbox' && this.pathUp(p)) return true;
+    return false;
   }
 
   /** Step 222: stop serving the partner's disks, release them, then announce NORMAL. */

@@ -186,6 +186,9 @@ export class PairSimWorld {
     b.booting = true;
     // HA reboot steps: a partner in the middle of taking us over finishes first, then gives back.
     while (this.takeoverRunning[id]) await this.sim.timers.sleep(1);
+    // HA gives back only with the interconnect up (machine.ts considerGiveback): we fetch the
+    // partner's copy of our log over it, with the outcomes of what it replayed for us.
+    while (this.server[id] === p.id && p.up && !this.linkUp) await this.sim.timers.sleep(1);
     const inc = ++b.incarnation;
     let afterGiveback = false;
     if (this.server[id] === p.id) {
