@@ -538,9 +538,19 @@ export class NvLog {
     this.counters.appends++;
     this.noteBytes();
     const [fenceFrom, fenceBytes] = this.fenceRange(offset + len);
-    const p = this.nvram.persist(fenceFrom, fenceBytes).then(() => this.localDurable(seq));
+    // Two promises per entry (the persist and its handlers), not four: this runs twice per change.
+    const p: Promise<void> = this.nvram.persist(fenceFrom, fenceBytes).then(
+      () => {
+        this.inFlightPersists.delete(p);
+        this.localDurable(seq);
+      },
+      () => {
+        // A failed fence never reports the entry durable (the waiters keep waiting, as for a
+        // power cut); the seal waits for what is in flight, not for what failed.
+        this.inFlightPersists.delete(p);
+      },
+    );
     this.inFlightPersists.add(p);
-    void p.finally(() => this.inFlightPersists.delete(p)).catch(() => undefined);
     // A degraded mirror sends nothing (a later resync reads the live entries from NVRAM), so
     // the entry's bytes are copied out of NVRAM only for a partner that receives them.
     const bytes = this.mirror.state === 'degraded' ? noBytes : this.nvram.read(offset, len);
@@ -590,12 +600,16 @@ export class NvLog {
     if (this.waiters.length === 0 || this.closed) return;
     const mirrored = Math.max(this.mirrorReleasedSeq, this.waiverAllowed ? this.mirror.doneSeq : this.mirror.ackedSeq);
     this.mirrorReleasedSeq = mirrored;
-    const keep: typeof this.waiters = [];
-    for (const w of this.waiters) {
+    // Compacted in place (this runs on every append and every fence): resolving only queues
+    // the waiter's continuation, so nothing re-enters while the array is rewritten.
+    const ws = this.waiters;
+    let kept = 0;
+    for (let i = 0; i < ws.length; i++) {
+      const w = ws[i] as (typeof ws)[number];
       if (w.seq <= this.localDurableSeq && (!w.needMirror || w.seq <= mirrored)) w.resolve();
-      else keep.push(w);
+      else ws[kept++] = w;
     }
-    this.waiters = keep;
+    ws.length = kept;
   }
 
   // ---- consistency points and release --------------------------------------------------
