@@ -14,6 +14,13 @@ describe('ha simulation area', () => {
     expect(failures).toEqual([]);
   });
 
+  it('HA-6 HA-8 the seeds that found bugs pass (3430: a blade hung over its tie-break delay announced a takeover of a reachable partner on resuming; 6339: the checker expected a takeover its partner\'s NO-TAKEOVER forbade)', async () => {
+    for (const seed of [3430, 6339]) {
+      const r = await area.runSeed(seed, () => undefined);
+      expect(r.ok ? '' : r.reason).toBe('');
+    }
+  });
+
   it('is deterministic: one seed gives byte-identical logs', async () => {
     const run = async (): Promise<string[]> => {
       const lines: string[] = [];

@@ -746,6 +746,14 @@ export class PairWorld {
         this.liveness.splice(k, 1);
         continue;
       }
+      // The dead blade's own last word disables the takeover (HA-8): a survivor that was
+      // itself stalled when its partner died reads it only afterwards (seed 6339: a resumed
+      // at the instant b hung, then read b's NO-TAKEOVER).
+      const blockers = s.machine?.status().blockers ?? [];
+      if (blockers.includes('partnerNoTakeover') || blockers.includes('partnerDisable')) {
+        this.liveness.splice(k, 1);
+        continue;
+      }
       if (this.nowMs >= e.deadlineMs) {
         this.fail(`liveness: blade ${bladeNames[dead.index]} ${e.hang ? 'hung' : 'died'} at ${e.sinceMs.toFixed(0)} and blade ${bladeNames[s.index]} did not take over within ${(e.deadlineMs - e.sinceMs).toFixed(0)} ms`);
         this.liveness.splice(k, 1);
