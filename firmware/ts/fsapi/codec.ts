@@ -171,6 +171,9 @@ function wString(w: Writer, s: string, max: number, what: string, allowEmpty = f
   w.u16(b.length);
   w.bytes(b);
 }
+function wName(w: Writer, s: string, what = 'name'): void {
+  wString(w, s, fsLimits.nameBytesMax, what);
+}
 function rString(r: Reader, max: number, what: string, allowEmpty = false): string {
   const n = r.u16();
   if (n > max || (!allowEmpty && n === 0)) bad(`${what} of ${n} bytes (1..${max})`);
@@ -263,7 +266,6 @@ export function encodeChangeOp(c: ChangeOp): Uint8Array {
   w.u16(0);
   wTime(w, c.time, 'time');
   wCred(w, c.cred);
-  const name = (s: string, what = 'name'): void => wString(w, s, fsLimits.nameBytesMax, what);
   switch (c.op) {
     case 'setattr':
       wRef(w, c.target, 'target');
@@ -281,7 +283,7 @@ export function encodeChangeOp(c: ChangeOp): Uint8Array {
       break;
     case 'create': {
       wRef(w, c.dir, 'dir');
-      name(c.name);
+      wName(w, c.name);
       w.u8(createModes.indexOf(c.how));
       wAttrs(w, c.attrs);
       const hasVerifier = c.verifier !== undefined;
@@ -296,20 +298,20 @@ export function encodeChangeOp(c: ChangeOp): Uint8Array {
     }
     case 'mkdir':
       wRef(w, c.dir, 'dir');
-      name(c.name);
+      wName(w, c.name);
       wAttrs(w, c.attrs);
       wNewInode(w, c.newIno, c.newGen);
       break;
     case 'symlink':
       wRef(w, c.dir, 'dir');
-      name(c.name);
+      wName(w, c.name);
       wString(w, c.target, fsLimits.pathBytesMax, 'symlink target', true);
       wAttrs(w, c.attrs);
       wNewInode(w, c.newIno, c.newGen);
       break;
     case 'mknod':
       wRef(w, c.dir, 'dir');
-      name(c.name);
+      wName(w, c.name);
       if (!(mknodTypes as readonly number[]).includes(c.type)) invalid(`mknod of type ${c.type}`);
       w.u8(c.type);
       wAttrs(w, c.attrs);
@@ -320,18 +322,18 @@ export function encodeChangeOp(c: ChangeOp): Uint8Array {
     case 'remove':
     case 'rmdir':
       wRef(w, c.dir, 'dir');
-      name(c.name);
+      wName(w, c.name);
       break;
     case 'rename':
       wRef(w, c.fromDir, 'fromDir');
-      name(c.fromName, 'fromName');
+      wName(w, c.fromName, 'fromName');
       wRef(w, c.toDir, 'toDir');
-      name(c.toName, 'toName');
+      wName(w, c.toName, 'toName');
       break;
     case 'link':
       wRef(w, c.target, 'target');
       wRef(w, c.dir, 'dir');
-      name(c.name);
+      wName(w, c.name);
       break;
   }
   return w.done();
