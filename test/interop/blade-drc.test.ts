@@ -49,7 +49,8 @@ describe('duplicate-request cache in NVRAM, across a blade power cut', () => {
 
   beforeAll(async () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tb-blade-drc-'));
-    config = await initSingleBlade(path.join(dir, 'one'));
+    // A 32 MiB NVRAM, so that the sustained-load test below wraps the log two and a half times.
+    config = await initSingleBlade(path.join(dir, 'one'), { nvramBytes: 32 * 1024 * 1024 });
   });
   afterAll(async () => {
     if (blade) await killHard(blade.child);

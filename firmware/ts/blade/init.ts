@@ -15,7 +15,14 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function initSingleBlade(dir: string): Promise<string> {
+/**
+ * The emulated NVRAM of `blade init`: a sparse file, so its size costs only what the log
+ * touches. Larger means fewer consistency points under sustained writes (a CP starts when a
+ * log half fills); storage controllers of this class carry hundreds of MiB to GiBs.
+ */
+export const initNvramBytesDefault = 128 * 1024 * 1024;
+
+export async function initSingleBlade(dir: string, opts: { nvramBytes?: number } = {}): Promise<string> {
   const root = path.resolve(dir);
   const config = path.join(root, 'blade.json');
   try {
@@ -42,7 +49,7 @@ export async function initSingleBlade(dir: string): Promise<string> {
     version: 1,
     identity: { pairId: `solo-${crypto.randomBytes(3).toString('hex')}`, blade: 'a', systemId: crypto.randomBytes(8).toString('hex') },
     disks: { own, partner: [], spare },
-    nvram: { driver: 'mmap', path: path.join(root, 'nvram.img'), sizeBytes: 32 * 1024 * 1024, msync: false },
+    nvram: { driver: 'mmap', path: path.join(root, 'nvram.img'), sizeBytes: opts.nvramBytes ?? initNvramBytesDefault, msync: false },
     serial: { path: path.join(root, 'ttyS1'), baud: 115200 },
     gpio: { driver: 'none' },
     i2c: { driver: 'none' },
