@@ -100,14 +100,30 @@ function bad(msg: string): never {
   throw new DecodeError(ChangeCodecErrorCode.field, `change descriptor: ${msg}`);
 }
 
+/** The decode errors of one binary format: its name in messages and its stable codes. */
+interface ReaderErrors {
+  name: string;
+  truncated: string;
+  field: string;
+  trailing: string;
+}
+
+/** A bounded little-endian reader: every read past the end is `truncated`, never a RangeError. */
 class Reader {
-  private off = 0;
+  protected off = 0;
   private readonly v: DataView;
-  constructor(private readonly b: Uint8Array) {
+  constructor(
+    protected readonly b: Uint8Array,
+    private readonly errors: ReaderErrors = descriptorErrors,
+  ) {
     this.v = dataView(b);
   }
+  /** A field out of its range (`field`). */
+  bad(msg: string): never {
+    throw new DecodeError(this.errors.field, `${this.errors.name}: ${msg}`);
+  }
   private need(n: number): void {
-    if (this.off + n > this.b.length) throw new DecodeError(ChangeCodecErrorCode.truncated, `change descriptor truncated at byte ${this.off} (needs ${n} more)`);
+    if (this.off + n > this.b.length) throw new DecodeError(this.errors.truncated, `${this.errors.name} truncated at byte ${this.off} (needs ${n} more)`);
   }
   u8(): number {
     this.need(1);
@@ -129,8 +145,14 @@ class Reader {
     this.need(8);
     const x = this.v.getUint32(this.off, true) + this.v.getUint32(this.off + 4, true) * 2 ** 32;
     this.off += 8;
-    if (!Number.isSafeInteger(x)) bad(`${what} beyond 2^53`);
+    if (!Number.isSafeInteger(x)) this.bad(`${what} beyond 2^53`);
     return x;
+  }
+  time(what: string): Time {
+    const sec = this.u64(`${what}.sec`);
+    const nsec = this.u32();
+    if (nsec >= 1e9) this.bad(`${what}.nsec ${nsec} out of range`);
+    return { sec, nsec };
   }
   bytes(n: number): Uint8Array {
     this.need(n);
@@ -139,9 +161,16 @@ class Reader {
     return out;
   }
   end(): void {
-    if (this.off !== this.b.length) throw new DecodeError(ChangeCodecErrorCode.trailing, `change descriptor has ${this.b.length - this.off} trailing bytes`);
+    if (this.off !== this.b.length) throw new DecodeError(this.errors.trailing, `${this.errors.name} has ${this.b.length - this.off} trailing bytes`);
   }
 }
+
+const descriptorErrors: ReaderErrors = {
+  name: 'change descriptor',
+  truncated: ChangeCodecErrorCode.truncated,
+  field: ChangeCodecErrorCode.field,
+  trailing: ChangeCodecErrorCode.trailing,
+};
 
 // ---- field codecs ---------------------------------------------------------------------------
 
@@ -151,10 +180,7 @@ function wTime(w: Writer, t: Time, what: string): void {
   w.u32(t.nsec, `${what}.nsec`);
 }
 function rTime(r: Reader, what: string): Time {
-  const sec = r.u64(`${what}.sec`);
-  const nsec = r.u32();
-  if (nsec >= 1e9) bad(`${what}.nsec ${nsec} out of range`);
-  return { sec, nsec };
+  return r.time(what);
 }
 
 function wRef(w: Writer, x: InodeRef, what: string): void {
@@ -571,37 +597,14 @@ class OutcomeWriter {
   }
 }
 
-class OutcomeReader {
-  private off = 0;
-  private readonly v: DataView;
-  constructor(private readonly b: Uint8Array) {
-    this.v = dataView(b);
-  }
-  private need(n: number): void {
-    if (this.off + n > this.b.length) throw new DecodeError(OutcomeCodecErrorCode.truncated, `change outcome truncated at byte ${this.off} (needs ${n} more)`);
-  }
-  u8(): number {
-    this.need(1);
-    return this.v.getUint8(this.off++);
-  }
-  u32(): number {
-    this.need(4);
-    const x = this.v.getUint32(this.off, true);
-    this.off += 4;
-    return x;
-  }
-  u64(what: string): number {
-    this.need(8);
-    const x = this.v.getUint32(this.off, true) + this.v.getUint32(this.off + 4, true) * 2 ** 32;
-    this.off += 8;
-    if (!Number.isSafeInteger(x)) outcomeBad(`${what} beyond 2^53`);
-    return x;
-  }
-  time(what: string): Time {
-    const sec = this.u64(`${what}.sec`);
-    const nsec = this.u32();
-    if (nsec >= 1e9) outcomeBad(`${what}.nsec ${nsec} out of range`);
-    return { sec, nsec };
+class OutcomeReader extends Reader {
+  constructor(b: Uint8Array) {
+    super(b, {
+      name: 'change outcome',
+      truncated: OutcomeCodecErrorCode.truncated,
+      field: OutcomeCodecErrorCode.field,
+      trailing: OutcomeCodecErrorCode.trailing,
+    });
   }
   wcc(): WccAttr {
     return { size: this.u64('wcc.size'), mtime: this.time('wcc.mtime'), ctime: this.time('wcc.ctime') };
@@ -624,9 +627,6 @@ class OutcomeReader {
       mtime: this.time('mtime'),
       ctime: this.time('ctime'),
     };
-  }
-  end(): void {
-    if (this.off !== this.b.length) throw new DecodeError(OutcomeCodecErrorCode.trailing, `change outcome has ${this.b.length - this.off} trailing bytes`);
   }
 }
 
