@@ -35,6 +35,19 @@ import {
 const CHUNK = 64 * 1024;
 /** What a hole reads as in readParts (never written to). */
 const zeroChunk = new Uint8Array(CHUNK);
+
+/** The pieces of [offset, offset + n) of a file, one per chunk touched (`chunk` undefined: a hole). */
+function* chunkSpans(chunks: ReadonlyMap<number, Uint8Array>, offset: number, n: number): Generator<{ chunk: Uint8Array | undefined; within: number; length: number; pos: number }> {
+  let pos = 0;
+  while (pos < n) {
+    const abs = offset + pos;
+    const idx = Math.floor(abs / CHUNK);
+    const within = abs - idx * CHUNK;
+    const length = Math.min(CHUNK - within, n - pos);
+    yield { chunk: chunks.get(idx), within, length, pos };
+    pos += length;
+  }
+}
 const DIR_SIZE = 4096;
 
 interface Inode {
@@ -117,16 +130,7 @@ export class MemFs implements FileSystem {
     if (offset >= f.size) return { data: new Uint8Array(0), eof: true };
     const n = Math.min(count, f.size - offset);
     const data = new Uint8Array(n);
-    let pos = 0;
-    while (pos < n) {
-      const abs = offset + pos;
-      const idx = Math.floor(abs / CHUNK);
-      const within = abs - idx * CHUNK;
-      const k = Math.min(CHUNK - within, n - pos);
-      const chunk = f.chunks.get(idx);
-      if (chunk !== undefined) data.set(chunk.subarray(within, within + k), pos);
-      pos += k;
-    }
+    for (const s of chunkSpans(f.chunks, offset, n)) if (s.chunk !== undefined) data.set(s.chunk.subarray(s.within, s.within + s.length), s.pos);
     return { data, eof: offset + n >= f.size };
   }
 
@@ -148,16 +152,9 @@ export class MemFs implements FileSystem {
     if (offset >= f.size) return { parts: [], length: 0, eof: true, attr };
     const n = Math.min(count, f.size - offset);
     const parts: Uint8Array[] = [];
-    let pos = 0;
-    while (pos < n) {
-      const abs = offset + pos;
-      const idx = Math.floor(abs / CHUNK);
-      const within = abs - idx * CHUNK;
-      const k = Math.min(CHUNK - within, n - pos);
-      const chunk = f.chunks.get(idx);
-      if (chunk !== undefined) this.lent.add(chunk);
-      parts.push((chunk ?? zeroChunk).subarray(within, within + k));
-      pos += k;
+    for (const s of chunkSpans(f.chunks, offset, n)) {
+      if (s.chunk !== undefined) this.lent.add(s.chunk);
+      parts.push((s.chunk ?? zeroChunk).subarray(s.within, s.within + s.length));
     }
     return { parts, length: n, eof: offset + n >= f.size, attr };
   }
