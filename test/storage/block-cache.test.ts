@@ -4,7 +4,7 @@
 // equal what was written across CPs, overwrites, removes and block reuse.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { bytesEqual } from '../../firmware/ts/core/bytes.ts';
+import { bytesEqual, concatBytes } from '../../firmware/ts/core/bytes.ts';
 import { Prng } from '../../firmware/ts/core/prng.ts';
 import type { InodeRef } from '../../firmware/ts/fsapi/ops.ts';
 import { BlockCache, ReadStreams } from '../../firmware/ts/storage/fs/block-cache.ts';
@@ -107,16 +107,6 @@ async function create(fs: CowFs, name: string): Promise<InodeRef> {
 
 async function write(fs: CowFs, f: InodeRef, offset: number, data: Uint8Array): Promise<void> {
   await fs.apply({ op: 'write', target: f, offset, data, time: now(), cred });
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 async function readSeq(fs: CowFs, f: InodeRef, size: number, chunk: number): Promise<Uint8Array> {
@@ -377,14 +367,14 @@ describe('CoW FS read path with the block cache', () => {
             const f = files[prng.int(files.length)] as (typeof files)[number];
             const off = prng.int(f.data.length + 1);
             const r = await fs.readParts(f.ref, off, 1 + prng.int(20 * 1024));
-            const got = concat(r.parts);
+            const got = concatBytes(r.parts);
             expect(got.length).toBe(r.length);
             if (!bytesEqual(got, f.data.subarray(off, off + r.length))) throw new Error(`seed ${seed} step ${step}: ${f.name} readParts differs from what was written`);
             expect(r.eof).toBe(off + r.length >= f.data.length);
             lent.push({ parts: r.parts, want: got, step });
           }
           for (const l of lent) {
-            if (!bytesEqual(concat(l.parts), l.want)) throw new Error(`seed ${seed} step ${step}: data lent by readParts at step ${l.step} changed`);
+            if (!bytesEqual(concatBytes(l.parts), l.want)) throw new Error(`seed ${seed} step ${step}: data lent by readParts at step ${l.step} changed`);
           }
         }
         await fs.close();

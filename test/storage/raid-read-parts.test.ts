@@ -7,20 +7,11 @@ import { SimBlockDevice } from '../../firmware/ts/hal/block/sim/sim-block-device
 import { Simulation } from '../../firmware/ts/sim/kernel.ts';
 import { diskLayout } from '../../firmware/ts/storage/layout.ts';
 import { createVolume } from '../../firmware/ts/storage/raid/index.ts';
+import { concatBytes } from '../../firmware/ts/core/bytes.ts';
 
 const unitBytes = 16384;
 const stripes = 24;
 const B = 4096;
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a.buffer, a.byteOffset, a.length).equals(b);
 
@@ -46,7 +37,7 @@ describe('RAID readBlockParts', () => {
           for (const p of parts) expect(p.length % B, `${when} ${first}+${count}`).toBe(0);
           // At most one run per stripe unit touched (a unit is contiguous on its disk).
           expect(parts.length, `${when} ${first}+${count}`).toBeLessThanOrEqual(Math.ceil(count / (unitBytes / B)) + 1);
-          expect(same(concat(parts), data.subarray(first * B, (first + count) * B)), `${when} ${first}+${count}`).toBe(true);
+          expect(same(concatBytes(parts), data.subarray(first * B, (first + count) * B)), `${when} ${first}+${count}`).toBe(true);
           expect(same(await v.readBlocks(first, count), data.subarray(first * B, (first + count) * B)), `${when} ${first}+${count}`).toBe(true);
         }
       };
@@ -54,7 +45,7 @@ describe('RAID readBlockParts', () => {
       // The caller owns the pieces: writing to them changes neither the disks nor a later read.
       const mine = await v.readBlockParts(0, 8);
       for (const p of mine) p.fill(0xff);
-      expect(same(concat(await v.readBlockParts(0, 8)), data.subarray(0, 8 * B))).toBe(true);
+      expect(same(concatBytes(await v.readBlockParts(0, 8)), data.subarray(0, 8 * B))).toBe(true);
       (disks[1] as SimBlockDevice).fail();
       await check('degraded');
       expect(v.status().state).toBe('degraded');

@@ -12,6 +12,7 @@ import { LinuxBlockDevice } from '../../firmware/ts/hal/block/linux/linux-block-
 import { BlockErrorCode } from '../../firmware/ts/hal/block/block-device.ts';
 import { Prng } from '../../firmware/ts/core/prng.ts';
 import { directIoTempDir } from '../contract/block-helpers.ts';
+import { concatBytes } from '../../firmware/ts/core/bytes.ts';
 
 let dir: string;
 beforeAll(() => {
@@ -27,16 +28,6 @@ function makeFile(name: string, size: number): string {
   ftruncateSync(fd, size);
   closeSync(fd);
   return path;
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** 4 KiB pieces: aligned pages of one slab, pages of another, and misaligned copies, mixed. */
@@ -70,13 +61,13 @@ describe('native pwritev', () => {
         const at = round * 64 * 1024;
         expect(await pwritev(fd, parts, at, directIoAlignmentBytes)).toBe(12 * 4096);
         const back = readFileSync(path).subarray(at, at + 12 * 4096);
-        expect(Buffer.from(back).equals(Buffer.from(concat(parts)))).toBe(true);
+        expect(Buffer.from(back).equals(Buffer.from(concatBytes(parts)))).toBe(true);
       }
       // Runs of small misaligned parts whose sum is a whole number of sectors.
       const small = Array.from({ length: 16 }, (_, i) => new Uint8Array(512).fill(i + 1).subarray(i % 3));
       const tail = new Uint8Array(512 * 16 - small.reduce((n, s) => n + s.length, 0)).fill(0x77);
       expect(await pwritev(fd, [...small, tail], 512 * 1024, directIoAlignmentBytes)).toBe(8192);
-      expect(Buffer.from(readFileSync(path).subarray(512 * 1024, 512 * 1024 + 8192)).equals(Buffer.from(concat([...small, tail])))).toBe(true);
+      expect(Buffer.from(readFileSync(path).subarray(512 * 1024, 512 * 1024 + 8192)).equals(Buffer.from(concatBytes([...small, tail])))).toBe(true);
     } finally {
       closeSync(fd);
     }
@@ -92,7 +83,7 @@ describe('native pwritev', () => {
       for (const parts of [[big], [small], [small, big.subarray(0, 8192)], [big]]) {
         const n = parts.reduce((k, q) => k + q.length, 0);
         expect(await pwritev(fd, parts, 4096, directIoAlignmentBytes)).toBe(n);
-        expect(Buffer.from(readFileSync(path).subarray(4096, 4096 + n)).equals(Buffer.from(concat(parts)))).toBe(true);
+        expect(Buffer.from(readFileSync(path).subarray(4096, 4096 + n)).equals(Buffer.from(concatBytes(parts)))).toBe(true);
       }
     } finally {
       closeSync(fd);
@@ -184,7 +175,7 @@ describe('coalesceViews', () => {
       [40, 24],
     ]);
     expect(merged[1]).toBe(b);
-    expect(Buffer.from(concat(merged)).equals(Buffer.from(concat(parts)))).toBe(true);
+    expect(Buffer.from(concatBytes(merged)).equals(Buffer.from(concatBytes(parts)))).toBe(true);
     expect(coalesceViews([])).toEqual([]);
   });
 });
@@ -196,7 +187,7 @@ describe('LinuxBlockDevice.writev', () => {
     try {
       const parts = mixedPages(new Prng(9), 10);
       await dev.writev(8192, parts);
-      expect(Buffer.from(await dev.read(8192, 10 * 4096)).equals(Buffer.from(concat(parts)))).toBe(true);
+      expect(Buffer.from(await dev.read(8192, 10 * 4096)).equals(Buffer.from(concatBytes(parts)))).toBe(true);
       // Parts of any size, as long as the total is whole sectors.
       await dev.writev(0, [new Uint8Array(100).fill(1), new Uint8Array(3996).fill(2)]);
       const head = await dev.read(0, 4096);

@@ -3,6 +3,7 @@
 // bundled in one link message (fewer frames, MACs and system calls when many requests are in
 // flight); entries larger than one link message (a 1 MiB write descriptor) are split into
 // fragments and joined again in order.
+import { concatBytes } from '../core/bytes.ts';
 import { DecodeError } from '../core/errors.ts';
 import { LinkChannel, reliablePayloadBytesMax, type LinkEndpoint } from '../link/endpoint.ts';
 import { NvlogErrorCode } from './core/limits.ts';
@@ -195,7 +196,7 @@ export class LinkMirrorTransport implements MirrorTransport {
     else if (tag === FRAG_MORE) this.pieces.push(body.slice());
     else if (tag === FRAG_LAST) {
       this.pieces.push(body);
-      whole = concat(this.pieces);
+      whole = concatBytes(this.pieces);
       this.pieces = [];
     } else {
       this.pieces = [];
@@ -229,18 +230,6 @@ function withTag(tag: number, b: Uint8Array): Uint8Array {
   const out = new Uint8Array(b.length + 1);
   out[0] = tag;
   out.set(b, 1);
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
   return out;
 }
 
