@@ -1,6 +1,7 @@
 // Test helpers shared by the block, NVRAM and serial suites: a directory where O_DIRECT works,
 // and hand-driven timers so that simulated drivers run deterministically inside a test.
-import { mkdirSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { afterAll, beforeAll } from 'vitest';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +20,34 @@ export function directIoTempDir(): string {
   mkdirSync(repoTmp, { recursive: true });
   if (directIoSupported(repoTmp)) return repoTmp;
   throw new Error(`no directory supporting O_DIRECT (tried ${sys} and ${repoTmp})`);
+}
+
+/**
+ * A scratch directory in `directIoTempDir()` for the test file that calls this (made before
+ * its tests, removed after): `dir()` is its path, `makeFile` a sparse file of `size` bytes in it.
+ */
+export function directIoScratch(prefix: string): { dir: () => string; makeFile: (name: string, size: number) => string } {
+  let dir: string | undefined;
+  beforeAll(() => {
+    dir = mkdtempSync(join(directIoTempDir(), prefix));
+  });
+  afterAll(() => {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+  const at = (): string => {
+    if (dir === undefined) throw new Error('directIoScratch: used outside the tests of its file');
+    return dir;
+  };
+  return {
+    dir: at,
+    makeFile(name, size) {
+      const path = join(at(), name);
+      const fd = openSync(path, 'w');
+      ftruncateSync(fd, size);
+      closeSync(fd);
+      return path;
+    },
+  };
 }
 
 interface ManualEvent {

@@ -2,33 +2,19 @@
 // bounced on the pool thread for O_DIRECT, more parts than IOV_MAX, errno errors) and
 // xorConcat (parity of members given as differently cut parts), both against plain reference
 // results, plus the Linux block driver's writev built on pwritev.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { allocAligned, directIoAlignmentBytes, openDirect, pwritev, uncheckedBindingForTests, xorConcatNative } from '../../firmware/ts/native/index.ts';
 import { coalesceViews, xorConcat, xorConcatPortable } from '../../firmware/ts/storage/raid/xor.ts';
 import { LinuxBlockDevice } from '../../firmware/ts/hal/block/linux/linux-block-device.ts';
 import { BlockErrorCode } from '../../firmware/ts/hal/block/block-device.ts';
 import { Prng } from '../../firmware/ts/core/prng.ts';
-import { directIoTempDir } from '../contract/block-helpers.ts';
+import { directIoScratch } from '../contract/block-helpers.ts';
 import { concatBytes } from '../../firmware/ts/core/bytes.ts';
 
-let dir: string;
-beforeAll(() => {
-  dir = mkdtempSync(join(directIoTempDir(), 'tb-writev-'));
-});
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
-
-function makeFile(name: string, size: number): string {
-  const path = join(dir, name);
-  const fd = openSync(path, 'w');
-  ftruncateSync(fd, size);
-  closeSync(fd);
-  return path;
-}
+const { dir, makeFile } = directIoScratch('tb-writev-');
 
 /** 4 KiB pieces: aligned pages of one slab, pages of another, and misaligned copies, mixed. */
 function mixedPages(p: Prng, count: number): Uint8Array[] {
@@ -182,7 +168,7 @@ describe('coalesceViews', () => {
 
 describe('LinuxBlockDevice.writev', () => {
   it('writes parts like one write of their concatenation, and checks range and alignment of the total', async () => {
-    const path = join(dir, 'dev.img');
+    const path = join(dir(), 'dev.img');
     const dev = await LinuxBlockDevice.open(path, { create: true, sizeBytes: 1 << 20, direct: 'prefer' });
     try {
       const parts = mixedPages(new Prng(9), 10);

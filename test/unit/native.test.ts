@@ -1,9 +1,9 @@
 // Unit tests of the native addon through its typed API: aligned buffers, O_DIRECT I/O,
 // mmap/msync/munmap, openpty, CRC32C (hardware path equals the portable TypeScript one) and
 // errno-shaped errors for bad input, which must never crash the process.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ReadStream } from 'node:tty';
 import {
@@ -29,23 +29,9 @@ import {
 } from '../../firmware/ts/native/index.ts';
 import { crc32c, crc32cPortable } from '../../firmware/ts/core/crc32c.ts';
 import { utf8Encode } from '../../firmware/ts/core/bytes.ts';
-import { directIoTempDir } from '../contract/block-helpers.ts';
+import { directIoScratch } from '../contract/block-helpers.ts';
 
-let dir: string;
-beforeAll(() => {
-  dir = mkdtempSync(join(directIoTempDir(), 'tb-native-'));
-});
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
-
-function makeFile(name: string, size: number): string {
-  const path = join(dir, name);
-  const fd = openSync(path, 'w');
-  ftruncateSync(fd, size);
-  closeSync(fd);
-  return path;
-}
+const { dir, makeFile } = directIoScratch('tb-native-');
 
 describe('native addon: loading', () => {
   it('reports its version, page size and CRC path', () => {
@@ -137,7 +123,7 @@ describe('native addon: O_DIRECT I/O', () => {
     } finally {
       closeSync(fd);
     }
-    expect(() => openDirect(join(dir, 'missing'), false)).toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'open' }));
+    expect(() => openDirect(join(dir(), 'missing'), false)).toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'open' }));
     const ro = openDirect(path, false);
     try {
       const err: unknown = await pwrite(ro, allocAligned(4096), 0).catch((e: unknown) => e);
