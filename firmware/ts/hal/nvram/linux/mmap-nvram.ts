@@ -126,7 +126,7 @@ export class MmapNvram implements Nvram {
     if (this.mapping === undefined) throw nvramClosedError(this.name);
     // Small enough to fall within one aligned word: `write` stores it as one 64-bit store.
     if (length <= 8) {
-      this.write(offset, joinNvramParts(parts, length));
+      this.write(offset, joinNvramParts(parts));
       return;
     }
     let at = offset;

@@ -2,6 +2,7 @@
 // same bad input with the same stable codes before touching anything.
 import { NvramErrorCode } from '../nvram.ts';
 import { InvalidArgumentError, TwinbladeError } from '../../../core/errors.ts';
+import { concatBytes } from '../../../core/bytes.ts';
 
 /** Throws `ERR_NVRAM_INVALID_ARGUMENT` for a non-integer or negative value, `ERR_NVRAM_OUT_OF_RANGE` past the end. */
 export function checkNvramRange(name: string, sizeBytes: number, offset: number, length: number): void {
@@ -32,16 +33,9 @@ export function checkNvramParts(name: string, sizeBytes: number, offset: number,
   return length;
 }
 
-/** The joined bytes of `parts` (`length` long): for drivers that store a small gather write whole. */
-export function joinNvramParts(parts: readonly Uint8Array[], length: number): Uint8Array {
-  if (parts.length === 1) return parts[0] as Uint8Array;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+/** The joined bytes of `parts`: for drivers that store a small gather write whole. */
+export function joinNvramParts(parts: readonly Uint8Array[]): Uint8Array {
+  return parts.length === 1 ? (parts[0] as Uint8Array) : concatBytes(parts);
 }
 
 /** `persist(offset?, length?)` arguments: both absent (everything) or a valid range. */

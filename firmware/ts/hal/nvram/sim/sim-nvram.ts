@@ -84,9 +84,9 @@ export class SimNvram implements Nvram {
 
   /** One write of the joined parts: a power cut may tear it like any last unpersisted write. */
   writeParts(offset: number, parts: readonly Uint8Array[]): void {
-    const length = checkNvramParts(this.name, this.sizeBytes, offset, parts);
+    checkNvramParts(this.name, this.sizeBytes, offset, parts);
     if (this.closed) throw nvramClosedError(this.name);
-    this.write(offset, joinNvramParts(parts, length));
+    this.write(offset, joinNvramParts(parts));
   }
 
   persist(offset?: number, length?: number): Promise<void> {
