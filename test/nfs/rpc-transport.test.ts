@@ -280,3 +280,41 @@ function rawExchange(port: number, bytes: Uint8Array, chunk = 0): Promise<Uint8A
     });
   });
 }
+
+describe('RPC client', () => {
+  it('fails each call its own timeout after it was sent, and a reply that comes in time still resolves', async () => {
+    // A server that answers only the calls it is told to (xid echoed, SUCCESS, no results).
+    const answer = new Set<number>();
+    const srv = net.createServer((s) => {
+      s.on('data', (b) => {
+        const xid = b.readUInt32BE(4);
+        if (!answer.has(xid)) return;
+        const w = new XdrWriter(64, 4);
+        for (const v of [xid, 1, 0, 0, 0, 0]) w.u32(v);
+        s.write(frameForTcp(w));
+      });
+    });
+    await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
+    const port = (srv.address() as net.AddressInfo).port;
+    const c = await RpcClient.connect('127.0.0.1', port, { callTimeoutMs: 150 });
+    try {
+      // How long after it was sent each call failed (never before its own timeout).
+      const failsAfter = (xid: number): Promise<number> => {
+        const t0 = performance.now();
+        return expectRpcError(c.rawCall(1, 1, 0, new Uint8Array(0), xid), 'ERR_RPC_TIMEOUT').then(() => performance.now() - t0);
+      };
+      const first = failsAfter(100);
+      await new Promise((r) => setTimeout(r, 100));
+      answer.add(101);
+      const answered = c.rawCall(1, 1, 0, new Uint8Array(0), 101);
+      const late = failsAfter(102);
+      expect((await answered).xid).toBe(101);
+      expect(await first).toBeGreaterThanOrEqual(149);
+      expect(await late).toBeGreaterThanOrEqual(149);
+      expect(c.inFlight).toBe(0);
+    } finally {
+      await c.close();
+      await new Promise((r) => srv.close(r));
+    }
+  });
+});

@@ -9,7 +9,7 @@ import {
   AuthFlavor,
   type AuthSys,
   type OpaqueAuth,
-  RecordDecoder,
+  InPlaceRecordReader,
   type RpcReply,
   decodeReply,
   encodeAuthSys,
@@ -59,8 +59,13 @@ export interface RawResult {
 }
 
 export class RpcClient {
-  private readonly decoder = new RecordDecoder(rpcClientLimits.replyBytesMax);
-  private readonly pending = new Map<number, { resolve: (r: RawResult) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private readonly reader: InPlaceRecordReader;
+  /** Calls awaiting their reply, in the order they were sent (so their deadlines ascend). */
+  private readonly pending = new Map<number, { resolve: (r: RawResult) => void; reject: (e: Error) => void; deadlineMs: number }>();
+  /** One timer for every call's deadline (a timer per call cost more than the call's write). */
+  private sweepTimer: NodeJS.Timeout | undefined;
+  /** Whether the socket is corked until the end of this tick (calls issued together go out in one write). */
+  private corked = false;
   private nextXid: number;
   private closedError: Error | undefined;
   cred: OpaqueAuth;
@@ -68,23 +73,13 @@ export class RpcClient {
 
   private constructor(
     private readonly sock: net.Socket,
+    reader: InPlaceRecordReader,
     opts: RpcClientOptions,
   ) {
+    this.reader = reader;
     this.nextXid = (Math.random() * 0x7fffffff) >>> 0;
     this.timeoutMs = opts.callTimeoutMs ?? rpcClientLimits.callTimeoutMs;
     this.cred = RpcClient.credFor(opts.auth);
-    sock.on('data', (chunk: Buffer) => {
-      let records: Uint8Array[];
-      try {
-        records = this.decoder.push(chunk);
-      } catch (e) {
-        this.fail(e as Error);
-        sock.destroy();
-        return;
-      }
-      // Plain Uint8Array views: Buffer's slice() would not copy, surprising callers.
-      for (const rec of records) this.onRecord(new Uint8Array(rec.buffer, rec.byteOffset, rec.byteLength));
-    });
     sock.on('error', (e) => this.fail(e));
     sock.on('close', () => this.fail(new RpcError('ERR_RPC_CLOSED', 'connection closed')));
   }
@@ -105,13 +100,41 @@ export class RpcClient {
 
   static connect(host: string, port: number, opts: RpcClientOptions = {}): Promise<RpcClient> {
     return new Promise((resolve, reject) => {
-      const sock = net.connect({ host, port, noDelay: true });
+      // Replies are read in place (a READ's data lands in its record's buffer, not in a chunk
+      // that is then copied): the client's copies and allocations had made it, not the server,
+      // the bottleneck of the read benchmark.
+      const reader = new InPlaceRecordReader(rpcClientLimits.replyBytesMax);
+      const sock = net.connect({
+        host,
+        port,
+        noDelay: true,
+        onread: {
+          buffer: () => reader.nextBuffer(),
+          callback: (n) => {
+            client.onBytes(n);
+            return true;
+          },
+        },
+      });
+      const client = new RpcClient(sock, reader, opts);
       sock.once('error', reject);
       sock.once('connect', () => {
         sock.off('error', reject);
-        resolve(new RpcClient(sock, opts));
+        resolve(client);
       });
     });
+  }
+
+  private onBytes(n: number): void {
+    let records: Uint8Array[];
+    try {
+      records = this.reader.filled(n);
+    } catch (e) {
+      this.fail(e as Error);
+      this.sock.destroy();
+      return;
+    }
+    for (const rec of records) this.onRecord(rec);
   }
 
   /** Changes the identity used by later calls. */
@@ -129,17 +152,38 @@ export class RpcClient {
         reject(new RpcError('ERR_RPC_XID_BUSY', `xid ${id} already in flight`));
         return;
       }
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new RpcError('ERR_RPC_TIMEOUT', `no reply to xid ${id} in ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
-      timer.unref();
-      this.pending.set(id, { resolve, reject, timer });
-      const segs = frameSegmentsForTcp(w);
-      if (segs.length > 1) this.sock.cork();
-      for (const seg of segs) this.sock.write(seg);
-      if (segs.length > 1) this.sock.uncork();
+      this.pending.set(id, { resolve, reject, deadlineMs: performance.now() + this.timeoutMs });
+      this.sweepTimer ??= setTimeout(() => this.sweep(), this.sweepDelayMs()).unref();
+      // Every call issued in this tick (the workers a batch of replies woke) leaves in one
+      // write: a write per call cost the client more than decoding a 64 KiB READ reply.
+      if (!this.corked) {
+        this.corked = true;
+        this.sock.cork();
+        process.nextTick(() => {
+          this.corked = false;
+          this.sock.uncork();
+        });
+      }
+      for (const seg of frameSegmentsForTcp(w)) this.sock.write(seg);
     });
+  }
+
+  /** How long until the oldest pending call's deadline (calls are sent in deadline order). */
+  private sweepDelayMs(): number {
+    for (const [, p] of this.pending) return Math.max(1, p.deadlineMs - performance.now());
+    return this.timeoutMs;
+  }
+
+  /** Fails the calls whose deadline has passed, and re-arms for the next one. */
+  private sweep(): void {
+    this.sweepTimer = undefined;
+    const now = performance.now();
+    for (const [id, p] of this.pending) {
+      if (p.deadlineMs > now) break;
+      this.pending.delete(id);
+      p.reject(new RpcError('ERR_RPC_TIMEOUT', `no reply to xid ${id} in ${this.timeoutMs} ms`));
+    }
+    if (this.pending.size > 0) this.sweepTimer = setTimeout(() => this.sweep(), this.sweepDelayMs()).unref();
   }
 
   /** Calls a procedure; resolves with a reader positioned at the results, or rejects with RpcError. */
@@ -182,16 +226,14 @@ export class RpcClient {
     const p = this.pending.get(reply.xid);
     if (p === undefined) return;
     this.pending.delete(reply.xid);
-    clearTimeout(p.timer);
     p.resolve({ xid: reply.xid, record: rec, reply });
   }
 
   private fail(e: Error): void {
     if (this.closedError === undefined) this.closedError = e instanceof RpcError ? e : new RpcError('ERR_RPC_CLOSED', e.message);
-    for (const [, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(this.closedError);
-    }
+    for (const [, p] of this.pending) p.reject(this.closedError);
     this.pending.clear();
+    clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
   }
 }

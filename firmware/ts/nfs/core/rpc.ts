@@ -357,3 +357,116 @@ export class RecordDecoder {
     return out;
   }
 }
+
+/**
+ * TCP record-marking reader for a socket whose reads land where the reader says (node's
+ * `onread.buffer` given as a function): a fragment of at least `inPlaceBytesMin` is read
+ * straight into its own buffer, so a 64 KiB READ reply costs no intermediate chunk and no
+ * copy; marks and small fragments go through one reused scratch buffer. Gives the same
+ * records and the same errors as RecordDecoder, whose chunks it would otherwise have joined.
+ * Usage: before each read, `nextBuffer()`; after a read of n bytes into it, `filled(n)`.
+ */
+export class InPlaceRecordReader {
+  private readonly scratch: Uint8Array;
+  /** Unconsumed bytes of the scratch buffer: [start, end). */
+  private start = 0;
+  private end = 0;
+  /** The large fragment being read in place, how much of it has arrived, and whether it ends its record. */
+  private frag: Uint8Array | undefined;
+  private fragFilled = 0;
+  private fragLast = false;
+  /** Earlier fragments of the record being assembled (multi-fragment records are rare). */
+  private fragments: Uint8Array[] = [];
+  private recordBytes = 0;
+
+  constructor(
+    private readonly recordBytesMax: number,
+    private readonly inPlaceBytesMin = 8 * 1024,
+    scratchBytes = 64 * 1024,
+  ) {
+    // Room for a whole small fragment after compaction, whatever else the scratch holds.
+    this.scratch = new Uint8Array(Math.max(scratchBytes, 2 * (inPlaceBytesMin + RECORD_MARK_BYTES)));
+  }
+
+  /** Bytes held for an incomplete record (the per-connection memory this reader uses). */
+  get bufferedBytes(): number {
+    return this.end - this.start + this.fragFilled + this.recordBytes;
+  }
+
+  /** Where the next read should put its bytes (never empty). */
+  nextBuffer(): Uint8Array {
+    if (this.frag !== undefined) return this.frag.subarray(this.fragFilled);
+    if (this.start === this.end) {
+      this.start = this.end = 0;
+    } else if (this.scratch.length - this.end < this.inPlaceBytesMin + RECORD_MARK_BYTES) {
+      // What is left is a mark or a small fragment's start: move it to the front.
+      this.scratch.copyWithin(0, this.start, this.end);
+      this.end -= this.start;
+      this.start = 0;
+    }
+    return this.scratch.subarray(this.end);
+  }
+
+  /** Takes the `n` bytes the last read put into nextBuffer(); returns the records they complete. */
+  filled(n: number): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    if (this.frag !== undefined) {
+      this.fragFilled += n;
+      if (this.fragFilled === this.frag.length) {
+        const f = this.frag;
+        this.frag = undefined;
+        this.fragFilled = 0;
+        this.fragmentDone(f, this.fragLast, out);
+      }
+      return out;
+    }
+    this.end += n;
+    const s = this.scratch;
+    while (this.end - this.start >= RECORD_MARK_BYTES) {
+      const p = this.start;
+      const mark = (((s[p] as number) << 24) | ((s[p + 1] as number) << 16) | ((s[p + 2] as number) << 8) | (s[p + 3] as number)) >>> 0;
+      const last = (mark & 0x80000000) !== 0;
+      const len = mark & 0x7fffffff;
+      if (this.recordBytes + len > this.recordBytesMax) {
+        throw new DecodeError('ERR_RPC_RECORD_TOO_LONG', `record of at least ${this.recordBytes + len} bytes exceeds ${this.recordBytesMax}`);
+      }
+      const have = this.end - p - RECORD_MARK_BYTES;
+      if (have >= len) {
+        this.start = p + RECORD_MARK_BYTES + len;
+        if (!last && len === 0) continue; // an empty middle fragment carries nothing
+        this.fragmentDone(s.slice(p + RECORD_MARK_BYTES, this.start), last, out);
+        continue;
+      }
+      if (len >= this.inPlaceBytesMin) {
+        // The rest of this fragment is read straight into its own buffer.
+        const f = new Uint8Array(len);
+        f.set(s.subarray(p + RECORD_MARK_BYTES, this.end));
+        this.frag = f;
+        this.fragFilled = have;
+        this.fragLast = last;
+        this.start = this.end = 0;
+      }
+      break;
+    }
+    return out;
+  }
+
+  private fragmentDone(f: Uint8Array, last: boolean, out: Uint8Array[]): void {
+    if (last && this.fragments.length === 0) {
+      out.push(f);
+      return;
+    }
+    this.fragments.push(f);
+    this.recordBytes += f.length;
+    if (!last) return;
+    const rec = new Uint8Array(this.recordBytes);
+    let off = 0;
+    for (const g of this.fragments) {
+      rec.set(g, off);
+      off += g.length;
+    }
+    out.push(rec);
+    this.fragments = [];
+    this.recordBytes = 0;
+  }
+}
