@@ -1,6 +1,7 @@
 // CP writes in place (RaidRuntimeOptions.zeroCopyWrites): on real O_DIRECT files, a CoW file
 // system whose pages come from the volume's aligned allocator has its CP blocks written straight
-// from those pages with pwritev (only parity computed), and leaves every disk byte for byte as
+// from those pages with pwritev (the parity computed and written on the pool thread, writeXor),
+// and leaves every disk byte for byte as
 // the gathering path does; on simulated disks the same path (concatenated per disk) gives the
 // bytes writeStripes gives, degraded too.
 import { afterAll, describe, expect, it } from 'vitest';
@@ -30,10 +31,15 @@ describe('CP writes in place on real files', () => {
   const diskBytes = diskLayout.raidDataOffsetBytes + 24 * MiB;
 
   /** A 6 MiB file through three CPs (the last two overwrite a part); the disks' bytes, and what went through writev. */
-  async function cps(dir: string, tag: string, zeroCopyWrites: boolean | 'auto'): Promise<{ images: Buffer[]; bytes: number; alignedBytes: number; writevCalls: number }> {
+  async function cps(dir: string, tag: string, zeroCopyWrites: boolean | 'auto'): Promise<{ images: Buffer[]; bytes: number; alignedBytes: number; writevCalls: number; writeXorCalls: number }> {
     const disks = await Promise.all(Array.from({ length: 4 }, (_, i) => LinuxBlockDevice.open(join(dir, `${tag}${i}.img`), { create: true, sizeBytes: diskBytes, direct: 'prefer', name: `${tag}${i}` })));
-    const seen = { bytes: 0, alignedBytes: 0, writevCalls: 0 };
+    const seen = { bytes: 0, alignedBytes: 0, writevCalls: 0, writeXorCalls: 0 };
     for (const d of disks) {
+      const writeXor = d.writeXor.bind(d);
+      d.writeXor = (offset, members) => {
+        seen.writeXorCalls++;
+        return writeXor(offset, members);
+      };
       const writev = d.writev.bind(d);
       d.writev = (offset, parts) => {
         seen.writevCalls++;
@@ -79,10 +85,12 @@ describe('CP writes in place on real files', () => {
     const dir = await mkdtemp(join(directIoTempDir(), 'twinblade-zero-copy-'));
     dirs.push(dir);
     const gathered = await cps(dir, 'gather', false);
-    expect(gathered.writevCalls).toBe(0);
+    expect(gathered.writevCalls + gathered.writeXorCalls).toBe(0);
     const inPlace = await cps(dir, 'inplace', 'auto');
-    // 6 MiB of data over three data disks in 1 MiB writes: at least 18 member writes in place.
+    // 6 MiB of data over three data disks in 1 MiB writes: at least 18 member writes in place,
+    // and the parity of each of those 6 volume writes computed on the pool thread.
     expect(inPlace.writevCalls).toBeGreaterThanOrEqual(18);
+    expect(inPlace.writeXorCalls).toBeGreaterThanOrEqual(6);
     // The file system's page slabs come from the volume's aligned allocator: nearly every byte
     // is written in place (the others, bounced on the pool thread: metadata sealed into
     // copies, padding, pages copied because a CP shared them).

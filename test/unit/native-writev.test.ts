@@ -1,12 +1,13 @@
 // The addon's zero-copy CP write primitives: pwritev (parts written in place, misaligned runs
-// bounced on the pool thread for O_DIRECT, more parts than IOV_MAX, errno errors) and
-// xorConcat (parity of members given as differently cut parts), both against plain reference
-// results, plus the Linux block driver's writev built on pwritev.
+// bounced on the pool thread for O_DIRECT, more parts than IOV_MAX, errno errors), xorConcat
+// (parity of members given as differently cut parts) and pwriteXor (that parity computed and
+// written on the pool thread), against plain reference results, plus the Linux block driver's
+// writev and writeXor built on them.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { allocAligned, directIoAlignmentBytes, openDirect, pwritev, uncheckedBindingForTests, xorConcatNative } from '../../firmware/ts/native/index.ts';
+import { allocAligned, directIoAlignmentBytes, openDirect, pwritev, pwriteXor, uncheckedBindingForTests, xorConcatNative } from '../../firmware/ts/native/index.ts';
 import { coalesceViews, xorConcat, xorConcatPortable } from '../../firmware/ts/storage/raid/xor.ts';
 import { LinuxBlockDevice } from '../../firmware/ts/hal/block/linux/linux-block-device.ts';
 import { BlockErrorCode } from '../../firmware/ts/hal/block/block-device.ts';
@@ -148,6 +149,84 @@ describe('native xorConcat', () => {
   });
 });
 
+/** `members` members of `n` bytes each, every one cut into parts of random lengths (some misaligned copies). */
+function cutMembers(p: Prng, members: number, n: number): Uint8Array[][] {
+  return Array.from({ length: members }, () => {
+    const bytes = p.bytes(n);
+    const parts: Uint8Array[] = [];
+    let at = 0;
+    while (at < n) {
+      const len = Math.min(n - at, 1 + p.int(3 * 4096));
+      parts.push(p.int(2) === 0 ? bytes.subarray(at, at + len) : bytes.slice(at, at + len));
+      at += len;
+    }
+    return parts;
+  });
+}
+
+describe('native pwriteXor', () => {
+  it('writes the XOR of the members with O_DIRECT, as xorConcat computes it (property)', async () => {
+    const path = makeFile('xor.img', 4 << 20);
+    const fd = openDirect(path, true);
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 64 }), fc.integer({ min: 0, max: 255 }), fc.integer(), async (members, sectors, at, seed) => {
+          const p = new Prng(seed);
+          const n = sectors * 4096;
+          const cuts = cutMembers(p, members, n);
+          const want = new Uint8Array(n);
+          xorConcat(want, cuts);
+          expect(await pwriteXor(fd, cuts, at * 4096, directIoAlignmentBytes)).toBe(n);
+          return Buffer.from(readFileSync(path).subarray(at * 4096, at * 4096 + n)).equals(Buffer.from(want));
+        }),
+        { numRuns: 25 },
+      );
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('writes a parity larger than a pool thread keeps, and one smaller after it', async () => {
+    const path = makeFile('xor-big.img', 24 << 20);
+    const fd = openDirect(path, true);
+    try {
+      const p = new Prng(3);
+      for (const n of [9 << 20, 8192, 10 << 20]) {
+        const cuts = cutMembers(p, 3, n);
+        const want = new Uint8Array(n);
+        xorConcat(want, cuts);
+        expect(await pwriteXor(fd, cuts, 4096, directIoAlignmentBytes)).toBe(n);
+        expect(Buffer.from(readFileSync(path).subarray(4096, 4096 + n)).equals(Buffer.from(want))).toBe(true);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('rejects with an errno error from the syscall, and checks its arguments on both sides', async () => {
+    const path = makeFile('xor-ro.img', 8192);
+    const fd = openSync(path, 'r');
+    try {
+      await expect(pwriteXor(fd, [[new Uint8Array(512)]], 0)).rejects.toMatchObject({ code: 'EBADF', syscall: 'pwrite' });
+    } finally {
+      closeSync(fd);
+    }
+    expect(() => pwriteXor(-1, [[new Uint8Array(1)]], 0)).toThrow(RangeError);
+    expect(() => pwriteXor(1, [], 0)).toThrow(TypeError);
+    expect(() => pwriteXor(1, [[new Uint8Array(8)], [new Uint8Array(7)]], 0)).toThrow(RangeError);
+    expect(() => pwriteXor(1, [[]], 0)).toThrow(RangeError);
+    expect(() => pwriteXor(1, [[new Uint16Array(2) as unknown as Uint8Array]], 0)).toThrow(TypeError);
+    expect(() => pwriteXor(1, [[new Uint8Array(8)]], 0, 3000)).toThrow(RangeError);
+    const raw = uncheckedBindingForTests['pwriteXor'] as (...a: unknown[]) => unknown;
+    expect(() => raw(1, [], 0)).toThrow(TypeError);
+    expect(() => raw(1, [new Uint8Array(8)], 0)).toThrow(TypeError);
+    expect(() => raw(1, [[new Uint8Array(8)], [new Uint8Array(4)]], 0)).toThrow(RangeError);
+    expect(() => raw(1, [[]], 0)).toThrow(RangeError);
+    expect(() => raw(1, [[new Uint8Array(8)]], -1)).toThrow(RangeError);
+    expect(() => raw(1, [[new Uint8Array(8)]], 0, 12)).toThrow(RangeError);
+  });
+});
+
 describe('coalesceViews', () => {
   it('merges views lying end to end in one buffer and keeps the bytes in order', () => {
     const a = new Uint8Array(64).map((_, i) => i);
@@ -185,5 +264,27 @@ describe('LinuxBlockDevice.writev', () => {
       await dev.close();
     }
     await expect(dev.writev(0, [new Uint8Array(4096)])).rejects.toMatchObject({ code: BlockErrorCode.closed });
+  });
+});
+
+describe('LinuxBlockDevice.writeXor', () => {
+  it('writes the XOR of the members like one write of it, and checks lengths, range and alignment', async () => {
+    const path = join(dir(), 'dev-xor.img');
+    const dev = await LinuxBlockDevice.open(path, { create: true, sizeBytes: 1 << 20, direct: 'prefer' });
+    try {
+      const cuts = cutMembers(new Prng(11), 3, 6 * 4096);
+      const want = new Uint8Array(6 * 4096);
+      xorConcat(want, cuts);
+      await dev.writeXor(8192, cuts);
+      expect(Buffer.from(await dev.read(8192, 6 * 4096)).equals(Buffer.from(want))).toBe(true);
+      expect(() => dev.writeXor(0, [[new Uint8Array(100)]])).toThrow(expect.objectContaining({ code: BlockErrorCode.unaligned }));
+      expect(() => dev.writeXor(0, [[new Uint8Array(4096)], [new Uint8Array(512)]])).toThrow(expect.objectContaining({ code: BlockErrorCode.unaligned }));
+      expect(() => dev.writeXor(0, [])).toThrow(expect.objectContaining({ code: BlockErrorCode.unaligned }));
+      expect(() => dev.writeXor((1 << 20) - 4096, [[new Uint8Array(8192)]])).toThrow(expect.objectContaining({ code: BlockErrorCode.outOfRange }));
+      await dev.writeXor(4096, [[]]);
+    } finally {
+      await dev.close();
+    }
+    await expect(dev.writeXor(0, [[new Uint8Array(4096)]])).rejects.toMatchObject({ code: BlockErrorCode.closed });
   });
 });

@@ -118,6 +118,24 @@ describe('stripe locks', () => {
     expect(locks.heldCount).toBe(0);
     expect(locks.waitingCount).toBe(0);
   });
+
+  it('grants tryAcquire at once only when acquire would not wait, in the same order', async () => {
+    const locks = new StripeLocks();
+    const r1 = locks.tryAcquire(0, 4);
+    expect(r1).toBeDefined();
+    expect(locks.tryAcquire(3, 5)).toBeUndefined(); // overlaps a held range
+    const waiter = locks.acquire(2, 6); // waits for [0, 4)
+    const r2 = locks.tryAcquire(6, 7); // disjoint from what is held and what waits
+    expect(r2).toBeDefined();
+    expect(locks.tryAcquire(5, 6)).toBeUndefined(); // free, but must not overtake the waiter it overlaps
+    expect(locks.waitingCount).toBe(1);
+    r1?.();
+    const r3 = await waiter;
+    expect(locks.heldCount).toBe(2);
+    r3();
+    r2?.();
+    expect(locks.tryAcquire(0, 9)).toBeDefined();
+  });
 });
 
 describe('rebuild token bucket', () => {

@@ -848,6 +848,45 @@ struct ThreadScratch {
 };
 thread_local ThreadScratch threadScratch;
 
+// `bytes` of `alignment`-aligned memory for use inside one Execute on this pool thread: the
+// thread's kept buffer when it is big enough, else a new one that becomes the kept buffer (up to
+// kScratchKeepBytes) or is returned in `*owned` for the worker to free. 0 or the errno.
+int TakeThreadScratch(size_t bytes, size_t alignment, uint8_t** out, uint8_t** owned) {
+  ThreadScratch& t = threadScratch;
+  if (t.data != nullptr && t.bytes >= bytes && t.alignment >= alignment) {
+    *out = t.data;
+    return 0;
+  }
+  void* p = nullptr;
+  int rc = posix_memalign(&p, alignment, bytes);
+  if (rc != 0) return rc;
+  *out = static_cast<uint8_t*>(p);
+  if (bytes <= kScratchKeepBytes) {
+    std::free(t.data);
+    t.data = *out;
+    t.bytes = bytes;
+    t.alignment = alignment;
+  } else {
+    *owned = *out;
+  }
+  return 0;
+}
+
+// pwrite of all of [data, data+len) at `position`, looping over short writes and EINTR; 0 or the errno.
+int PwriteAll(int fd, const uint8_t* data, size_t len, int64_t position, size_t* done) {
+  *done = 0;
+  while (*done < len) {
+    ssize_t n = ::pwrite(fd, data + *done, len - *done, position + static_cast<int64_t>(*done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (n == 0) break;
+    *done += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
 class WritevWorker : public PromiseWorker {
  public:
   WritevWorker(Napi::Env env, int fd, Napi::Value parts, std::vector<iovec>&& segs, int64_t position, size_t alignment)
@@ -914,25 +953,10 @@ class WritevWorker : public PromiseWorker {
       }
     }
     if (scratchBytes == 0) return true;
-    ThreadScratch& t = threadScratch;
-    if (t.data != nullptr && t.bytes >= scratchBytes && t.alignment >= alignment_) {
-      scratch_ = t.data;
-    } else {
-      void* p = nullptr;
-      int rc = posix_memalign(&p, alignment_, scratchBytes);
-      if (rc != 0) {
-        errno_ = rc;
-        return false;
-      }
-      scratch_ = static_cast<uint8_t*>(p);
-      if (scratchBytes <= kScratchKeepBytes) {
-        std::free(t.data);
-        t.data = scratch_;
-        t.bytes = scratchBytes;
-        t.alignment = alignment_;
-      } else {
-        owned_ = scratch_;
-      }
+    int rc = TakeThreadScratch(scratchBytes, alignment_, &scratch_, &owned_);
+    if (rc != 0) {
+      errno_ = rc;
+      return false;
     }
     std::vector<iovec> out;
     out.reserve(segs_.size());
@@ -1015,7 +1039,93 @@ Napi::Value Pwritev(const Napi::CallbackInfo& info) {
   return p;
 }
 
-Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 4); }
+// pwriteXor(fd, members, position, alignment): Promise<bytesWritten>. Writes at `position` the
+// XOR over `members` of each member's Uint8Arrays concatenated (every concatenation the same
+// length): the parity of a RAID write whose data members are written in place. The XOR (one
+// pass, as xorConcat) and the write both run on the pool thread, into and from that thread's
+// aligned scratch buffer, so the main thread only issues the job and no parity buffer is
+// handed around. The members array (and so its buffers) is held until the worker completes;
+// the caller must not change the bytes meanwhile.
+class XorWriteWorker : public PromiseWorker {
+ public:
+  XorWriteWorker(Napi::Env env, int fd, Napi::Value members, std::vector<std::vector<const uint8_t*>>&& ptrs,
+                 std::vector<std::vector<size_t>>&& lens, size_t n, int64_t position, size_t alignment)
+      : PromiseWorker(env, "pwrite"), fd_(fd), ptrs_(std::move(ptrs)), lens_(std::move(lens)), n_(n), position_(position), alignment_(alignment) {
+    members_ = Napi::Persistent(members.As<Napi::Object>());
+  }
+  ~XorWriteWorker() override { std::free(owned_); }
+
+ protected:
+  void Execute() override {
+    uint8_t* out = nullptr;
+    // At least cache-line aligned, so the XOR's stores never straddle lines needlessly.
+    size_t alignment = alignment_ > 64 ? alignment_ : 64;
+    int rc = TakeThreadScratch((n_ + alignment - 1) / alignment * alignment, alignment, &out, &owned_);
+    if (rc != 0) {
+      errno_ = rc;
+      return;
+    }
+    size_t memberCount = ptrs_.size();
+    std::vector<const uint8_t* const*> segs(memberCount);
+    std::vector<const size_t*> lenPtrs(memberCount);
+    std::vector<size_t> counts(memberCount);
+    for (size_t m = 0; m < memberCount; m++) {
+      segs[m] = ptrs_[m].data();
+      lenPtrs[m] = lens_[m].data();
+      counts[m] = ptrs_[m].size();
+    }
+    twinblade::XorConcat(out, n_, segs.data(), lenPtrs.data(), counts.data(), memberCount);
+    errno_ = PwriteAll(fd_, out, n_, position_, &done_);
+  }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(done_)); }
+
+ private:
+  int fd_;
+  std::vector<std::vector<const uint8_t*>> ptrs_;
+  std::vector<std::vector<size_t>> lens_;
+  size_t n_;
+  int64_t position_;
+  size_t alignment_;
+  uint8_t* owned_ = nullptr;
+  size_t done_ = 0;
+  Napi::ObjectReference members_;
+};
+
+Napi::Value PwriteXor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  int64_t position = 0;
+  int64_t alignment = 0;
+  if (!GetFd(info, 0, &fd)) return env.Undefined();
+  if (info.Length() <= 1 || !info[1].IsArray() || info[1].As<Napi::Array>().Length() == 0) {
+    return ThrowType(env, "members must be a non-empty array of arrays of Uint8Arrays");
+  }
+  if (!GetNonNegInt(info, 2, "position", &position)) return env.Undefined();
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    if (!GetNonNegInt(info, 3, "alignment", &alignment)) return env.Undefined();
+    if (alignment != 0 && (!IsPowerOfTwo(alignment) || alignment > (1 << 21))) {
+      return ThrowRange(env, "alignment must be 0 or a power of two up to 2 MiB");
+    }
+  }
+  Napi::Array arr = info[1].As<Napi::Array>();
+  size_t memberCount = arr.Length();
+  std::vector<std::vector<const uint8_t*>> ptrs(memberCount);
+  std::vector<std::vector<size_t>> lens(memberCount);
+  size_t n = 0;
+  for (uint32_t m = 0; m < memberCount; m++) {
+    size_t total = 0;
+    if (!GetParts(env, arr.Get(m), "members", &ptrs[m], &lens[m], &total)) return env.Undefined();
+    if (m == 0) n = total;
+    if (total != n) return ThrowRange(env, "every member's parts must add up to the same length");
+  }
+  if (n == 0) return ThrowRange(env, "members must not be empty");
+  auto* w = new XorWriteWorker(env, fd, info[1], std::move(ptrs), std::move(lens), n, position, static_cast<size_t>(alignment));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 5); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Function::New(env, Version));
@@ -1040,6 +1150,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gatherStripesAsync", Napi::Function::New(env, GatherStripesAsyncFn));
   exports.Set("xorConcat", Napi::Function::New(env, XorConcatFn));
   exports.Set("pwritev", Napi::Function::New(env, Pwritev));
+  exports.Set("pwriteXor", Napi::Function::New(env, PwriteXor));
   exports.Set("xorImplementation", Napi::String::New(env, twinblade::XorImplementation()));
   exports.Set("openpty", Napi::Function::New(env, OpenPty));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));

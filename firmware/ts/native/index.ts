@@ -65,6 +65,7 @@ interface NativeBinding {
   gatherStripesAsync(blocks: readonly ArrayBufferView[], unitBlocks: number, members: readonly ArrayBufferView[], parity: ArrayBufferView | null): Promise<void>;
   xorConcat(out: ArrayBufferView, members: ReadonlyArray<readonly ArrayBufferView[]>): void;
   pwritev(fd: number, parts: readonly ArrayBufferView[], position: number, alignment?: number): Promise<number>;
+  pwriteXor(fd: number, members: ReadonlyArray<readonly ArrayBufferView[]>, position: number, alignment?: number): Promise<number>;
   xorImplementation: 'vector' | 'scalar';
 }
 
@@ -195,6 +196,36 @@ export function pwritev(fd: number, parts: readonly Uint8Array[], position: numb
   checkUint(alignment, 'alignment');
   if (alignment !== 0 && ((alignment & (alignment - 1)) !== 0 || alignment > 1 << 21)) throw rangeError('alignment must be 0 or a power of two up to 2 MiB');
   return binding.pwritev(fd, parts, position, alignment);
+}
+
+/**
+ * Writes at `position` the XOR over `members` of each member's parts concatenated (every
+ * concatenation the same length): the parity of a
+ * RAID write whose data members are written in place. The XOR (one pass, like
+ * {@link xorConcatNative}) and the write both run on the thread pool, in an aligned buffer of
+ * the pool thread's own (kept per thread up to 8 MiB), so the calling thread only queues the
+ * job: `Promise<bytesWritten>`. The addon holds the array until the promise settles: the
+ * caller must change neither it nor the parts' bytes meanwhile.
+ */
+export function pwriteXor(fd: number, members: ReadonlyArray<readonly Uint8Array[]>, position: number, alignment = 0): Promise<number> {
+  checkFd(fd);
+  if (!Array.isArray(members) || members.length === 0) throw typeError('members must be a non-empty array of arrays of Uint8Arrays');
+  let length = -1;
+  for (const parts of members) {
+    if (!Array.isArray(parts)) throw typeError('members must be arrays of Uint8Arrays');
+    let total = 0;
+    for (const p of parts) {
+      if (!(p instanceof Uint8Array)) throw typeError('members must be arrays of Uint8Arrays');
+      total += p.byteLength;
+    }
+    if (length >= 0 && total !== length) throw rangeError("every member's parts must add up to the same length");
+    length = total;
+  }
+  if (length === 0) throw rangeError('members must not be empty');
+  checkUint(position, 'position');
+  checkUint(alignment, 'alignment');
+  if (alignment !== 0 && ((alignment & (alignment - 1)) !== 0 || alignment > 1 << 21)) throw rangeError('alignment must be 0 or a power of two up to 2 MiB');
+  return binding.pwriteXor(fd, members, position, alignment);
 }
 
 /** fdatasync(2) on the thread pool. */

@@ -62,6 +62,14 @@ export interface BlockDevice {
    * their bytes until the promise settles.
    */
   writev?(offset: number, parts: readonly Uint8Array[]): Promise<void>;
+  /**
+   * Optional: `write` at `offset` of the XOR over `members` of each member's parts
+   * concatenated (every concatenation the same length, a multiple of `sectorSize`), computed
+   * where the driver can do it off the caller's thread (the Linux driver: on the thread pool,
+   * just before the pwrite): RAID's parity of a write whose data members are written in place
+   * with `writev`. Same contract as `writev`.
+   */
+  writeXor?(offset: number, members: ReadonlyArray<readonly Uint8Array[]>): Promise<void>;
   /** Durability barrier for every completed write. */
   flush(): Promise<void>;
   close(): Promise<void>;

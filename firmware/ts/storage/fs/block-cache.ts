@@ -169,6 +169,8 @@ export class BlockCache {
 
   /** `addr` was freed (or is about to be rewritten): forget it, and let no fill in flight insert it. */
   invalidate(addr: number): void {
+    // A CP invalidates every block it places (49,152 for 192 MiB): nothing to look up when empty.
+    if (this.entries.size === 0 && this.fills.size === 0) return;
     const e = this.entries.get(addr);
     if (e !== undefined) {
       this.entries.delete(addr);

@@ -81,6 +81,8 @@ export interface CowFsOptions {
   inodeCacheMax?: number;
   dirIndexEntriesMax?: number;
   cpWriteConcurrencyMax?: number;
+  /** Writes in flight while the freeze still runs, with `cpFreezeOverlap` (see limits.ts). */
+  cpFreezeWritesMax?: number;
   cpWriteBytesMax?: number;
   /**
    * Start a CP's writes while it is still freezing (default false): the freeze yields after
@@ -280,6 +282,12 @@ export class CowFs implements FileSystem {
   private dirtyCount = 0;
   private pageCount = 0;
   private readonly lru = new Set<Page>();
+  /**
+   * Pages a CP still holds (pinned) that left the page map meanwhile (a truncate, a remove):
+   * unpinning must not make them evictable. Nearly always empty, so unpinning a CP write's
+   * pages needs no page-map lookup per page.
+   */
+  private readonly droppedPinned = new Set<Page>();
   private readonly dirs = new Map<number, DirIndex>();
   private dirEntryCount = 0;
   private readonly reserved = new Set<number>();
@@ -334,6 +342,7 @@ export class CowFs implements FileSystem {
       inodeCacheMax: opts.inodeCacheMax ?? cowFsDefaults.inodeCacheMax,
       dirIndexEntriesMax: opts.dirIndexEntriesMax ?? cowFsDefaults.dirIndexEntriesMax,
       cpWriteConcurrencyMax: opts.cpWriteConcurrencyMax ?? cowFsDefaults.cpWriteConcurrencyMax,
+      cpFreezeWritesMax: opts.cpFreezeWritesMax ?? cowFsDefaults.cpFreezeWritesMax,
       cpWriteBytesMax: opts.cpWriteBytesMax ?? cowFsDefaults.cpWriteBytesMax,
       cpFreezeOverlap: opts.cpFreezeOverlap ?? false,
       ...opts,
@@ -1341,6 +1350,7 @@ export class CowFs implements FileSystem {
     }
     m.set(pageKey(p.level, p.index), p);
     this.pageCount++;
+    if (this.droppedPinned.size > 0) this.droppedPinned.delete(p);
     if (!p.dirty && !p.pinned) this.lru.add(p);
   }
 
@@ -1349,6 +1359,7 @@ export class CowFs implements FileSystem {
     if (m?.delete(pageKey(p.level, p.index)) === true) {
       this.pageCount--;
       if (m.size === 0) this.pages.delete(p.ino);
+      if (p.pinned) this.droppedPinned.add(p);
     }
     this.lru.delete(p);
     if (p.dirty) {
@@ -1551,11 +1562,16 @@ export class CowFs implements FileSystem {
     // With no CP running, the freeze is queued on the lock right now, so the CP holds exactly
     // the changes applied before this call; otherwise it freezes once the running CP commits.
     // The writers start with the freeze and take each write as soon as it is complete.
-    const startFreeze = (): { frozen: Promise<PreparedCp>; queue: CpWriteQueue<CpJob>; writers: Promise<void> } => {
+    const startFreeze = (): { frozen: Promise<PreparedCp>; queue: CpWriteQueue<CpJob>; writers: Promise<CpWrite[]> } => {
       const queue = new CpWriteQueue<CpJob>();
-      const writers = this.cpWriters(queue);
+      const freezing = { running: true };
+      const writers = this.cpWriters(queue, freezing);
       writers.catch(() => undefined);
       const frozen = this.locked(async () => this.freeze(queue));
+      void frozen.then(
+        () => (freezing.running = false),
+        () => (freezing.running = false),
+      );
       // A failed freeze hands over nothing more: the writers finish what they hold and stop.
       frozen.catch(() => queue.close());
       return { frozen, queue, writers };
@@ -1767,34 +1783,56 @@ export class CowFs implements FileSystem {
 
   /**
    * `cpWriteConcurrencyMax` writers: each takes the next CP write from `queue` and writes it,
-   * until the queue is closed and empty. Rejects with the first failed write.
+   * until the queue is closed and empty. Rejects with the first failed write. Resolves with the
+   * writes whose pages are still to be unpinned (each writer's last), for the caller to unpin
+   * once its next I/O is issued.
    */
-  private async cpWriters(queue: CpWriteQueue<CpJob>): Promise<void> {
+  private async cpWriters(queue: CpWriteQueue<CpJob>, freezing: { readonly running: boolean }): Promise<CpWrite[]> {
     const writeBlocks = this.volume.writeStripeBlocks?.bind(this.volume);
     // What unused blocks of a write hold: from the volume's allocator too, so that it is
     // written in place like the pages (it is never written to).
     const zero = this.volume.allocateBuffer?.(fsBlockBytes) ?? zeroBlock;
-    const worker = async (): Promise<void> => {
-      for (let job = await queue.next(); job !== undefined; job = await queue.next()) {
+    const leftovers: CpWrite[] = [];
+    const writers = Math.max(1, this.opts.cpWriteConcurrencyMax);
+    // While the freeze runs (and hands writes over as it goes) more writers keep the disks
+    // busy: no completion is handled until it ends. They stop taking writes once it has.
+    const freezeWriters = this.opts.cpFreezeOverlap ? Math.max(writers, this.opts.cpFreezeWritesMax) : writers;
+    const worker = async (k: number): Promise<void> => {
+      // The write this writer finished last, its pages not yet unpinned: that waits until the
+      // next write is issued (the volume queues its member writes before returning when it
+      // need not wait), so the disks get the next write as soon as one completes.
+      let settled: CpWrite | undefined;
+      const unpinSettled = (): void => {
+        if (settled !== undefined) this.unpinPages(settled);
+        settled = undefined;
+      };
+      for (let job = await queue.next(); job !== undefined; job = k >= writers && !freezing.running ? undefined : await queue.next()) {
         const { cp, w } = job;
         if (writeBlocks !== undefined && w.data === undefined && w.readFirst !== true) {
-          // The volume gathers the blocks straight into its per-disk buffers: no copy here.
-          await writeBlocks(w.first, cpBlocks(w, cp, zero));
-          this.unpinPages(w);
+          // The volume writes the blocks where they are (or gathers them): no copy here.
+          const written = writeBlocks(w.first, cpBlocks(w, cp, zero));
+          unpinSettled();
+          await written;
+          settled = w;
           continue;
         }
+        unpinSettled();
         const base = w.readFirst === true ? (await this.volume.readBlocks(w.first, w.blocks)).slice() : undefined;
         const bytes = w.blocks * fsBlockBytes;
         const at = w.data === undefined && base === undefined ? this.cpBuffers.findIndex((b) => b.length === bytes) : -1;
         const scratch = at >= 0 ? this.cpBuffers.splice(at, 1)[0] : undefined;
         const buf = materialize(w, cp, base, scratch);
         await this.volume.writeStripes(w.first, buf);
-        this.unpinPages(w);
+        settled = w;
         // The volume is done with the buffer once the write settles (the Volume contract).
         if (w.data === undefined && base === undefined && this.cpBuffers.length < Math.max(1, this.opts.cpWriteConcurrencyMax)) this.cpBuffers.push(buf);
       }
+      // A writer that stops after the freeze leaves the others writing: it unpins now.
+      if (k >= writers) unpinSettled();
+      else if (settled !== undefined) leftovers.push(settled);
     };
-    await Promise.all(Array.from({ length: Math.max(1, this.opts.cpWriteConcurrencyMax) }, worker));
+    await Promise.all(Array.from({ length: freezeWriters }, (_, k) => worker(k)));
+    return leftovers;
   }
 
   /**
@@ -1807,27 +1845,25 @@ export class CowFs implements FileSystem {
     const pages = w.pages;
     if (pages === undefined) return;
     w.pages = undefined;
-    // Pages come grouped by inode: look up each inode's page map once.
-    let mapIno = -1;
-    let map: Map<number, Page> | undefined;
+    const dropped = this.droppedPinned;
     for (const page of pages) {
       page.pinned = false;
       page.shared = false;
       if (page.dirty) continue;
-      if (page.ino !== mapIno) {
-        map = this.pages.get(page.ino);
-        mapIno = page.ino;
-      }
-      if (map?.get(pageKey(page.level, page.index)) === page) this.lru.add(page);
+      // Only a page still in the page map may be evicted later (see droppedPinned).
+      if (dropped.size > 0 && dropped.delete(page)) continue;
+      this.lru.add(page);
     }
   }
 
-  private async writeCp(p: PreparedCp, queue: CpWriteQueue<CpJob>, writers: Promise<void>): Promise<void> {
+  private async writeCp(p: PreparedCp, queue: CpWriteQueue<CpJob>, writers: Promise<CpWrite[]>): Promise<void> {
     const t0 = this.opts.clock?.nowMs() ?? 0;
     for (const w of p.writes) queue.push({ cp: p.cp, w });
     queue.close();
-    await writers;
-    await this.volume.flush();
+    const leftovers = await writers;
+    const flushed = this.volume.flush();
+    for (const w of leftovers) this.unpinPages(w);
+    await flushed;
     await this.volume.writeStripes(p.slot * this.geometry.stripeBlocks, p.superblock);
     await this.volume.flush();
     // Committed: the slot's region now holds this CP's maps, and the blocks this CP stopped

@@ -16,6 +16,13 @@ export const cowFsDefaults = {
   dirIndexEntriesMax: 1_000_000,
   /** Writes a CP keeps in flight to the volume at once. */
   cpWriteConcurrencyMax: 2,
+  /**
+   * Writes a CP keeps in flight while its freeze still runs (with `cpFreezeOverlap`): the
+   * freeze is one synchronous pass that handles no completions, so the writers it has started
+   * keep the disks busy only as long as they have work queued. The freeze holds the lock, so
+   * no client request is queued behind them meanwhile; after it, `cpWriteConcurrencyMax`.
+   */
+  cpFreezeWritesMax: 16,
   /** Bytes per volume write call during a CP (rounded to whole stripes). */
   cpWriteBytesMax: 4 * 1024 * 1024,
   /** Inodes per volume byte at mkfs: one inode per 16 KiB of volume by default. */

@@ -302,7 +302,7 @@ export class RaidVolume implements Volume {
         }
         perData.push(coalesceViews(run));
       }
-      return this.writeStripesLocked(firstStripe, stripes, (_members, parity) => xorConcat(parity, perData), perData);
+      return this.writeStripesLocked(firstStripe, stripes, undefined, perData);
     }
     // Off the main thread when one is installed (installGatherStripesAsync): the CP issues its next
     // write meanwhile.
@@ -667,32 +667,33 @@ export class RaidVolume implements Volume {
 
   /**
    * Writes `stripes` whole stripes from `firstStripe`: `fill` puts each data member's units
-   * (consecutive) into its buffer and their parity into the last, in one pass. With
-   * `dataParts` the data members write those blocks in place (`fill` gets no member buffers
-   * and computes the parity only).
+   * (consecutive) into its buffer and their parity into the last, in one pass. Or, with
+   * `dataParts` (and no `fill`), the data members write those blocks in place and the parity
+   * member writes their XOR (see `writeMembers`).
    */
   private async writeStripesLocked(
     firstStripe: number,
     stripes: number,
-    fill: (members: Uint8Array[], parity: Uint8Array) => void | Promise<void>,
+    fill: ((members: Uint8Array[], parity: Uint8Array) => void | Promise<void>) | undefined,
     dataParts?: ReadonlyArray<readonly Uint8Array[]>,
   ): Promise<void> {
     const g = this.geometry;
     this.checkUsable();
-    const release = await this.locks.acquire(firstStripe, firstStripe + stripes);
+    // Free lock and intent bits already durable (the usual case in a CP): no turn is awaited
+    // before the member writes are issued, so a caller's next step runs after they are queued.
+    const release = this.locks.tryAcquire(firstStripe, firstStripe + stripes) ?? (await this.locks.acquire(firstStripe, firstStripe + stripes));
     try {
       this.checkUsable();
       // One pass over the data: each member's units, consecutive, and their parity, into
       // reused buffers (aligned for O_DIRECT when the allocator is).
       const runBytes = stripes * g.stripeUnitBytes;
-      const taken = Array.from({ length: dataParts === undefined ? g.memberCount : 1 }, () => this.pool.take(runBytes));
-      const parity = taken[taken.length - 1] as Uint8Array;
-      const perPosition: Array<Uint8Array | readonly Uint8Array[]> = dataParts === undefined ? taken : [...dataParts, parity];
+      const taken = fill === undefined ? [] : Array.from({ length: g.memberCount }, () => this.pool.take(runBytes));
+      const perPosition: Member[] = fill === undefined ? [...(dataParts ?? []), { xorOf: dataParts ?? [] }] : taken;
       try {
         // Only an asynchronous fill (an off-thread gather) is awaited: a synchronous one adds no turn.
-        const filled = fill(dataParts === undefined ? taken.slice(0, g.dataDisks) : [], parity);
+        const filled = fill?.(taken.slice(0, g.dataDisks), taken[g.dataDisks] as Uint8Array);
         if (filled !== undefined) await filled;
-        const regions = await this.beginIntent(firstStripe, firstStripe + stripes);
+        const regions = this.beginIntentDurable(firstStripe, firstStripe + stripes) ?? (await this.beginIntent(firstStripe, firstStripe + stripes));
         try {
           await this.writeMembers(firstStripe * g.unitBlocks, perPosition);
         } finally {
@@ -713,9 +714,12 @@ export class RaidVolume implements Volume {
 
   /**
    * Writes `perPosition[p]` at disk block `diskBlock` of every writable position: one buffer,
-   * or blocks written in place with the disk's `writev` (concatenated first for a disk without one).
+   * blocks written in place with the disk's `writev` (concatenated first for a disk without
+   * one), or the XOR of the data members' blocks (`xorOf`, the parity of an in-place write):
+   * computed by the disk's `writeXor` where it has one (on the thread pool, off this thread),
+   * else here into a pool buffer first.
    */
-  private async writeMembers(diskBlock: number, perPosition: ReadonlyArray<Uint8Array | readonly Uint8Array[]>): Promise<void> {
+  private async writeMembers(diskBlock: number, perPosition: readonly Member[]): Promise<void> {
     const writable = this.writablePositions();
     const disks = writable.map((p) => this.slots[p]?.disk as BlockDevice);
     const offset = diskByteOffset(diskBlock);
@@ -723,17 +727,22 @@ export class RaidVolume implements Volume {
     const results = await Promise.allSettled(
       writable.map((p, i) => {
         const disk = disks[i] as BlockDevice;
-        const data = perPosition[p] as Uint8Array | readonly Uint8Array[];
+        const data = perPosition[p] as Member;
         if (data instanceof Uint8Array) return disk.write(offset, data);
-        if (disk.writev !== undefined) return disk.writev(offset, data);
-        let bytes = 0;
-        for (const b of data) bytes += b.length;
-        const buf = this.pool.take(bytes);
-        bytes = 0;
-        for (const b of data) {
-          buf.set(b, bytes);
-          bytes += b.length;
+        if (!isXorOf(data)) {
+          if (disk.writev !== undefined) return disk.writev(offset, data);
+          const buf = this.pool.take(totalLength(data));
+          let at = 0;
+          for (const b of data) {
+            buf.set(b, at);
+            at += b.length;
+          }
+          concatenated.push(buf);
+          return disk.write(offset, buf);
         }
+        if (disk.writeXor !== undefined) return disk.writeXor(offset, data.xorOf);
+        const buf = this.pool.take(totalLength(data.xorOf[0] ?? []));
+        xorConcat(buf, data.xorOf);
         concatenated.push(buf);
         return disk.write(offset, buf);
       }),
@@ -894,6 +903,19 @@ export class RaidVolume implements Volume {
    * Marks stripes [lo, hi) as having a write in flight, first making that durable on every
    * member if the record does not say so yet. Returns the regions, for endIntent.
    */
+  /** beginIntent when every region of [lo, hi) is already durably marked (nothing to wait for), else undefined. */
+  private beginIntentDurable(lo: number, hi: number): number[] | undefined {
+    const r0 = Math.floor(lo / this.regionStripes);
+    const r1 = Math.floor((hi - 1) / this.regionStripes);
+    for (let r = r0; r <= r1; r++) if (this.intentDurable[r] !== true) return undefined;
+    const regions: number[] = [];
+    for (let r = r0; r <= r1; r++) {
+      regions.push(r);
+      this.intentInFlight[r] = (this.intentInFlight[r] ?? 0) + 1;
+    }
+    return regions;
+  }
+
   private async beginIntent(lo: number, hi: number): Promise<number[]> {
     const regions: number[] = [];
     for (let r = Math.floor(lo / this.regionStripes); r <= Math.floor((hi - 1) / this.regionStripes); r++) regions.push(r);
@@ -1337,4 +1359,20 @@ function isZero(b: Uint8Array): boolean {
   }
   for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
   return true;
+}
+
+/**
+ * What one position of a full-stripe write writes: a buffer, blocks to write in place, or the
+ * XOR of the data members' blocks (the parity of an in-place write).
+ */
+type Member = Uint8Array | readonly Uint8Array[] | { readonly xorOf: ReadonlyArray<readonly Uint8Array[]> };
+
+function isXorOf(m: Member): m is { readonly xorOf: ReadonlyArray<readonly Uint8Array[]> } {
+  return !(m instanceof Uint8Array) && !Array.isArray(m);
+}
+
+function totalLength(parts: readonly Uint8Array[]): number {
+  let n = 0;
+  for (const b of parts) n += b.length;
+  return n;
 }

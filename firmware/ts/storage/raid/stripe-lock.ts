@@ -22,13 +22,26 @@ export class StripeLocks {
 
   /** Waits for an exclusive lock on stripes [lo, hi) and returns its release function (idempotent). */
   async acquire(lo: number, hi: number): Promise<() => void> {
+    const now = this.tryAcquire(lo, hi);
+    if (now !== undefined) return now;
+    const range: Range = { lo, hi };
+    await new Promise<void>((resolve) => this.waiting.push({ range, grant: resolve }));
+    return this.releaser(range);
+  }
+
+  /**
+   * The lock on stripes [lo, hi) at once if it is free and nobody overlapping waits (same
+   * order as `acquire`), else undefined: lets a writer issue its I/O in the same turn.
+   */
+  tryAcquire(lo: number, hi: number): (() => void) | undefined {
     assert(lo < hi, () => `StripeLocks.acquire: empty range [${lo}, ${hi})`);
     const range: Range = { lo, hi };
-    if (!this.held.some((h) => overlaps(h, range)) && !this.waiting.some((w) => overlaps(w.range, range))) {
-      this.held.push(range);
-    } else {
-      await new Promise<void>((resolve) => this.waiting.push({ range, grant: resolve }));
-    }
+    if (this.held.some((h) => overlaps(h, range)) || this.waiting.some((w) => overlaps(w.range, range))) return undefined;
+    this.held.push(range);
+    return this.releaser(range);
+  }
+
+  private releaser(range: Range): () => void {
     let released = false;
     return () => {
       if (released) return;

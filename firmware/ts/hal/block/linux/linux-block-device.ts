@@ -14,6 +14,7 @@ import {
   pread,
   pwrite,
   pwritev,
+  pwriteXor,
 } from '../../../native/index.ts';
 
 /**
@@ -227,6 +228,32 @@ export class LinuxBlockDevice implements BlockDevice {
     // (never on this one); aligned parts (pages of aligned slabs) are written in place.
     return this.track(
       pwritev(this.fd, parts, offset, this.direct ? directIoAlignmentBytes : 0).then(
+        (n) => {
+          if (n !== length) throw ioError(this.name, `write ${offset}+${length}`, new Error(`short write (${n} bytes)`));
+        },
+        (e: unknown) => {
+          throw ioError(this.name, `write ${offset}+${length}`, e);
+        },
+      ),
+    );
+  }
+
+  writeXor(offset: number, members: ReadonlyArray<readonly Uint8Array[]>): Promise<void> {
+    if (!Array.isArray(members) || members.length === 0) throw new InvalidArgumentError(BlockErrorCode.unaligned, `${this.name}: members must be a non-empty array of arrays of Uint8Arrays`);
+    let length = -1;
+    for (const parts of members) {
+      let total = 0;
+      if (Array.isArray(parts)) for (const p of parts) total += p instanceof Uint8Array ? p.length : Number.NaN;
+      if (!(total >= 0) || (length >= 0 && total !== length)) throw new InvalidArgumentError(BlockErrorCode.unaligned, `${this.name}: every member must be Uint8Arrays of the same total length`);
+      length = total;
+    }
+    this.checkRange(offset, length);
+    if (this.closed) return Promise.reject(closedError(this.name));
+    if (!this.writable) return Promise.reject(new TwinbladeError(BlockErrorCode.readOnly, 'unsupported', `${this.name}: opened read-only`));
+    if (length === 0) return Promise.resolve();
+    // The XOR runs on the pool thread into its own aligned buffer, then one pwrite from it.
+    return this.track(
+      pwriteXor(this.fd, members, offset, this.direct ? directIoAlignmentBytes : 0).then(
         (n) => {
           if (n !== length) throw ioError(this.name, `write ${offset}+${length}`, new Error(`short write (${n} bytes)`));
         },
