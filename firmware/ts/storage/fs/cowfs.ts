@@ -148,6 +148,13 @@ interface Page {
   pinned: boolean;
   /** `data` is also the in-flight CP's image of this block: copy it before changing it. */
   shared: boolean;
+  /** Clean, unpinned and listed (once counted) in `lruPending`: evictable from there. */
+  pending: boolean;
+  /**
+   * Left the page map (dropped or evicted): this object is never listed or evicted again, so
+   * the pages of a CP need no page-map lookup when they become evictable.
+   */
+  gone: boolean;
 }
 
 interface CpWrite {
@@ -283,11 +290,16 @@ export class CowFs implements FileSystem {
   private pageCount = 0;
   private readonly lru = new Set<Page>();
   /**
-   * Pages a CP still holds (pinned) that left the page map meanwhile (a truncate, a remove):
-   * unpinning must not make them evictable. Nearly always empty, so unpinning a CP write's
-   * pages needs no page-map lookup per page.
+   * The pages of settled CP writes, as the writes' own arrays, oldest first: clean pages that
+   * may be evicted, not added to `lru` one by one when unpinned (a 192 MiB CP unpins 49,152;
+   * a Set insert each cost more than the rest of the CP's per-page work). A page counts
+   * (`pending`) from its first listing until it is evicted, moved to `lru`, dirtied or dropped;
+   * entries of pages no longer pending are skipped. Trimming evicts from here before `lru`.
    */
-  private readonly droppedPinned = new Set<Page>();
+  private readonly lruPending: Page[][] = [];
+  /** Position in `lruPending[0]`, and the pages pending (not the entries: a page may be listed twice). */
+  private lruPendingAt = 0;
+  private lruPendingCount = 0;
   private readonly dirs = new Map<number, DirIndex>();
   private dirEntryCount = 0;
   private readonly reserved = new Set<number>();
@@ -1000,7 +1012,7 @@ export class CowFs implements FileSystem {
     if (parent === undefined || !parent.dirty) return undefined;
     const addr = readPtr(parent.data, fbn % F);
     // Made dirty at once: inserted clean, it would enter the LRU only for markDirty to take it out.
-    const p: Page = { ino: t.ino, level: 0, index: fbn, data: adopt ?? newPageBuffer(), addr, dirty: true, pinned: false, shared: false };
+    const p: Page = { ino: t.ino, level: 0, index: fbn, data: adopt ?? newPageBuffer(), addr, dirty: true, pinned: false, shared: false, pending: false, gone: false };
     this.insertPage(p);
     if (addr === 0) t.blocks++;
     this.opMutated = true;
@@ -1350,7 +1362,6 @@ export class CowFs implements FileSystem {
     }
     m.set(pageKey(p.level, p.index), p);
     this.pageCount++;
-    if (this.droppedPinned.size > 0) this.droppedPinned.delete(p);
     if (!p.dirty && !p.pinned) this.lru.add(p);
   }
 
@@ -1359,8 +1370,9 @@ export class CowFs implements FileSystem {
     if (m?.delete(pageKey(p.level, p.index)) === true) {
       this.pageCount--;
       if (m.size === 0) this.pages.delete(p.ino);
-      if (p.pinned) this.droppedPinned.add(p);
     }
+    p.gone = true;
+    this.unlistPending(p);
     this.lru.delete(p);
     if (p.dirty) {
       const set = this.dirtyPages.get(p.ino);
@@ -1416,7 +1428,7 @@ export class CowFs implements FileSystem {
     }
     const addr = await this.ptrOf(t, level, index);
     if (addr === 0) return null;
-    const p: Page = { ino: t.ino, level, index, data: await this.readBlock(t, level, index, addr), addr, dirty: false, pinned: false, shared: false };
+    const p: Page = { ino: t.ino, level, index, data: await this.readBlock(t, level, index, addr), addr, dirty: false, pinned: false, shared: false, pending: false, gone: false };
     this.insertPage(p);
     return p;
   }
@@ -1430,7 +1442,7 @@ export class CowFs implements FileSystem {
         await this.dirtyInode(t);
         continue;
       }
-      const p: Page = { ino: t.ino, level: t.height + 1, index: 0, data: new Uint8Array(fsBlockBytes), addr: 0, dirty: true, pinned: false, shared: false };
+      const p: Page = { ino: t.ino, level: t.height + 1, index: 0, data: new Uint8Array(fsBlockBytes), addr: 0, dirty: true, pinned: false, shared: false, pending: false, gone: false };
       writePtr(p.data, 0, t.root);
       this.insertPage(p);
       this.markDirty(p);
@@ -1444,6 +1456,7 @@ export class CowFs implements FileSystem {
   private markDirty(p: Page): void {
     p.dirty = true;
     this.lru.delete(p);
+    this.unlistPending(p);
     let s = this.dirtyPages.get(p.ino);
     if (s === undefined) {
       s = new Set();
@@ -1466,7 +1479,7 @@ export class CowFs implements FileSystem {
       if (level === t.height) addr = t.root;
       else addr = readPtr((await this.getPageForWrite(t, level + 1, Math.floor(index / F), 'read')).data, index % F);
       const data = addr !== 0 && (fill === 'read' || level > 0) ? await this.readBlock(t, level, index, addr) : newPageBuffer();
-      p = { ino: t.ino, level, index, data, addr, dirty: false, pinned: false, shared: false };
+      p = { ino: t.ino, level, index, data, addr, dirty: false, pinned: false, shared: false, pending: false, gone: false };
       this.insertPage(p);
       if (addr === 0) {
         t.blocks++;
@@ -1527,7 +1540,7 @@ export class CowFs implements FileSystem {
     const whole = first >= fromFbn;
     if (level > 0) {
       if (p === undefined) {
-        p = { ino: t.ino, level, index, data: await this.readBlock(t, level, index, ptr), addr: ptr, dirty: false, pinned: false, shared: false };
+        p = { ino: t.ino, level, index, data: await this.readBlock(t, level, index, ptr), addr: ptr, dirty: false, pinned: false, shared: false, pending: false, gone: false };
         this.insertPage(p);
       }
       if (!whole) await this.dirtyPage(t, p);
@@ -1845,15 +1858,25 @@ export class CowFs implements FileSystem {
     const pages = w.pages;
     if (pages === undefined) return;
     w.pages = undefined;
-    const dropped = this.droppedPinned;
+    let listed = 0;
     for (const page of pages) {
       page.pinned = false;
       page.shared = false;
-      if (page.dirty) continue;
-      // Only a page still in the page map may be evicted later (see droppedPinned).
-      if (dropped.size > 0 && dropped.delete(page)) continue;
-      this.lru.add(page);
+      // Evictable from now on (see lruPending), unless changed or dropped meanwhile.
+      if (page.dirty || page.gone || page.pending) continue;
+      page.pending = true;
+      listed++;
     }
+    if (listed === 0) return;
+    this.lruPending.push(pages);
+    this.lruPendingCount += listed;
+  }
+
+  /** `p` is no longer evictable from `lruPending` (its entries there are skipped). */
+  private unlistPending(p: Page): void {
+    if (!p.pending) return;
+    p.pending = false;
+    this.lruPendingCount--;
   }
 
   private async writeCp(p: PreparedCp, queue: CpWriteQueue<CpJob>, writers: Promise<CpWrite[]>): Promise<void> {
@@ -1972,16 +1995,36 @@ export class CowFs implements FileSystem {
 
   private trimCaches(): void {
     const keep = this.readCache.blockCacheBytesMax > 0;
-    // The bound is on clean pages (the LRU holds exactly those not pinned by a CP), as
+    // The bound is on clean pages (the LRU and lruPending hold those not pinned by a CP), as
     // cachePagesMax says: dirty ones are bounded by dirtyBytesMax, and counting them here made
     // a burst of writes drop every clean page, the file's indirect blocks included.
     // Runs after every query and change: start no iteration of the LRU unless it is over its
     // bound (a Set iterator walks the holes its deletions left at the front, profiled at 4 % of
     // a READ).
     const clean = this.lru;
+    const max = this.opts.cachePagesMax;
+    // Pages of settled CP writes first (mostly file data: see lruPending).
+    while (this.lruPendingCount > 0 && this.lruPending.length > 0 && clean.size + this.lruPendingCount > max) {
+      const pages = this.lruPending[0] as Page[];
+      const p = pages[this.lruPendingAt++] as Page;
+      if (this.lruPendingAt === pages.length) {
+        this.lruPending.shift();
+        this.lruPendingAt = 0;
+      }
+      if (!p.pending) continue;
+      this.unlistPending(p);
+      const data = p.level === 0 && p.ino !== inodeFileIno && this.inodes.get(p.ino)?.type === FileType.REG;
+      // Metadata stays cached longer, as below: it joins the LRU.
+      if (!data) {
+        clean.add(p);
+        continue;
+      }
+      this.dropPage(p);
+      if (keep && p.addr !== 0) this.blockCache.put(p.addr, p.data, fsBlockBytes);
+    }
     let requeues = 0;
-    for (const p of clean.size > this.opts.cachePagesMax ? clean : []) {
-      if (clean.size <= this.opts.cachePagesMax) break;
+    for (const p of clean.size > max ? clean : []) {
+      if (clean.size <= max) break;
       const data = p.level === 0 && p.ino !== inodeFileIno && this.inodes.get(p.ino)?.type === FileType.REG;
       // File data leaves first: it goes on to the block cache below, still in memory, whereas a
       // dropped indirect, directory or inode block costs a disk read, under the lock, when next
