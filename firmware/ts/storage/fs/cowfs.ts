@@ -1613,6 +1613,11 @@ export class CowFs implements FileSystem {
     }
   }
 
+  /** @internal Pages in memory (dirty, pinned by a CP, clean): for tests of the cache bound. */
+  get cachedPageCount(): number {
+    return this.pageCount;
+  }
+
   /** Takes a CP every `cpIntervalMs` while there are changes (needs `timers`). */
   startCpTimer(): void {
     const timers = this.opts.timers;
