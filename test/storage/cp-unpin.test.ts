@@ -84,14 +84,14 @@ describe('clean pages of settled CP writes', () => {
     const vol = new MemVolume({ blockCount: 16 * 1024, stripeBlocks: 4 });
     await mkfs(vol.session(), { fsid: 1n });
     const session = vol.session();
-    let release: () => void = () => undefined;
+    const held: Array<() => void> = [];
     let hold = false;
     const blocks: Volume = {
       ...session,
       writeStripeBlocks: async (first, bs) => {
         const data = new Uint8Array(bs.length * 4096);
         bs.forEach((b, i) => data.set(b, i * 4096));
-        if (hold) await new Promise<void>((r) => (release = r));
+        if (hold) await new Promise<void>((r) => held.push(r));
         await session.writeStripes(first, data);
       },
     };
@@ -118,7 +118,7 @@ describe('clean pages of settled CP writes', () => {
     await new Promise((r) => setTimeout(r, 5));
     await fs.apply({ op: 'remove', dir: fs.rootIno, name: 'b', time: { sec: 3, nsec: 0 }, cred });
     hold = false;
-    release();
+    for (const r of held.splice(0)) r();
     await cp;
     await fs.takeCp();
     await fs.takeCp();

@@ -2,7 +2,7 @@
 // write bandwidth of the data disks, CP write bandwidth of the copy-on-write file system
 // through RAID (and their ratio, cpToRawRatio, per round side by side), small-file creates per
 // second, sequential read bandwidth, and rebuild bandwidth.
-// `npm run bench -- storage [--dir D] [--disk-mib N] [--rounds R] [--cp-write-mib M] [--cp-concurrency C] [--gather thread|main] [--cp-overlap] [--cpu-prof-dir DIR]`.
+// `npm run bench -- storage [--dir D] [--disk-mib N] [--rounds R] [--cp-write-mib M] [--cp-concurrency C] [--gather thread|main] [--cp-overlap | --no-cp-overlap] [--cpu-prof-dir DIR]`.
 import { parseArgs } from 'node:util';
 import { Session } from 'node:inspector/promises';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -49,8 +49,10 @@ export const bench: Bench = {
         // pool (the addon's gatherStripesAsync), or on the main thread. The main thread
         // measured as fast or faster here (2 shared vCPUs, no idle core for the pool thread).
         gather: { type: 'string', default: 'main' },
-        // The CP's writes start during its freeze (CowFsOptions.cpFreezeOverlap).
+        // The CP's writes start during its freeze (CowFsOptions.cpFreezeOverlap, on by default
+        // in the file system); --no-cp-overlap turns it off for side-by-side figures.
         'cp-overlap': { type: 'boolean', default: false },
+        'no-cp-overlap': { type: 'boolean', default: false },
         // How RAID writes a CP's blocks (RaidRuntimeOptions.zeroCopyWrites): in place with the
         // members' writev ('auto', the default) or gathered into per-member buffers first ('off').
         'zero-copy': { type: 'string', default: 'auto' },
@@ -104,7 +106,8 @@ export const bench: Bench = {
       figures['oDirect'] = direct;
       figures['xorKernel'] = xorKernelName();
       figures['gatherOffThread'] = gatherStripesAsyncInstalled();
-      figures['cpFreezeOverlap'] = values['cp-overlap'];
+      const cpFreezeOverlap = values['no-cp-overlap'] ? false : values['cp-overlap'] ? true : cowFsDefaults.cpFreezeOverlap;
+      figures['cpFreezeOverlap'] = cpFreezeOverlap;
       figures['zeroCopy'] = values['zero-copy'];
       figures['loadAverage1mStart'] = round(loadavg()[0] ?? 0, 2);
       if (!direct) notes.push(`${dir} refused O_DIRECT: figures include the page cache`);
@@ -164,7 +167,7 @@ export const bench: Bench = {
         rawCpuMs.push(cpuMs(process.cpuUsage(rawCpu0)));
         volume = await createVolume(members, { pairId: 'bench', volumeId: 'fs', clock: realClock, timers: realTimers, prng: new Prng(1), overwrite: true, stripeUnitBytes, autoRebuild: false, zeroCopyWrites: values['zero-copy'] === 'off' ? false : 'auto', ...opt });
         await mkfs(volume, { fsid: 1n });
-        fs = await CowFs.mount(volume, { dirtyBytesMax: 2 * cpBytes, cachePagesMax: 4096, clock: realClock, cpWriteBytesMax: cpWriteBytes, cpWriteConcurrencyMax: cpConcurrency, cpFreezeOverlap: values['cp-overlap'] });
+        fs = await CowFs.mount(volume, { dirtyBytesMax: 2 * cpBytes, cachePagesMax: 4096, clock: realClock, cpWriteBytesMax: cpWriteBytes, cpWriteConcurrencyMax: cpConcurrency, cpFreezeOverlap });
         big = fs.allocInode();
         await fs.apply({ op: 'create', dir: fs.rootIno, name: 'big', how: 'guarded', attrs: {}, newIno: big.ino, newGen: big.gen, time: { sec: 1, nsec: 0 }, cred });
         for (let off = 0; off < cpBytes; off += MiB) await fs.apply({ op: 'write', target: big, offset: off, data: chunk, time: { sec: 2, nsec: 0 }, cred });

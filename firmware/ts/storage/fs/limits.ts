@@ -17,6 +17,12 @@ export const cowFsDefaults = {
   /** Writes a CP keeps in flight to the volume at once. */
   cpWriteConcurrencyMax: 2,
   /**
+   * A CP's writes start while it is still freezing (`CowFsOptions.cpFreezeOverlap`): the freeze
+   * hands each complete volume write to the writers and yields a few microtask turns, so the
+   * disks work while the rest is frozen.
+   */
+  cpFreezeOverlap: true,
+  /**
    * Writes a CP keeps in flight while its freeze still runs (with `cpFreezeOverlap`): the
    * freeze is one synchronous pass that handles no completions, so the writers it has started
    * keep the disks busy only as long as they have work queued. The freeze holds the lock, so
