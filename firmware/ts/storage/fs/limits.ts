@@ -27,8 +27,11 @@ export const cowFsDefaults = {
    * freeze is one synchronous pass that handles no completions, so the writers it has started
    * keep the disks busy only as long as they have work queued. The freeze holds the lock, so
    * no client request is queued behind them meanwhile; after it, `cpWriteConcurrencyMax`.
+   * 8 writes of 4 MiB cover a 192 MiB CP's freeze on a quiet host (~11 ms; a write takes the
+   * benchmark host's disks ~1.6 ms); more only adds pool threads' work (parity) competing with
+   * the freeze for the CPU, which on 2 shared vCPUs made it last longer.
    */
-  cpFreezeWritesMax: 16,
+  cpFreezeWritesMax: 8,
   /** Bytes per volume write call during a CP (rounded to whole stripes). */
   cpWriteBytesMax: 4 * 1024 * 1024,
   /** Inodes per volume byte at mkfs: one inode per 16 KiB of volume by default. */
