@@ -1683,12 +1683,11 @@ export class CowFs implements FileSystem {
     const overlap = this.opts.cpFreezeOverlap;
     const writeTree = function* (fs: CowFs, t: Inode, set: Set<Page>): Generator<void, void, void> {
       const kind0 = fs.kindOf(t, 0);
-      const pages = pagesInTreeOrder(set);
       // Consecutive pages share their parent (pages are in level, index order): look it up
       // once per run of siblings rather than once per block.
       let parentKey = -1;
       let parent: Page | undefined;
-      for (const p of pages) {
+      for (const level of pagesInTreeOrder(set)) for (const p of level) {
         let w = writes[wi];
         let complete = false;
         while (w !== undefined && si >= (w.slots?.length ?? w.blocks)) {
@@ -1720,7 +1719,8 @@ export class CowFs implements FileSystem {
             parent = fs.cachedPage(t.ino, p.level + 1, pIndex);
             parentKey = key;
           }
-          assert(parent !== undefined && parent.dirty, () => `cowfs: dirty block of inode ${t.ino} has a clean or missing parent`);
+          // Checked without building a message closure per block (49,152 per 192 MiB).
+          if (parent === undefined || !parent.dirty) assert(false, `cowfs: dirty block of inode ${t.ino} has a clean or missing parent`);
           putPtr(parent.data, p.index % F, addr);
         }
         p.addr = addr;
@@ -2239,16 +2239,18 @@ function cpBlocks(w: CpWrite, cp: number, zero: Uint8Array): Uint8Array[] {
  * is itself placed). Sequential writes dirty level-0 pages in index order, so a level whose
  * pages are already in order is not sorted.
  */
-function pagesInTreeOrder(set: ReadonlySet<Page>): Page[] {
+function pagesInTreeOrder(set: ReadonlySet<Page>): Page[][] {
   const byLevel: Page[][] = [];
   for (const p of set) (byLevel[p.level] ??= []).push(p);
-  const out: Page[] = [];
+  // Level by level, each array as it is (not concatenated: one array of 49,152 pages less per
+  // 192 MiB to build before the first write can be handed over).
+  const out: Page[][] = [];
   for (const level of byLevel) {
     if (level === undefined) continue;
     let sorted = true;
     for (let i = 1; i < level.length && sorted; i++) sorted = (level[i - 1] as Page).index < (level[i] as Page).index;
     if (!sorted) level.sort((a, b) => a.index - b.index);
-    for (const p of level) out.push(p);
+    out.push(level);
   }
   return out;
 }
