@@ -200,11 +200,10 @@ export function pwritev(fd: number, parts: readonly Uint8Array[], position: numb
 
 /**
  * Writes at `position` the XOR over `members` of each member's parts concatenated (every
- * concatenation the same length): the parity of a
- * RAID write whose data members are written in place. The XOR (one pass, like
- * {@link xorConcatNative}) and the write both run on the thread pool, in an aligned buffer of
- * the pool thread's own (kept per thread up to 8 MiB), so the calling thread only queues the
- * job: `Promise<bytesWritten>`. The addon holds the array until the promise settles: the
+ * concatenation the same length): the parity of a RAID write whose data members are written
+ * in place. The XOR (one pass, like {@link xorConcatNative}) and the write both run on the
+ * thread pool, in an aligned buffer of the pool thread's own (kept per thread up to 8 MiB), so
+ * the calling thread only queues the job: `Promise<bytesWritten>`. The addon holds the array until the promise settles: the
  * caller must change neither it nor the parts' bytes meanwhile.
  */
 export function pwriteXor(fd: number, members: ReadonlyArray<readonly Uint8Array[]>, position: number, alignment = 0): Promise<number> {
