@@ -207,6 +207,10 @@ const logFullRetryCountMax = 8;
  * against `smRequestsMax`: the state-machine log can make room for a new request only by
  * evicting a finished one that a consistency point contains, so a stream of small changes
  * (creates) with no CP for 10 s filled it, and the NFS service then dropped calls unanswered.
+ * The changes the running CP holds count too (they give way only once it commits): counting
+ * only those since it started let 4 KiB FILE_SYNC writes at ~25,000/s put half the table in
+ * the CP and three quarters after it, and the table overflowed whenever a CP took longer
+ * than ~40 ms (the bench's client then waited 30 s for replies that never came).
  */
 const cpStartHalfFraction = 0.5;
 const cpAdmitHalfFraction = 0.75;
@@ -230,6 +234,12 @@ export class NvChangeLog implements ChangeLog {
   private halfSwitchesSeen = 0;
   /** Changes appended since the last consistency point this log started. */
   private changesSinceCpStart = 0;
+  /**
+   * Changes appended before the running consistency point started (0 when none runs): it
+   * holds them, and until it commits none of their requests can give way in the
+   * state-machine log, so they count against `smRequestsMax` with the ones since.
+   */
+  private changesInRunningCp = 0;
   /** The consistency point this log started, while it runs. */
   private cpRunning: Promise<void> | undefined;
   /** Set while a consistency point holds applies back (`holdApplies`); applies wait for it. */
@@ -379,7 +389,7 @@ export class NvChangeLog implements ChangeLog {
   private admissible(bytes: number): boolean {
     this.noteHalfSwitch();
     if (this.cpRunning === undefined) return true;
-    if (this.changesSinceCpStart + 1 > this.log.limits.smRequestsMax * cpAdmitHalfFraction) return false;
+    if (this.changesInRunningCp + this.changesSinceCpStart + 1 > this.log.limits.smRequestsMax * cpAdmitHalfFraction) return false;
     return this.bytesSinceCpStart === 0 || this.bytesSinceCpStart + bytes <= this.log.layout.halfBytes * cpAdmitHalfFraction;
   }
 
@@ -402,6 +412,7 @@ export class NvChangeLog implements ChangeLog {
     if (this.cpRunning !== undefined) return;
     const due = this.bytesSinceCpStart >= this.log.layout.halfBytes * cpStartHalfFraction || this.changesSinceCpStart >= this.log.limits.smRequestsMax * cpStartHalfFraction;
     if (!due) return;
+    this.changesInRunningCp = this.changesSinceCpStart;
     this.changesSinceCpStart = 0;
     // makeSpace may join a CP already running (taken on the timer or for a full log); the
     // next append past the mark after it starts another. Whether and when the CP switches
@@ -410,7 +421,9 @@ export class NvChangeLog implements ChangeLog {
       .makeSpace()
       .catch(() => undefined)
       .finally(() => {
-        if (this.cpRunning === running) this.cpRunning = undefined;
+        if (this.cpRunning !== running) return;
+        this.cpRunning = undefined;
+        this.changesInRunningCp = 0;
       });
     this.cpRunning = running;
     this.noteHalfSwitch();
@@ -479,7 +492,16 @@ class LogFull extends Error {
  * retransmission finds its original reply after a crash or a takeover (SM-2).
  */
 export class NvDrc implements DuplicateRequestCache {
-  constructor(private readonly log: NvLog, private readonly onError: (e: unknown) => void = () => undefined) {}
+  /**
+   * `makeSpace` takes a consistency point (or joins the one running): the requests it holds
+   * can then give way in the state-machine log. Without it a call meeting a full table is
+   * dropped (the client retransmits).
+   */
+  constructor(
+    private readonly log: NvLog,
+    private readonly onError: (e: unknown) => void = () => undefined,
+    private readonly makeSpace?: () => Promise<void>,
+  ) {}
 
   begin(key: RequestKey): DrcEntry | undefined {
     const k = encodeRequestKey(key);
@@ -487,8 +509,10 @@ export class NvDrc implements DuplicateRequestCache {
     try {
       adm = this.log.sm.receive(k);
     } catch {
-      // The state-machine log is at its bound (SM-3): drop the call; the client retransmits.
-      return { state: 'in-progress' };
+      // The state-machine log is at its bound (SM-3): only requests a consistency point
+      // holds can give way, so the call waits for one.
+      if (this.makeSpace === undefined) return { state: 'in-progress' };
+      return { state: 'busy', retry: this.makeSpace().catch(() => undefined) };
     }
     if (adm.kind === 'new') return undefined;
     if (adm.kind === 'in-progress') return { state: 'in-progress' };

@@ -190,7 +190,7 @@ export class Blade {
       host,
       ports: { nfs: board.nfs.ports.nfs, mount: board.nfs.ports.mount },
       changeLog,
-      drc: new NvDrc(log, (e) => logger.warn({ err: e }, 'state-machine log reply not recorded')),
+      drc: new NvDrc(log, (e) => logger.warn({ err: e }, 'state-machine log reply not recorded'), () => doCp()),
       ...(fhKey ? { fhKey } : {}),
       ...(writeVerifier ? { writeVerifier } : {}),
       onError: (e) => logger.error({ err: e }, 'nfs: unexpected error'),

@@ -424,7 +424,7 @@ export class PairBlade {
       // The change is applied; a CP already running may have frozen before it: take a new one.
       writeThrough: () => this.doCp({ fresh: true }),
     });
-    this.drc = new NvDrc(log, (e) => this.log.warn({ err: e }, 'state-machine log reply not recorded'));
+    this.drc = new NvDrc(log, (e) => this.log.warn({ err: e }, 'state-machine log reply not recorded'), () => this.doCp());
     log.onFull(() => void this.doCp());
     this.scheduleCp();
     // NV-7 / ST-5: a low or failed battery means write-through; a power-fail edge seals the log.

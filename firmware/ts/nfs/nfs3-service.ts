@@ -26,7 +26,7 @@ import { AcceptStat, beginAcceptedReply, replyBody } from './core/rpc.ts';
 import { type Codec, XdrReader, XdrWriter } from './core/xdr.ts';
 import * as x from './core/nfs3.ts';
 import { Access3, Fsf3, NFS_PROGRAM, NFS_V3, Nfs3Proc, StableHow, entry3Bytes, POST_OP_ATTR_BYTES } from './core/nfs3.ts';
-import type { ChangeOutcome, DuplicateRequestCache, RequestKey } from './core/drc.ts';
+import { drcLimits, type ChangeOutcome, type DuplicateRequestCache, type RequestKey } from './core/drc.ts';
 import type { ExportPolicy } from './core/exports.ts';
 import { FH_BYTES, type FileHandleCodec } from './fh.ts';
 import type { CallContext, RpcProgram, Transport } from './rpc-server.ts';
@@ -510,7 +510,12 @@ export class Nfs3Service implements RpcProgram {
       argsCrc: crc32c(args.subarray(0, nfs3ServiceLimits.drcChecksumBytes)),
       argsBytes: args.length,
     };
-    const prior = this.o.drc.begin(key);
+    let prior = this.o.drc.begin(key);
+    for (let held = 0; prior?.state === 'busy'; held++) {
+      if (held >= drcLimits.drcBusyRetryMax) return null;
+      await prior.retry;
+      prior = this.o.drc.begin(key);
+    }
     if (prior !== undefined) {
       if (prior.state === 'in-progress') return null;
       if (prior.state === 'replied') {

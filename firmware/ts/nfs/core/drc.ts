@@ -31,10 +31,14 @@ export type ChangeOutcome =
  * dropped; the original's reply will answer it). `replied`: the encoded RPC reply (no record
  * mark) to send again. `applied`: the change was applied (e.g. by log replay after a
  * takeover) but its reply was never encoded; the service encodes it from the outcome,
- * which gives the same bytes the original reply had.
+ * which gives the same bytes the original reply had. `busy`: the cache is at its bound and
+ * recorded nothing; once `retry` settles (a consistency point has made room) `begin` may be
+ * called again — holding the call, as a filer stalls clients behind a CP, rather than
+ * dropping it (a TCP client retransmits only after its timeout, 60 s on Linux).
  */
 export type DrcEntry =
   | { state: 'in-progress' }
+  | { state: 'busy'; retry: Promise<void> }
   | { state: 'replied'; reply: Uint8Array }
   | { state: 'applied'; outcome: ChangeOutcome };
 
@@ -57,6 +61,8 @@ export function requestKeyString(k: RequestKey): string {
 export const drcLimits = {
   /** Entries kept by the in-memory cache; the oldest completed ones are evicted first. */
   drcEntriesMax: 8192,
+  /** Times a change waits for a busy cache to make room (DrcEntry `busy`) before it is dropped. */
+  drcBusyRetryMax: 8,
 } as const;
 
 /** Bounded in-memory DRC (insertion-ordered Map used as a FIFO of completed entries). */

@@ -9,7 +9,7 @@ export const nvlogLimits = {
   /** While degraded with the partner reachable, a new resynchronisation is tried this often. */
   mirrorResyncRetryMs: 1000,
   /** Requests tracked by the state-machine log at once (bounds the pipeline, SM-3). */
-  smRequestsMax: 4096,
+  smRequestsMax: 16384,
   /** How long a reply is kept for retransmissions after it was sent. */
   replyRetentionMs: 30_000,
   /**

@@ -6,7 +6,7 @@ import { utf8Decode, utf8Encode } from '../../core/bytes.ts';
 import type { Prng } from '../../core/prng.ts';
 import { MemFs } from '../../fsapi/memfs.ts';
 import { FileType, FsError, type ChangeOp, type ChangeResult, type FileSystem, type InodeRef, type Time } from '../../fsapi/ops.ts';
-import type { ChangeOutcome, RequestKey } from '../../nfs/core/drc.ts';
+import { drcLimits, type ChangeOutcome, type RequestKey } from '../../nfs/core/drc.ts';
 import { setFsid, type BladeId, type PairSimWorld, type SimBlade } from './world.ts';
 
 /** A client's change, named the way an NFS client names it: handles it learned, and names. */
@@ -75,7 +75,13 @@ async function serveChange(world: PairSimWorld, b: SimBlade, set: BladeId, key: 
   const drc = b.drc;
   const changeLog = b.changeLog;
   if (!world.alive(b, inc) || world.server[set] !== b.id || fs === undefined || drc === undefined || changeLog === undefined) return undefined;
-  const prior = drc.begin(key);
+  let prior = drc.begin(key);
+  for (let held = 0; prior?.state === 'busy'; held++) {
+    if (held >= drcLimits.drcBusyRetryMax) return undefined;
+    await prior.retry;
+    if (!world.alive(b, inc)) return undefined;
+    prior = drc.begin(key);
+  }
   if (prior !== undefined) {
     if (prior.state === 'in-progress') return undefined;
     if (prior.state === 'replied') return JSON.parse(utf8Decode(prior.reply)) as Reply;

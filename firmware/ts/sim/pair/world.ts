@@ -260,7 +260,7 @@ export class PairSimWorld {
       makeSpace: () => this.doCp(b),
       writeThrough: () => this.freshCp(b),
     });
-    b.drc = new NvDrc(log);
+    b.drc = new NvDrc(log, undefined, () => this.doCp(b));
     log.onFull(() => void this.doCp(b));
     log.onMirrorState((s) => {
       if (s.state === 'synced') this.takeoverAllowed[id] = true;
