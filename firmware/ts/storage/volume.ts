@@ -50,6 +50,14 @@ export interface Volume {
    */
   writeStripeBlocks?(firstBlock: number, blocks: readonly Uint8Array[]): Promise<void>;
   /**
+   * Optional: the caller is about to write whole stripes in these block ranges (a CP names
+   * all of its stripes when it freezes): whatever the volume must make durable before such
+   * writes (the RAID volume's write-intent record) is done now, once for all of them, rather
+   * than by whichever write first enters a region, mid-CP. Only an optimisation: every write
+   * still waits for what it needs. Resolves when done; a failure is left to the writes.
+   */
+  prepareWrites?(ranges: ReadonlyArray<{ readonly first: number; readonly count: number }>): Promise<void>;
+  /**
    * Optional: a zeroed buffer of `bytes` (a plain Uint8Array) that the volume's disks write
    * without copying (aligned for O_DIRECT on the Linux driver). A caller whose buffers end up
    * in `writeStripeBlocks` (the file system's page slabs) allocates them here, so a CP's data

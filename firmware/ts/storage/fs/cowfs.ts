@@ -1675,6 +1675,16 @@ export class CowFs implements FileSystem {
     for (const p of room.partial) {
       writes.push({ first: p.stripe * S, blocks: S, images: new Array<Uint8Array | undefined>(S), slots: p.free, readFirst: true });
     }
+    // Every stripe this CP may write, announced before the first write: the RAID volume marks
+    // their write-intent regions in one record update now, so that no write waits for one of
+    // its own mid-CP (the map region and superblock stripe of this slot included).
+    if (this.volume.prepareWrites !== undefined) {
+      const g = this.geometry;
+      const ranges = writes.map((w) => ({ first: w.first, count: w.blocks }));
+      ranges.push({ first: g.regionStart[slot as 0 | 1], count: g.regionStripes * S });
+      ranges.push({ first: slot * S, count: S });
+      this.volume.prepareWrites(ranges).catch(() => undefined);
+    }
     // The next free position: write `wi`, its `si`-th fillable block (index math, no per-block
     // target objects).
     let wi = 0;

@@ -198,6 +198,8 @@ export class RaidVolume implements Volume {
   private readonly intentInFlight: number[];
   private readonly intentLastWrite: number[];
   private readonly intentLastWriteMs: number[];
+  /** Per region: the record update in flight that will make its bit durable (prepareWrites). */
+  private readonly intentPending: Array<Promise<void> | undefined>;
   private writeSeq = 0;
   private readonly pool: BufferPool;
   /**
@@ -240,6 +242,7 @@ export class RaidVolume implements Volume {
     this.intentLastWrite = new Array<number>(regions).fill(0);
     // Never written since open: idle however young the clock (a monotonic clock may start near 0).
     this.intentLastWriteMs = new Array<number>(regions).fill(-Infinity);
+    this.intentPending = new Array<Promise<void> | undefined>(regions).fill(undefined);
     this.resyncPending = new Array<boolean>(regions).fill(false);
     assert(this.slots.length === this.geometry.memberCount, 'one slot per member');
     assert(this.unavailablePositions().length <= 1, 'a volume is assembled with at most one position unavailable');
@@ -307,6 +310,39 @@ export class RaidVolume implements Volume {
     // Off the main thread when one is installed (installGatherStripesAsync): the CP issues its next
     // write meanwhile.
     return this.writeStripesLocked(firstStripe, stripes, (members, parity) => gatherStripesOffThread(blocks, g.unitBlocks, members, parity));
+  }
+
+  /**
+   * Volume.prepareWrites: marks the write-intent regions of these block ranges in one record
+   * update (written and flushed on every member), so that none of the writes that follow
+   * waits for a record update of its own. A region marked this way counts as written now: a
+   * flush clears its bit only after `intentClearDelayMs` without writes, as for a written one.
+   */
+  prepareWrites(ranges: ReadonlyArray<{ readonly first: number; readonly count: number }>): Promise<void> {
+    this.checkUsable();
+    const regions = new Set<number>();
+    for (const { first, count } of ranges) {
+      this.checkRange(first, count);
+      if (count === 0) continue;
+      const lo = Math.floor(first / this.stripeBlocks);
+      const hi = Math.floor((first + count - 1) / this.stripeBlocks);
+      for (let r = Math.floor(lo / this.regionStripes); r <= Math.floor(hi / this.regionStripes); r++) {
+        if (this.intentDurable[r] !== true && this.intentPending[r] === undefined) regions.add(r);
+      }
+    }
+    if (regions.size === 0) return Promise.resolve();
+    const now = this.options.clock.nowMs();
+    for (const r of regions) {
+      this.intentDirty[r] = true;
+      this.intentLastWriteMs[r] = now;
+    }
+    const done = this.persistIntent(true);
+    for (const r of regions) this.intentPending[r] = done;
+    const settle = (): void => {
+      for (const r of regions) if (this.intentPending[r] === done) this.intentPending[r] = undefined;
+    };
+    done.then(settle, settle);
+    return done;
   }
 
   /** Whether `writeStripeBlocks` writes the caller's blocks in place (see `zeroCopyWrites`). */
@@ -921,9 +957,15 @@ export class RaidVolume implements Volume {
     for (let r = Math.floor(lo / this.regionStripes); r <= Math.floor((hi - 1) / this.regionStripes); r++) regions.push(r);
     for (const r of regions) this.intentInFlight[r] = (this.intentInFlight[r] ?? 0) + 1;
     if (regions.every((r) => this.intentDurable[r] === true)) return regions;
-    for (const r of regions) this.intentDirty[r] = true;
     try {
-      await this.persistIntent(true);
+      // A record update already on its way for these regions (prepareWrites) is waited for
+      // rather than followed by another.
+      const pending = regions.filter((r) => this.intentDurable[r] !== true).map((r) => this.intentPending[r]);
+      if (pending.every((p) => p !== undefined)) await Promise.all(pending);
+      if (!regions.every((r) => this.intentDurable[r] === true)) {
+        for (const r of regions) this.intentDirty[r] = true;
+        await this.persistIntent(true);
+      }
       this.checkUsable();
     } catch (e) {
       this.endIntent(regions);
