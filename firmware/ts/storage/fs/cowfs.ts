@@ -1691,52 +1691,30 @@ export class CowFs implements FileSystem {
     let si = 0;
     let handed = 0;
     const overlap = this.opts.cpFreezeOverlap;
+    // The generator steps once per write, not per block: each step places as many pages of
+    // the tree as the current write has room for (placePages, a plain function, so the
+    // per-block loop runs as ordinary optimised code rather than inside a generator).
     const writeTree = function* (fs: CowFs, t: Inode, set: Set<Page>): Generator<void, void, void> {
       const kind0 = fs.kindOf(t, 0);
-      // Consecutive pages share their parent (pages are in level, index order): look it up
-      // once per run of siblings rather than once per block.
-      let parentKey = -1;
-      let parent: Page | undefined;
-      for (const level of pagesInTreeOrder(set)) for (const p of level) {
-        let w = writes[wi];
-        let complete = false;
-        while (w !== undefined && si >= (w.slots?.length ?? w.blocks)) {
-          // Every block of write `wi` is placed (children before parents: none changes again).
-          queue.push({ cp, w });
-          handed++;
-          complete = true;
-          w = writes[++wi];
-          si = 0;
-        }
-        if (complete && overlap) yield;
-        assert(w !== undefined && w.images !== undefined, 'cowfs: CP ran out of allocated blocks');
-        const i = w.slots !== undefined ? (w.slots[si] as number) : si;
-        si++;
-        const addr = w.first + i;
-        fs.liveBlocks.set(addr);
-        fs.blockCache.invalidate(addr);
-        const kind = p.level === 0 ? kind0 : BlockType.indirect;
-        // No copy here: the CP keeps the block's buffer, and the live page copies it on its
-        // next change (`shared`), so the freeze stays short however much data is dirty.
-        w.images[i] = p.data;
-        if (kind !== 'raw') (w.seals ??= new Array<BlockIdentity | undefined>(w.blocks))[i] = { type: kind, owner: t.ino, level: p.level, index: p.index };
-        p.shared = true;
-        if (p.level === t.height) t.root = addr;
-        else {
-          const pIndex = Math.floor(p.index / F);
-          const key = pageKey(p.level + 1, pIndex);
-          if (key !== parentKey) {
-            parent = fs.cachedPage(t.ino, p.level + 1, pIndex);
-            parentKey = key;
+      for (const level of pagesInTreeOrder(set)) {
+        for (let k = 0; k < level.length; ) {
+          let w = writes[wi];
+          let complete = false;
+          while (w !== undefined && si >= (w.slots?.length ?? w.blocks)) {
+            // Every block of write `wi` is placed (children before parents: none changes again).
+            queue.push({ cp, w });
+            handed++;
+            complete = true;
+            w = writes[++wi];
+            si = 0;
           }
-          // Checked without building a message closure per block (49,152 per 192 MiB).
-          if (parent === undefined || !parent.dirty) assert(false, `cowfs: dirty block of inode ${t.ino} has a clean or missing parent`);
-          putPtr(parent.data, p.index % F, addr);
+          if (complete && overlap) yield;
+          assert(w !== undefined && w.images !== undefined, 'cowfs: CP ran out of allocated blocks');
+          const n = Math.min(level.length - k, (w.slots?.length ?? w.blocks) - si);
+          fs.placePages(t, kind0, level, k, n, w, si);
+          k += n;
+          si += n;
         }
-        p.addr = addr;
-        p.dirty = false;
-        p.pinned = true;
-        (w.pages ??= []).push(p);
       }
       fs.dirtyCount -= set.size;
       fs.dirtyPages.delete(t.ino);
@@ -1861,6 +1839,49 @@ export class CowFs implements FileSystem {
     };
     await Promise.all(Array.from({ length: freezeWriters }, (_, k) => worker(k)));
     return leftovers;
+  }
+
+  /**
+   * The freeze's per-block work: gives `n` pages of one tree level (`pages[k..k+n)`, in index
+   * order) the next free positions of write `w` from its `si`-th fillable block on, writes each
+   * new address into the parent's pointer (or the tree root) and keeps the block's buffer as
+   * the CP's image of it (no copy: the live block is marked shared and copies its buffer before
+   * its next change, so the freeze stays short however much data is dirty).
+   */
+  private placePages(t: Inode, kind0: BlockType | 'raw', pages: readonly Page[], k: number, n: number, w: CpWrite, si: number): void {
+    const images = w.images as Array<Uint8Array | undefined>;
+    const slots = w.slots;
+    const placed = (w.pages ??= []);
+    // Consecutive pages share their parent: look it up once per run of siblings.
+    let parentKey = -1;
+    let parent: Page | undefined;
+    for (let j = 0; j < n; j++) {
+      const p = pages[k + j] as Page;
+      const i = slots !== undefined ? (slots[si + j] as number) : si + j;
+      const addr = w.first + i;
+      this.liveBlocks.set(addr);
+      this.blockCache.invalidate(addr);
+      images[i] = p.data;
+      const kind = p.level === 0 ? kind0 : BlockType.indirect;
+      if (kind !== 'raw') (w.seals ??= new Array<BlockIdentity | undefined>(w.blocks))[i] = { type: kind, owner: t.ino, level: p.level, index: p.index };
+      p.shared = true;
+      if (p.level === t.height) t.root = addr;
+      else {
+        const pIndex = Math.floor(p.index / F);
+        const key = pageKey(p.level + 1, pIndex);
+        if (key !== parentKey) {
+          parent = this.cachedPage(t.ino, p.level + 1, pIndex);
+          parentKey = key;
+        }
+        // Checked without building a message closure per block (49,152 per 192 MiB).
+        if (parent === undefined || !parent.dirty) assert(false, `cowfs: dirty block of inode ${t.ino} has a clean or missing parent`);
+        putPtr(parent.data, p.index % F, addr);
+      }
+      p.addr = addr;
+      p.dirty = false;
+      p.pinned = true;
+      placed.push(p);
+    }
   }
 
   /**
