@@ -148,6 +148,8 @@ export const bench: Bench = {
       // other processes' load, so it shows what the CP path itself costs.
       const rawCpuMs: number[] = [];
       const cpCpuMs: number[] = [];
+      // The freeze of each round's CP (the time changes wait for the file system's lock).
+      const freezeMs: number[] = [];
       let volume: RaidVolume | undefined;
       let fs: CowFs | undefined;
       let big: InodeRef | undefined;
@@ -177,6 +179,7 @@ export const bench: Bench = {
         await fs.takeCp();
         const cpMs = realClock.nowMs() - cp0;
         cpCpuMs.push(cpuMs(process.cpuUsage(cpCpu0)));
+        freezeMs.push(fs.lastCpStats?.freezeMs ?? 0);
         if (profiler !== undefined && profDir !== undefined) {
           const { profile } = await profiler.post('Profiler.stop');
           await writeFile(join(profDir, `cp-round${round}.cpuprofile`), JSON.stringify(profile));
@@ -205,6 +208,8 @@ export const bench: Bench = {
       figures['cpCpuMs'] = round(median(cpCpuMs));
       rows.push({ metric: `CPU time (all threads) of the raw writes, median`, value: median(rawCpuMs), unit: 'ms' });
       rows.push({ metric: `CPU time (all threads) of the CP, median`, value: median(cpCpuMs), unit: 'ms' });
+      rows.push({ metric: 'CP freeze, median', value: median(freezeMs), unit: 'ms' });
+      figures['cpFreezeMsMedian'] = round(median(freezeMs));
       const st = fs.lastCpStats;
       if (st !== undefined) {
         rows.push({ metric: 'CP freeze (in-memory snapshot into stripe buffers), last round', value: st.freezeMs, unit: 'ms' });
