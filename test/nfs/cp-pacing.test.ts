@@ -15,17 +15,23 @@ import type { ChangeOp } from '../../firmware/ts/fsapi/ops.ts';
 const clock = { nowMs: () => 0, wallNs: () => 0n };
 const timers: Timers = { after: () => ({ cancel: () => undefined, refresh: () => undefined }), sleep: () => Promise.resolve() };
 
+/** A log on a tearing NVRAM and one file system on a memory volume, served by one blade. */
+async function setup(seed: number, limits: Parameters<typeof NvLog.open>[1]['limits']): Promise<{ log: NvLog; fs: CowFs; fss: FileSystems }> {
+  const nv = new TearingNvram(8192 + 2 * 256 * 1024, new Prng(seed), (_l, fn) => queueMicrotask(fn));
+  const { log } = await NvLog.open(nv, { bladeId: 0, clock, timers, cpSeq: 0, ...(limits !== undefined ? { limits } : {}) });
+  log.peerDisconnected();
+  const vol = new MemVolume({ blockCount: 16384, stripeBlocks: 4 });
+  await mkfs(vol, { fsid: 7n, rootMode: 0o777 });
+  const fs = await CowFs.mount(vol, { timers, clock });
+  const fss = new FileSystems();
+  fss.add(fs);
+  return { log, fs, fss };
+}
+
 describe('CP pacing of the change path', () => {
   it('NV-4 a CP per half a log half of appends, not one per append, with takeConsistencyPoint as makeSpace', async () => {
-    const nv = new TearingNvram(8192 + 2 * 256 * 1024, new Prng(1), (_l, fn) => queueMicrotask(fn));
     // Replies need no retention here (the clock stands still): released entries free their half.
-    const { log } = await NvLog.open(nv, { bladeId: 0, clock, timers, cpSeq: 0, limits: { replyRetentionMs: 0 } });
-    log.peerDisconnected();
-    const vol = new MemVolume({ blockCount: 16384, stripeBlocks: 4 });
-    await mkfs(vol, { fsid: 7n, rootMode: 0o777 });
-    const fs = await CowFs.mount(vol, { timers, clock });
-    const fss = new FileSystems();
-    fss.add(fs);
+    const { log, fs, fss } = await setup(1, { replyRetentionMs: 0 });
     let cps = 0;
     let running: Promise<void> | undefined;
     const ref: { cl?: NvChangeLog } = {};
@@ -77,16 +83,9 @@ describe('CP pacing of the change path', () => {
   });
 
   it('SM-3 small changes at full speed behind slow CPs never overflow the state-machine table', async () => {
-    const nv = new TearingNvram(8192 + 2 * 256 * 1024, new Prng(2), (_l, fn) => queueMicrotask(fn));
     // Retention never ends here: a request gives way only once a committed CP holds it.
     const smRequestsMax = 64;
-    const { log } = await NvLog.open(nv, { bladeId: 0, clock, timers, cpSeq: 0, limits: { replyRetentionMs: 1e9, smRequestsMax } });
-    log.peerDisconnected();
-    const vol = new MemVolume({ blockCount: 16384, stripeBlocks: 4 });
-    await mkfs(vol, { fsid: 7n, rootMode: 0o777 });
-    const fs = await CowFs.mount(vol, { timers, clock });
-    const fss = new FileSystems();
-    fss.add(fs);
+    const { log, fs, fss } = await setup(2, { replyRetentionMs: 1e9, smRequestsMax });
     let running: Promise<void> | undefined;
     const ref: { cl?: NvChangeLog } = {};
     // A CP that takes a while (a real one writes to disks): changes keep coming meanwhile.
@@ -129,9 +128,7 @@ describe('CP pacing of the change path', () => {
   });
 
   it('SM-3 a call meeting a full state-machine table waits for a CP to make room, then goes ahead', async () => {
-    const nv = new TearingNvram(8192 + 2 * 64 * 1024, new Prng(3), (_l, fn) => queueMicrotask(fn));
-    const { log } = await NvLog.open(nv, { bladeId: 0, clock, timers, cpSeq: 0, limits: { replyRetentionMs: 1e9, smRequestsMax: 4 } });
-    log.peerDisconnected();
+    const { log } = await setup(3, { replyRetentionMs: 1e9, smRequestsMax: 4 });
     let cps = 0;
     const drc = new NvDrc(log, undefined, () => {
       cps++;

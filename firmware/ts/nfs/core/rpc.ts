@@ -262,7 +262,7 @@ export function decodeReply(record: Uint8Array): RpcReply {
 export class RecordDecoder {
   private chunks: Uint8Array[] = [];
   private buffered = 0;
-  private fragments: Uint8Array[] = [];
+  private readonly fragments: Uint8Array[] = [];
   private recordBytes = 0;
   /**
    * `allocate(n)` gives the buffer a record spanning several chunks or fragments is joined
@@ -297,23 +297,7 @@ export class RecordDecoder {
       this.take(4);
       const frag = this.take(len);
       if (!last && len === 0) continue; // an empty middle fragment carries nothing: hold no memory for it
-      if (last && this.fragments.length === 0) {
-        out.push(frag);
-      } else {
-        this.fragments.push(frag);
-        this.recordBytes += len;
-        if (last) {
-          const rec = this.allocate(this.recordBytes);
-          let off = 0;
-          for (const f of this.fragments) {
-            rec.set(f, off);
-            off += f.length;
-          }
-          out.push(rec);
-          this.fragments = [];
-          this.recordBytes = 0;
-        }
-      }
+      this.recordBytes = fragmentDone(this.fragments, this.recordBytes, frag, last, out, this.allocate);
     }
     return out;
   }
@@ -376,7 +360,7 @@ export class InPlaceRecordReader {
   private fragFilled = 0;
   private fragLast = false;
   /** Earlier fragments of the record being assembled (multi-fragment records are rare). */
-  private fragments: Uint8Array[] = [];
+  private readonly fragments: Uint8Array[] = [];
   private recordBytes = 0;
 
   constructor(
@@ -416,7 +400,7 @@ export class InPlaceRecordReader {
         const f = this.frag;
         this.frag = undefined;
         this.fragFilled = 0;
-        this.fragmentDone(f, this.fragLast, out);
+        this.recordBytes = fragmentDone(this.fragments, this.recordBytes, f, this.fragLast, out);
       }
       return out;
     }
@@ -434,7 +418,7 @@ export class InPlaceRecordReader {
       if (have >= len) {
         this.start = p + RECORD_MARK_BYTES + len;
         if (!last && len === 0) continue; // an empty middle fragment carries nothing
-        this.fragmentDone(s.slice(p + RECORD_MARK_BYTES, this.start), last, out);
+        this.recordBytes = fragmentDone(this.fragments, this.recordBytes, s.slice(p + RECORD_MARK_BYTES, this.start), last, out);
         continue;
       }
       if (len >= this.inPlaceBytesMin) {
@@ -451,22 +435,35 @@ export class InPlaceRecordReader {
     return out;
   }
 
-  private fragmentDone(f: Uint8Array, last: boolean, out: Uint8Array[]): void {
-    if (last && this.fragments.length === 0) {
-      out.push(f);
-      return;
-    }
-    this.fragments.push(f);
-    this.recordBytes += f.length;
-    if (!last) return;
-    const rec = new Uint8Array(this.recordBytes);
-    let off = 0;
-    for (const g of this.fragments) {
-      rec.set(g, off);
-      off += g.length;
-    }
-    out.push(rec);
-    this.fragments = [];
-    this.recordBytes = 0;
+}
+
+/**
+ * A record's fragment has arrived: a single-fragment record goes out as it is; otherwise the
+ * fragment joins `fragments` (emptied in place), and the last one joins them all into one
+ * record. Returns the bytes held for the record still being assembled.
+ */
+function fragmentDone(
+  fragments: Uint8Array[],
+  heldBytes: number,
+  f: Uint8Array,
+  last: boolean,
+  out: Uint8Array[],
+  allocate: (bytes: number) => Uint8Array = (bytes) => new Uint8Array(bytes),
+): number {
+  if (last && fragments.length === 0) {
+    out.push(f);
+    return 0;
   }
+  fragments.push(f);
+  const total = heldBytes + f.length;
+  if (!last) return total;
+  const rec = allocate(total);
+  let off = 0;
+  for (const g of fragments) {
+    rec.set(g, off);
+    off += g.length;
+  }
+  out.push(rec);
+  fragments.length = 0;
+  return 0;
 }
