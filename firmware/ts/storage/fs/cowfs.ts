@@ -1683,7 +1683,12 @@ export class CowFs implements FileSystem {
       const ranges = writes.map((w) => ({ first: w.first, count: w.blocks }));
       ranges.push({ first: g.regionStart[slot as 0 | 1], count: g.regionStripes * S });
       ranges.push({ first: slot * S, count: S });
-      this.volume.prepareWrites(ranges).catch(() => undefined);
+      // Only an optimisation: a volume that cannot (offline, fenced) fails the writes instead.
+      try {
+        this.volume.prepareWrites(ranges).catch(() => undefined);
+      } catch {
+        // The writes report it.
+      }
     }
     // The next free position: write `wi`, its `si`-th fillable block (index math, no per-block
     // target objects).
