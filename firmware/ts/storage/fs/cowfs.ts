@@ -300,6 +300,13 @@ export class CowFs implements FileSystem {
   /** Position in `lruPending[0]`, and the pages pending (not the entries: a page may be listed twice). */
   private lruPendingAt = 0;
   private lruPendingCount = 0;
+  /**
+   * Entries left in `lruPending`, stale ones included. Trimming consumes them only while the
+   * cache is over its bound, so a working set that fits, rewritten CP after CP, would leave
+   * stale entries behind forever: past twice the pending pages (plus a slack), the lists are
+   * compacted to one entry per pending page.
+   */
+  private lruPendingEntries = 0;
   private readonly dirs = new Map<number, DirIndex>();
   private dirEntryCount = 0;
   private readonly reserved = new Set<number>();
@@ -1618,6 +1625,11 @@ export class CowFs implements FileSystem {
     return this.pageCount;
   }
 
+  /** @internal Entries of the settled CP writes' page lists, stale ones included: for tests. */
+  get pendingListEntryCount(): number {
+    return this.lruPendingEntries;
+  }
+
   /** Takes a CP every `cpIntervalMs` while there are changes (needs `timers`). */
   startCpTimer(): void {
     const timers = this.opts.timers;
@@ -1911,6 +1923,31 @@ export class CowFs implements FileSystem {
     if (listed === 0) return;
     this.lruPending.push(pages);
     this.lruPendingCount += listed;
+    this.lruPendingEntries += pages.length;
+    if (this.lruPendingEntries > 2 * this.lruPendingCount + lruPendingSlackEntries) this.compactLruPending();
+  }
+
+  /** Rebuilds `lruPending` as one list of the pending pages, each at its newest place, in order. */
+  private compactLruPending(): void {
+    const seen = new Set<Page>();
+    const kept: Page[] = [];
+    for (let a = this.lruPending.length - 1; a >= 0; a--) {
+      const list = this.lruPending[a] as Page[];
+      const from = a === 0 ? this.lruPendingAt : 0;
+      for (let j = list.length - 1; j >= from; j--) {
+        const p = list[j] as Page;
+        if (p.pending && !seen.has(p)) {
+          seen.add(p);
+          kept.push(p);
+        }
+      }
+    }
+    kept.reverse();
+    assert(kept.length === this.lruPendingCount, () => `cowfs: ${kept.length} pending pages listed, ${this.lruPendingCount} counted`);
+    this.lruPending.length = 0;
+    this.lruPendingAt = 0;
+    if (kept.length > 0) this.lruPending.push(kept);
+    this.lruPendingEntries = kept.length;
   }
 
   /** `p` is no longer evictable from `lruPending` (its entries there are skipped). */
@@ -2048,6 +2085,7 @@ export class CowFs implements FileSystem {
     while (this.lruPendingCount > 0 && this.lruPending.length > 0 && clean.size + this.lruPendingCount > max) {
       const pages = this.lruPending[0] as Page[];
       const p = pages[this.lruPendingAt++] as Page;
+      this.lruPendingEntries--;
       if (this.lruPendingAt === pages.length) {
         this.lruPending.shift();
         this.lruPendingAt = 0;
@@ -2138,6 +2176,8 @@ export class CowFs implements FileSystem {
  * bounds a trim's work when metadata is all there is to drop.
  */
 const trimMetadataRequeuesMax = 16;
+/** Stale `lruPending` entries tolerated beyond the pending pages before it is compacted. */
+const lruPendingSlackEntries = 4096;
 
 /** What a hole reads as in `readParts` (never written to). */
 const readZeros = new Uint8Array(fsBlockBytes);
