@@ -145,7 +145,7 @@ describe('the lists of settled CP writes', () => {
     const f = fs.allocInode();
     await fs.apply({ op: 'create', dir: fs.rootIno, name: 'f', how: 'guarded', attrs: {}, newIno: f.ino, newGen: f.gen, time: { sec: 1, nsec: 0 }, cred });
     const p = new Prng(8);
-    let last = new Uint8Array(0);
+    let last: Uint8Array = new Uint8Array(0);
     let peak = 0;
     for (let round = 0; round < 90; round++) {
       last = p.bytes(256 * KiB);
