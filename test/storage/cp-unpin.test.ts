@@ -2,7 +2,8 @@
 // not when the CP commits: a change to a block whose write has settled goes into the page in
 // place while the rest of the CP is still being written, a change to a block whose write is
 // in flight copies the page first, and either way the committed CP holds exactly what was
-// frozen and the next CP holds the changes.
+// frozen and the next CP holds the changes. Also: settled writes' pages become evictable down to
+// cachePagesMax (and their lists stay bounded), and the freeze places pages dirtied in any order.
 import { describe, expect, it } from 'vitest';
 import { Prng } from '../../firmware/ts/core/prng.ts';
 import type { Volume } from '../../firmware/ts/storage/volume.ts';
