@@ -320,6 +320,8 @@ async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: numb
     // 4 KiB FILE_SYNC writes over a 64 MiB region of one file.
     const f1 = ok(await nfs.create(dir, 'sync.dat'), 'CREATE').fh as Uint8Array;
     const block = new Uint8Array(4096).fill(0x5a);
+    // Every timed phase starts once the server has finished the previous one's work (settle).
+    if (phases.has('sync')) await settle(pid);
     const cpu0 = await cpuSeconds(pid);
     const w = await closedLoop(phases.has('sync') ? seconds : 0, qd, async (i) => {
       const r = ok(await nfs.write(f1, (i % 16384) * 4096, block, StableHow.FILE_SYNC), 'WRITE');
@@ -330,6 +332,7 @@ async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: numb
     const wsize = Math.min(1024 * 1024, info.wtmax);
     // The read phase reads what this phase wrote, so it needs it (untimed when not asked for).
     const total = phases.has('unstable') || phases.has('read') ? fileMiB * 1024 * 1024 : 0;
+    if (phases.has('unstable')) await settle(pid);
     const cpu1 = await cpuSeconds(pid);
     const f2 = ok(await nfs.create(dir, 'seq.dat'), 'CREATE').fh as Uint8Array;
     const chunk = new Uint8Array(wsize).map((_, i) => i & 0xff);
@@ -396,6 +399,7 @@ async function measure(m: MountedNfs, seconds: number, qd: number, fileMiB: numb
     // rate rather than running out of inodes (and the round leaves room for the next).
     const st = ok(await nfs.fsstat(root), 'FSSTAT') as { afiles: bigint | number };
     const createsMax = Math.max(1000, Math.floor(Number(st.afiles) / 2));
+    if (phases.has('create')) await settle(pid);
     const cpu4 = await cpuSeconds(pid);
     const c = await closedLoop(phases.has('create') ? seconds : 0, qd, async (i) => {
       ok(await nfs.create(cdir, `f${i}`, { mode: 1, attrs: { mode: 0o644, uid: undefined, gid: undefined, size: undefined, atime: 'dont', mtime: 'dont' } }), 'CREATE');
@@ -592,7 +596,7 @@ export const bench: Bench = {
         'memfs: the same NFS server alone over the in-memory file system (fsapi/memfs.ts) with the direct change log: what the protocol layer costs without storage',
         'ganesha: nfs-ganesha with the VFS FSAL on a temp directory of the host disk (FILE_SYNC means a disk flush there)',
         `same TypeScript client (tools/nfs-client), TCP, AUTH_SYS root, ${seconds} s per timed phase, ${qd} calls in flight (4 for the sequential phases); after a warm-up pass, ${rounds} rounds alternating the servers, best figure of each kept`,
-        'reads: whole passes over the file just written, for the phase time, once the server is idle and the host has written back its dirty pages (so the writes\' aftermath, a consistency point or kernel writeback, is not measured as read cost); client CPU per MiB shows whether the client or the server set the pace',
+        'every timed phase starts once the server is idle and the host has written back its dirty pages, so one phase\'s aftermath (our consistency point, kernel writeback) is not measured in the next nor in the other server\'s phases; reads are whole passes over the file just written, for the phase time; client CPU per MiB shows whether the client or the server set the pace',
       ],
     };
   },
