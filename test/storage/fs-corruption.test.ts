@@ -37,6 +37,23 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
 }
 
 describe('corruption is detected and reported', () => {
+  it('ST-5 a fresh file system mounts without problems; a zeroed superblock that a CP wrote is reported', async () => {
+    const vol = new MemVolume({ blockCount: 16 * 1024, stripeBlocks: 4 });
+    await mkfs(vol.session(), { fsid: 9n });
+    let fs = await CowFs.mount(vol.session());
+    // mkfs commits CP 1 (slot 1); slot 0 is all zeros until the next CP: empty, not damage.
+    expect(fs.problems).toEqual([]);
+    await fs.takeCp();
+    await fs.takeCp();
+    await fs.close();
+    // Both slots hold a CP now: zeros in the older one are damage.
+    const older = (fs.cpNumber + 1) % 2;
+    await vol.session().writeStripes(older * vol.stripeBlocks, new Uint8Array(vol.stripeBlocks * 4096));
+    fs = await CowFs.mount(vol.session());
+    expect(fs.problems).toEqual([expect.objectContaining({ code: 'ERR_FS_SUPERBLOCK_MAGIC', block: older * vol.stripeBlocks })]);
+    await fs.close();
+  });
+
   it('ST-5 a corrupted newest superblock is rejected by its checksum and the older CP is mounted', async () => {
     const prng = new Prng(5);
     const vol = new MemVolume({ blockCount: 16 * 1024, stripeBlocks: 4 });

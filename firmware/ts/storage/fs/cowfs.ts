@@ -43,6 +43,7 @@ import {
   type FsGeometry,
   type Inode,
   type Superblock,
+  SuperblockErrorCode,
   blockCp,
   blockHeaderBytes,
   checkBlock,
@@ -397,9 +398,18 @@ export class CowFs implements FileSystem {
     const S = volume.stripeBlocks;
     const problems: FsProblem[] = [];
     const sbs: Array<Superblock | undefined> = [];
+    const zeroSlots: number[] = [];
     for (const slot of [0, 1]) {
       try {
-        const sb = decodeSuperblock(await volume.readBlocks(slot * S, 1));
+        const block = await volume.readBlocks(slot * S, 1);
+        // All zeros: no CP has written this slot since mkfs zeroed it, or damage (decided
+        // below, once the newest superblock is known).
+        if (block.every((b) => b === 0)) {
+          zeroSlots.push(slot);
+          sbs.push(undefined);
+          continue;
+        }
+        const sb = decodeSuperblock(block);
         if (sb.cpNumber % 2 !== slot) throw new DecodeError('ERR_FS_SUPERBLOCK_FIELD', `CP ${sb.cpNumber} in slot ${slot}`);
         sbs.push(sb);
       } catch (e) {
@@ -410,6 +420,11 @@ export class CowFs implements FileSystem {
     }
     const valid = sbs.filter((s): s is Superblock => s !== undefined).sort((a, b) => b.cpNumber - a.cpNumber);
     const sb = valid[0];
+    // Only a file system still at mkfs's CP (number 1, in slot 1) has a slot no CP has written
+    // yet; a fresh one's first mount reported it as a bad superblock.
+    for (const slot of zeroSlots) {
+      if (sb?.cpNumber !== 1 || slot !== 0) problems.push({ code: SuperblockErrorCode.magic, message: `superblock slot ${slot}: all zeros`, block: slot * S });
+    }
     if (sb === undefined) throw new TwinbladeError(CowFsErrorCode.noSuperblock, 'corrupt', 'no valid superblock in either slot');
     if (sb.blockCount !== volume.blockCount || sb.stripeBlocks !== S) {
       throw new TwinbladeError(
