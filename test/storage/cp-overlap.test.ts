@@ -1,6 +1,7 @@
 // With cpFreezeOverlap, a CP's writes start while it is still freezing: each volume write
 // goes to the writers as soon as all of its blocks are placed (CpWriteQueue), so its I/O
-// overlaps the rest of the freeze (without it, none starts before the freeze ends); what the disks end up holding is unchanged, and a power cut at any step of such a
+// overlaps the rest of the freeze (without it, none starts before the freeze ends), up to
+// cpFreezeWritesMax writes; what the disks end up holding is unchanged, and a power cut at any step of such a
 // CP (many small runs, so most go out during the freeze) still leaves the last committed CP.
 // Also the queue itself.
 import { describe, expect, it } from 'vitest';
@@ -86,11 +87,55 @@ describe('CP writes overlap the freeze', () => {
     expect(await fsck(vol.session())).toEqual([]);
   });
 
-  it('without it (the default) no write is issued before the freeze ends', async () => {
+  it('without it no write is issued before the freeze ends', async () => {
     const { events } = await cpEvents(false);
     const freezeEnd = events.indexOf('clock', 1);
     expect(freezeEnd).toBeGreaterThan(0);
     expect(events.indexOf('write')).toBeGreaterThan(freezeEnd);
+  });
+});
+
+describe('writes in flight while the freeze runs', () => {
+  it('up to cpFreezeWritesMax during the freeze, then no more than cpWriteConcurrencyMax', async () => {
+    const vol = new MemVolume({ blockCount: 16 * 1024, stripeBlocks: 4 });
+    await mkfs(vol.session(), { fsid: 1n });
+    const session = vol.session();
+    let inFlight = 0;
+    let maxAfterRelease = 0;
+    let released = false;
+    const held: Array<() => void> = [];
+    const counted: Volume = {
+      ...session,
+      writeStripeBlocks: async (first, bs) => {
+        inFlight++;
+        if (released) maxAfterRelease = Math.max(maxAfterRelease, inFlight);
+        const data = new Uint8Array(bs.length * 4096);
+        bs.forEach((b, i) => data.set(b, i * 4096));
+        if (!released) await new Promise<void>((r) => held.push(r));
+        await session.writeStripes(first, data);
+        inFlight--;
+      },
+    };
+    // 16 KiB runs: a 1 MiB file is 64 volume writes.
+    const fs = await CowFs.mount(counted, { cpWriteBytesMax: 16 * 1024, cpWriteConcurrencyMax: 2, cpFreezeWritesMax: 5 });
+    const f = fs.allocInode();
+    await fs.apply({ op: 'create', dir: fs.rootIno, name: 'f', how: 'guarded', attrs: {}, newIno: f.ino, newGen: f.gen, time: { sec: 1, nsec: 0 }, cred });
+    const data = new Prng(9).bytes(MiB);
+    await fs.apply({ op: 'write', target: f, offset: 0, data, time: { sec: 2, nsec: 0 }, cred });
+    const cp = fs.takeCp();
+    while (held.length < 5) await new Promise((r) => setTimeout(r, 1));
+    // The freeze is over (it never waits for a write) and five writes are held: no sixth.
+    await new Promise((r) => setTimeout(r, 5));
+    expect(inFlight).toBe(5);
+    released = true;
+    for (const r of held.splice(0)) r();
+    await cp;
+    // The writers beyond cpWriteConcurrencyMax stopped once the freeze was over.
+    expect(maxAfterRelease).toBeGreaterThan(0);
+    expect(maxAfterRelease).toBeLessThanOrEqual(2);
+    expect(Buffer.from((await fs.read(f, 0, MiB)).data).equals(Buffer.from(data))).toBe(true);
+    await fs.close();
+    expect(await fsck(session)).toEqual([]);
   });
 });
 
