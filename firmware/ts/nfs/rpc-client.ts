@@ -64,8 +64,6 @@ export class RpcClient {
   private readonly pending = new Map<number, { resolve: (r: RawResult) => void; reject: (e: Error) => void; deadlineMs: number }>();
   /** One timer for every call's deadline (a timer per call cost more than the call's write). */
   private sweepTimer: NodeJS.Timeout | undefined;
-  /** Whether the socket is corked until the end of this tick (calls issued together go out in one write). */
-  private corked = false;
   private nextXid: number;
   private closedError: Error | undefined;
   cred: OpaqueAuth;
@@ -154,17 +152,14 @@ export class RpcClient {
       }
       this.pending.set(id, { resolve, reject, deadlineMs: performance.now() + this.timeoutMs });
       this.sweepTimer ??= setTimeout(() => this.sweep(), this.sweepDelayMs()).unref();
-      // Every call issued in this tick (the workers a batch of replies woke) leaves in one
-      // write: a write per call cost the client more than decoding a 64 KiB READ reply.
-      if (!this.corked) {
-        this.corked = true;
-        this.sock.cork();
-        process.nextTick(() => {
-          this.corked = false;
-          this.sock.uncork();
-        });
-      }
-      for (const seg of frameSegmentsForTcp(w)) this.sock.write(seg);
+      // Each call leaves at once (its pieces in one writev), not corked until the end of the
+      // tick with the others issued in it: a batch of calls then reaches the server as one,
+      // which works while the client waits and vice versa (measured: 4 KiB FILE_SYNC writes
+      // 23-25k ops/s corked against 29-32k sent at once, 8 in flight, same server).
+      const segs = frameSegmentsForTcp(w);
+      if (segs.length > 1) this.sock.cork();
+      for (const seg of segs) this.sock.write(seg);
+      if (segs.length > 1) this.sock.uncork();
     });
   }
 
