@@ -160,6 +160,28 @@ bool GetBytes(const Napi::CallbackInfo& info, size_t i, const char* what, uint8_
 
 bool IsPowerOfTwo(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
 
+// The arguments of a gather write (pwritev, pwriteXor): fd (0), a non-empty array (1; `arrayError`
+// if it is not one), position (2), alignment (3, optional: 0 or a power of two up to 2 MiB).
+// False with a JavaScript exception pending if one is wrong.
+bool GetWriteTarget(const Napi::CallbackInfo& info, const char* arrayError, int* fd, int64_t* position, int64_t* alignment) {
+  Napi::Env env = info.Env();
+  if (!GetFd(info, 0, fd)) return false;
+  if (info.Length() <= 1 || !info[1].IsArray() || info[1].As<Napi::Array>().Length() == 0) {
+    ThrowType(env, arrayError);
+    return false;
+  }
+  if (!GetNonNegInt(info, 2, "position", position)) return false;
+  *alignment = 0;
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    if (!GetNonNegInt(info, 3, "alignment", alignment)) return false;
+    if (*alignment != 0 && (!IsPowerOfTwo(*alignment) || *alignment > (1 << 21))) {
+      ThrowRange(env, "alignment must be 0 or a power of two up to 2 MiB");
+      return false;
+    }
+  }
+  return true;
+}
+
 void FreeAligned(Napi::Env /*env*/, uint8_t* data) { std::free(data); }
 
 // allocAligned(size, alignment = 4096): a zeroed Buffer whose memory is aligned for O_DIRECT.
@@ -1000,17 +1022,7 @@ Napi::Value Pwritev(const Napi::CallbackInfo& info) {
   int fd = -1;
   int64_t position = 0;
   int64_t alignment = 0;
-  if (!GetFd(info, 0, &fd)) return env.Undefined();
-  if (info.Length() <= 1 || !info[1].IsArray() || info[1].As<Napi::Array>().Length() == 0) {
-    return ThrowType(env, "parts must be a non-empty array of Uint8Arrays");
-  }
-  if (!GetNonNegInt(info, 2, "position", &position)) return env.Undefined();
-  if (info.Length() > 3 && !info[3].IsUndefined()) {
-    if (!GetNonNegInt(info, 3, "alignment", &alignment)) return env.Undefined();
-    if (alignment != 0 && (!IsPowerOfTwo(alignment) || alignment > (1 << 21))) {
-      return ThrowRange(env, "alignment must be 0 or a power of two up to 2 MiB");
-    }
-  }
+  if (!GetWriteTarget(info, "parts must be a non-empty array of Uint8Arrays", &fd, &position, &alignment)) return env.Undefined();
   napi_value arr = info[1];
   uint32_t n = info[1].As<Napi::Array>().Length();
   std::vector<iovec> segs;
@@ -1096,17 +1108,7 @@ Napi::Value PwriteXor(const Napi::CallbackInfo& info) {
   int fd = -1;
   int64_t position = 0;
   int64_t alignment = 0;
-  if (!GetFd(info, 0, &fd)) return env.Undefined();
-  if (info.Length() <= 1 || !info[1].IsArray() || info[1].As<Napi::Array>().Length() == 0) {
-    return ThrowType(env, "members must be a non-empty array of arrays of Uint8Arrays");
-  }
-  if (!GetNonNegInt(info, 2, "position", &position)) return env.Undefined();
-  if (info.Length() > 3 && !info[3].IsUndefined()) {
-    if (!GetNonNegInt(info, 3, "alignment", &alignment)) return env.Undefined();
-    if (alignment != 0 && (!IsPowerOfTwo(alignment) || alignment > (1 << 21))) {
-      return ThrowRange(env, "alignment must be 0 or a power of two up to 2 MiB");
-    }
-  }
+  if (!GetWriteTarget(info, "members must be a non-empty array of arrays of Uint8Arrays", &fd, &position, &alignment)) return env.Undefined();
   Napi::Array arr = info[1].As<Napi::Array>();
   size_t memberCount = arr.Length();
   std::vector<std::vector<const uint8_t*>> ptrs(memberCount);

@@ -208,18 +208,7 @@ export function pwritev(fd: number, parts: readonly Uint8Array[], position: numb
  */
 export function pwriteXor(fd: number, members: ReadonlyArray<readonly Uint8Array[]>, position: number, alignment = 0): Promise<number> {
   checkFd(fd);
-  if (!Array.isArray(members) || members.length === 0) throw typeError('members must be a non-empty array of arrays of Uint8Arrays');
-  let length = -1;
-  for (const parts of members) {
-    if (!Array.isArray(parts)) throw typeError('members must be arrays of Uint8Arrays');
-    let total = 0;
-    for (const p of parts) {
-      if (!(p instanceof Uint8Array)) throw typeError('members must be arrays of Uint8Arrays');
-      total += p.byteLength;
-    }
-    if (length >= 0 && total !== length) throw rangeError("every member's parts must add up to the same length");
-    length = total;
-  }
+  const length = memberLength(members, "every member's parts must add up to the same length");
   if (length === 0) throw rangeError('members must not be empty');
   checkUint(position, 'position');
   checkUint(alignment, 'alignment');
@@ -379,13 +368,13 @@ export function gatherStripesNativeAsync(blocks: readonly Uint8Array[], unitBloc
 }
 
 /**
- * out = XOR over `members` of the concatenation of each member's parts (every concatenation as
- * long as `out`), in one pass in the addon: the parity of a write whose data stays in separate
- * buffers (see xorConcat in storage/raid/xor.ts).
+ * Checks the members of a parity operation (each an array of Uint8Array parts) and returns
+ * the length their parts add up to, the same for every member (`expected` when given;
+ * `mismatch` is the RangeError's message otherwise).
  */
-export function xorConcatNative(out: Uint8Array, members: ReadonlyArray<readonly Uint8Array[]>): void {
-  checkView(out, 'out');
+function memberLength(members: ReadonlyArray<readonly Uint8Array[]>, mismatch: string, expected = -1): number {
   if (!Array.isArray(members) || members.length === 0) throw typeError('members must be a non-empty array of arrays of Uint8Arrays');
+  let length = expected;
   for (const parts of members) {
     if (!Array.isArray(parts)) throw typeError('members must be arrays of Uint8Arrays');
     let total = 0;
@@ -393,8 +382,20 @@ export function xorConcatNative(out: Uint8Array, members: ReadonlyArray<readonly
       if (!(p instanceof Uint8Array)) throw typeError('members must be arrays of Uint8Arrays');
       total += p.byteLength;
     }
-    if (total !== out.byteLength) throw rangeError("every member's parts must add up to the length of out");
+    if (length >= 0 && total !== length) throw rangeError(mismatch);
+    length = total;
   }
+  return length;
+}
+
+/**
+ * out = XOR over `members` of the concatenation of each member's parts (every concatenation as
+ * long as `out`), in one pass in the addon: the parity of a write whose data stays in separate
+ * buffers (see xorConcat in storage/raid/xor.ts).
+ */
+export function xorConcatNative(out: Uint8Array, members: ReadonlyArray<readonly Uint8Array[]>): void {
+  checkView(out, 'out');
+  memberLength(members, "every member's parts must add up to the length of out", out.byteLength);
   binding.xorConcat(out, members);
 }
 
