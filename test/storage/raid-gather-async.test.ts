@@ -12,12 +12,10 @@ import { realClock, realTimers } from '../../firmware/ts/hal/clock/real.ts';
 import { LinuxBlockDevice } from '../../firmware/ts/hal/block/linux/linux-block-device.ts';
 import { allocAligned, gatherStripesNativeAsync } from '../../firmware/ts/native/index.ts';
 import { diskLayout } from '../../firmware/ts/storage/layout.ts';
+import { overwriteDuringCp } from './cp-scenario.ts';
 import { createVolume } from '../../firmware/ts/storage/raid/index.ts';
 import { gatherStripesAsyncInstalled, gatherStripesOffThread, gatherStripesPortable, installGatherStripesAsync } from '../../firmware/ts/storage/raid/xor.ts';
-import { CowFs, mkfs } from '../../firmware/ts/storage/fs/cowfs.ts';
-import { fsck } from '../../firmware/ts/storage/fs/fsck.ts';
 
-const cred = { uid: 0, gid: 0, gids: [] };
 const dirs: string[] = [];
 
 afterEach(async () => {
@@ -89,35 +87,7 @@ describe('CP writes gathered off the main thread, on real files', () => {
     const disks = await openDisks(dir, tag);
     const rt = { pairId: 'p', volumeId: 'v', clock: realClock, timers: realTimers, prng: new Prng(7), stripeUnitBytes: unit, autoRebuild: false, allocate: (n: number) => allocAligned(n) };
     const volume = await createVolume(disks, rt);
-    await mkfs(volume, { fsid: 1n });
-    const fs = await CowFs.mount(volume, { cpWriteBytesMax: 1024 * 1024, cpWriteConcurrencyMax: 4 });
-    const f = fs.allocInode();
-    await fs.apply({ op: 'create', dir: fs.rootIno, name: 'f', how: 'guarded', attrs: {}, newIno: f.ino, newGen: f.gen, time: { sec: 1, nsec: 0 }, cred });
-    const p = new Prng(11);
-    const data = p.bytes(mib * 1024 * 1024);
-    for (let off = 0; off < data.length; off += 1024 * 1024) {
-      await fs.apply({ op: 'write', target: f, offset: off, data: data.subarray(off, off + 1024 * 1024), time: { sec: 2, nsec: 0 }, cred });
-    }
-    await fs.takeCp();
-    // Overwrite part of the file while the CP's images are fresh: the next CP must see the
-    // new bytes, and the first CP's blocks must have been written as they were frozen.
-    await fs.apply({ op: 'write', target: f, offset: 4096, data: new Uint8Array(8192).fill(0xee), time: { sec: 3, nsec: 0 }, cred });
-    const second = fs.takeCp();
-    await fs.apply({ op: 'write', target: f, offset: 4096, data: new Uint8Array(4096).fill(0xdd), time: { sec: 4, nsec: 0 }, cred });
-    await second;
-    await fs.takeCp();
-    await fs.close();
-    const again = await CowFs.mount(volume, {});
-    data.fill(0xdd, 4096, 8192);
-    data.fill(0xee, 8192, 12288);
-    for (let off = 0; off < data.length; off += 1024 * 1024) {
-      const back = await again.read(f, off, 1024 * 1024);
-      expect(Buffer.from(back.data).equals(Buffer.from(data.subarray(off, off + 1024 * 1024)))).toBe(true);
-    }
-    await again.close();
-    expect(await fsck(volume)).toEqual([]);
-    expect((await volume.verifyParity()).mismatchedStripes).toEqual([]);
-    await volume.close();
+    await overwriteDuringCp(volume, mib);
     for (const d of disks) await d.close();
     return Promise.all(Array.from({ length: 4 }, async (_, i) => readFile(join(dir, `${tag}${i}.img`))));
   }

@@ -14,6 +14,7 @@ import { LinuxBlockDevice } from '../../firmware/ts/hal/block/linux/linux-block-
 import { SimBlockDevice } from '../../firmware/ts/hal/block/sim/sim-block-device.ts';
 import { Simulation } from '../../firmware/ts/sim/kernel.ts';
 import { diskLayout } from '../../firmware/ts/storage/layout.ts';
+import { overwriteDuringCp } from './cp-scenario.ts';
 import { createVolume } from '../../firmware/ts/storage/raid/index.ts';
 import { CowFs, mkfs } from '../../firmware/ts/storage/fs/cowfs.ts';
 import { fsck } from '../../firmware/ts/storage/fs/fsck.ts';
@@ -51,31 +52,7 @@ describe('CP writes in place on real files', () => {
       };
     }
     const volume = await createVolume(disks, { pairId: 'p', volumeId: 'v', clock: realClock, timers: realTimers, prng: new Prng(7), stripeUnitBytes: unit, autoRebuild: false, zeroCopyWrites, allocate: (n: number) => allocAligned(n) });
-    await mkfs(volume, { fsid: 1n });
-    const fs = await CowFs.mount(volume, { cpWriteBytesMax: MiB, cpWriteConcurrencyMax: 4 });
-    const f = fs.allocInode();
-    await fs.apply({ op: 'create', dir: fs.rootIno, name: 'f', how: 'guarded', attrs: {}, newIno: f.ino, newGen: f.gen, time: { sec: 1, nsec: 0 }, cred });
-    const data = new Prng(11).bytes(6 * MiB);
-    for (let off = 0; off < data.length; off += MiB) await fs.apply({ op: 'write', target: f, offset: off, data: data.subarray(off, off + MiB), time: { sec: 2, nsec: 0 }, cred });
-    await fs.takeCp();
-    // Pages shared with a CP in flight are copied before they change; the CP writes what it froze.
-    await fs.apply({ op: 'write', target: f, offset: 4096, data: new Uint8Array(8192).fill(0xee), time: { sec: 3, nsec: 0 }, cred });
-    const second = fs.takeCp();
-    await fs.apply({ op: 'write', target: f, offset: 4096, data: new Uint8Array(4096).fill(0xdd), time: { sec: 4, nsec: 0 }, cred });
-    await second;
-    await fs.takeCp();
-    await fs.close();
-    const again = await CowFs.mount(volume, {});
-    data.fill(0xdd, 4096, 8192);
-    data.fill(0xee, 8192, 12288);
-    for (let off = 0; off < data.length; off += MiB) {
-      const back = await again.read(f, off, MiB);
-      expect(Buffer.from(back.data).equals(Buffer.from(data.subarray(off, off + MiB)))).toBe(true);
-    }
-    await again.close();
-    expect(await fsck(volume)).toEqual([]);
-    expect((await volume.verifyParity()).mismatchedStripes).toEqual([]);
-    await volume.close();
+    await overwriteDuringCp(volume, 6);
     for (const d of disks) await d.close();
     const images = await Promise.all(Array.from({ length: 4 }, async (_, i) => readFile(join(dir, `${tag}${i}.img`))));
     return { images, ...seen };
