@@ -9,6 +9,7 @@ import { DecodeError } from '../core/errors.ts';
 import {
   AcceptStat,
   type RpcCall,
+  InPlaceRecordReader,
   RecordDecoder,
   authErrorReply,
   beginAcceptedReply,
@@ -117,17 +118,36 @@ export interface Listener {
   close(): Promise<void>;
 }
 
+export interface TcpListenOptions {
+  /**
+   * Reads each connection's records in place (see `adoptForInPlaceReads`): a large WRITE's
+   * record is read straight into its own buffer, small ones are copied out of one reused
+   * scratch buffer. Default true, unless the environment says TWINBLADE_RPC_INPLACE=0 (read
+   * once per listen; the benchmark compares both). False, or a node whose sockets cannot be
+   * adopted, reads node's chunks and joins them (RecordDecoder).
+   */
+  inPlaceReads?: boolean;
+}
+
 /** Serves the dispatcher over TCP on host:port (port 0: ephemeral). */
-export async function listenTcp(dispatcher: RpcDispatcher, host: string, port: number, limits: RpcServerLimits = { ...rpcServerLimits }): Promise<Listener> {
+export async function listenTcp(
+  dispatcher: RpcDispatcher,
+  host: string,
+  port: number,
+  limits: RpcServerLimits = { ...rpcServerLimits },
+  opts: TcpListenOptions = {},
+): Promise<Listener> {
+  const inPlace = opts.inPlaceReads ?? process.env['TWINBLADE_RPC_INPLACE'] !== '0';
   const sockets = new Set<net.Socket>();
-  const server = net.createServer({ noDelay: true }, (sock) => {
+  // Paused on accept: nothing is read before the connection's reader is in place.
+  const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (accepted) => {
     if (sockets.size >= limits.connectionsMax) {
-      sock.destroy();
+      accepted.destroy();
       return;
     }
+    const sock = serveConnection(dispatcher, accepted, limits, inPlace);
     sockets.add(sock);
     sock.on('close', () => sockets.delete(sock));
-    serveConnection(dispatcher, sock, limits);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -148,22 +168,109 @@ export async function listenTcp(dispatcher: RpcDispatcher, host: string, port: n
 }
 
 /**
- * A record's joining buffer without the zero fill (RecordDecoder writes every byte of it): a
- * 1 MiB WRITE's record otherwise costs a 1 MiB memset before the copy. A plain Uint8Array
- * view, not a Buffer, whose slice() would share memory where callers expect a copy.
+ * A record's joining buffer without the zero fill (every byte of it is written before it is
+ * handed out): a 1 MiB WRITE's record otherwise costs a 1 MiB memset. A plain Uint8Array view
+ * of its own memory, not a Buffer, whose slice() would share memory where callers expect a copy.
  */
 function allocateRecord(bytes: number): Uint8Array {
   const b = Buffer.allocUnsafeSlow(bytes);
   return new Uint8Array(b.buffer, b.byteOffset, bytes);
 }
 
-function serveConnection(dispatcher: RpcDispatcher, sock: net.Socket, limits: RpcServerLimits): void {
-  const decoder = new RecordDecoder(limits.recordBytesMax, allocateRecord);
-  const client = sock.remoteAddress ?? '';
+/** What node's internal stream handle offers that in-place reads rely on (node 12..20+). */
+interface StreamHandle {
+  readStart(): number;
+  readStop(): number;
+  useUserBuffer(buf: Uint8Array): void;
+}
+
+function isStreamHandle(h: unknown): h is StreamHandle {
+  if (typeof h !== 'object' || h === null) return false;
+  const o = h as Record<string, unknown>;
+  return typeof o['readStart'] === 'function' && typeof o['readStop'] === 'function' && typeof o['useUserBuffer'] === 'function';
+}
+
+/**
+ * Moves an accepted, still paused connection into a socket that reads where `onread.buffer()`
+ * says, like a client socket's documented `onread` (node documents it for net.connect and
+ * new net.Socket, not for server sockets). Relies on node's net.js: a Socket constructed with
+ * `{ handle, onread }` adopts the handle (its owner, read callback and user buffer, asking
+ * `onread.buffer()` once at once), and a socket whose `_handle` is null destroys without
+ * touching it, counting itself off its server. Returns the socket now carrying the
+ * connection and whether it reads in place; when node cannot do this (no `_handle`, the
+ * handle not adopted), `accepted` is left or made to carry it, read in chunks.
+ */
+export function adoptForInPlaceReads(accepted: net.Socket, onread: net.OnReadOpts): { sock: net.Socket; inPlace: boolean } {
+  const holder = accepted as unknown as { _handle: unknown };
+  const handle = holder._handle;
+  if (!isStreamHandle(handle) || accepted.destroyed) return { sock: accepted, inPlace: false };
+  let asked = false;
+  const sock = new net.Socket({
+    handle,
+    readable: true,
+    writable: true,
+    onread: {
+      buffer: () => {
+        asked = true;
+        return typeof onread.buffer === 'function' ? onread.buffer() : onread.buffer;
+      },
+      callback: onread.callback,
+    },
+  } as net.SocketConstructorOpts);
+  if ((sock as unknown as { _handle: unknown })._handle !== handle) {
+    // The handle option was ignored: the accepted socket still owns the handle.
+    sock.destroy();
+    return { sock: accepted, inPlace: false };
+  }
+  // The new socket owns the handle now: the accepted one lets go of it without closing it.
+  holder._handle = null;
+  accepted.destroy();
+  // onread ignored: the new socket delivers 'data' chunks like any other.
+  return { sock, inPlace: asked };
+}
+
+/** Serves one accepted (paused) connection; returns the socket that carries it. */
+function serveConnection(dispatcher: RpcDispatcher, accepted: net.Socket, limits: RpcServerLimits, inPlaceWanted: boolean): net.Socket {
+  const client = accepted.remoteAddress ?? '';
   const queue: Uint8Array[] = [];
   let inFlight = 0;
   let waitingDrain = false;
   let closed = false;
+  // Where the next read lands once a record was too long (the socket is being destroyed): the
+  // reader is then in no state to say, and a read must never get an empty buffer.
+  let spare: Uint8Array | undefined;
+
+  let sock = accepted;
+  let decodeChunk: ((chunk: Buffer) => Uint8Array[]) | undefined;
+  if (inPlaceWanted) {
+    const reader = new InPlaceRecordReader(limits.recordBytesMax, undefined, undefined, allocateRecord);
+    const adopted = adoptForInPlaceReads(accepted, {
+      buffer: () => spare ?? reader.nextBuffer(),
+      callback: (n) => {
+        if (spare !== undefined) return false;
+        let records: Uint8Array[];
+        try {
+          records = reader.filled(n);
+        } catch {
+          // An oversized record cannot be skipped without reading it: close the connection.
+          spare = new Uint8Array(64);
+          sock.destroy();
+          return false;
+        }
+        onRecords(records);
+        return true;
+      },
+    });
+    sock = adopted.sock;
+    if (!adopted.inPlace) {
+      const decoder = new RecordDecoder(limits.recordBytesMax, allocateRecord);
+      decodeChunk = (chunk) => decoder.push(chunk);
+    }
+  } else {
+    const decoder = new RecordDecoder(limits.recordBytesMax, allocateRecord);
+    decodeChunk = (chunk) => decoder.push(chunk);
+  }
+
   // Replies finishing in the same turn of the event loop (a group of NVRAM persists resolves
   // many changes at once) leave in one writev rather than one write syscall each: profiled on
   // the blade at 4 KiB FILE_SYNC writes, per-reply writes were 14% of the server's CPU.
@@ -180,6 +287,8 @@ function serveConnection(dispatcher: RpcDispatcher, sock: net.Socket, limits: Rp
     queue.length = 0;
   });
 
+  // With in-place reads, pause() and resume() stop and restart the handle's reads themselves
+  // (net.js Socket.pause/resume for an onread socket); in chunks, they stop the 'data' flow.
   const flowControl = (): void => {
     if (closed) return;
     if (waitingDrain || inFlight >= limits.connRequestsInFlightMax || queue.length > 0) sock.pause();
@@ -211,24 +320,34 @@ function serveConnection(dispatcher: RpcDispatcher, sock: net.Socket, limits: Rp
     }
   };
 
+  function onRecords(records: Uint8Array[]): void {
+    for (const r of records) queue.push(r);
+    pump();
+    flowControl();
+  }
+
   sock.on('drain', () => {
     waitingDrain = false;
     pump();
     flowControl();
   });
-  sock.on('data', (chunk: Buffer) => {
-    let records: Uint8Array[];
-    try {
-      records = decoder.push(chunk);
-    } catch {
-      // An oversized record cannot be skipped without reading it: close the connection.
-      sock.destroy();
-      return;
-    }
-    for (const r of records) queue.push(r);
-    pump();
-    flowControl();
-  });
+  if (decodeChunk !== undefined) {
+    const decode = decodeChunk;
+    sock.on('data', (chunk: Buffer) => {
+      let records: Uint8Array[];
+      try {
+        records = decode(chunk);
+      } catch {
+        // An oversized record cannot be skipped without reading it: close the connection.
+        sock.destroy();
+        return;
+      }
+      onRecords(records);
+    });
+  }
+  // Accepted paused (pauseOnConnect): reading starts now that every listener is in place.
+  sock.resume();
+  return sock;
 }
 
 /** Serves the dispatcher over UDP on host:port (port 0: ephemeral). */

@@ -363,10 +363,17 @@ export class InPlaceRecordReader {
   private readonly fragments: Uint8Array[] = [];
   private recordBytes = 0;
 
+  /**
+   * `allocate(n)` gives a large fragment's buffer and a multi-fragment record's joining buffer;
+   * every byte of either is written before it is handed out, so it need not be zeroed (the TCP
+   * server passes one that skips the zero fill of a 1 MiB WRITE's record). Small fragments are
+   * copied out of the scratch with slice(): every record owns its memory.
+   */
   constructor(
     private readonly recordBytesMax: number,
     private readonly inPlaceBytesMin = 8 * 1024,
     scratchBytes = 64 * 1024,
+    private readonly allocate: (bytes: number) => Uint8Array = (bytes) => new Uint8Array(bytes),
   ) {
     // Room for a whole small fragment after compaction, whatever else the scratch holds.
     this.scratch = new Uint8Array(Math.max(scratchBytes, 2 * (inPlaceBytesMin + RECORD_MARK_BYTES)));
@@ -400,7 +407,7 @@ export class InPlaceRecordReader {
         const f = this.frag;
         this.frag = undefined;
         this.fragFilled = 0;
-        this.recordBytes = fragmentDone(this.fragments, this.recordBytes, f, this.fragLast, out);
+        this.recordBytes = fragmentDone(this.fragments, this.recordBytes, f, this.fragLast, out, this.allocate);
       }
       return out;
     }
@@ -418,12 +425,12 @@ export class InPlaceRecordReader {
       if (have >= len) {
         this.start = p + RECORD_MARK_BYTES + len;
         if (!last && len === 0) continue; // an empty middle fragment carries nothing
-        this.recordBytes = fragmentDone(this.fragments, this.recordBytes, s.slice(p + RECORD_MARK_BYTES, this.start), last, out);
+        this.recordBytes = fragmentDone(this.fragments, this.recordBytes, s.slice(p + RECORD_MARK_BYTES, this.start), last, out, this.allocate);
         continue;
       }
       if (len >= this.inPlaceBytesMin) {
         // The rest of this fragment is read straight into its own buffer.
-        const f = new Uint8Array(len);
+        const f = this.allocate(len);
         f.set(s.subarray(p + RECORD_MARK_BYTES, this.end));
         this.frag = f;
         this.fragFilled = have;
