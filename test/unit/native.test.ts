@@ -59,6 +59,25 @@ describe('native addon: crc32c', () => {
       { numRuns: 300 },
     );
   });
+  it('joins its three interleaved streams exactly: lengths around 3 x 256 and 3 x 8192 bytes, any seed and offset', () => {
+    // The hardware path runs three streams over three adjacent blocks (8 KiB, then 256 B) and
+    // joins them with zero-append operators; the tail is one stream.
+    const big = new Uint8Array(4 * 3 * 8192 + 64).map((_, i) => (i * 131 + (i >> 9)) & 0xff);
+    const lengths = [0, 767, 768, 769, 775, 776, 1536, 1543, 24_575, 24_576, 24_577, 24_583, 25_344, 49_152, 49_159, 3 * 8192 + 3 * 256 + 7];
+    fc.assert(
+      fc.property(fc.constantFrom(...lengths), fc.nat(63), fc.integer({ min: 0, max: 0xffffffff }), (len, skip, seed) => {
+        const view = big.subarray(skip, skip + len);
+        expect(crc32cNative(view, seed)).toBe(crc32cPortable(view, seed));
+      }),
+      { numRuns: 200 },
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 700, maxLength: 60_000 }), (data) => {
+        expect(crc32cNative(data, 7)).toBe(crc32cNativePortable(data, 7));
+      }),
+      { numRuns: 60 },
+    );
+  });
   it('is installed into core/crc32c.ts at import, for short and long inputs alike', () => {
     const big = new Uint8Array(10_000).map((_, i) => (i * 7) & 0xff);
     expect(crc32c(big, 5)).toBe(crc32cPortable(big, 5));
