@@ -363,11 +363,23 @@ export function treeCapacity(height: number): number {
   return indirectFanout ** height;
 }
 
-/** Pointer `slot` of an indirect block. */
+/**
+ * Pointer `slot` of an indirect block (little-endian u32). Byte arithmetic rather than a
+ * DataView: a 1 MiB WRITE reads or writes 256 pointers, and a DataView made per call was most
+ * of their cost (profiled on the blade: ~0.05 ms per MiB written, and garbage for the GC).
+ */
 export function readPtr(block: Uint8Array, slot: number): number {
-  return dataView(block).getUint32(blockHeaderBytes + slot * 4, true);
+  const o = blockHeaderBytes + slot * 4;
+  if (slot < 0 || o + 4 > block.length) throw new RangeError(`readPtr: slot ${slot} outside the block`);
+  return ((block[o] as number) | ((block[o + 1] as number) << 8) | ((block[o + 2] as number) << 16) | ((block[o + 3] as number) << 24)) >>> 0;
 }
 
 export function writePtr(block: Uint8Array, slot: number, addr: number): void {
-  dataView(block).setUint32(blockHeaderBytes + slot * 4, addr, true);
+  const o = blockHeaderBytes + slot * 4;
+  if (slot < 0 || o + 4 > block.length) throw new RangeError(`writePtr: slot ${slot} outside the block`);
+  if (!Number.isInteger(addr) || addr < 0 || addr > 0xffffffff) throw new RangeError(`writePtr: address ${addr} is not a u32`);
+  block[o] = addr & 0xff;
+  block[o + 1] = (addr >>> 8) & 0xff;
+  block[o + 2] = (addr >>> 16) & 0xff;
+  block[o + 3] = addr >>> 24;
 }
