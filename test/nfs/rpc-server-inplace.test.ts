@@ -1,7 +1,8 @@
 // The TCP transport reading records in place (rpc-server.ts adoptForInPlaceReads) and its
 // fallback through node's chunks: records split across many reads or arriving byte by byte,
-// each record in memory of its own, flow control, many connections, the connection limit,
-// and a prompt close, over real loopback sockets.
+// large records in memory of their own and no record's bytes written after it was handed
+// out, flow control, many connections, the connection limit, and a prompt close, over real
+// loopback sockets.
 import net from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { crc32c } from '../../firmware/ts/core/crc32c.ts';
@@ -21,14 +22,22 @@ import {
 const PROG = 0x20000777;
 const Proc = { echo: 1, gated: 2 } as const;
 
-/** A dispatcher that remembers the records it was handed and who sent them. */
+/** A dispatcher that remembers the records it was handed, their bytes then, and who sent them. */
 class RecordingDispatcher extends RpcDispatcher {
   readonly records: Uint8Array[] = [];
+  readonly copies: Uint8Array[] = [];
   readonly clients: string[] = [];
   override dispatch(record: Uint8Array, transport: 'tcp' | 'udp', clientAddr: string): ReturnType<RpcDispatcher['dispatch']> {
     this.records.push(record);
+    this.copies.push(record.slice());
     this.clients.push(clientAddr);
     return super.dispatch(record, transport, clientAddr);
+  }
+
+  /** No record's bytes changed after it was handed out (the file system may keep them). */
+  expectUntouched(): void {
+    expect(this.records.length).toBeGreaterThan(0);
+    this.records.forEach((r, i) => expect(Buffer.from(r).equals(this.copies[i] as Uint8Array)).toBe(true));
   }
 }
 
@@ -158,15 +167,22 @@ async function serve(inPlaceReads: boolean, limits: Partial<RpcServerLimits> = {
   return { program, dispatcher, port: listener.port };
 }
 
-/** Each record handed to the dispatcher is memory of its own (what the file system may adopt). */
+/** The reader's in-place threshold: records at least this long get memory of their own. */
+const inPlaceBytesMin = 8 * 1024;
+
+/**
+ * Each large record handed to the dispatcher is memory of its own (what the file system may
+ * adopt); small ones are views of slabs that hold nothing else but other records.
+ */
 function expectOwnMemory(records: readonly Uint8Array[]): void {
   const buffers = new Set<ArrayBufferLike>();
   for (const r of records) {
+    if (r.length < inPlaceBytesMin) continue;
     expect(r.byteOffset).toBe(0);
     expect(r.buffer.byteLength).toBe(r.byteLength);
     buffers.add(r.buffer);
   }
-  expect(buffers.size).toBe(records.length);
+  for (const r of records) if (r.length < inPlaceBytesMin) expect(buffers.has(r.buffer)).toBe(false);
 }
 
 describe.each([
@@ -188,6 +204,7 @@ describe.each([
       expect(c.replies.get(3)).toEqual(c.replies.get(1));
       expect(dispatcher.clients).toEqual(['127.0.0.1', '127.0.0.1', '127.0.0.1']);
       if (inPlace) expectOwnMemory(dispatcher.records);
+      dispatcher.expectUntouched();
     } finally {
       c.sock.destroy();
     }
@@ -205,6 +222,7 @@ describe.each([
       expect(c.replies.get(11)).toEqual({ len: small.length, crc: crc32c(small) });
       expect(c.replies.get(12)).toEqual({ len: large.length, crc: crc32c(large) });
       if (inPlace) expectOwnMemory(dispatcher.records);
+      dispatcher.expectUntouched();
     } finally {
       c.sock.destroy();
     }
@@ -222,6 +240,7 @@ describe.each([
       expect(c.replies.get(21)).toEqual({ len: args.length, crc: crc32c(args) });
       expect(c.replies.get(22)).toEqual({ len: 5, crc: crc32c(args.subarray(0, 5)) });
       if (inPlace) expectOwnMemory(dispatcher.records);
+      dispatcher.expectUntouched();
     } finally {
       c.sock.destroy();
     }
@@ -318,26 +337,47 @@ describe.each([
 
 describe('in-place reads', () => {
   it('are the default, and TWINBLADE_RPC_INPLACE=0 turns them off (records are then views of node chunks)', async () => {
-    const sendTwo = async (port: number): Promise<void> => {
+    // One 20 KiB record in one write (one socket read on loopback): in place it is a buffer of
+    // its own; from node's chunks, a view just past its mark in the chunk.
+    const sendOne = async (port: number): Promise<void> => {
       const c = await rawConnect(port);
-      c.sock.write(Buffer.concat([frame(callBody(41, Proc.echo, patterned(50, 1))), frame(callBody(42, Proc.echo, patterned(60, 2)))]));
-      await c.next(2);
+      c.sock.write(frame(callBody(41, Proc.echo, patterned(20 * 1024, 1))));
+      await c.next(1);
       c.sock.destroy();
     };
     const program = new TestProgram();
     const first = new RecordingDispatcher([program]);
     listener = await listenTcp(first, '127.0.0.1', 0);
-    await sendTwo(listener.port);
+    await sendOne(listener.port);
+    expect(first.records[0]?.byteOffset).toBe(0);
     expectOwnMemory(first.records);
     await listener.close();
 
     vi.stubEnv('TWINBLADE_RPC_INPLACE', '0');
     const second = new RecordingDispatcher([program]);
     listener = await listenTcp(second, '127.0.0.1', 0);
-    await sendTwo(listener.port);
-    expect(second.records).toHaveLength(2);
-    // One write of two small records is one socket read on loopback: both views of its chunk.
-    expect(second.records[0]?.buffer).toBe(second.records[1]?.buffer);
+    await sendOne(listener.port);
+    expect(second.records[0]?.byteOffset).toBe(4);
+  });
+
+  it('copy small records into shared slabs, written once: many pipelined calls, none changed afterwards', async () => {
+    const { dispatcher, port } = await serve(true);
+    const c = await rawConnect(port);
+    try {
+      const calls = 400;
+      const sizes = [0, 1, 100, 4096, 5000, 8191 - 64, 9000];
+      const args = (i: number): Uint8Array => patterned(sizes[i % sizes.length] as number, i + 1);
+      await writeInPieces(c.sock, Buffer.concat(Array.from({ length: calls }, (_, i) => frame(callBody(500 + i, Proc.echo, args(i))))), [60_000, 333, 17_000]);
+      await c.next(calls);
+      for (let i = 0; i < calls; i++) expect(c.replies.get(500 + i)).toEqual({ len: args(i).length, crc: crc32c(args(i)) });
+      dispatcher.expectUntouched();
+      expectOwnMemory(dispatcher.records);
+      // Small records share slabs (one allocation for many), never with a large record.
+      const small = dispatcher.records.filter((r) => r.length < inPlaceBytesMin);
+      expect(new Set(small.map((r) => r.buffer)).size).toBeLessThan(small.length / 4);
+    } finally {
+      c.sock.destroy();
+    }
   });
 
   it('adopt an accepted socket (the accepted one lets go of it), and leave a socket without a handle as it is', async () => {

@@ -342,6 +342,27 @@ export class RecordDecoder {
   }
 }
 
+export interface InPlaceRecordReaderOptions {
+  /**
+   * Gives a large fragment's buffer, a multi-fragment record's joining buffer and a slab;
+   * every byte of a fragment's or record's buffer is written before it is handed out, so it
+   * need not be zeroed (the TCP server passes one that skips the zero fill of a 1 MiB WRITE's
+   * record). Default `new Uint8Array(bytes)`.
+   */
+  allocate?: (bytes: number) => Uint8Array;
+  /**
+   * 0 (default): each fragment that came whole in the scratch is copied into memory of its
+   * own (`slice`). Otherwise those below `inPlaceBytesMin` are copied one after another into
+   * slabs of this many bytes, each byte written once and never again (a full slab is left to
+   * its records, not reused): one allocation per slab rather than per record; larger ones get
+   * memory of their own from `allocate`, as if read in place. Small records then share
+   * memory, which keeps the file system from adopting a small WRITE's bytes as an unaligned
+   * page of their own (fsapi/codec.ts handOverWriteData): it copies them into its aligned
+   * page slabs instead, which a CP writes to O_DIRECT disks without a bounce copy.
+   */
+  slabBytes?: number;
+}
+
 /**
  * TCP record-marking reader for a socket whose reads land where the reader says (node's
  * `onread.buffer` given as a function): a fragment of at least `inPlaceBytesMin` is read
@@ -363,18 +384,20 @@ export class InPlaceRecordReader {
   private readonly fragments: Uint8Array[] = [];
   private recordBytes = 0;
 
-  /**
-   * `allocate(n)` gives a large fragment's buffer and a multi-fragment record's joining buffer;
-   * every byte of either is written before it is handed out, so it need not be zeroed (the TCP
-   * server passes one that skips the zero fill of a 1 MiB WRITE's record). Small fragments are
-   * copied out of the scratch with slice(): every record owns its memory.
-   */
+  /** Small fragments are copied into this slab from `slabOffset` on (see `slabBytes`). */
+  private slab: Uint8Array = new Uint8Array(0);
+  private slabOffset = 0;
+  private readonly allocate: (bytes: number) => Uint8Array;
+  private readonly slabBytes: number;
+
   constructor(
     private readonly recordBytesMax: number,
     private readonly inPlaceBytesMin = 8 * 1024,
     scratchBytes = 64 * 1024,
-    private readonly allocate: (bytes: number) => Uint8Array = (bytes) => new Uint8Array(bytes),
+    opts: InPlaceRecordReaderOptions = {},
   ) {
+    this.allocate = opts.allocate ?? ((bytes) => new Uint8Array(bytes));
+    this.slabBytes = opts.slabBytes ?? 0;
     // Room for a whole small fragment after compaction, whatever else the scratch holds.
     this.scratch = new Uint8Array(Math.max(scratchBytes, 2 * (inPlaceBytesMin + RECORD_MARK_BYTES)));
   }
@@ -425,7 +448,7 @@ export class InPlaceRecordReader {
       if (have >= len) {
         this.start = p + RECORD_MARK_BYTES + len;
         if (!last && len === 0) continue; // an empty middle fragment carries nothing
-        this.recordBytes = fragmentDone(this.fragments, this.recordBytes, s.slice(p + RECORD_MARK_BYTES, this.start), last, out, this.allocate);
+        this.recordBytes = fragmentDone(this.fragments, this.recordBytes, this.copyOut(p + RECORD_MARK_BYTES, this.start), last, out, this.allocate);
         continue;
       }
       if (len >= this.inPlaceBytesMin) {
@@ -442,6 +465,25 @@ export class InPlaceRecordReader {
     return out;
   }
 
+  /** A whole fragment's bytes out of the scratch, in memory that nothing writes again. */
+  private copyOut(from: number, to: number): Uint8Array {
+    const n = to - from;
+    if (this.slabBytes === 0) return this.scratch.slice(from, to);
+    if (n >= this.inPlaceBytesMin || n > this.slabBytes) {
+      // As large as a fragment read in place (it came whole in one read): its own memory too.
+      const f = this.allocate(n);
+      f.set(this.scratch.subarray(from, to));
+      return f;
+    }
+    if (this.slabOffset + n > this.slab.length) {
+      this.slab = this.allocate(this.slabBytes);
+      this.slabOffset = 0;
+    }
+    const f = this.slab.subarray(this.slabOffset, this.slabOffset + n);
+    f.set(this.scratch.subarray(from, to));
+    this.slabOffset += n;
+    return f;
+  }
 }
 
 /**
