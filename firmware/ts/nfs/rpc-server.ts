@@ -122,7 +122,7 @@ export interface TcpListenOptions {
   /**
    * Reads each connection's records in place (see `adoptForInPlaceReads`): a large WRITE's
    * record is read straight into its own buffer, small ones are copied out of one reused
-   * scratch buffer. Default true, unless the environment says TWINBLADE_RPC_INPLACE=0 (read
+   * scratch buffer into write-once slabs. Default true, unless the environment says TWINBLADE_RPC_INPLACE=0 (read
    * once per listen; the benchmark compares both). False, or a node whose sockets cannot be
    * adopted, reads node's chunks and joins them (RecordDecoder).
    */
@@ -186,7 +186,7 @@ function allocateRecord(bytes: number): Uint8Array {
  */
 const smallRecordSlabBytes = 64 * 1024;
 
-/** What node's internal stream handle offers that in-place reads rely on (node 12..20+). */
+/** What node's internal stream handle (node 20's TCP wrap) offers that in-place reads rely on. */
 interface StreamHandle {
   readStart(): number;
   readStop(): number;
@@ -214,18 +214,24 @@ export function adoptForInPlaceReads(accepted: net.Socket, onread: net.OnReadOpt
   const handle = holder._handle;
   if (!isStreamHandle(handle) || accepted.destroyed) return { sock: accepted, inPlace: false };
   let asked = false;
-  const sock = new net.Socket({
-    handle,
-    readable: true,
-    writable: true,
-    onread: {
-      buffer: () => {
-        asked = true;
-        return typeof onread.buffer === 'function' ? onread.buffer() : onread.buffer;
+  let sock: net.Socket;
+  try {
+    sock = new net.Socket({
+      handle,
+      readable: true,
+      writable: true,
+      onread: {
+        buffer: () => {
+          asked = true;
+          return typeof onread.buffer === 'function' ? onread.buffer() : onread.buffer;
+        },
+        callback: onread.callback,
       },
-      callback: onread.callback,
-    },
-  } as net.SocketConstructorOpts);
+    } as net.SocketConstructorOpts);
+  } catch {
+    // A node that refuses these options: the accepted socket still owns the handle.
+    return { sock: accepted, inPlace: false };
+  }
   if ((sock as unknown as { _handle: unknown })._handle !== handle) {
     // The handle option was ignored: the accepted socket still owns the handle.
     sock.destroy();
@@ -250,7 +256,7 @@ function serveConnection(dispatcher: RpcDispatcher, accepted: net.Socket, limits
   let spare: Uint8Array | undefined;
 
   let sock = accepted;
-  let decodeChunk: ((chunk: Buffer) => Uint8Array[]) | undefined;
+  let inPlace = false;
   if (inPlaceWanted) {
     const reader = new InPlaceRecordReader(limits.recordBytesMax, undefined, undefined, { allocate: allocateRecord, slabBytes: smallRecordSlabBytes });
     const adopted = adoptForInPlaceReads(accepted, {
@@ -271,13 +277,7 @@ function serveConnection(dispatcher: RpcDispatcher, accepted: net.Socket, limits
       },
     });
     sock = adopted.sock;
-    if (!adopted.inPlace) {
-      const decoder = new RecordDecoder(limits.recordBytesMax, allocateRecord);
-      decodeChunk = (chunk) => decoder.push(chunk);
-    }
-  } else {
-    const decoder = new RecordDecoder(limits.recordBytesMax, allocateRecord);
-    decodeChunk = (chunk) => decoder.push(chunk);
+    inPlace = adopted.inPlace;
   }
 
   // Replies finishing in the same turn of the event loop (a group of NVRAM persists resolves
@@ -340,12 +340,13 @@ function serveConnection(dispatcher: RpcDispatcher, accepted: net.Socket, limits
     pump();
     flowControl();
   });
-  if (decodeChunk !== undefined) {
-    const decode = decodeChunk;
+  if (!inPlace) {
+    // Node's chunks, joined into records (a record spanning chunks is copied into its own buffer).
+    const decoder = new RecordDecoder(limits.recordBytesMax, allocateRecord);
     sock.on('data', (chunk: Buffer) => {
       let records: Uint8Array[];
       try {
-        records = decode(chunk);
+        records = decoder.push(chunk);
       } catch {
         // An oversized record cannot be skipped without reading it: close the connection.
         sock.destroy();
