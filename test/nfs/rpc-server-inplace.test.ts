@@ -320,6 +320,40 @@ describe.each([
     }
   });
 
+  it('closes a connection idle in the middle of a large record after connIdleTimeoutMs; others go on', async () => {
+    const { port } = await serve(inPlace, { connIdleTimeoutMs: 300 });
+    const stalled = await rawConnect(port);
+    const closed = new Promise((r) => stalled.sock.once('close', r));
+    stalled.sock.write(frame(callBody(51, Proc.echo, patterned(100_000, 14))).subarray(0, 40_000));
+    const busy = await RpcClient.connect('127.0.0.1', port);
+    try {
+      // Calls on another connection keep it alive and are not held up by the stalled one.
+      while (!stalled.sock.closed) {
+        expect((await busy.call(PROG, 1, Proc.echo, new Uint8Array(3))).u32()).toBe(3);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await closed;
+      expect((await busy.call(PROG, 1, Proc.echo, new Uint8Array(4))).u32()).toBe(4);
+    } finally {
+      await busy.close();
+    }
+  });
+
+  it('closes a connection whose next record is oversized, after a large one in the same write; others go on', async () => {
+    const { port } = await serve(inPlace, { recordBytesMax: 64 * 1024 });
+    const bad = await rawConnect(port);
+    const closed = new Promise((r) => bad.sock.once('close', r));
+    const oversized = Buffer.from([0x80, 0x02, 0, 0]); // 128 KiB
+    bad.sock.write(Buffer.concat([frame(callBody(61, Proc.echo, patterned(30_000, 15))), oversized, Buffer.alloc(1000)]));
+    await closed;
+    const good = await RpcClient.connect('127.0.0.1', port);
+    try {
+      expect((await good.call(PROG, 1, Proc.echo, patterned(40_000, 16))).u32()).toBe(40_000);
+    } finally {
+      await good.close();
+    }
+  });
+
   it('close() closes connections, also one in the middle of a large record, and returns promptly', async () => {
     const { port } = await serve(inPlace);
     const mid = await rawConnect(port);
