@@ -620,7 +620,7 @@ export const bench: Bench = {
         `same TypeScript client (tools/nfs-client), TCP, AUTH_SYS root, ${seconds} s per timed phase, ${qd} calls in flight (4 for the sequential phases); after a warm-up pass, ${rounds} rounds alternating the servers, best figure of each kept`,
         'every timed phase starts once the server is idle and the host has written back its dirty pages, so one phase\'s aftermath (our consistency point, kernel writeback) is not measured in the next nor in the other server\'s phases; reads are whole passes over the file just written, for the phase time; client CPU per MiB shows whether the client or the server set the pace',
         ...(wanted.includes('memfs') && wanted.includes('ganesha') && wanted.includes('ours')
-          ? ["with all three servers in one run, ganesha's UNSTABLE writes have been seen to slow to ~250 MiB/s in its own kernel time (fifth session, cause not found; docs/nfs.md, \"fifth pass\"): compare unstableWriteMiBsRatio with a run of --only ours,ganesha"]
+          ? ["with all three servers in one run, ganesha's UNSTABLE writes have been seen to slow to ~250 MiB/s, its copy into the page cache running at ~200 MB/s in the virtual machine (docs/nfs.md, \"fifth pass\"): compare unstableWriteMiBsRatio with a run of --only ours,ganesha"]
           : []),
       ],
     };
