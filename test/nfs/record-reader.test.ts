@@ -3,31 +3,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { InPlaceRecordReader, RecordDecoder } from '../../firmware/ts/nfs/core/rpc.ts';
+import { feedReads, frame } from './record-stream.ts';
 
-/** Feeds `bytes` to the reader as a socket would: reads of at most `cuts[i]` bytes into nextBuffer(). */
+/** Every record the reader gives for `bytes` read in pieces of `cuts` (see feedReads). */
 function readAll(r: InPlaceRecordReader, bytes: Uint8Array, cuts: readonly number[], onRead?: () => void): number[][] {
   const out: number[][] = [];
-  for (let off = 0, i = 0; off < bytes.length; i++) {
-    const into = r.nextBuffer();
-    expect(into.length).toBeGreaterThan(0);
-    const n = Math.min(cuts[i % cuts.length] as number, into.length, bytes.length - off);
-    into.set(bytes.subarray(off, off + n));
-    off += n;
-    for (const rec of r.filled(n)) out.push([...rec]);
-    onRead?.();
-  }
+  feedReads(r, bytes, cuts, (rec) => out.push([...rec]), onRead);
   return out;
-}
-
-function frame(records: readonly (readonly Uint8Array[])[]): Uint8Array {
-  const stream: number[] = [];
-  for (const frags of records) {
-    frags.forEach((f, i) => {
-      const mark = ((i === frags.length - 1 ? 0x80000000 : 0) | f.length) >>> 0;
-      stream.push(mark >>> 24, (mark >>> 16) & 255, (mark >>> 8) & 255, mark & 255, ...f);
-    });
-  }
-  return Uint8Array.from(stream);
 }
 
 describe('in-place RPC record reader', () => {

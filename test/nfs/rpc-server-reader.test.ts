@@ -5,17 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { InPlaceRecordReader, RecordDecoder } from '../../firmware/ts/nfs/core/rpc.ts';
-
-function frame(records: readonly (readonly Uint8Array[])[]): Uint8Array {
-  const stream: number[] = [];
-  for (const frags of records) {
-    frags.forEach((f, i) => {
-      const mark = ((i === frags.length - 1 ? 0x80000000 : 0) | f.length) >>> 0;
-      stream.push(mark >>> 24, (mark >>> 16) & 255, (mark >>> 8) & 255, mark & 255, ...f);
-    });
-  }
-  return Uint8Array.from(stream);
-}
+import { feedReads, frame } from './record-stream.ts';
 
 /** An allocator like the server's: memory of its own, not zeroed (here: filled with junk). */
 function junkAllocate(bytes: number): Uint8Array {
@@ -36,17 +26,10 @@ describe('in-place record reader with slabs (the TCP server)', () => {
           const reader = new InPlaceRecordReader(1 << 20, inPlaceMin, 16, { allocate: junkAllocate, slabBytes });
           const got: Uint8Array[] = [];
           const then: number[][] = [];
-          for (let off = 0, i = 0; off < stream.length; i++) {
-            const into = reader.nextBuffer();
-            expect(into.length).toBeGreaterThan(0);
-            const n = Math.min(cuts[i % cuts.length] as number, into.length, stream.length - off);
-            into.set(stream.subarray(off, off + n));
-            off += n;
-            for (const rec of reader.filled(n)) {
-              got.push(rec);
-              then.push([...rec]);
-            }
-          }
+          feedReads(reader, stream, cuts, (rec) => {
+            got.push(rec);
+            then.push([...rec]);
+          });
           expect(then).toEqual(want);
           // Read on: later reads and slabs must not write over what was handed out.
           expect(got.map((r) => [...r])).toEqual(want);

@@ -127,12 +127,33 @@ inline uint32_t Shift(const uint32_t zeros[4][256], uint32_t crc) {
   return zeros[0][crc & 0xff] ^ zeros[1][(crc >> 8) & 0xff] ^ zeros[2][(crc >> 16) & 0xff] ^ zeros[3][crc >> 24];
 }
 
+// The hardware CRC instruction per architecture: the register type, a step of 8 bytes and of
+// one byte, compiled for the instruction only (CrcTarget), and how to tell the CPU has it.
 #if defined(__x86_64__)
+#define TWINBLADE_CRC_TARGET __attribute__((target("sse4.2")))
+using CrcReg = uint64_t;
+TWINBLADE_CRC_TARGET inline CrcReg CrcWord(CrcReg c, uint64_t v) { return _mm_crc32_u64(c, v); }
+TWINBLADE_CRC_TARGET inline uint32_t CrcByte(uint32_t c, uint8_t b) { return _mm_crc32_u8(c, b); }
+bool HaveHardware() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("sse4.2");
+}
+const char* kHardwareName = "sse4.2";
+#elif defined(__aarch64__)
+#define TWINBLADE_CRC_TARGET __attribute__((target("+crc")))
+using CrcReg = uint32_t;
+TWINBLADE_CRC_TARGET inline CrcReg CrcWord(CrcReg c, uint64_t v) { return __crc32cd(c, v); }
+TWINBLADE_CRC_TARGET inline uint32_t CrcByte(uint32_t c, uint8_t b) { return __crc32cb(c, b); }
+bool HaveHardware() { return (getauxval(AT_HWCAP) & HWCAP_CRC32) != 0; }
+const char* kHardwareName = "armv8-crc";
+#endif
+
+#if defined(TWINBLADE_CRC_TARGET)
 // Three streams over blocks of `block` bytes each, while three blocks remain.
-__attribute__((target("sse4.2"))) inline void ThreeStreams(const uint8_t*& p, size_t& n, uint64_t& c0, size_t block, const uint32_t zeros[4][256]) {
+TWINBLADE_CRC_TARGET inline void ThreeStreams(const uint8_t*& p, size_t& n, CrcReg& c0, size_t block, const uint32_t zeros[4][256]) {
   while (n >= 3 * block) {
-    uint64_t c1 = 0;
-    uint64_t c2 = 0;
+    CrcReg c1 = 0;
+    CrcReg c2 = 0;
     const uint8_t* end = p + block;
     do {
       uint64_t v0;
@@ -141,9 +162,9 @@ __attribute__((target("sse4.2"))) inline void ThreeStreams(const uint8_t*& p, si
       std::memcpy(&v0, p, 8);
       std::memcpy(&v1, p + block, 8);
       std::memcpy(&v2, p + 2 * block, 8);
-      c0 = _mm_crc32_u64(c0, v0);
-      c1 = _mm_crc32_u64(c1, v1);
-      c2 = _mm_crc32_u64(c2, v2);
+      c0 = CrcWord(c0, v0);
+      c1 = CrcWord(c1, v1);
+      c2 = CrcWord(c2, v2);
       p += 8;
     } while (p < end);
     c0 = Shift(zeros, static_cast<uint32_t>(c0)) ^ static_cast<uint32_t>(c1);
@@ -153,79 +174,26 @@ __attribute__((target("sse4.2"))) inline void ThreeStreams(const uint8_t*& p, si
   }
 }
 
-__attribute__((target("sse4.2"))) uint32_t HardwareRaw(const uint8_t* p, size_t n, uint32_t c) {
-  uint64_t c64 = c;
+TWINBLADE_CRC_TARGET uint32_t HardwareRaw(const uint8_t* p, size_t n, uint32_t c) {
+  CrcReg r = c;
   const ShiftTables& st = GetShiftTables();
-  ThreeStreams(p, n, c64, kLong, st.longZeros);
-  ThreeStreams(p, n, c64, kShort, st.shortZeros);
+  ThreeStreams(p, n, r, kLong, st.longZeros);
+  ThreeStreams(p, n, r, kShort, st.shortZeros);
   while (n >= 8) {
     uint64_t v;
     std::memcpy(&v, p, 8);
-    c64 = _mm_crc32_u64(c64, v);
+    r = CrcWord(r, v);
     p += 8;
     n -= 8;
   }
-  uint32_t c32 = static_cast<uint32_t>(c64);
+  uint32_t c32 = static_cast<uint32_t>(r);
   while (n > 0) {
-    c32 = _mm_crc32_u8(c32, *p);
+    c32 = CrcByte(c32, *p);
     p++;
     n--;
   }
   return c32;
 }
-
-bool HaveHardware() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("sse4.2");
-}
-const char* kHardwareName = "sse4.2";
-#elif defined(__aarch64__)
-// As on x86-64: three streams over blocks of `block` bytes each, while three blocks remain.
-__attribute__((target("+crc"))) inline void ThreeStreams(const uint8_t*& p, size_t& n, uint32_t& c0, size_t block, const uint32_t zeros[4][256]) {
-  while (n >= 3 * block) {
-    uint32_t c1 = 0;
-    uint32_t c2 = 0;
-    const uint8_t* end = p + block;
-    do {
-      uint64_t v0;
-      uint64_t v1;
-      uint64_t v2;
-      std::memcpy(&v0, p, 8);
-      std::memcpy(&v1, p + block, 8);
-      std::memcpy(&v2, p + 2 * block, 8);
-      c0 = __crc32cd(c0, v0);
-      c1 = __crc32cd(c1, v1);
-      c2 = __crc32cd(c2, v2);
-      p += 8;
-    } while (p < end);
-    c0 = Shift(zeros, c0) ^ c1;
-    c0 = Shift(zeros, c0) ^ c2;
-    p += 2 * block;
-    n -= 3 * block;
-  }
-}
-
-__attribute__((target("+crc"))) uint32_t HardwareRaw(const uint8_t* p, size_t n, uint32_t c) {
-  const ShiftTables& st = GetShiftTables();
-  ThreeStreams(p, n, c, kLong, st.longZeros);
-  ThreeStreams(p, n, c, kShort, st.shortZeros);
-  while (n >= 8) {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    c = __crc32cd(c, v);
-    p += 8;
-    n -= 8;
-  }
-  while (n > 0) {
-    c = __crc32cb(c, *p);
-    p++;
-    n--;
-  }
-  return c;
-}
-
-bool HaveHardware() { return (getauxval(AT_HWCAP) & HWCAP_CRC32) != 0; }
-const char* kHardwareName = "armv8-crc";
 #else
 uint32_t HardwareRaw(const uint8_t* p, size_t n, uint32_t c) {
   (void)GetShiftTables;

@@ -139,6 +139,10 @@ export const bench: Bench = {
       figures['memberWriteKiB'] = memberWriteBytes / 1024;
       figures['queueDepth'] = cpConcurrency;
 
+      // Raw sequential writes of `ds`, all at once, in the CP's shape.
+      const rawWrite = (ds: readonly BlockDevice[]) =>
+        measureSequentialWrite(ds, { clock: realClock, bytesPerDisk: rawBytesPerDisk, chunkBytes: memberWriteBytes, parallel: true, queueDepth: cpConcurrency, ...opt });
+
       // 1 and 2, side by side in every round: raw sequential writes of the data disks, then a
       // CP of a big file's data (written in memory first) through a new volume on the same
       // files. The ratio is taken per round, so that load changes between rounds cancel out.
@@ -163,27 +167,13 @@ export const bench: Bench = {
         if (fs !== undefined) await fs.close();
         if (volume !== undefined) await volume.close();
         const rawCpu0 = process.cpuUsage();
-        const raw = await measureSequentialWrite(dataDisks, {
-          clock: realClock,
-          bytesPerDisk: rawBytesPerDisk,
-          chunkBytes: memberWriteBytes,
-          parallel: true,
-          queueDepth: cpConcurrency,
-          ...opt,
-        });
+        const raw = await rawWrite(dataDisks);
         rawCpuMs.push(cpuMs(process.cpuUsage(rawCpu0)));
         // Every member disk at once (the parity disk too), as the array is written: the data
         // disks' share of that aggregate is what they deliver while the array is in use. On
         // independent disks it equals the data disks written alone; on one shared device (the
         // image files here) the parity disk's writes take device time from the data disks'.
-        const rawAll = await measureSequentialWrite(members, {
-          clock: realClock,
-          bytesPerDisk: rawBytesPerDisk,
-          chunkBytes: memberWriteBytes,
-          parallel: true,
-          queueDepth: cpConcurrency,
-          ...opt,
-        });
+        const rawAll = await rawWrite(members);
         volume = await createVolume(members, { pairId: 'bench', volumeId: 'fs', clock: realClock, timers: realTimers, prng: new Prng(1), overwrite: true, stripeUnitBytes, autoRebuild: false, zeroCopyWrites: values['zero-copy'] === 'off' ? false : 'auto', ...opt });
         await mkfs(volume, { fsid: 1n });
         fs = await CowFs.mount(volume, { dirtyBytesMax: 2 * cpBytes, cachePagesMax: 4096, clock: realClock, cpWriteBytesMax: cpWriteBytes, cpWriteConcurrencyMax: cpConcurrency, cpFreezeOverlap });
