@@ -7,12 +7,24 @@ import { Prng } from '../../firmware/ts/core/prng.ts';
 import { realClock, realTimers } from '../../firmware/ts/hal/clock/real.ts';
 import { SimBlockDevice } from '../../firmware/ts/hal/block/sim/sim-block-device.ts';
 import { BoardError, parseBoard } from '../../firmware/ts/board/board.ts';
-import { collectReadCacheMetrics, openStorageSet, readCacheBytesFor, readCacheLimits } from '../../firmware/ts/blade/storage-set.ts';
+import { collectReadCacheMetrics, dirtyBytesFor, openStorageSet, readCacheBytesFor, readCacheLimits } from '../../firmware/ts/blade/storage-set.ts';
 import { MetricsRegistry } from '../../firmware/ts/blade/metrics.ts';
 import { blockCacheDefaults } from '../../firmware/ts/storage/fs/block-cache.ts';
+import { computeLayout } from '../../firmware/ts/nvlog/core/layout.ts';
+import { cowFsDefaults } from '../../firmware/ts/storage/fs/limits.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
+
+describe('dirtyBytesFor', () => {
+  it('is one log half of the NVRAM, never below the file system default', () => {
+    // blade init's 1 GiB NVRAM: four halves of about 256 MiB (the header area comes off first).
+    expect(dirtyBytesFor(GiB)).toBe(computeLayout(GiB).halfBytes);
+    expect(dirtyBytesFor(GiB)).toBeGreaterThan(255 * MiB);
+    expect(dirtyBytesFor(128 * MiB)).toBe(cowFsDefaults.dirtyBytesMax);
+    expect(dirtyBytesFor(1024 * 1024)).toBe(cowFsDefaults.dirtyBytesMax);
+  });
+});
 
 describe('readCacheBytesFor', () => {
   it('takes an eighth of the RAM, at least the floor and at most the cap, in whole MiB', () => {

@@ -25,6 +25,8 @@ import {
   pread,
   pwrite,
   storeFence,
+  tuneDaemonMalloc,
+  tuneMalloc,
   uncheckedBindingForTests,
 } from '../../firmware/ts/native/index.ts';
 import { crc32c, crc32cPortable } from '../../firmware/ts/core/crc32c.ts';
@@ -39,6 +41,21 @@ describe('native addon: loading', () => {
     expect(pageSizeBytes % 4096).toBe(0);
     expect(['sse4.2', 'armv8-crc', 'portable']).toContain(crc32cImplementation);
     if (process.arch === 'x64') expect(crc32cImplementation).toBe('sse4.2');
+  });
+});
+
+describe('native addon: allocator tuning', () => {
+  it('sets glibc thresholds and refuses bad values before calling the C library', () => {
+    // Debian's C library is glibc: the settings take.
+    expect(tuneDaemonMalloc()).toBe(true);
+    expect(tuneMalloc(32 * 1024 * 1024, 1024 * 1024 * 1024)).toBe(true);
+    expect(() => tuneMalloc(-1, 0)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => tuneMalloc(0, 2 ** 31)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => tuneMalloc('1' as unknown as number, 0)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    const raw = uncheckedBindingForTests['tuneMalloc'] as (...a: unknown[]) => unknown;
+    expect(() => raw(1)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => raw(-5, 0)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => raw(Number.NaN, 0)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
   });
 });
 

@@ -16,6 +16,9 @@
 #include <vector>
 
 #include <fcntl.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <linux/fs.h>
 #include <pty.h>
 #include <sys/ioctl.h>
@@ -1127,10 +1130,31 @@ Napi::Value PwriteXor(const Napi::CallbackInfo& info) {
   return p;
 }
 
-Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 5); }
+Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), 6); }
+
+// tuneMalloc(mmapThresholdBytes, trimThresholdBytes) -> boolean: glibc's allocator keeps freed
+// memory for reuse instead of handing it back to the kernel. Its defaults adapt the mmap
+// threshold to the largest chunk freed so far and give the top of the heap back once more than
+// twice that is free, so a daemon that allocates and frees a 1 MiB record per WRITE keeps
+// returning memory and faulting it in again (a fault per 4 KiB page). False where the C library
+// is not glibc or refuses a value (nothing changed then).
+Napi::Value TuneMalloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) return ThrowType(env, "tuneMalloc(mmapThresholdBytes, trimThresholdBytes): two numbers");
+  const double mmapThreshold = info[0].As<Napi::Number>().DoubleValue();
+  const double trimThreshold = info[1].As<Napi::Number>().DoubleValue();
+  if (!(mmapThreshold >= 0 && mmapThreshold <= INT_MAX && trimThreshold >= 0 && trimThreshold <= INT_MAX)) return ThrowRange(env, "tuneMalloc: thresholds must be 0..2^31-1 bytes");
+#if defined(__GLIBC__)
+  const bool ok = mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmapThreshold)) == 1 && mallopt(M_TRIM_THRESHOLD, static_cast<int>(trimThreshold)) == 1;
+  return Napi::Boolean::New(env, ok);
+#else
+  return Napi::Boolean::New(env, false);
+#endif
+}
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Function::New(env, Version));
+  exports.Set("tuneMalloc", Napi::Function::New(env, TuneMalloc));
   exports.Set("allocAligned", Napi::Function::New(env, AllocAligned));
   exports.Set("isAligned", Napi::Function::New(env, IsAligned));
   exports.Set("openDirect", Napi::Function::New(env, OpenDirect));

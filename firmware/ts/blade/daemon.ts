@@ -21,7 +21,7 @@ import { replay } from '../nvlog/core/replay.ts';
 import { startNfsServer, type NfsServer } from '../nfs/server.ts';
 import { deriveWriteVerifier } from '../nfs/fh.ts';
 import { openDisks } from './disks.ts';
-import { collectReadCacheMetrics, openStorageSet, readCacheBytesFor, type StorageSet } from './storage-set.ts';
+import { collectReadCacheMetrics, dirtyBytesFor, openStorageSet, readCacheBytesFor, type StorageSet } from './storage-set.ts';
 import { FileSystems, NvChangeLog, NvDrc, ReplayApplier, takeConsistencyPoint } from './change-path.ts';
 import { MgmtServer } from './mgmt.ts';
 import { MetricsRegistry } from './metrics.ts';
@@ -117,6 +117,7 @@ export class Blade {
       prng,
       cpIntervalMs,
       readCacheBytes: readCacheBytesFor(totalmem(), svc?.readCacheBytes),
+      dirtyBytesMax: dirtyBytesFor(board.nvram.sizeBytes),
       formatIfBlank: opts.formatIfBlank ?? true,
       now,
       // The log is released by takeConsistencyPoint only (after the outcomes a CP holds are

@@ -20,7 +20,7 @@ async function freePort(): Promise<number> {
  * touches. Larger means fewer consistency points under sustained writes (a CP starts when a
  * log half fills); storage controllers of this class carry hundreds of MiB to GiBs.
  */
-export const initNvramBytesDefault = 128 * 1024 * 1024;
+export const initNvramBytesDefault = 1024 * 1024 * 1024;
 
 export async function initSingleBlade(dir: string, opts: { nvramBytes?: number } = {}): Promise<string> {
   const root = path.resolve(dir);

@@ -35,7 +35,7 @@ import type { MailboxDisk } from '../ha/mailbox-io.ts';
 import { startNfsServer, type NfsServer } from '../nfs/server.ts';
 import { deriveWriteVerifier } from '../nfs/fh.ts';
 import { openDisks } from './disks.ts';
-import { collectReadCacheMetrics, openStorageSet, readCacheBytesFor, type StorageSet } from './storage-set.ts';
+import { collectReadCacheMetrics, dirtyBytesFor, openStorageSet, readCacheBytesFor, type StorageSet } from './storage-set.ts';
 import { FileSystems, NvChangeLog, NvDrc, ReplayApplier, takeConsistencyPoint } from './change-path.ts';
 import { HaStateStore } from './ha-state.ts';
 import { AddressManager, type ClientAddress } from './addresses.ts';
@@ -360,6 +360,7 @@ export class PairBlade {
       prng: this.prng,
       cpIntervalMs: this.board.service?.cpIntervalMs ?? 10_000,
       readCacheBytes: readCacheBytesFor(totalmem(), this.board.service?.readCacheBytes),
+      dirtyBytesMax: dirtyBytesFor(this.board.nvram.sizeBytes),
       formatIfBlank,
       now: () => this.now(),
       onProblem: (p) => this.log.warn({ problem: p, set }, 'file system problem'),

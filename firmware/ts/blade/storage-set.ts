@@ -15,6 +15,8 @@ import { CowFs, mkfs, type CpInfo, type FsProblem } from '../storage/fs/cowfs.ts
 import type { BlockCacheStats } from '../storage/fs/block-cache.ts';
 import type { MetricsRegistry } from './metrics.ts';
 import type { Time } from '../fsapi/ops.ts';
+import { computeLayout } from '../nvlog/core/layout.ts';
+import { cowFsDefaults } from '../storage/fs/limits.ts';
 
 export const storageSetLimits = {
   /**
@@ -53,6 +55,19 @@ export function readCacheBytesFor(totalMemBytes: number, configured?: number): n
   if (configured !== undefined) return configured;
   const share = Math.floor((totalMemBytes * readCacheLimits.ramFraction) / (1024 * 1024)) * 1024 * 1024;
   return Math.min(readCacheLimits.bytesMax, Math.max(readCacheLimits.bytesMin, share));
+}
+
+/**
+ * The dirty-data bound of a disk set's file system on a blade whose NVRAM has `nvramBytes`:
+ * one log half, and never less than the file system's own default. Every dirty block comes from
+ * a logged change, and the change log starts a CP when half of a log half is used
+ * (change-path.ts), so for large writes the log decides when CPs run; the dirty bound stays the
+ * guard against metadata-heavy changes (a 200-byte CREATE dirties whole directory and inode
+ * blocks) and against memory. At the file system's fixed default (64 MiB) a 1 GiB NVRAM,
+ * which takes a 128 MiB burst of writes without a CP, still started one every 64 MiB.
+ */
+export function dirtyBytesFor(nvramBytes: number): number {
+  return Math.max(cowFsDefaults.dirtyBytesMax, computeLayout(nvramBytes).halfBytes);
 }
 
 /**
@@ -100,6 +115,8 @@ export interface StorageSetOptions {
   replacedDiskProbeIntervalMs?: number;
   /** Bytes the file system's clean-block cache may hold (readCacheBytesFor); default the file system's own. */
   readCacheBytes?: number;
+  /** Dirty bytes beyond which the file system starts a CP (dirtyBytesFor); default the file system's own. */
+  dirtyBytesMax?: number;
 }
 
 export interface StorageSet {
@@ -133,6 +150,7 @@ export async function openStorageSet(members: readonly BlockDevice[], spares: re
   const fs = await CowFs.mount(volume, {
     timers: o.timers,
     cpIntervalMs: o.cpIntervalMs,
+    ...(o.dirtyBytesMax !== undefined ? { dirtyBytesMax: o.dirtyBytesMax } : {}),
     ...(o.readCacheBytes !== undefined ? { readCache: { blockCacheBytesMax: o.readCacheBytes } } : {}),
     ...(o.onCpCommitted ? { onCpCommitted: o.onCpCommitted } : {}),
     ...(o.onProblem ? { onProblem: o.onProblem } : {}),

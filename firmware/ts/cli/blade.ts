@@ -21,6 +21,7 @@ import { openBoardDevices } from '../blade/board-devices.ts';
 import { initSingleBlade } from '../blade/init.ts';
 import { mgmtRequest } from '../blade/mgmt.ts';
 import { isTwinbladeError } from '../core/errors.ts';
+import { tuneDaemonMalloc } from '../native/index.ts';
 
 function usage(): never {
   console.error('usage: blade init DIR | blade run --config FILE | blade status [--json] | blade cp | blade takeover [disable|enable] | blade giveback   (management commands take --config FILE or --socket PATH)');
@@ -82,6 +83,7 @@ async function main(): Promise<void> {
     }
     case 'run': {
       if (!values.config) usage();
+      tuneDaemonMalloc();
       const board = await loadBoard(values.config);
       const logger = pino({ level: board.service?.logLevel ?? 'info', base: { blade: board.identity.blade } });
       // A board with a partner's disk set runs as half of a pair; without one, standalone.
