@@ -26,6 +26,8 @@ import {
   pwrite,
   storeFence,
   tuneDaemonMalloc,
+  underReportToGc,
+  adjustExternalMemory,
   tuneMalloc,
   uncheckedBindingForTests,
 } from '../../firmware/ts/native/index.ts';
@@ -56,6 +58,31 @@ describe('native addon: allocator tuning', () => {
     expect(() => raw(1)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
     expect(() => raw(-5, 0)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
     expect(() => raw(Number.NaN, 0)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+  });
+});
+
+describe('native addon: external memory accounting', () => {
+  it('adjusts V8\'s count, and underReportToGc takes the given bytes off it', () => {
+    // The buffer's own allocation counts too: read the count after it.
+    const buf = new ArrayBuffer(1 << 20);
+    const before = adjustExternalMemory(0);
+    expect(adjustExternalMemory(4096)).toBe(before + 4096);
+    expect(adjustExternalMemory(-4096)).toBe(before);
+    underReportToGc(buf, 3 << 18);
+    expect(adjustExternalMemory(0)).toBe(before - (3 << 18));
+    underReportToGc(buf, 0);
+    expect(adjustExternalMemory(0)).toBe(before - (3 << 18));
+    // Balanced by hand here (the registry does it when the buffer is collected).
+    adjustExternalMemory(3 << 18);
+    expect(() => underReportToGc(buf, (1 << 20) + 1)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => underReportToGc(buf, -1)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => adjustExternalMemory(0.5)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => adjustExternalMemory('1' as unknown as number)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    const raw = uncheckedBindingForTests['adjustExternalMemory'] as (...a: unknown[]) => unknown;
+    expect(() => raw()).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => raw(Number.NaN)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => raw(2 ** 60)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(adjustExternalMemory(0)).toBe(before);
   });
 });
 

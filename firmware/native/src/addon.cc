@@ -1138,6 +1138,21 @@ Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::Number::New(i
 // twice that is free, so a daemon that allocates and frees a 1 MiB record per WRITE keeps
 // returning memory and faulting it in again (a fault per 4 KiB page). False where the C library
 // is not glibc or refuses a value (nothing changed then).
+// adjustExternalMemory(deltaBytes) -> number: napi_adjust_external_memory, V8's count of memory
+// outside its heap that JavaScript objects keep alive (it starts full collections as the count
+// grows). Returns the count after the change. See gcAccounting in native/index.ts.
+Napi::Value AdjustExternalMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return ThrowType(env, "adjustExternalMemory(deltaBytes): a number");
+  const double delta = info[0].As<Napi::Number>().DoubleValue();
+  if (!(delta >= -9007199254740991.0 && delta <= 9007199254740991.0) || delta != static_cast<double>(static_cast<int64_t>(delta))) {
+    return ThrowRange(env, "adjustExternalMemory: deltaBytes must be a safe integer");
+  }
+  int64_t result = 0;
+  if (napi_adjust_external_memory(env, static_cast<int64_t>(delta), &result) != napi_ok) return ThrowRange(env, "adjustExternalMemory: refused");
+  return Napi::Number::New(env, static_cast<double>(result));
+}
+
 Napi::Value TuneMalloc(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) return ThrowType(env, "tuneMalloc(mmapThresholdBytes, trimThresholdBytes): two numbers");
@@ -1155,6 +1170,7 @@ Napi::Value TuneMalloc(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Function::New(env, Version));
   exports.Set("tuneMalloc", Napi::Function::New(env, TuneMalloc));
+  exports.Set("adjustExternalMemory", Napi::Function::New(env, AdjustExternalMemory));
   exports.Set("allocAligned", Napi::Function::New(env, AllocAligned));
   exports.Set("isAligned", Napi::Function::New(env, IsAligned));
   exports.Set("openDirect", Napi::Function::New(env, OpenDirect));

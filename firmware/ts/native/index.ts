@@ -68,6 +68,7 @@ interface NativeBinding {
   pwriteXor(fd: number, members: ReadonlyArray<readonly ArrayBufferView[]>, position: number, alignment?: number): Promise<number>;
   xorImplementation: 'vector' | 'scalar';
   tuneMalloc(mmapThresholdBytes: number, trimThresholdBytes: number): boolean;
+  adjustExternalMemory(deltaBytes: number): number;
 }
 
 const addonPath = '../../native/build/Release/twinblade_native.node';
@@ -144,6 +145,35 @@ export function tuneMalloc(mmapThresholdBytes: number, trimThresholdBytes: numbe
  */
 export function tuneDaemonMalloc(): boolean {
   return tuneMalloc(32 * 1024 * 1024, 1024 * 1024 * 1024);
+}
+
+/**
+ * V8's count of the memory outside its heap that JavaScript objects keep alive, after adding
+ * `deltaBytes` (napi_adjust_external_memory; 0 reads it). V8 starts a full collection each time
+ * the count has grown by 64 MB since the last one.
+ */
+export function adjustExternalMemory(deltaBytes: number): number {
+  if (typeof deltaBytes !== 'number') throw typeError('deltaBytes must be a number');
+  if (!Number.isSafeInteger(deltaBytes)) throw rangeError('deltaBytes must be a safe integer');
+  return binding.adjustExternalMemory(deltaBytes);
+}
+
+/** Gives back what `underReportToGc` took off, once the buffer has been collected. */
+const underReported = new FinalizationRegistry<number>((bytes) => {
+  binding.adjustExternalMemory(bytes);
+});
+
+/**
+ * Takes `bytes` of `buffer` off V8's count of external memory while the buffer lives: V8 still
+ * frees it when nothing refers to it, but its allocation brings the next full collection only
+ * as near as the rest of it does. The count is balanced again when the buffer is collected.
+ */
+export function underReportToGc(buffer: ArrayBuffer, bytes: number): void {
+  checkUint(bytes, 'bytes');
+  if (bytes > buffer.byteLength) throw rangeError('bytes must not exceed the buffer');
+  if (bytes === 0) return;
+  binding.adjustExternalMemory(-bytes);
+  underReported.register(buffer, bytes);
 }
 
 /** Default alignment of buffers for O_DIRECT: the largest logical sector size in use. */
