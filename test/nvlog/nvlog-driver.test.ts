@@ -15,7 +15,7 @@ import type { Nvram } from '../../firmware/ts/hal/nvram/nvram.ts';
 import { decodeChangePayload } from '../../firmware/ts/nvlog/core/entry.ts';
 import { HEADER_COPY_BYTES, computeLayout, encodeHeader } from '../../firmware/ts/nvlog/core/layout.ts';
 import type { MirrorMessage } from '../../firmware/ts/nvlog/core/mirror.ts';
-import { NvLog, type NvLogOptions } from '../../firmware/ts/nvlog/nvlog.ts';
+import { NvLog, lastNonZeroEnd, type NvLogOptions } from '../../firmware/ts/nvlog/nvlog.ts';
 import { PowerMonitor, type PowerAlert } from '../../firmware/ts/nvlog/power.ts';
 import { StepScheduler } from '../../firmware/ts/nvlog/sim/scheduler.ts';
 import { TearingNvram } from '../../firmware/ts/nvlog/sim/tearing-nvram.ts';
@@ -37,6 +37,26 @@ async function appendN(log: NvLog, n: number, bytes = 40): Promise<number[]> {
   for (let i = 0; i < n; i++) seqs.push((await log.appendChange(new Uint8Array([i]), new Uint8Array(bytes).fill(i))).seq);
   return seqs;
 }
+
+describe('lastNonZeroEnd (the zero scan before clearing the tail at boot)', () => {
+  it('finds the end of the last non-zero byte in a range, chunk boundaries included', () => {
+    const naive = (b: Uint8Array, from: number, to: number): number => {
+      while (to > from && b[to - 1] === 0) to--;
+      return to;
+    };
+    const prng = new Prng(7);
+    const b = new Uint8Array(300 * 1024);
+    expect(lastNonZeroEnd(b, 0, b.length)).toBe(0);
+    expect(lastNonZeroEnd(b, 100, 100)).toBe(100);
+    for (const at of [0, 1, 65535, 65536, 65537, 131071, 200_000, b.length - 1]) {
+      b.fill(0);
+      b[at] = 1 + prng.int(255);
+      for (const [from, to] of [[0, b.length], [at, b.length], [at + 1, b.length], [0, at + 1], [Math.max(0, at - 70_000), Math.min(b.length, at + 70_000)]] as const) {
+        expect(lastNonZeroEnd(b, from, to)).toBe(naive(b, from, to));
+      }
+    }
+  });
+});
 
 describe('NvLog open and recovery', () => {
   it('NV-5 formats a fresh NVRAM, then recovers its entries after a reboot with a new boot generation', async () => {

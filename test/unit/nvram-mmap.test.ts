@@ -44,6 +44,17 @@ describe('MmapNvram', () => {
     await nv.close();
   });
 
+  it('borrow gives the mapped bytes themselves: later stores show through, and it refuses bad ranges and a closed NVRAM', async () => {
+    const nv = await MmapNvram.open(join(dir, 'borrow.bin'), { create: true, sizeBytes: 8192 });
+    const seen = nv.borrow(4096, 16);
+    expect(seen.length).toBe(16);
+    nv.write(4100, Uint8Array.of(1, 2, 3));
+    expect([...seen.subarray(3, 8)]).toEqual([0, 1, 2, 3, 0]);
+    expect(() => nv.borrow(8190, 4)).toThrow(expect.objectContaining({ code: NvramErrorCode.outOfRange }));
+    await nv.close();
+    expect(() => nv.borrow(0, 1)).toThrow(expect.objectContaining({ code: NvramErrorCode.closed }));
+  });
+
   it('keeps every completed store when the process is killed (the rig power cut)', async () => {
     const path = join(dir, 'killed.bin');
     writeFileSync(path, new Uint8Array(4096));

@@ -24,6 +24,10 @@ export const NvramErrorCode = {
  * - If the battery has failed, the whole content is lost at the next power cut (the sim and
  *   rig drivers model this; real hardware reports it through the battery gauge).
  * - `read` returns a copy the caller owns.
+ * - `borrow(offset, length)`, where a driver has it, returns the bytes themselves (a view of
+ *   memory-mapped NVRAM), not a copy: what later writes store shows through it. For reading
+ *   a large range once (the log region at boot) without copying it; the caller drops it
+ *   before anything else writes, and never keeps it past `close`.
  * - `writeParts(offset, parts)` stores the concatenation of `parts` at `offset`: the same
  *   result, durability and tearing as one `write` of the joined bytes, but each part is
  *   copied once, straight into the memory (a log entry's header and its 1 MiB of WRITE data
@@ -35,6 +39,8 @@ export interface Nvram {
   readonly name: string;
   readonly sizeBytes: number;
   read(offset: number, length: number): Uint8Array;
+  /** The bytes themselves, not a copy (see the contract); only drivers whose NVRAM is mapped memory. */
+  borrow?(offset: number, length: number): Uint8Array;
   write(offset: number, data: Uint8Array): void;
   /** Gather write: `parts` joined, stored at `offset` as one `write` (see the contract). */
   writeParts(offset: number, parts: readonly Uint8Array[]): void;

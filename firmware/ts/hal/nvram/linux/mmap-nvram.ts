@@ -104,6 +104,12 @@ export class MmapNvram implements Nvram {
     return this.view.slice(offset, offset + length);
   }
 
+  borrow(offset: number, length: number): Uint8Array {
+    checkNvramRange(this.name, this.sizeBytes, offset, length);
+    if (this.mapping === undefined) throw nvramClosedError(this.name);
+    return this.view.subarray(offset, offset + length);
+  }
+
   write(offset: number, data: Uint8Array): void {
     checkNvramData(this.name, data);
     checkNvramRange(this.name, this.sizeBytes, offset, data.length);
