@@ -17,8 +17,10 @@ async function freePort(): Promise<number> {
 
 /**
  * The emulated NVRAM of `blade init`: a sparse file, so its size costs only what the log
- * touches. Larger means fewer consistency points under sustained writes (a CP starts when a
- * log half fills); storage controllers of this class carry hundreds of MiB to GiBs.
+ * touches. The log's halves are a quarter of it each and a CP starts once half a half is
+ * logged, so 1 GiB takes a 128 MiB burst of writes before its CP. At 128 MiB (before the sixth
+ * session) CPs ran every 16-24 MiB and 1 MiB WRITEs waited ~5 ms each for them (docs/nfs.md,
+ * "sixth pass"). Storage controllers of this class carry hundreds of MiB to GiBs.
  */
 export const initNvramBytesDefault = 1024 * 1024 * 1024;
 
