@@ -141,7 +141,7 @@ export function tuneMalloc(mmapThresholdBytes: number, trimThresholdBytes: numbe
  * steady state (10-20 with these settings), on a virtual machine each costing a trip to the
  * hypervisor. The price is that the daemon's resident memory stays near its peak, which is
  * what a storage controller's memory is for. 32 MiB is glibc's largest mmap threshold on
- * 64-bit; larger allocations (the NVRAM region read at boot) still get mappings of their own.
+ * 64-bit; larger allocations still get mappings of their own.
  */
 export function tuneDaemonMalloc(): boolean {
   return tuneMalloc(32 * 1024 * 1024, 1024 * 1024 * 1024);
